@@ -1,0 +1,3 @@
+from cproxy.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,93 @@
+"""Every error cproxy raises on purpose derives from CproxyError.
+
+The names say what happened and whose fault it was (DESIGN.md §4.5): a
+ClientProtocolError is the client's (answered with a 4xx), an OriginError is
+the origin's or the network's (answered with 502 or 504).
+"""
+
+from __future__ import annotations
+
+
+class CproxyError(Exception):
+    """Base of all cproxy errors."""
+
+
+class ConfigError(CproxyError):
+    """A directive file or a directive value is wrong.
+
+    str() gives one line: ``path:line: Directive: what is wrong; what is allowed``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        line: int | None = None,
+        directive: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+        self.line = line
+        self.directive = directive
+
+    def __str__(self) -> str:
+        where = ""
+        if self.path is not None:
+            where = f"{self.path}:{self.line}: " if self.line is not None else f"{self.path}: "
+        who = f"{self.directive}: " if self.directive else ""
+        return f"{where}{who}{self.message}"
+
+
+class ProtocolError(CproxyError):
+    """An HTTP message broke the syntax or framing rules."""
+
+
+class ClientProtocolError(ProtocolError):
+    """The client sent something we refuse; answer with ``status`` and close."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class OriginProtocolError(ProtocolError):
+    """The origin sent a malformed response: the client gets a 502."""
+
+    status = 502
+
+
+class OriginError(CproxyError):
+    """Talking to the origin failed; ``status`` is what the client gets."""
+
+    status = 502
+
+
+class OriginDNSError(OriginError):
+    """The origin's host name did not resolve."""
+
+
+class OriginConnectError(OriginError):
+    """The origin refused the connection or was unreachable."""
+
+
+class OriginConnectTimeout(OriginError):
+    """The origin did not accept the connection within the connect timeout."""
+
+    status = 504
+
+
+class OriginReadTimeout(OriginError):
+    """The origin sent nothing for ReadTimeout."""
+
+    status = 504
+
+
+class OriginReset(OriginError):
+    """The origin closed or reset the connection before the response was complete."""
+
+
+class PoolClosed(CproxyError):
+    """The origin pool was closed; no connection can be taken from it."""
