@@ -1,0 +1,228 @@
+"""One proxy-to-origin TCP connection, and how it is opened.
+
+Opening a connection resolves the origin's name, then tries each address in turn within a single
+connect-timeout budget, and maps every failure onto the typed errors of ``cproxy.errors`` with a
+message naming ``host:port`` and the cause: the client sees that message on its 502/504 page.
+
+All I/O uses gevent's socket module explicitly: cproxy runs without monkey-patching.
+"""
+
+from __future__ import annotations
+
+import socket as _stdlib_socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import gevent
+import gevent.socket as gsocket
+
+from cproxy.errors import OriginConnectError, OriginConnectTimeout, OriginDNSError
+
+OriginKey = tuple[str, str, int]
+"""``(scheme, host, port)``: host lowercased, an IPv6 literal without brackets."""
+
+Resolver = Callable[[str, int], list[tuple[Any, ...]]]
+"""``resolve(host, port)`` returns ``getaddrinfo``-style 5-tuples
+``(family, type, proto, canonname, sockaddr)``; raises ``socket.gaierror`` when the name does not
+resolve."""
+
+
+def origin_key(scheme: str, host: str, port: int) -> OriginKey:
+    """Return the canonical key for an origin: scheme and host lowercased, brackets stripped.
+
+    Two spellings of the same origin (``EXAMPLE.test`` and ``example.test``, ``[::1]`` and
+    ``::1``) must share one idle list, or pooling silently stops working for one of them.
+    """
+    host = host.strip().lower()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    port = int(port)
+    if not 0 < port < 65536:
+        raise ValueError(f"origin port out of range: {port}")
+    if not host:
+        raise ValueError("origin host is empty")
+    return (scheme.lower(), host, port)
+
+
+def format_host_port(host: str, port: int) -> str:
+    """``host:port`` as a user writes it: an IPv6 literal goes in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def format_origin(key: OriginKey) -> str:
+    """The origin as a URL prefix, e.g. ``http://example.test:80`` (used as the stats key)."""
+    scheme, host, port = key
+    return f"{scheme}://{format_host_port(host, port)}"
+
+
+def default_resolve(host: str, port: int) -> list[tuple[Any, ...]]:
+    """Resolve with gevent's resolver (cooperative: other greenlets run meanwhile)."""
+    return gsocket.getaddrinfo(host, port, 0, gsocket.SOCK_STREAM, gsocket.IPPROTO_TCP)
+
+
+class OriginConnection:
+    """A connected socket to one origin, owned by whoever holds it.
+
+    ``sock`` is connected, has ``TCP_NODELAY`` set (requests are written whole, so Nagle's
+    algorithm only adds latency) and is blocking-with-gevent (no timeout: the forwarding code sets
+    its own read/write timeouts). ``uses`` counts the exchanges completed on the socket: the pool
+    increments it on each ``release``. ``reused`` says whether this checkout came from the idle
+    pool, i.e. whether the origin may have closed the socket under us (DESIGN §5 rule 5).
+    """
+
+    __slots__ = (
+        "_closed",
+        "_on_close",
+        "_reused",
+        "created_at",
+        "idle_since",
+        "key",
+        "sock",
+        "uses",
+    )
+
+    def __init__(
+        self,
+        key: OriginKey,
+        sock: gsocket.socket,
+        created_at: float,
+        on_close: Callable[[OriginConnection], None] | None = None,
+    ) -> None:
+        self.key = key
+        self.sock = sock
+        self.created_at = created_at
+        self.idle_since = created_at
+        self.uses = 0
+        self._reused = False
+        self._closed = False
+        self._on_close = on_close
+
+    @property
+    def reused(self) -> bool:
+        """True when this checkout came from the idle pool (``uses > 0`` at checkout time)."""
+        return self._reused
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` has run."""
+        return self._closed
+
+    def _checkout(self) -> None:
+        """Record a checkout from the idle pool (called by ``OriginPool``)."""
+        self._reused = self.uses > 0
+
+    def close(self) -> None:
+        """Close the socket (idempotent). Prefer ``OriginPool.discard`` when done with it."""
+        if self._closed:
+            return
+        self._closed = True
+        # Tell the pool first so its counters are right even if closing the socket raises.
+        if self._on_close is not None:
+            self._on_close(self)
+        self.sock.close()
+
+    def peer_state(self) -> str:
+        """Check, without blocking, whether the idle socket is still usable.
+
+        Returns ``"ok"`` when nothing is waiting (the normal idle state), ``"eof"`` when the
+        origin closed it, ``"garbage"`` when bytes arrived that no request asked for (reusing it
+        would splice them into the next response), ``"error"`` when the socket is reset or gone.
+        """
+        if self._closed or self.sock.fileno() < 0:
+            return "error"
+        timeout = self.sock.gettimeout()
+        # Timeout 0 makes gevent's recv raise instead of waiting: a true non-blocking peek.
+        self.sock.settimeout(0.0)
+        try:
+            data = self.sock.recv(1, _stdlib_socket.MSG_PEEK)
+        except BlockingIOError:
+            return "ok"
+        except OSError:
+            return "error"
+        finally:
+            if self.sock.fileno() >= 0:
+                self.sock.settimeout(timeout)
+        return "garbage" if data else "eof"
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"fd={self.sock.fileno()}"
+        return f"<OriginConnection {format_origin(self.key)} {state} uses={self.uses}>"
+
+
+def _describe(exc: BaseException) -> str:
+    """A short cause for an error page: the OS's words, without Python's decoration."""
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def _sockaddr_text(family: int, sockaddr: tuple[Any, ...]) -> str:
+    if family in (gsocket.AF_INET, gsocket.AF_INET6):
+        return format_host_port(str(sockaddr[0]), int(sockaddr[1]))
+    return str(sockaddr)
+
+
+def open_socket(host: str, port: int, *, timeout_s: float, resolve: Resolver) -> gsocket.socket:
+    """Resolve ``host`` and connect to the first address that accepts, within ``timeout_s``.
+
+    The budget covers resolution and every address tried: a black-holed first address must not
+    make a later good one wait a second full timeout. Raises ``OriginDNSError`` (name does not
+    resolve), ``OriginConnectTimeout`` (budget spent) or ``OriginConnectError`` (every address
+    refused or was unreachable); each message names ``host:port`` and the cause.
+    """
+    where = format_host_port(host, port)
+    # Real time, not the pool's injectable clock: this bounds an actual wait on the network.
+    deadline = time.monotonic() + timeout_s
+
+    timer = gevent.Timeout(timeout_s)
+    timer.start()
+    try:
+        infos = resolve(host, port)
+    except gevent.Timeout as exc:
+        if exc is not timer:
+            raise
+        raise OriginConnectTimeout(f"resolving {where} timed out after {timeout_s:g} s") from None
+    except (gsocket.gaierror, UnicodeError) as exc:
+        raise OriginDNSError(f"cannot resolve {where}: {_describe(exc)}") from exc
+    finally:
+        timer.close()
+    if not infos:
+        raise OriginDNSError(f"cannot resolve {where}: no addresses")
+
+    failures: list[str] = []
+    for family, socktype, proto, _canonname, sockaddr in infos:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        sock = gsocket.socket(family, socktype or gsocket.SOCK_STREAM, proto)
+        try:
+            sock.settimeout(remaining)
+            sock.connect(sockaddr)
+        except OSError as exc:
+            sock.close()
+            failures.append(f"{_sockaddr_text(family, sockaddr)} {_describe(exc)}")
+            continue
+        except BaseException:
+            # GreenletExit or a caller's gevent.Timeout: do not leak the half-open socket.
+            sock.close()
+            raise
+        try:
+            if family in (gsocket.AF_INET, gsocket.AF_INET6):
+                sock.setsockopt(gsocket.IPPROTO_TCP, gsocket.TCP_NODELAY, 1)
+            sock.settimeout(None)
+        except OSError as exc:
+            # The peer may reset between connect and setsockopt; treat it like a failed attempt.
+            sock.close()
+            failures.append(f"{_sockaddr_text(family, sockaddr)} {_describe(exc)}")
+            continue
+        return sock
+
+    causes = "; ".join(failures) if failures else "no address tried"
+    if time.monotonic() >= deadline:
+        raise OriginConnectTimeout(
+            f"connecting to {where} timed out after {timeout_s:g} s ({causes})"
+        )
+    raise OriginConnectError(f"cannot connect to {where}: {causes}")
