@@ -1,0 +1,108 @@
+"""Header-field helpers for the cache: headers are a sequence of ``(name, value)`` str pairs.
+
+The cache does not depend on the HTTP layer's ``Headers`` class: every function here takes
+plain pairs, compares field names case-insensitively (RFC 9110 §5.1) and splits list-based
+fields (RFC 9110 §5.6.1) without breaking quoted strings (RFC 9110 §5.6.4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+HeaderPairs = Sequence[tuple[str, str]]
+
+# RFC 9110 §5.6.3: optional whitespace is SP / HTAB.
+OWS = " \t"
+
+
+def get_all(headers: HeaderPairs, name: str) -> list[str]:
+    """Every field line value for ``name`` (case-insensitive), in order."""
+    wanted = name.lower()
+    return [value for key, value in headers if key.lower() == wanted]
+
+
+def get_first(headers: HeaderPairs, name: str) -> str | None:
+    """The first field line value for ``name``, or None when the field is absent."""
+    wanted = name.lower()
+    for key, value in headers:
+        if key.lower() == wanted:
+            return value
+    return None
+
+
+def get_combined(headers: HeaderPairs, name: str) -> str | None:
+    """All field line values for ``name`` joined with ", " (RFC 9110 §5.3), or None."""
+    values = get_all(headers, name)
+    if not values:
+        return None
+    return ", ".join(value.strip(OWS) for value in values)
+
+
+def has(headers: HeaderPairs, name: str) -> bool:
+    """True when at least one field line named ``name`` is present."""
+    return get_first(headers, name) is not None
+
+
+def split_list(value: str) -> list[str]:
+    """Split a list-based field value at top-level commas (RFC 9110 §5.6.1).
+
+    Commas inside quoted strings (with backslash escapes) do not split; members are
+    stripped of OWS and empty members are dropped, as recipients must accept them.
+    """
+    members: list[str] = []
+    current: list[str] = []
+    in_quote = False
+    escaped = False
+    for char in value:
+        if in_quote:
+            current.append(char)
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_quote = False
+        elif char == '"':
+            in_quote = True
+            current.append(char)
+        elif char == ",":
+            members.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    members.append("".join(current))
+    return [m.strip(OWS) for m in members if m.strip(OWS)]
+
+
+def list_members(headers: HeaderPairs, name: str) -> list[str]:
+    """The members of a list-based field across all its field lines."""
+    members: list[str] = []
+    for value in get_all(headers, name):
+        members.extend(split_list(value))
+    return members
+
+
+def without(headers: HeaderPairs, names: Iterable[str]) -> list[tuple[str, str]]:
+    """A copy of ``headers`` without the fields in ``names`` (case-insensitive)."""
+    drop = {n.lower() for n in names}
+    return [(k, v) for k, v in headers if k.lower() not in drop]
+
+
+def unquote(text: str) -> str:
+    """The content of a quoted-string (RFC 9110 §5.6.4) with escapes removed.
+
+    Text that is not a complete quoted-string is returned unchanged.
+    """
+    if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
+        out: list[str] = []
+        escaped = False
+        for char in text[1:-1]:
+            if escaped:
+                out.append(char)
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            else:
+                out.append(char)
+        return "".join(out)
+    return text
