@@ -1,0 +1,619 @@
+"""The single registry of cproxy's directives.
+
+Each directive is declared once here: its name (IBM Caching Proxy's spelling), value type,
+default (as a person types it), the admin form it belongs to, its documentation and whether a
+change applies live or at restart. The loader, the defaults, ``man/cproxy.conf.5``,
+``etc/cproxy.conf`` and the admin forms are all derived from this list (gunicorn's
+``config.py`` pattern), so a directive cannot be documented one way and behave another.
+
+Docs are plain text; a blank line separates paragraphs.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from dataclasses import dataclass, field
+
+from .types import (
+    AddressList,
+    Choice,
+    Factor,
+    Host,
+    Integer,
+    PatternList,
+    PortList,
+    RuleList,
+    Size,
+    Switch,
+    Text,
+    Time,
+    ValueType,
+)
+
+# Form paths, named once so a typo cannot create a stray form.
+NETWORK = ("Server Configuration", "System Management", "Network")
+PERFORMANCE = ("Server Configuration", "System Management", "Performance")
+TIMEOUTS = ("Server Configuration", "System Management", "Timeouts")
+ADMINISTRATION = ("Server Configuration", "Administration")
+PROXY_PERFORMANCE = ("Proxy Configuration", "Proxy Performance")
+CONNECTION_POOL = ("Proxy Configuration", "Connection Pool")
+ACCESS_CONTROL = ("Proxy Configuration", "Access Control")
+REQUEST_ROUTING = ("Request Routing",)
+LOGGING = ("Logging",)
+CACHE_SETTINGS = ("Cache Configuration", "Cache Settings")
+
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+
+def attr_name(name: str, type_: ValueType) -> str:
+    """The Config attribute for a directive: snake_case name + the type's unit suffix.
+
+    ``PersistTimeout`` -> ``persist_timeout_s``, ``ServerConnGCRun`` -> ``server_conn_gc_run_s``.
+    """
+    return _CAMEL_BOUNDARY.sub("_", name).lower() + type_.suffix
+
+
+@dataclass(frozen=True)
+class Directive:
+    """One directive: declared here once, everything else derives from it."""
+
+    name: str
+    type: ValueType
+    default: str
+    form: tuple[str, ...]
+    doc: str
+    live: bool
+    attr: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "doc", inspect.cleandoc(self.doc))
+        object.__setattr__(self, "attr", attr_name(self.name, self.type))
+
+
+# Bounds for timeouts: every wait is bounded (DESIGN.md §5.6), so 0 ("wait forever") is not
+# offered; 1 ms is allowed so tests can provoke a timeout quickly.
+_MIN_TIMEOUT_S = 0.001
+_DAY_S = 86_400.0
+
+_DECLARED: tuple[Directive, ...] = (
+    # --- Server Configuration / System Management / Network --------------------------------
+    Directive(
+        "Port",
+        Integer(0, 65535),
+        "8080",
+        NETWORK,
+        """
+        TCP port the proxy listens on for client requests.
+
+        0 lets the system pick a free port (useful for tests; the chosen port is logged).
+        8080 is the customary unprivileged proxy port, so cproxy needs no root rights.
+        """,
+        live=False,
+    ),
+    Directive(
+        "BindAddress",
+        Host(),
+        "127.0.0.1",
+        NETWORK,
+        """
+        Address the proxy listens on (IPv4 or IPv6 address, or a host name resolving to one).
+
+        The default, loopback only, means a fresh install serves nobody but the local machine;
+        set 0.0.0.0 or :: to serve a network, together with ProxyAccess.
+        """,
+        live=False,
+    ),
+    Directive(
+        "Hostname",
+        Host(),
+        "cproxy",
+        NETWORK,
+        """
+        Name the proxy calls itself in the Via header it adds and on its error pages.
+
+        A fixed pseudonym rather than the machine's name, so responses do not reveal internal
+        host names; set it to something your users recognise.
+        """,
+        live=True,
+    ),
+    # --- Server Configuration / System Management / Performance ----------------------------
+    Directive(
+        "MaxActiveThreads",
+        Integer(1, 100_000),
+        "100",
+        PERFORMANCE,
+        """
+        Most client connections served at once (each by one greenlet).
+
+        When all are busy, cproxy stops accepting: further clients wait in the kernel's
+        listen queue (see ListenBacklog) and are served as slots free up; they are not
+        refused. An idle persistent connection holds a slot until PersistTimeout ends it.
+        100 is IBM Caching Proxy's default and suits a small site; raise it for many
+        concurrent clients (memory per connection is small, a few tens of KB).
+        """,
+        live=True,
+    ),
+    Directive(
+        "ListenBacklog",
+        Integer(1, 65_535),
+        "511",
+        PERFORMANCE,
+        """
+        Connections the kernel queues, not yet accepted, before it refuses new clients.
+
+        This queue is where clients wait while MaxActiveThreads connections are being served.
+        511 is what nginx and Redis use; the kernel caps it at net.core.somaxconn.
+        """,
+        live=False,
+    ),
+    Directive(
+        "MaxPersistRequest",
+        Integer(1, 1_000_000),
+        "1000",
+        PERFORMANCE,
+        """
+        Most requests one persistent client connection may carry; then cproxy closes it.
+
+        IBM's default is 5, which makes a browser reconnect every 5 requests: a TCP (and often
+        TLS) handshake and a round trip each time, for no benefit. 1000 keeps that saving
+        while still recycling long-lived connections now and then, as nginx does with its
+        keepalive_requests default of 1000.
+        """,
+        live=True,
+    ),
+    Directive(
+        "Workers",
+        Integer(1, 64),
+        "1",
+        PERFORMANCE,
+        """
+        Processes sharing the listening socket, to use more than one CPU.
+
+        Each worker has its own cache and origin connection pool and its own
+        MaxActiveThreads, so memory use (CacheMemory) and the number of connections multiply
+        by this number. 1 keeps the cache whole, which matters more than CPU for most sites.
+        """,
+        live=False,
+    ),
+    # --- Server Configuration / System Management / Timeouts -------------------------------
+    Directive(
+        "InputTimeout",
+        Time(_MIN_TIMEOUT_S, _DAY_S),
+        "30 seconds",
+        TIMEOUTS,
+        """
+        Time allowed to receive a complete request head: from the connection being accepted,
+        or from the end of the previous response on a persistent connection, until the blank
+        line ending the head.
+
+        It bounds slow-header ("slowloris") clients, which otherwise hold a MaxActiveThreads
+        slot indefinitely. The wait for the first byte of a next request on a persistent
+        connection is bounded by PersistTimeout instead, which is shorter.
+        """,
+        live=True,
+    ),
+    Directive(
+        "ReadTimeout",
+        Time(_MIN_TIMEOUT_S, _DAY_S),
+        "1 minute",
+        TIMEOUTS,
+        """
+        Longest silence allowed from a socket cproxy is reading: a client sending a request
+        body, or an origin server sending its response.
+
+        It does not limit the total time of a transfer, only a stall. When an origin is
+        silent this long the client gets 504 Gateway Timeout. One minute lets a slow origin
+        compute a response while still freeing slots held by dead peers.
+        """,
+        live=True,
+    ),
+    Directive(
+        "OutputTimeout",
+        Time(_MIN_TIMEOUT_S, _DAY_S),
+        "30 minutes",
+        TIMEOUTS,
+        """
+        Time allowed to deliver one whole response to the client, from its first byte to its
+        last; when it runs out the connection is closed.
+
+        30 minutes lets a large download finish over a slow link, yet a client that reads
+        too slowly cannot hold a slot forever.
+        """,
+        live=True,
+    ),
+    Directive(
+        "PersistTimeout",
+        Time(_MIN_TIMEOUT_S, _DAY_S),
+        "4 seconds",
+        TIMEOUTS,
+        """
+        Idle time allowed between requests on a persistent client connection: after a
+        response, the next request must start within this time or the connection is closed.
+
+        An idle persistent connection holds one MaxActiveThreads slot, so it is kept short:
+        4 seconds covers a browser's follow-up requests for a page's resources while idle
+        clients give their slots back quickly.
+        """,
+        live=True,
+    ),
+    # --- Proxy Configuration / Proxy Performance -------------------------------------------
+    Directive(
+        "ProxyPersistence",
+        Switch(),
+        "on",
+        PROXY_PERFORMANCE,
+        """
+        Whether client connections may stay open for further requests (HTTP/1.1 persistent
+        connections).
+
+        On saves a TCP handshake and a round trip per request and lowers CPU use; off closes
+        the client connection after every response.
+        """,
+        live=True,
+    ),
+    # --- Proxy Configuration / Connection Pool ---------------------------------------------
+    Directive(
+        "ServerConnPool",
+        Switch(),
+        "on",
+        CONNECTION_POOL,
+        """
+        Whether connections to origin servers are kept and reused for later requests.
+
+        Each reuse saves three TCP packets and a round trip. A pooled connection the origin
+        has closed meanwhile is detected, and a request that is safe to repeat is sent again
+        on a fresh connection. Off opens a new origin connection per request.
+        """,
+        live=True,
+    ),
+    Directive(
+        "MaxSocketPerServer",
+        Integer(0, 100_000),
+        "64",
+        CONNECTION_POOL,
+        """
+        Most idle connections kept open per origin server (scheme, host and port).
+
+        It bounds idle sockets only; busy connections are not limited by it. IBM's default of
+        5 churns under load: with 50 concurrent clients, every release past the fifth closes
+        a socket that the next request must open again. 64 covers the concurrency of a busy
+        site while bounding the idle sockets an origin sees from us.
+        """,
+        live=True,
+    ),
+    Directive(
+        "ServerConnTimeout",
+        Time(_MIN_TIMEOUT_S, _DAY_S),
+        "10 seconds",
+        CONNECTION_POOL,
+        """
+        How long an idle pooled origin connection is kept before it is closed.
+
+        Checked when a connection is taken from the pool as well as by the collector (see
+        ServerConnGCRun). 10 seconds is IBM's default and stays below the idle timeouts of
+        common origin servers (Apache: 5 s to 15 s, nginx: 75 s), which lowers the chance of
+        picking a socket the origin is just closing.
+        """,
+        live=True,
+    ),
+    Directive(
+        "ServerConnGCRun",
+        Time(0.01, _DAY_S),
+        "30 seconds",
+        CONNECTION_POOL,
+        """
+        How often the collector closes pooled origin connections idle for longer than
+        ServerConnTimeout.
+
+        Connections are also checked when taken from the pool, so the collector only frees
+        file descriptors and origin resources early. IBM's default is 2 minutes; 30 seconds
+        releases idle sockets sooner at a negligible cost.
+        """,
+        live=True,
+    ),
+    Directive(
+        "ConnectTimeout",
+        Time(_MIN_TIMEOUT_S, 600.0),
+        "10 seconds",
+        CONNECTION_POOL,
+        """
+        Time allowed to establish a TCP connection to an origin server (per address tried).
+
+        When it runs out the client gets 504 Gateway Timeout. 10 seconds allows for a
+        retransmitted SYN (the first retry comes after 1 to 3 seconds) without making users
+        wait long for an unreachable host.
+        """,
+        live=True,
+    ),
+    # --- Proxy Configuration / Access Control ----------------------------------------------
+    Directive(
+        "ProxyAccess",
+        AddressList(),
+        "127.0.0.0/8 ::1/128 10.0.0.0/8 172.16.0.0/12 192.168.0.0/16 fc00::/7",
+        ACCESS_CONTROL,
+        """
+        Client addresses allowed to use the proxy; others get 403 Forbidden.
+
+        The default is loopback and the private networks (RFC 1918, RFC 4193), so cproxy is
+        never an open proxy by accident: an open proxy is soon found and abused. List your
+        own client networks to serve others. Empty allows nobody.
+        """,
+        live=True,
+    ),
+    Directive(
+        "ConnectPorts",
+        PortList(),
+        "443",
+        ACCESS_CONTROL,
+        """
+        Ports a CONNECT request (a tunnel, used for HTTPS) may reach; others get 403.
+
+        Only 443 by default: tunnels to arbitrary ports would let clients use the proxy to
+        reach mail, SSH or database servers. Empty disables CONNECT.
+        """,
+        live=True,
+    ),
+    # --- Request Routing --------------------------------------------------------------------
+    Directive(
+        "MappingRules",
+        RuleList(),
+        "",
+        REQUEST_ROUTING,
+        """
+        Mapping rules, one per line, checked in order against each request's URL; the first
+        match decides, except Map, which rewrites the URL and goes on to the next rules.
+
+        Proxy pattern target: send the request to the origin URL target (reverse proxy).
+        Fail pattern: answer 403 Forbidden.
+        Map pattern target: rewrite the URL to target and go on.
+        Redirect pattern target: answer with a redirect to target.
+
+        In patterns, * matches any text; in the target, each * stands for what the
+        corresponding * of the pattern matched. A pattern starting with / matches requests
+        sent to cproxy as a web server; one starting with http:// matches proxy requests.
+        Write several rules as one value in triple quotes, e.g.
+        MappingRules = \"\"\" then the rules, one per line, then \"\"\".
+        Empty by default: a forward proxy needs no rules.
+        """,
+        live=True,
+    ),
+    # --- Logging ----------------------------------------------------------------------------
+    Directive(
+        "AccessLog",
+        Text(allow_empty=True, description="a file name, or - for standard output"),
+        "-",
+        LOGGING,
+        """
+        File receiving one line per request (Common Log Format plus the cache result).
+
+        - writes to standard output, which suits systemd and containers; empty turns the
+        access log off. A relative file name is taken relative to the directive file's
+        directory.
+        """,
+        live=True,
+    ),
+    Directive(
+        "ErrorLog",
+        Text(allow_empty=True, description="a file name, or - for standard error"),
+        "-",
+        LOGGING,
+        """
+        File receiving cproxy's messages (start, reloads, errors), filtered by LogLevel.
+
+        - writes to standard error; empty turns it off. A relative file name is taken
+        relative to the directive file's directory.
+        """,
+        live=True,
+    ),
+    Directive(
+        "LogLevel",
+        Choice("debug", "info", "warning", "error"),
+        "info",
+        LOGGING,
+        """
+        Least severe message written to ErrorLog: debug, info, warning or error.
+
+        info records starts, reloads and configuration changes without per-request noise.
+        """,
+        live=True,
+    ),
+    # --- Cache Configuration / Cache Settings -----------------------------------------------
+    Directive(
+        "Caching",
+        Switch(),
+        "on",
+        CACHE_SETTINGS,
+        """
+        Whether responses are stored in the memory cache and served from it (RFC 9111).
+
+        Off forwards every request to the origin; stored entries are then not used.
+        """,
+        live=True,
+    ),
+    Directive(
+        "CacheMemory",
+        Size(0, 1 << 40),
+        "64 M",
+        CACHE_SETTINGS,
+        """
+        Most bytes the memory cache holds, response heads and bodies together; the least
+        recently used entries are evicted to make room.
+
+        64 M is IBM's recommended minimum. With Workers above 1, each worker has a cache of
+        this size. 0 stores nothing.
+        """,
+        live=True,
+    ),
+    Directive(
+        "CacheFileSizeLimit",
+        Size(0, 1 << 40),
+        "8 M",
+        CACHE_SETTINGS,
+        """
+        Largest response (head and body) that is stored in the cache; larger ones are passed
+        through without being stored.
+
+        8 M is an eighth of the default CacheMemory, so one large download cannot evict most
+        of the cache.
+        """,
+        live=True,
+    ),
+    Directive(
+        "CacheMaxExpiry",
+        Time(0, 3650 * _DAY_S),
+        "30 days",
+        CACHE_SETTINGS,
+        """
+        Upper bound on any response's freshness lifetime, however long the origin allows
+        (max-age, Expires or the Last-Modified heuristic).
+
+        30 days keeps a mistaken far-future Expires from pinning a stale object for years;
+        revalidation after that is cheap when the object has not changed.
+        """,
+        live=True,
+    ),
+    Directive(
+        "CacheDefaultExpiry",
+        Time(0, 3650 * _DAY_S),
+        "0",
+        CACHE_SETTINGS,
+        """
+        Freshness lifetime given to a response with neither explicit freshness (max-age,
+        s-maxage, Expires) nor Last-Modified, and only for status codes that RFC 9111 lets a
+        cache reuse heuristically (200, 301, 404 and others).
+
+        0, the default, gives such responses no freshness: they are revalidated every time,
+        which is what RFC 9111 wants when the origin says nothing.
+        """,
+        live=True,
+    ),
+    Directive(
+        "CacheLastModifiedFactor",
+        Factor(0.0, 1.0),
+        "0.1",
+        CACHE_SETTINGS,
+        """
+        Heuristic freshness for a response with Last-Modified but no explicit freshness:
+        factor x (Date - Last-Modified), capped by CacheMaxExpiry (RFC 9111 section 4.2.2).
+
+        0.1 (a tenth of the object's age) is the typical value RFC 9111 mentions; 0 turns the
+        heuristic off.
+        """,
+        live=True,
+    ),
+    Directive(
+        "CacheTimeMargin",
+        Time(0, _DAY_S),
+        "0",
+        CACHE_SETTINGS,
+        """
+        Responses whose freshness lifetime is shorter than this are not stored.
+
+        IBM's default is larger, but any margin defeats short max-age caching that RFC 9111
+        allows and that busy sites rely on (a max-age of a few seconds on a hot URL saves
+        most origin requests), so 0 stores them all.
+        """,
+        live=True,
+    ),
+    Directive(
+        "NoCaching",
+        PatternList(),
+        "",
+        CACHE_SETTINGS,
+        """
+        URL patterns (with * wildcards) whose responses are never stored, e.g.
+        http://*.example.test/* ; separate several with spaces.
+
+        Empty by default: the origin's Cache-Control decides.
+        """,
+        live=True,
+    ),
+    Directive(
+        "CacheQueries",
+        Switch(),
+        "on",
+        CACHE_SETTINGS,
+        """
+        Whether a URL with a query (?...) may be cached. Even when on, such a response is
+        stored only when it explicitly allows it (max-age, s-maxage or Expires), never by
+        the Last-Modified heuristic.
+
+        On follows RFC 9111, which treats query URLs like any other.
+        """,
+        live=True,
+    ),
+    # --- Server Configuration / Administration -----------------------------------------------
+    Directive(
+        "AdminPort",
+        Integer(0, 65535),
+        "8081",
+        ADMINISTRATION,
+        """
+        TCP port of the admin listener, which serves the configuration forms, statistics and
+        PURGE; 0 disables it.
+
+        A port of its own, rather than paths on the proxy port, keeps the admin pages out of
+        reach of proxy clients. The proxy never forwards requests to its own admin port.
+        """,
+        live=False,
+    ),
+    Directive(
+        "AdminAddress",
+        Host(),
+        "127.0.0.1",
+        ADMINISTRATION,
+        """
+        Address the admin listener listens on.
+
+        Loopback by default: reach it through an SSH tunnel, or change it together with
+        AdminAccess.
+        """,
+        live=False,
+    ),
+    Directive(
+        "AdminPasswordFile",
+        Text(description="a file name"),
+        "cproxy.passwd",
+        ADMINISTRATION,
+        """
+        File of admin users and their bcrypt password hashes, written by cproxy passwd.
+
+        A relative name is taken relative to the directive file's directory (or the working
+        directory when cproxy runs on built-in defaults). Without the file nobody can log in
+        to the admin pages.
+        """,
+        live=True,
+    ),
+    Directive(
+        "AdminAccess",
+        AddressList(),
+        "127.0.0.0/8 ::1/128",
+        ADMINISTRATION,
+        """
+        Client addresses that may use the admin pages and send PURGE requests; a password is
+        needed as well.
+
+        Loopback only by default: the admin pages change how the proxy behaves.
+        """,
+        live=True,
+    ),
+)
+
+#: Every directive by canonical name, in canonical (documentation and file) order.
+DIRECTIVES: dict[str, Directive] = {d.name: d for d in _DECLARED}
+
+_BY_LOWER: dict[str, Directive] = {name.lower(): d for name, d in DIRECTIVES.items()}
+
+
+def lookup(name: str) -> Directive | None:
+    """The directive called ``name`` in any letter case, or None."""
+    return _BY_LOWER.get(name.strip().lower())
+
+
+def forms() -> dict[tuple[str, ...], list[Directive]]:
+    """Directives grouped by form path, forms in order of first appearance."""
+    grouped: dict[tuple[str, ...], list[Directive]] = {}
+    for d in DIRECTIVES.values():
+        grouped.setdefault(d.form, []).append(d)
+    return grouped

@@ -1,0 +1,618 @@
+"""Value types of directives: how a value is typed, checked, stored and written back.
+
+Every type turns the text a person types into a typed value with ``parse`` (raising
+``ValueError`` whose message says what is allowed) and writes a value back as canonical text
+with ``format``, so that ``parse(format(v)) == v``. ``unit`` is shown next to form fields,
+``allowed`` is a one-line description of the valid values (used in error messages, the man
+page and the forms), and ``suffix`` is appended to a directive's attribute name so a limit
+carries its unit in its name (``persist_timeout_s``, ``cache_memory_bytes``).
+
+Values are immutable (ints, floats, strings, tuples, frozen dataclasses) so a ``Config``
+snapshot can be shared between greenlets without copying.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from functools import cached_property
+from typing import Any, ClassVar
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class ValueType:
+    """Base of the directive value types (see the module docstring for the contract)."""
+
+    #: shown next to a form field, e.g. "seconds"; empty when the value speaks for itself
+    unit: str = ""
+    #: appended to the directive's attribute name: Time -> "_s", Size -> "_bytes"
+    suffix: str = ""
+    #: True when the value is written one item per line (forms use a text area)
+    multiline: bool = False
+
+    @property
+    def allowed(self) -> str:
+        """One line describing the valid values, for error messages, docs and forms."""
+        raise NotImplementedError
+
+    def parse(self, text: str) -> Any:
+        """Turn typed text into a value; raise ``ValueError`` saying what is wrong."""
+        raise NotImplementedError
+
+    def format(self, value: Any) -> str:
+        """Write a value back as canonical text, so that ``parse(format(v)) == v``."""
+        raise NotImplementedError
+
+
+_NUMBER = r"\d+(?:\.\d+)?|\.\d+"
+
+
+def _decimal(text: str) -> Decimal:
+    try:
+        return Decimal(text)
+    except InvalidOperation as exc:  # the regexes only let numbers through; belt and braces
+        raise ValueError(f"{text!r} is not a number") from exc
+
+
+# ---------------------------------------------------------------------------------------------
+# Time
+
+
+# Unit words people type, mapped to milliseconds. Months and years are left out on purpose:
+# their length varies, and "30 days" says exactly what is meant.
+_TIME_UNITS_MS: dict[str, int] = {
+    **dict.fromkeys(("ms", "msec", "msecs", "millisecond", "milliseconds"), 1),
+    **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), 1000),
+    **dict.fromkeys(("min", "mins", "minute", "minutes"), 60_000),
+    **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), 3_600_000),
+    **dict.fromkeys(("d", "day", "days"), 86_400_000),
+    **dict.fromkeys(("w", "week", "weeks"), 7 * 86_400_000),
+}
+_TIME_UNIT_HELP = "ms, seconds (s, sec), minutes (min), hours (h, hr), days (d), weeks (w)"
+# Canonical output, largest unit first; weeks are not used so "30 days" stays "30 days".
+_TIME_FORMAT_UNITS: tuple[tuple[int, str, str], ...] = (
+    (86_400_000, "day", "days"),
+    (3_600_000, "hour", "hours"),
+    (60_000, "minute", "minutes"),
+    (1000, "second", "seconds"),
+    (1, "ms", "ms"),
+)
+_TIME_TERM = re.compile(rf"\s*({_NUMBER})\s*([A-Za-z]+)\s*")
+
+
+def _format_ms(total_ms: int) -> str:
+    if total_ms == 0:
+        return "0"
+    parts = []
+    for size, one, many in _TIME_FORMAT_UNITS:
+        count, total_ms = divmod(total_ms, size)
+        if count:
+            parts.append(f"{count} {one if count == 1 else many}")
+    return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class Time(ValueType):
+    """A duration: number + unit terms that add up (``1 hour 30 minutes``); value in seconds.
+
+    The value is a float number of seconds with millisecond resolution; ``0`` alone means
+    zero. A number without a unit is rejected: "30" could mean seconds or minutes.
+    """
+
+    min_s: float = 0.0
+    max_s: float = 365 * 86_400.0
+    unit: str = field(default="seconds", init=False)
+    suffix: str = field(default="_s", init=False)
+
+    @property
+    def allowed(self) -> str:
+        return (
+            f"a time from {_format_ms(round(self.min_s * 1000))} to "
+            f"{_format_ms(round(self.max_s * 1000))}: number + unit, parts add up "
+            f"(e.g. 1 hour 30 minutes); units {_TIME_UNIT_HELP}"
+        )
+
+    def parse(self, text: str) -> float:
+        stripped = text.strip()
+        if re.fullmatch(r"0+(?:\.0*)?", stripped):
+            total_ms = Decimal(0)
+        else:
+            total_ms = Decimal(0)
+            pos = 0
+            if not stripped:
+                raise ValueError(f"a time is needed (units: {_TIME_UNIT_HELP})")
+            while pos < len(stripped):
+                m = _TIME_TERM.match(stripped, pos)
+                if m is None:
+                    raise ValueError(
+                        f"{text.strip()!r} is not a time: write a number and a unit, "
+                        f"e.g. 4 seconds (units: {_TIME_UNIT_HELP})"
+                    )
+                unit_ms = _TIME_UNITS_MS.get(m.group(2).lower())
+                if unit_ms is None:
+                    raise ValueError(f"unknown time unit {m.group(2)!r} (units: {_TIME_UNIT_HELP})")
+                total_ms += _decimal(m.group(1)) * unit_ms
+                pos = m.end()
+        if total_ms != total_ms.to_integral_value():
+            raise ValueError(f"{text.strip()!r} is finer than the 1 ms resolution")
+        seconds = int(total_ms) / 1000
+        if not self.min_s <= seconds <= self.max_s:
+            raise ValueError(f"{_format_ms(int(total_ms))} is out of range")
+        return seconds
+
+    def format(self, value: float) -> str:
+        return _format_ms(round(value * 1000))
+
+
+# ---------------------------------------------------------------------------------------------
+# Size
+
+
+# Binary multiples (K = 1024), as IBM Caching Proxy and Squid read them.
+_SIZE_UNITS: dict[str, int] = {
+    **dict.fromkeys(("b", "byte", "bytes"), 1),
+    **dict.fromkeys(("k", "kb", "kib"), 1 << 10),
+    **dict.fromkeys(("m", "mb", "mib"), 1 << 20),
+    **dict.fromkeys(("g", "gb", "gib"), 1 << 30),
+    **dict.fromkeys(("t", "tb", "tib"), 1 << 40),
+}
+_SIZE_UNIT_HELP = "bytes (B), K, M, G, T (binary: K = 1024; KB, MB, GB also accepted)"
+_SIZE_FORMAT_UNITS: tuple[tuple[int, str], ...] = (
+    (1 << 40, "T"),
+    (1 << 30, "G"),
+    (1 << 20, "M"),
+    (1 << 10, "K"),
+)
+_SIZE = re.compile(rf"({_NUMBER})\s*([A-Za-z]+)")
+
+
+def _format_size(n: int) -> str:
+    if n == 0:
+        return "0"
+    for size, name in _SIZE_FORMAT_UNITS:
+        if n % size == 0:
+            return f"{n // size} {name}"
+    return f"{n} bytes"
+
+
+@dataclass(frozen=True)
+class Size(ValueType):
+    """A byte count written as number + unit (``64 M``, ``512 K``, ``100 bytes``); value int.
+
+    ``0`` alone means zero. A bare number is rejected: "CacheMemory = 64" is far more likely
+    a forgotten "M" than a 64-byte cache.
+    """
+
+    min_bytes: int = 0
+    max_bytes: int = 1 << 40
+    unit: str = field(default="bytes", init=False)
+    suffix: str = field(default="_bytes", init=False)
+
+    @property
+    def allowed(self) -> str:
+        return (
+            f"a size from {_format_size(self.min_bytes)} to {_format_size(self.max_bytes)}: "
+            f"number + unit, e.g. 64 M; units {_SIZE_UNIT_HELP}"
+        )
+
+    def parse(self, text: str) -> int:
+        stripped = text.strip()
+        if re.fullmatch(r"0+", stripped):
+            n = Decimal(0)
+        else:
+            m = _SIZE.fullmatch(stripped)
+            if m is None:
+                raise ValueError(
+                    f"{stripped!r} is not a size: write a number and a unit, e.g. 64 M "
+                    f"(units: {_SIZE_UNIT_HELP})"
+                )
+            unit = _SIZE_UNITS.get(m.group(2).lower())
+            if unit is None:
+                raise ValueError(f"unknown size unit {m.group(2)!r} (units: {_SIZE_UNIT_HELP})")
+            n = _decimal(m.group(1)) * unit
+        if n != n.to_integral_value():
+            raise ValueError(f"{stripped!r} is not a whole number of bytes")
+        if not self.min_bytes <= n <= self.max_bytes:
+            raise ValueError(f"{_format_size(int(n))} is out of range")
+        return int(n)
+
+    def format(self, value: int) -> str:
+        return _format_size(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Switch, Integer, Factor, Text, Host, Choice
+
+_SWITCH_WORDS: dict[str, bool] = {
+    "on": True,
+    "yes": True,
+    "true": True,
+    "off": False,
+    "no": False,
+    "false": False,
+}
+
+
+@dataclass(frozen=True)
+class Switch(ValueType):
+    """``on`` or ``off`` (also yes/no, true/false, any case); value bool, written on/off."""
+
+    @property
+    def allowed(self) -> str:
+        return "on or off"
+
+    def parse(self, text: str) -> bool:
+        value = _SWITCH_WORDS.get(text.strip().lower())
+        if value is None:
+            raise ValueError(f"{text.strip()!r} is not a switch")
+        return value
+
+    def format(self, value: bool) -> str:
+        return "on" if value else "off"
+
+
+@dataclass(frozen=True)
+class Integer(ValueType):
+    """A whole number in ``[min, max]``."""
+
+    min: int = 0
+    max: int = 2**31 - 1
+
+    @property
+    def allowed(self) -> str:
+        return f"a whole number from {self.min} to {self.max}"
+
+    def parse(self, text: str) -> int:
+        stripped = text.strip()
+        if not re.fullmatch(r"[+-]?\d+", stripped):
+            raise ValueError(f"{stripped!r} is not a whole number")
+        n = int(stripped)
+        if not self.min <= n <= self.max:
+            raise ValueError(f"{n} is out of range")
+        return n
+
+    def format(self, value: int) -> str:
+        return str(value)
+
+
+@dataclass(frozen=True)
+class Factor(ValueType):
+    """A decimal number in ``[min, max]`` (``0.1``); value float."""
+
+    min: float = 0.0
+    max: float = 1.0
+
+    @property
+    def allowed(self) -> str:
+        return f"a number from {self.min:g} to {self.max:g}, e.g. 0.1"
+
+    def parse(self, text: str) -> float:
+        stripped = text.strip()
+        if not re.fullmatch(rf"[+-]?(?:{_NUMBER})", stripped):
+            raise ValueError(f"{stripped!r} is not a number")
+        x = float(stripped)
+        if not (math.isfinite(x) and self.min <= x <= self.max):
+            raise ValueError(f"{stripped} is out of range")
+        return x
+
+    def format(self, value: float) -> str:
+        # repr() is the shortest text that reads back as the same float.
+        return repr(float(value))
+
+
+@dataclass(frozen=True)
+class Text(ValueType):
+    """One line of free text, such as a file name; ``allow_empty`` says whether "" is valid."""
+
+    allow_empty: bool = False
+    description: str = "text on one line"
+
+    @property
+    def allowed(self) -> str:
+        return self.description + ("" if not self.allow_empty else " (may be empty)")
+
+    def parse(self, text: str) -> str:
+        if "\n" in text or "\r" in text:
+            raise ValueError("text must be on one line")
+        value = text.strip()
+        if not value and not self.allow_empty:
+            raise ValueError("a value is needed")
+        return value
+
+    def format(self, value: str) -> str:
+        return value
+
+
+_DNS_NAME = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
+)
+
+
+@dataclass(frozen=True)
+class Host(ValueType):
+    """An IP address (``127.0.0.1``, ``::1``) or a DNS host name; value str."""
+
+    @property
+    def allowed(self) -> str:
+        return "an IPv4 or IPv6 address or a host name"
+
+    def parse(self, text: str) -> str:
+        value = text.strip()
+        try:
+            return str(ipaddress.ip_address(value))
+        except ValueError:
+            pass  # not an address literal: it may still be a host name
+        if not _DNS_NAME.fullmatch(value):
+            raise ValueError(f"{value!r} is neither an IP address nor a host name")
+        return value.lower()
+
+    def format(self, value: str) -> str:
+        return value
+
+
+@dataclass(frozen=True, init=False)
+class Choice(ValueType):
+    """One word out of a fixed list (any case); value the canonical lower-case word."""
+
+    choices: tuple[str, ...]
+
+    def __init__(self, *choices: str) -> None:
+        object.__setattr__(self, "choices", tuple(c.lower() for c in choices))
+
+    @property
+    def allowed(self) -> str:
+        return "one of " + ", ".join(self.choices)
+
+    def parse(self, text: str) -> str:
+        value = text.strip().lower()
+        if value not in self.choices:
+            raise ValueError(f"{text.strip()!r} is not a choice")
+        return value
+
+    def format(self, value: str) -> str:
+        return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Lists: addresses, ports, URL patterns
+
+_LIST_SEPARATORS = re.compile(r"[\s,]+")
+
+
+def _split(text: str) -> list[str]:
+    return [item for item in _LIST_SEPARATORS.split(text.strip()) if item]
+
+
+@dataclass(frozen=True)
+class AddressList(ValueType):
+    """IP networks or addresses, space or comma separated; value a tuple of ip networks.
+
+    A network with host bits set (``10.0.0.1/8``) is rejected rather than silently widened:
+    it is usually a typo, and an access list is the wrong place to guess.
+    """
+
+    @property
+    def allowed(self) -> str:
+        return "IPv4/IPv6 addresses or networks separated by spaces, e.g. 10.0.0.0/8 ::1"
+
+    def parse(self, text: str) -> tuple[IPNetwork, ...]:
+        networks = []
+        for item in _split(text):
+            try:
+                networks.append(ipaddress.ip_network(item, strict=True))
+            except ValueError as exc:
+                try:
+                    wide = ipaddress.ip_network(item, strict=False)
+                except ValueError:
+                    raise ValueError(f"{item!r} is not an IP address or network") from exc
+                raise ValueError(f"{item!r} has host bits set; did you mean {wide}?") from exc
+        return tuple(networks)
+
+    def format(self, value: Iterable[IPNetwork]) -> str:
+        return " ".join(str(n) for n in value)
+
+
+def ip_allowed(networks: Iterable[IPNetwork], address: str) -> bool:
+    """True when ``address`` (as the socket reports it) lies in one of ``networks``.
+
+    An IPv4-mapped IPv6 address (``::ffff:10.1.2.3``, seen on dual-stack sockets) is checked
+    as the IPv4 address it carries, so IPv4 access lists keep working there.
+    """
+    ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone index
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip.version == net.version and ip in net for net in networks)
+
+
+@dataclass(frozen=True)
+class PortList(ValueType):
+    """TCP port numbers 1-65535, space or comma separated; value a tuple of ints."""
+
+    @property
+    def allowed(self) -> str:
+        return "port numbers from 1 to 65535 separated by spaces, e.g. 443 8443"
+
+    def parse(self, text: str) -> tuple[int, ...]:
+        ports = []
+        for item in _split(text):
+            if not item.isdigit() or not 1 <= int(item) <= 65535:
+                raise ValueError(f"{item!r} is not a port number")
+            ports.append(int(item))
+        return tuple(ports)
+
+    def format(self, value: Iterable[int]) -> str:
+        return " ".join(str(p) for p in value)
+
+
+# A pattern is matched against the request target as the server sees it: an absolute URL
+# ("http://host/path") for proxy requests, a path ("/path") for requests sent to cproxy as a
+# web server. "*" alone matches everything.
+_PATTERN_START = re.compile(r"(?:https?://|/|\*)", re.IGNORECASE)
+_PATTERN_ALLOWED = "URL patterns starting with http://, https://, / or *; * matches any text"
+
+
+def _check_pattern(item: str) -> None:
+    if not _PATTERN_START.match(item) or any(c.isspace() for c in item):
+        raise ValueError(f"{item!r} is not a URL pattern")
+
+
+def _pattern_regex(pattern: str) -> re.Pattern[str]:
+    # Each "*" captures as little as it can; the match must cover the whole URL.
+    return re.compile("(.*?)".join(re.escape(part) for part in pattern.split("*")), re.DOTALL)
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """A URL pattern with ``*`` wildcards, matched case-sensitively against a whole URL.
+
+    The server is expected to pass URLs with the scheme and host in lower case (they are
+    case-insensitive in HTTP, while the path is not).
+    """
+
+    text: str
+
+    @cached_property
+    def _regex(self) -> re.Pattern[str]:
+        return _pattern_regex(self.text)
+
+    def match(self, url: str) -> tuple[str, ...] | None:
+        """The texts matched by each ``*`` in order, or None when ``url`` does not match."""
+        m = self._regex.fullmatch(url)
+        return None if m is None else m.groups()
+
+
+@dataclass(frozen=True)
+class PatternList(ValueType):
+    """URL patterns with ``*`` wildcards separated by white space; value a tuple of Pattern.
+
+    Only white space separates patterns: a comma is a legal URL character.
+    """
+
+    @property
+    def allowed(self) -> str:
+        return _PATTERN_ALLOWED + ", separated by spaces"
+
+    def parse(self, text: str) -> tuple[Pattern, ...]:
+        patterns = []
+        for item in text.split():
+            _check_pattern(item)
+            patterns.append(Pattern(item))
+        return tuple(patterns)
+
+    def format(self, value: Iterable[Pattern]) -> str:
+        return " ".join(p.text for p in value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Mapping rules
+
+
+@dataclass(frozen=True)
+class _RuleKind:
+    name: str
+    needs_target: bool
+    # How the target must start, and the words for the error message; None: anything.
+    target_start: re.Pattern[str] | None
+    target_help: str
+
+
+# The mapping rule kinds (IBM Caching Proxy's names), as a table.
+RULE_KINDS: dict[str, _RuleKind] = {
+    k.name.lower(): k
+    for k in (
+        _RuleKind("Proxy", True, re.compile(r"https?://", re.I), "an http:// or https:// URL"),
+        _RuleKind("Map", True, re.compile(r"(?:https?://|/)", re.I), "a path or URL"),
+        _RuleKind("Redirect", True, re.compile(r"(?:https?://|/)", re.I), "a path or URL"),
+        _RuleKind("Fail", False, None, "nothing"),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One mapping rule: ``kind`` (Proxy, Fail, Map, Redirect), ``pattern``, ``target``.
+
+    The n-th ``*`` in the target stands for the text the n-th ``*`` of the pattern matched.
+    ``target`` is None for Fail.
+    """
+
+    kind: str
+    pattern: str
+    target: str | None = None
+
+    @cached_property
+    def _regex(self) -> re.Pattern[str]:
+        return _pattern_regex(self.pattern)
+
+    def match(self, url: str) -> str | None:
+        """The rewritten target when ``url`` matches (``url`` itself for Fail), else None."""
+        m = self._regex.fullmatch(url)
+        if m is None:
+            return None
+        if self.target is None:
+            return url
+        pieces = self.target.split("*")
+        out = [pieces[0]]
+        for captured, piece in zip(m.groups(), pieces[1:], strict=False):
+            out.append(captured)
+            out.append(piece)
+        return "".join(out)
+
+    def __str__(self) -> str:
+        return " ".join(p for p in (self.kind, self.pattern, self.target) if p is not None)
+
+
+def parse_rule(line: str) -> Rule:
+    """Parse one ``Kind pattern [target]`` line into a Rule; raise ValueError if wrong."""
+    words = line.split()
+    kinds = ", ".join(k.name for k in RULE_KINDS.values())
+    kind = RULE_KINDS.get(words[0].lower()) if words else None
+    if kind is None:
+        raise ValueError(f"{line.strip()!r}: a rule starts with one of {kinds}")
+    want = 3 if kind.needs_target else 2
+    if len(words) != want:
+        shape = f"{kind.name} pattern" + (" target" if kind.needs_target else "")
+        raise ValueError(f"{line.strip()!r}: write {shape}")
+    pattern = words[1]
+    _check_pattern(pattern)
+    target = words[2] if kind.needs_target else None
+    if target is not None:
+        if kind.target_start is not None and not kind.target_start.match(target):
+            raise ValueError(f"{line.strip()!r}: the target must be {kind.target_help}")
+        if target.count("*") > pattern.count("*"):
+            raise ValueError(f"{line.strip()!r}: the target has more * than the pattern")
+    return Rule(kind.name, pattern, target)
+
+
+@dataclass(frozen=True)
+class RuleList(ValueType):
+    """Mapping rules, one per line, checked in order; value a tuple of Rule.
+
+    Blank lines and lines starting with ``#`` inside the value are ignored.
+    """
+
+    multiline: bool = field(default=True, init=False)
+    kinds_help: ClassVar[str] = ", ".join(k.name for k in RULE_KINDS.values())
+
+    @property
+    def allowed(self) -> str:
+        return (
+            f"one rule per line: Kind pattern target, Kind one of {self.kinds_help} "
+            f"(Fail has no target); {_PATTERN_ALLOWED}"
+        )
+
+    def parse(self, text: str) -> tuple[Rule, ...]:
+        rules = []
+        for line in text.splitlines():
+            if line.strip() and not line.strip().startswith("#"):
+                rules.append(parse_rule(line))
+        return tuple(rules)
+
+    def format(self, value: Iterable[Rule]) -> str:
+        return "\n".join(str(rule) for rule in value)
