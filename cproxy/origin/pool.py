@@ -338,8 +338,12 @@ class OriginPool:
         for origin in list(self._origins.values()):
             self._close_idle(origin, len(origin.idle))
         self._wake.set()
-        if self._collector is not None and self._collector is not gevent.getcurrent():
-            self._collector.kill(block=False)
+        collector, self._collector = self._collector, None
+        if collector is not None and collector is not gevent.getcurrent():
+            # Wait for it to die when we may block, so close() returning means it has stopped;
+            # the hub itself (e.g. a signal callback) must not block, so there it is only told.
+            in_hub = gevent.getcurrent() is gevent.get_hub()
+            collector.kill(block=not in_hub, timeout=1.0)
 
     # -- stats --------------------------------------------------------------------------------
 
