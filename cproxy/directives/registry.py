@@ -64,10 +64,13 @@ class Directive:
     form: tuple[str, ...]
     doc: str
     live: bool
+    #: an optional non-default value as a user would type it, shown in the docs
+    example: str = ""
     attr: str = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "doc", inspect.cleandoc(self.doc))
+        object.__setattr__(self, "example", inspect.cleandoc(self.example))
         object.__setattr__(self, "attr", attr_name(self.name, self.type))
 
 
@@ -188,8 +191,8 @@ _DECLARED: tuple[Directive, ...] = (
         line ending the head.
 
         It bounds slow-header ("slowloris") clients, which otherwise hold a MaxActiveThreads
-        slot indefinitely. The wait for the first byte of a next request on a persistent
-        connection is bounded by PersistTimeout instead, which is shorter.
+        slot indefinitely. On a persistent connection the next request must also start
+        within PersistTimeout.
         """,
         live=True,
     ),
@@ -203,8 +206,10 @@ _DECLARED: tuple[Directive, ...] = (
         body, or an origin server sending its response.
 
         It does not limit the total time of a transfer, only a stall. When an origin is
-        silent this long the client gets 504 Gateway Timeout. One minute lets a slow origin
-        compute a response while still freeing slots held by dead peers.
+        silent this long before its response starts, the client gets 504 Gateway Timeout;
+        later, the client connection is closed, leaving the response visibly truncated. One
+        minute lets a slow origin compute a response while still freeing slots held by dead
+        peers.
         """,
         live=True,
     ),
@@ -365,16 +370,24 @@ _DECLARED: tuple[Directive, ...] = (
         match decides, except Map, which rewrites the URL and goes on to the next rules.
 
         Proxy pattern target: send the request to the origin URL target (reverse proxy).
+
         Fail pattern: answer 403 Forbidden.
+
         Map pattern target: rewrite the URL to target and go on.
+
         Redirect pattern target: answer with a redirect to target.
 
         In patterns, * matches any text; in the target, each * stands for what the
         corresponding * of the pattern matched. A pattern starting with / matches requests
         sent to cproxy as a web server; one starting with http:// matches proxy requests.
-        Write several rules as one value in triple quotes, e.g.
-        MappingRules = \"\"\" then the rules, one per line, then \"\"\".
+        Several rules are written as one value between triple quotes (see the example).
         Empty by default: a forward proxy needs no rules.
+        """,
+        example="""
+            Proxy     /app/*      http://127.0.0.1:9000/*
+            Fail      /private/*
+            Map       /old/*      /new/*
+            Redirect  /moved/*    http://example.test/*
         """,
         live=True,
     ),
@@ -387,8 +400,8 @@ _DECLARED: tuple[Directive, ...] = (
         """
         File receiving one line per request (Common Log Format plus the cache result).
 
-        - writes to standard output, which suits systemd and containers; empty turns the
-        access log off. A relative file name is taken relative to the directive file's
+        A dash (-) writes to standard output, which suits systemd and containers; empty
+        turns the access log off. A relative file name is taken relative to the directive file's
         directory.
         """,
         live=True,
@@ -401,7 +414,7 @@ _DECLARED: tuple[Directive, ...] = (
         """
         File receiving cproxy's messages (start, reloads, errors), filtered by LogLevel.
 
-        - writes to standard error; empty turns it off. A relative file name is taken
+        A dash (-) writes to standard error; empty turns it off. A relative file name is taken
         relative to the directive file's directory.
         """,
         live=True,
@@ -527,6 +540,7 @@ _DECLARED: tuple[Directive, ...] = (
 
         Empty by default: the origin's Cache-Control decides.
         """,
+        example="http://*.example.test/* http://intranet.test/private/*",
         live=True,
     ),
     Directive(
