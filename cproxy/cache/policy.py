@@ -1,0 +1,838 @@
+"""Pure RFC 9111 decisions for a shared cache: no I/O, no clock (``now`` is a parameter).
+
+Every function names the section it implements. Headers are sequences of ``(name, value)``
+str pairs; times are epoch seconds (floats). Decisions that cproxy makes where the RFC leaves
+a choice are written down where they are made, with the reason.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, NamedTuple
+
+from cproxy.cache.cachecontrol import (
+    CacheControl,
+    delta_seconds,
+    field_names,
+    parse_cache_control,
+)
+from cproxy.cache.dates import parse_http_date
+from cproxy.cache.fields import (
+    HeaderPairs,
+    get_all,
+    get_combined,
+    get_first,
+    has,
+    list_members,
+    split_list,
+)
+from cproxy.cache.urlkey import origin_of, resolve_reference
+
+# ---------------------------------------------------------------------------------------------
+# Settings
+
+
+@dataclass(frozen=True, slots=True)
+class CacheSettings:
+    """The cache directives as plain values (names are the directives' ``attr`` names).
+
+    ``cache_file_size_limit_bytes``, ``cache_max_expiry_s`` and ``cache_default_expiry_s``
+    use 0 to mean "no limit" / "none".
+    """
+
+    caching: bool = True
+    cache_file_size_limit_bytes: int = 0
+    cache_max_expiry_s: float = 0.0
+    cache_default_expiry_s: float = 0.0
+    cache_last_modified_factor: float = 0.1
+    cache_time_margin_s: float = 0.0
+    no_caching: tuple[str, ...] = ()
+    cache_queries: bool = True
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> CacheSettings:
+        """Take the cache directives from a ``Config`` (attributes named as above).
+
+        A directive the config does not have keeps the default here.
+        """
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if hasattr(cfg, f.name):
+                value = getattr(cfg, f.name)
+                values[f.name] = tuple(value) if f.name == "no_caching" else value
+        return cls(**values)
+
+
+@functools.lru_cache(maxsize=64)
+def _no_caching_regex(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One regex for the NoCaching URL patterns, where ``*`` matches any characters."""
+    if not patterns:
+        return None
+    alternatives = ("|".join(re.escape(p).replace(r"\*", ".*") for p in patterns),)
+    return re.compile(rf"(?:{alternatives[0]})\Z", re.DOTALL)
+
+
+def url_excluded(url_key: str, settings: CacheSettings) -> str | None:
+    """Why the settings keep ``url_key`` out of the cache (``"query"``, ``"no-caching"``).
+
+    None when the URL may be cached. Patterns are matched against the normalised key.
+    """
+    if not settings.cache_queries and "?" in url_key:
+        return "query"
+    regex = _no_caching_regex(settings.no_caching)
+    if regex is not None and regex.match(url_key):
+        return "no-caching"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Methods and status codes
+
+# RFC 9110 §9.2.1: the safe methods. Every other method, known or not, is unsafe (§4.4).
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+
+# RFC 9110 §15.1: status codes that are heuristically cacheable by default.
+HEURISTIC_STATUSES = frozenset({200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501})
+
+# Final status codes whose caching semantics cproxy understands (RFC 9111 §5.2.2.3,
+# must-understand): the RFC 9110 codes, minus 206 and 304, which are never stored as
+# complete responses here.
+UNDERSTOOD_STATUSES = frozenset(
+    {200, 201, 202, 203, 204, 205, 300, 301, 302, 303, 305, 307, 308}
+    | set(range(400, 418))
+    | {421, 422, 426}
+    | set(range(500, 506))
+)
+
+# RFC 5861 §4: the origin errors that allow serving a stale response under stale-if-error.
+STALE_IF_ERROR_STATUSES = frozenset({500, 502, 503, 504})
+
+
+def request_cacheable_method(method: str) -> bool:
+    """True when a request with ``method`` may be answered from the cache (RFC 9111 §4).
+
+    Only GET responses are stored (see ``storable``); a HEAD request is answered with the
+    head of a stored GET response (RFC 9110 §9.3.2: the same header fields as GET).
+    """
+    return method in ("GET", "HEAD")
+
+
+# ---------------------------------------------------------------------------------------------
+# Storing responses (RFC 9111 §3)
+
+
+class _StoreFacts(NamedTuple):
+    method: str
+    status: int
+    req_cc: CacheControl
+    resp_cc: CacheControl
+    req_headers: HeaderPairs
+    resp_headers: HeaderPairs
+    settings: CacheSettings
+    url_key: str | None
+    body_bytes: int | None
+    date_value: float | None
+
+
+def _has_validator(headers: HeaderPairs) -> bool:
+    return get_first(headers, "ETag") is not None or (
+        parse_http_date(get_first(headers, "Last-Modified")) is not None
+    )
+
+
+def _explicit_or_allowed(f: _StoreFacts) -> bool:
+    """RFC 9111 §3: public, s-maxage (shared), max-age, Expires or a heuristic status."""
+    cc = f.resp_cc
+    return (
+        "public" in cc
+        or "s-maxage" in cc
+        or "max-age" in cc
+        or get_first(f.resp_headers, "Expires") is not None
+        or f.status in HEURISTIC_STATUSES
+    )
+
+
+def _worthless(f: _StoreFacts) -> bool:
+    """A response that can never be reused: no freshness beyond CacheTimeMargin, no validator.
+
+    cproxy's reading of CacheTimeMargin ("do not cache objects that expire sooner"): a
+    response with a validator is still kept, because revalidating it costs a 304, not a body.
+    """
+    lifetime = freshness_lifetime(
+        f.resp_headers,
+        f.settings,
+        heuristic_allowed(f.status, f.resp_cc),
+        date_value=f.date_value,
+        resp_cc=f.resp_cc,
+    )
+    too_short = lifetime <= 0 or lifetime < f.settings.cache_time_margin_s
+    return too_short and not _has_validator(f.resp_headers)
+
+
+def _authorized_without_permission(f: _StoreFacts) -> bool:
+    """RFC 9111 §3.5: a shared cache stores answers to Authorization requests only when
+    the response has must-revalidate, public or s-maxage."""
+    if get_first(f.req_headers, "Authorization") is None:
+        return False
+    return not ({"must-revalidate", "public", "s-maxage"} & f.resp_cc.keys())
+
+
+def _no_store(f: _StoreFacts) -> bool:
+    """RFC 9111 §5.2.1.5 (request) and §5.2.2.5 (response) no-store.
+
+    §5.2.2.3: with must-understand and an understood status, the response's no-store is
+    ignored (must-understand is checked before this rule).
+    """
+    if "no-store" in f.req_cc:
+        return True
+    return "no-store" in f.resp_cc and "must-understand" not in f.resp_cc
+
+
+def _too_large(f: _StoreFacts) -> bool:
+    limit = f.settings.cache_file_size_limit_bytes
+    return bool(limit and f.body_bytes is not None and f.body_bytes > limit)
+
+
+def _url_excluded(f: _StoreFacts) -> bool:
+    return f.url_key is not None and url_excluded(f.url_key, f.settings) is not None
+
+
+# The storage rules in the order they are checked: (reason when refused, refuses?).
+_STORE_RULES: tuple[tuple[str, Callable[[_StoreFacts], bool]], ...] = (
+    ("caching-off", lambda f: not f.settings.caching),
+    # Only GET responses are stored: a HEAD response has no body to serve a GET with, and
+    # other methods' responses are not reusable by GET without Content-Location checks.
+    ("method", lambda f: f.method != "GET"),
+    # §3: the status must be final. 304 only updates stored responses (§4.3.4).
+    ("status", lambda f: not 200 <= f.status <= 599 or f.status == 304),
+    # §3.3/§3.4: cproxy does not store or combine partial content.
+    ("partial", lambda f: f.status == 206 or has(f.resp_headers, "Content-Range")),
+    # §5.2.2.3: must-understand stores only statuses whose semantics we know.
+    (
+        "must-understand",
+        lambda f: "must-understand" in f.resp_cc and f.status not in UNDERSTOOD_STATUSES,
+    ),
+    ("no-store", _no_store),
+    # §5.2.2.7: unqualified private forbids a shared cache to store; the qualified form
+    # only forbids storing the listed fields (stripped by ``headers_to_store``).
+    ("private", lambda f: "private" in f.resp_cc and f.resp_cc["private"] is None),
+    ("authorization", _authorized_without_permission),
+    # §4.1: "Vary: *" never matches a later request, so storing it is pointless.
+    ("vary-star", lambda f: vary_fields(f.resp_headers) is None),
+    ("url", _url_excluded),
+    ("not-cacheable", lambda f: not _explicit_or_allowed(f)),
+    ("too-large", _too_large),
+    ("too-short", _worthless),
+)
+
+
+def storable(
+    method: str,
+    status: int,
+    req_headers: HeaderPairs,
+    resp_headers: HeaderPairs,
+    settings: CacheSettings,
+    *,
+    url_key: str | None = None,
+    body_bytes: int | None = None,
+    date_value: float | None = None,
+) -> tuple[bool, str]:
+    """May a shared cache store this response (RFC 9111 §3)? Returns ``(ok, reason)``.
+
+    ``reason`` is ``"ok"`` or the first rule that refused: ``caching-off``, ``method``,
+    ``status``, ``partial``, ``must-understand``, ``no-store``, ``private``,
+    ``authorization``, ``vary-star``, ``url`` (CacheQueries / NoCaching), ``not-cacheable``
+    (nothing in §3 allows it), ``too-large`` (CacheFileSizeLimit) or ``too-short`` (no
+    freshness beyond CacheTimeMargin and no validator). ``date_value`` stands in for a
+    missing Date (the response time).
+    """
+    facts = _StoreFacts(
+        method=method.upper(),
+        status=status,
+        req_cc=parse_cache_control(get_all(req_headers, "Cache-Control")),
+        resp_cc=parse_cache_control(get_all(resp_headers, "Cache-Control")),
+        req_headers=req_headers,
+        resp_headers=resp_headers,
+        settings=settings,
+        url_key=url_key,
+        body_bytes=body_bytes,
+        date_value=date_value,
+    )
+    for reason, refuses in _STORE_RULES:
+        if refuses(facts):
+            return False, reason
+    return True, "ok"
+
+
+# RFC 9110 §7.6.1 hop-by-hop fields, removed before forwarding and therefore before storing
+# (RFC 9111 §3.1). Content-Length is re-derived from the stored body. Age is regenerated on
+# every use (§5.1). Proxy-Authentication-Info belongs to one proxy hop (§3.1).
+NOT_STORED_FIELDS = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "transfer-encoding",
+        "upgrade",
+        "trailer",
+        "content-length",
+        "age",
+        "proxy-authentication-info",
+    }
+)
+
+
+def headers_to_store(resp_headers: HeaderPairs) -> list[tuple[str, str]]:
+    """The response header fields a shared cache keeps (RFC 9111 §3.1).
+
+    Drops the hop-by-hop fields, those listed in Connection, Age, Content-Length, and the
+    fields named by ``no-cache="..."`` (§5.2.2.4: not reusable without validation, so not
+    kept) and ``private="..."`` (§5.2.2.7: a shared cache must not store them).
+    """
+    cc = parse_cache_control(get_all(resp_headers, "Cache-Control"))
+    drop = set(NOT_STORED_FIELDS)
+    drop.update(name.lower() for name in list_members(resp_headers, "Connection"))
+    drop.update(field_names(cc.get("no-cache")))
+    drop.update(field_names(cc.get("private")))
+    return [(k, v) for k, v in resp_headers if k.lower() not in drop]
+
+
+# ---------------------------------------------------------------------------------------------
+# Freshness (RFC 9111 §4.2)
+
+
+def heuristic_allowed(status: int, resp_cc: CacheControl) -> bool:
+    """§4.2.2: heuristics only for heuristically cacheable statuses or ``public`` responses."""
+    return status in HEURISTIC_STATUSES or "public" in resp_cc
+
+
+def _expires_value(resp_headers: HeaderPairs) -> float:
+    """§5.3: the Expires time; an invalid value (e.g. ``0``) means already expired.
+
+    Several different Expires field lines are treated as invalid (§4.2.1: use the first or
+    consider the response stale; stale is the safe choice). Returns -inf for "expired".
+    """
+    values = get_all(resp_headers, "Expires")
+    if len({v.strip(" \t") for v in values}) != 1:
+        return -math.inf
+    parsed = parse_http_date(values[0])
+    return -math.inf if parsed is None else float(parsed)
+
+
+def freshness_lifetime(
+    resp_headers: HeaderPairs,
+    settings: CacheSettings,
+    heuristic_allowed: bool,
+    *,
+    date_value: float | None = None,
+    resp_cc: CacheControl | None = None,
+) -> float:
+    """The freshness lifetime in seconds (RFC 9111 §4.2.1), capped by CacheMaxExpiry.
+
+    First match wins: s-maxage (shared cache), max-age, Expires minus Date, then, when
+    ``heuristic_allowed``, CacheLastModifiedFactor x (Date - Last-Modified) (§4.2.2), else
+    CacheDefaultExpiry. An invalid s-maxage or max-age gives 0 (stale: the most
+    restrictive reading, §4.2.1). ``date_value`` stands in for a missing or invalid Date.
+    """
+    cc = parse_cache_control(get_all(resp_headers, "Cache-Control")) if resp_cc is None else resp_cc
+    lifetime = _uncapped_lifetime(resp_headers, cc, settings, heuristic_allowed, date_value)
+    if settings.cache_max_expiry_s > 0:
+        lifetime = min(lifetime, settings.cache_max_expiry_s)
+    return max(0.0, lifetime)
+
+
+def _uncapped_lifetime(
+    resp_headers: HeaderPairs,
+    cc: CacheControl,
+    settings: CacheSettings,
+    heuristic_ok: bool,
+    date_value: float | None,
+) -> float:
+    for directive in ("s-maxage", "max-age"):
+        if directive in cc:
+            seconds = delta_seconds(cc[directive])
+            return 0.0 if seconds is None else float(seconds)
+    date = response_date(resp_headers, date_value)
+    if get_first(resp_headers, "Expires") is not None:
+        expires = _expires_value(resp_headers)
+        if date is None or expires == -math.inf:
+            return 0.0
+        return expires - date
+    if not heuristic_ok:
+        return 0.0
+    last_modified = parse_http_date(get_first(resp_headers, "Last-Modified"))
+    if last_modified is not None and date is not None:
+        # §4.2.2: a fraction of the time since the last modification.
+        return max(0.0, (date - last_modified) * settings.cache_last_modified_factor)
+    return settings.cache_default_expiry_s
+
+
+def response_date(resp_headers: HeaderPairs, fallback: float | None = None) -> float | None:
+    """The Date value (RFC 9110 §6.6.1) of a response, else ``fallback``."""
+    parsed = parse_http_date(get_first(resp_headers, "Date"))
+    return fallback if parsed is None else float(parsed)
+
+
+# ---------------------------------------------------------------------------------------------
+# Age (RFC 9111 §4.2.3, §5.1)
+
+
+def age_value(resp_headers: HeaderPairs) -> int:
+    """The Age header's value (§5.1), 0 when absent or invalid.
+
+    §5.1: a list-valued Age uses its first member; an invalid value (negative, fractional,
+    non-numeric) is ignored. Values above 2^31 are capped (§1.2.2).
+    """
+    combined = get_combined(resp_headers, "Age")
+    if combined is None:
+        return 0
+    members = split_list(combined)
+    if not members:
+        return 0
+    seconds = delta_seconds(members[0])
+    return 0 if seconds is None else seconds
+
+
+def initial_age(
+    *, date_value: float, age_value: float, request_time: float, response_time: float
+) -> float:
+    """``corrected_initial_age`` of §4.2.3: the age when the response was received."""
+    apparent_age = max(0.0, response_time - date_value)
+    response_delay = response_time - request_time
+    corrected_age_value = age_value + response_delay
+    return max(apparent_age, corrected_age_value)
+
+
+def current_age(
+    *,
+    date_value: float,
+    age_value: float,
+    request_time: float,
+    response_time: float,
+    now: float,
+) -> float:
+    """``current_age`` of §4.2.3: corrected initial age plus the time resident here."""
+    resident_time = now - response_time
+    return (
+        initial_age(
+            date_value=date_value,
+            age_value=age_value,
+            request_time=request_time,
+            response_time=response_time,
+        )
+        + resident_time
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Request directives (RFC 9111 §5.2.1, §5.4)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestDirectives:
+    """The request's cache directives, interpreted.
+
+    ``max_age``/``min_fresh``/``max_stale``/``stale_if_error`` are seconds or None when
+    absent; ``max_stale`` is ``math.inf`` for a bare ``max-stale`` (§5.2.1.2).
+    """
+
+    no_cache: bool = False
+    no_store: bool = False
+    max_age: float | None = None
+    max_stale: float | None = None
+    min_fresh: float | None = None
+    only_if_cached: bool = False
+    stale_if_error: float | None = None
+
+
+def request_directives(req_headers: HeaderPairs) -> RequestDirectives:
+    """Interpret a request's Cache-Control (§5.2.1) and Pragma (§5.4).
+
+    Invalid values take the most restrictive reading: ``max-age`` -> 0 (validate),
+    ``max-stale`` -> 0 (no staleness accepted); an invalid ``min-fresh`` or
+    ``stale-if-error`` is ignored. ``Pragma: no-cache`` counts only when the request has no
+    Cache-Control field (§5.4).
+    """
+    lines = get_all(req_headers, "Cache-Control")
+    cc = parse_cache_control(lines)
+    no_cache = "no-cache" in cc
+    if not lines:
+        no_cache = any(m.lower() == "no-cache" for m in list_members(req_headers, "Pragma"))
+
+    def seconds(name: str, invalid: float | None) -> float | None:
+        if name not in cc:
+            return None
+        value = delta_seconds(cc[name])
+        return invalid if value is None else float(value)
+
+    max_stale = None
+    if "max-stale" in cc:
+        max_stale = math.inf if cc["max-stale"] is None else seconds("max-stale", 0.0)
+    return RequestDirectives(
+        no_cache=no_cache,
+        no_store="no-store" in cc,
+        max_age=seconds("max-age", 0.0),
+        max_stale=max_stale,
+        min_fresh=seconds("min-fresh", None),
+        only_if_cached="only-if-cached" in cc,
+        stale_if_error=seconds("stale-if-error", None),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Reuse (RFC 9111 §4, §4.2.4, RFC 5861)
+
+
+class Reuse(enum.Enum):
+    """How a stored response may be used for a request."""
+
+    FRESH = "fresh"  # serve it (§4.2)
+    STALE_ALLOWED = "stale-allowed"  # serve it stale: the client's max-stale allows (§4.2.4)
+    STALE_WHILE_REVALIDATE = "stale-while-revalidate"  # serve, refresh behind (RFC 5861 §3)
+    VALIDATE = "validate"  # forward a conditional request first (§4.3)
+
+
+def stale_prohibited(resp_cc: CacheControl) -> bool:
+    """§4.2.4: must-revalidate, proxy-revalidate, s-maxage (§5.2.2.10 implies
+    proxy-revalidate) or unqualified no-cache forbid serving the response stale."""
+    if {"must-revalidate", "proxy-revalidate", "s-maxage"} & resp_cc.keys():
+        return True
+    return "no-cache" in resp_cc and resp_cc["no-cache"] is None
+
+
+def stale_while_revalidate_s(resp_cc: CacheControl) -> float:
+    """RFC 5861 §3: the stale-while-revalidate window, 0 when absent or invalid."""
+    return float(delta_seconds(resp_cc.get("stale-while-revalidate")) or 0)
+
+
+def stale_if_error_s(resp_cc: CacheControl, request: RequestDirectives) -> float:
+    """RFC 5861 §4: the stale-if-error window from the response or the request (the larger)."""
+    from_response = float(delta_seconds(resp_cc.get("stale-if-error")) or 0)
+    return max(from_response, request.stale_if_error or 0.0)
+
+
+def reuse(
+    lifetime: float, age: float, resp_cc: CacheControl, request: RequestDirectives
+) -> tuple[Reuse, str]:
+    """Decide how a stored response may serve a request. Returns ``(Reuse, detail)``.
+
+    ``detail`` says why validation is needed: ``response-no-cache`` (§5.2.2.4),
+    ``request-no-cache`` (§5.2.1.4), ``request-max-age`` (§5.2.1.1: a request max-age=0
+    always validates, even a response received this second), ``request-min-fresh``
+    (§5.2.1.3) or ``stale`` (§4.2.4); it is ``""`` for the other outcomes.
+    """
+    if "no-cache" in resp_cc and resp_cc["no-cache"] is None:
+        return Reuse.VALIDATE, "response-no-cache"
+    if request.no_cache:
+        return Reuse.VALIDATE, "request-no-cache"
+    if request.max_age is not None and (request.max_age == 0 or age > request.max_age):
+        return Reuse.VALIDATE, "request-max-age"
+    if lifetime > age:  # §4.2: fresh when the lifetime exceeds the current age
+        if request.min_fresh is not None and lifetime - age < request.min_fresh:
+            return Reuse.VALIDATE, "request-min-fresh"
+        return Reuse.FRESH, ""
+    staleness = age - lifetime
+    if stale_prohibited(resp_cc):
+        return Reuse.VALIDATE, "stale"
+    if request.max_stale is not None and staleness <= request.max_stale:
+        return Reuse.STALE_ALLOWED, ""
+    window = stale_while_revalidate_s(resp_cc)
+    if window and staleness <= window:
+        return Reuse.STALE_WHILE_REVALIDATE, ""
+    return Reuse.VALIDATE, "stale"
+
+
+def may_serve_stale_on_error(
+    lifetime: float,
+    age: float,
+    resp_cc: CacheControl,
+    request: RequestDirectives,
+    origin_status: int | None,
+) -> bool:
+    """RFC 5861 §4: may a stale response replace an origin failure?
+
+    ``origin_status`` is None when the origin could not be reached or answered badly, or
+    the status it sent; only 500, 502, 503 and 504 count as errors. A response that is
+    still fresh may always stand in; must-revalidate and friends forbid it (§4.2.4,
+    §5.2.2.2: such a cache must answer 504 instead).
+    """
+    if origin_status is not None and origin_status not in STALE_IF_ERROR_STATUSES:
+        return False
+    if "no-cache" in resp_cc and resp_cc["no-cache"] is None:
+        return False
+    staleness = age - lifetime
+    if staleness < 0:
+        return True
+    if stale_prohibited(resp_cc):
+        return False
+    return staleness <= stale_if_error_s(resp_cc, request)
+
+
+# ---------------------------------------------------------------------------------------------
+# Vary (RFC 9111 §4.1)
+
+
+def vary_fields(resp_headers: HeaderPairs) -> tuple[str, ...] | None:
+    """The lowercase field names a response varies on, sorted; None when ``*`` is listed.
+
+    ``*`` anywhere in any Vary line (``Vary: accept, *``) means the response never matches
+    (§4.1).
+    """
+    names = {member.lower() for member in list_members(resp_headers, "Vary")}
+    if "*" in names:
+        return None
+    return tuple(sorted(names))
+
+
+def normalised_field(req_headers: HeaderPairs, name: str) -> str | None:
+    """A request field's value normalised for Vary matching (§4.1), or None when absent.
+
+    Field lines are combined and list members trimmed of whitespace, so ``1,2``,
+    `` 1, 2 `` and two lines ``1`` and ``2`` compare equal.
+    """
+    values = get_all(req_headers, name)
+    if not values:
+        return None
+    members: list[str] = []
+    for value in values:
+        members.extend(split_list(value))
+    return ", ".join(members)
+
+
+SecondaryKey = tuple[tuple[str, str | None], ...]
+
+
+def secondary_key(fields_: Sequence[str], req_headers: HeaderPairs) -> SecondaryKey:
+    """The request's selecting header values for the Vary ``fields_`` (§4.1).
+
+    A field absent from the request is recorded as None: it matches only a request that
+    also lacks it.
+    """
+    return tuple((name, normalised_field(req_headers, name)) for name in fields_)
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation (RFC 9111 §4.3, RFC 9110 §8.8.3, §13.1)
+
+
+class EntityTag(NamedTuple):
+    """A parsed entity-tag (RFC 9110 §8.8.3)."""
+
+    weak: bool
+    opaque: str
+
+
+def parse_etag(text: str | None) -> EntityTag | None:
+    """Parse an entity-tag leniently: ``"x"``, ``W/"x"``, ``w/"x"``; an unquoted ``x`` is
+    taken as ``"x"`` (some origins omit the quotes). None for empty input."""
+    if text is None:
+        return None
+    text = text.strip(" \t")
+    weak = False
+    if text[:2] in ("W/", "w/"):
+        weak, text = True, text[2:]
+    if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
+        text = text[1:-1]
+    if not text and not weak:
+        return None
+    return EntityTag(weak, text)
+
+
+def format_etag(tag: EntityTag) -> str:
+    """The entity-tag as sent: ``"opaque"`` or ``W/"opaque"``."""
+    return f'{"W/" if tag.weak else ""}"{tag.opaque}"'
+
+
+def strong_match(a: EntityTag | None, b: EntityTag | None) -> bool:
+    """RFC 9110 §8.8.3.2 strong comparison: both strong and the same opaque tag."""
+    return a is not None and b is not None and not a.weak and not b.weak and a.opaque == b.opaque
+
+
+def weak_match(a: EntityTag | None, b: EntityTag | None) -> bool:
+    """RFC 9110 §8.8.3.2 weak comparison: the same opaque tag, weakness ignored."""
+    return a is not None and b is not None and a.opaque == b.opaque
+
+
+# Fields that a 304 or HEAD response must not change in a stored response (§3.2): framing,
+# hop-by-hop fields, Age (taken separately), and the fields describing the stored bytes.
+NOT_UPDATED_FIELDS = NOT_STORED_FIELDS | {"content-encoding", "content-range"}
+
+
+def conditional_headers(stored_headers: HeaderPairs) -> list[tuple[str, str]]:
+    """The validators to send to the origin for a stored response (§4.3.1).
+
+    If-None-Match with the stored ETag (strong or weak, quoted if the origin forgot), and
+    If-Modified-Since with the stored Last-Modified: §4.3.1 asks for both when one response
+    is being validated; the origin ignores If-Modified-Since when If-None-Match is present.
+    """
+    out: list[tuple[str, str]] = []
+    tag = parse_etag(get_first(stored_headers, "ETag"))
+    if tag is not None:
+        out.append(("If-None-Match", format_etag(tag)))
+    last_modified = get_first(stored_headers, "Last-Modified")
+    if last_modified is not None and parse_http_date(last_modified) is not None:
+        out.append(("If-Modified-Since", last_modified.strip(" \t")))
+    return out
+
+
+# The client's precondition fields: stripped from a request the cache validates itself.
+CONDITIONAL_REQUEST_FIELDS = frozenset(
+    {"if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "if-range"}
+)
+
+
+def validation_request_headers(
+    req_headers: HeaderPairs, stored_headers: HeaderPairs
+) -> list[tuple[str, str]]:
+    """The request headers to send the origin when validating a stored response (§4.3.1).
+
+    The client's own If-None-Match / If-Modified-Since are replaced by the stored
+    response's validators, so any 304 refreshes the stored response; the client's
+    conditional is then answered from the refreshed entry (``client_not_modified``).
+    """
+    kept = [
+        (k, v) for k, v in req_headers if k.lower() not in ("if-none-match", "if-modified-since")
+    ]
+    return kept + conditional_headers(stored_headers)
+
+
+def update_headers(stored: HeaderPairs, new: HeaderPairs) -> list[tuple[str, str]]:
+    """Freshen stored header fields with a 304's (or HEAD's) fields (§3.2, §4.3.4).
+
+    Every field in ``new`` replaces all stored lines of that name (keeping the stored
+    position); fields only in ``new`` are appended; the rest are kept. Framing and
+    hop-by-hop fields, fields listed in the new Connection, Age, Content-Encoding and
+    Content-Range are never taken from ``new`` (they describe the stored bytes or one hop).
+    """
+    skip = set(NOT_UPDATED_FIELDS)
+    skip.update(name.lower() for name in list_members(new, "Connection"))
+    replacement: dict[str, list[tuple[str, str]]] = {}
+    for name, value in new:
+        lowered = name.lower()
+        if lowered not in skip:
+            replacement.setdefault(lowered, []).append((name, value))
+    result: list[tuple[str, str]] = []
+    emitted: set[str] = set()
+    for name, value in stored:
+        lowered = name.lower()
+        if lowered in replacement:
+            if lowered not in emitted:
+                result.extend(replacement[lowered])
+                emitted.add(lowered)
+        else:
+            result.append((name, value))
+    for lowered, lines in replacement.items():
+        if lowered not in emitted:
+            result.extend(lines)
+    return result
+
+
+class Validators(NamedTuple):
+    """The validators of one stored response, for §4.3.4 selection."""
+
+    etag: EntityTag | None
+    last_modified: int | None
+    recency: float  # larger is more recent (e.g. the response time)
+
+
+def select_for_update(stored: Sequence[Validators], new_headers: HeaderPairs) -> list[int]:
+    """Which stored responses a 304 (or HEAD response) freshens (§4.3.4); indexes.
+
+    1. A strong ETag in the new response selects every stored response with the same
+       strong ETag, and nothing else.
+    2. Otherwise a weak ETag, or a Last-Modified, selects the most recent stored response
+       with that weak-matching ETag / equal Last-Modified (cproxy treats Last-Modified as
+       a weak validator, the safe reading of RFC 9110 §8.8.2.2).
+    3. With no validator at all, the only stored response is selected when it has none.
+    """
+    tag = parse_etag(get_first(new_headers, "ETag"))
+    if tag is not None and not tag.weak:
+        return [i for i, v in enumerate(stored) if strong_match(v.etag, tag)]
+    last_modified = parse_http_date(get_first(new_headers, "Last-Modified"))
+    if tag is not None or last_modified is not None:
+        candidates = [
+            i
+            for i, v in enumerate(stored)
+            if (weak_match(v.etag, tag) if tag is not None else v.last_modified == last_modified)
+        ]
+        if not candidates:
+            return []
+        return [max(candidates, key=lambda i: stored[i].recency)]
+    if len(stored) == 1 and stored[0].etag is None and stored[0].last_modified is None:
+        return [0]
+    return []
+
+
+def client_not_modified(
+    method: str,
+    req_headers: HeaderPairs,
+    stored_headers: HeaderPairs,
+    *,
+    stored_time: float | None = None,
+) -> bool:
+    """Does the client's conditional GET/HEAD get a 304 from this stored response?
+
+    RFC 9111 §4.3.2 with RFC 9110 §13.1.2 and §13.2.2: If-None-Match (weak comparison,
+    ``*`` matches) decides when present, and If-Modified-Since is then ignored; otherwise
+    If-Modified-Since compares with the stored Last-Modified, else its Date, else
+    ``stored_time``. Other methods never get a 304 here.
+    """
+    if method not in ("GET", "HEAD"):
+        return False
+    inm = get_all(req_headers, "If-None-Match")
+    if inm:
+        stored_tag = parse_etag(get_first(stored_headers, "ETag"))
+        for member in list_members(req_headers, "If-None-Match"):
+            if member == "*" or weak_match(parse_etag(member), stored_tag):
+                return True
+        return False
+    since = parse_http_date(get_first(req_headers, "If-Modified-Since"))
+    if since is None:
+        return False
+    modified = parse_http_date(get_first(stored_headers, "Last-Modified"))
+    reference = response_date(stored_headers, stored_time) if modified is None else modified
+    return reference is not None and reference <= since
+
+
+# RFC 9110 §15.4.5 (and RFC 9111 §4.3.2): what a 304 built from a stored response carries.
+NOT_MODIFIED_FIELDS = frozenset(
+    {"cache-control", "content-location", "date", "etag", "expires", "vary", "last-modified"}
+)
+
+
+def not_modified_headers(stored_headers: HeaderPairs) -> list[tuple[str, str]]:
+    """The header fields of a 304 answering a client from a stored response."""
+    return [(k, v) for k, v in stored_headers if k.lower() in NOT_MODIFIED_FIELDS]
+
+
+# ---------------------------------------------------------------------------------------------
+# Invalidation (RFC 9111 §4.4)
+
+
+def invalidation_targets(
+    method: str, status: int, url_key: str, resp_headers: HeaderPairs
+) -> list[str]:
+    """The keys an unsafe request's response invalidates (§4.4).
+
+    A non-error (2xx or 3xx) response to an unsafe method (any method not safe by RFC 9110
+    §9.2.1, known or not) invalidates the target URI and the Location and Content-Location
+    URIs, the latter only when they share the target's origin (scheme, host, port).
+    """
+    if method.upper() in SAFE_METHODS or not 200 <= status <= 399:
+        return []
+    targets = [url_key]
+    origin = origin_of(url_key)
+    for name in ("Location", "Content-Location"):
+        value = get_first(resp_headers, name)
+        if value is None:
+            continue
+        resolved = resolve_reference(url_key, value)
+        if resolved is not None and origin_of(resolved) == origin and resolved not in targets:
+            targets.append(resolved)
+    return targets
