@@ -1,0 +1,46 @@
+"""The ``cproxy`` command: run the proxy, check a directive file, manage admin passwords."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from cproxy import __version__
+from cproxy.directives import defaults, load_config
+from cproxy.errors import ConfigError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="cproxy",
+        description="A caching forward HTTP proxy. See cproxy(8) and cproxy.conf(5).",
+        epilog="Subcommand: 'cproxy passwd [-f FILE] USER' manages the admin password file.",
+    )
+    p.add_argument(
+        "-c", "--config", metavar="FILE", help="directive file (default: built-in defaults)"
+    )
+    p.add_argument(
+        "--check-config", action="store_true", help="validate the directive file and exit"
+    )
+    p.add_argument("--version", action="version", version=f"cproxy {__version__}")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args_list = sys.argv[1:] if argv is None else argv
+    if args_list[:1] == ["passwd"]:
+        from cproxy.admin.passwd import main as passwd_main
+
+        return passwd_main(args_list[1:])
+    args = _parser().parse_args(args_list)
+    try:
+        config = load_config(args.config) if args.config else defaults()
+    except ConfigError as exc:
+        print(f"cproxy: {exc}", file=sys.stderr)
+        return 2
+    if args.check_config:
+        print(f"cproxy: {args.config or 'built-in defaults'}: OK")
+        return 0
+    from cproxy.server.proxy import serve
+
+    return serve(config, args.config)

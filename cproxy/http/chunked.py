@@ -1,0 +1,102 @@
+"""The chunked transfer coding (RFC 9112 §7.1): an incremental decoder and an encoder.
+
+cproxy never forwards chunk framing as received: bodies are decoded here and,
+when they must stay chunked, re-chunked by `encode_chunk` (DESIGN.md §5 rule 1).
+Chunk extensions and trailer fields are parsed, checked and dropped.
+"""
+
+from __future__ import annotations
+
+import re
+
+from cproxy.errors import ClientProtocolError, OriginProtocolError, ProtocolError
+from cproxy.http.limits import MAX_CHUNK_LINE_BYTES, MAX_CHUNK_SIZE_DIGITS, MAX_TRAILER_BYTES
+
+LAST_CHUNK = b"0\r\n\r\n"
+
+_SIZE_LINE = re.compile(rb"([0-9A-Fa-f]+)([ \t]*;[^\x00-\x08\x0a-\x1f\x7f]*)?\r\n")
+_TRAILER_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\x00-\x08\x0a-\x1f\x7f]*\r\n")
+
+# Decoder states.
+_SIZE, _DATA, _DATA_END, _TRAILER = range(4)
+
+
+def encode_chunk(data: bytes) -> bytes:
+    """One chunk carrying ``data`` (which must not be empty: b"" would end the body)."""
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+class ChunkedDecoder:
+    """Feed it the bytes of a chunked body as they arrive; it returns the data.
+
+    ``client`` chooses the error type: a client's bad framing is a 400
+    (`ClientProtocolError`), an origin's is an `OriginProtocolError` (502).
+    After the last chunk and trailers, ``done`` is true and ``leftover`` holds
+    whatever followed the body (the next pipelined message, or garbage).
+    """
+
+    __slots__ = ("_line", "_remaining", "_state", "_trailer_bytes", "client", "done", "leftover")
+
+    def __init__(self, *, client: bool) -> None:
+        self.client = client
+        self.done = False
+        self.leftover = b""
+        self._state = _SIZE
+        self._remaining = 0
+        self._line = b""
+        self._trailer_bytes = 0
+
+    def _error(self, message: str) -> ProtocolError:
+        if self.client:
+            return ClientProtocolError(400, message)
+        return OriginProtocolError(message)
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Decode ``data``; returns the body pieces it completed (possibly none)."""
+        out: list[bytes] = []
+        pos, end = 0, len(data)
+        while pos < end and not self.done:
+            if self._state == _DATA:
+                take = min(self._remaining, end - pos)
+                out.append(data[pos : pos + take])
+                pos += take
+                self._remaining -= take
+                if not self._remaining:
+                    self._state = _DATA_END
+                continue
+            nl = data.find(b"\n", pos)
+            if nl == -1:
+                self._line += data[pos:]
+                if len(self._line) > MAX_CHUNK_LINE_BYTES:
+                    raise self._error("chunk line too long")
+                break
+            line = self._line + data[pos : nl + 1]
+            self._line = b""
+            pos = nl + 1
+            if len(line) > MAX_CHUNK_LINE_BYTES:
+                raise self._error("chunk line too long")
+            self._line_done(line)
+        if self.done:
+            self.leftover = data[pos:]
+        return out
+
+    def _line_done(self, line: bytes) -> None:
+        if self._state == _SIZE:
+            m = _SIZE_LINE.fullmatch(line)
+            if m is None or len(m.group(1)) > MAX_CHUNK_SIZE_DIGITS:
+                raise self._error(f"invalid chunk size line {line[:40]!r}")
+            self._remaining = int(m.group(1), 16)
+            self._state = _DATA if self._remaining else _TRAILER
+        elif self._state == _DATA_END:
+            if line != b"\r\n":
+                raise self._error("chunk data not followed by CRLF")
+            self._state = _SIZE
+        else:  # _TRAILER
+            if line == b"\r\n":
+                self.done = True
+                return
+            self._trailer_bytes += len(line)
+            if self._trailer_bytes > MAX_TRAILER_BYTES:
+                raise self._error("trailer section too large")
+            if not _TRAILER_LINE.fullmatch(line):
+                raise self._error("malformed trailer field")

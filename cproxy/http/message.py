@@ -1,0 +1,470 @@
+"""HTTP/1.1 message heads: strict parsing (RFC 9112 §2-§6) and canonical serialisation.
+
+A request head is parsed once into a `Request`; what cproxy forwards is built from
+that parsed form, never from the raw bytes (DESIGN.md §5 rule 1), so an origin can
+never read a message differently from the way cproxy read it.
+
+Body framing is reduced to one of four kinds:
+
+- ``"none"``: no body,
+- ``"length"``: exactly ``content_length`` bytes,
+- ``"chunked"``: chunked transfer coding (decoded by `ChunkedDecoder`),
+- ``"close"``: the body runs until the origin closes (responses only).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from cproxy.errors import ClientProtocolError, OriginProtocolError
+from cproxy.http.limits import (
+    MAX_CONTENT_LENGTH_DIGITS,
+    MAX_HEAD_BYTES,
+    MAX_HEADER_COUNT,
+    MAX_REQUEST_LINE_BYTES,
+)
+
+# Hop-by-hop fields (RFC 9110 §7.6.1) plus the proxy-only ones: never forwarded.
+# Content-Length and Transfer-Encoding are not in this set: framing is rebuilt
+# separately from the parsed body kind.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-authorization",
+        "proxy-authenticate",
+    }
+)
+_FRAMING = frozenset({"content-length", "transfer-encoding"})
+
+_TOKEN_CHARS = rb"!#$%&'*+\-.^_`|~0-9A-Za-z"
+_TOKEN = re.compile(rb"[" + _TOKEN_CHARS + rb"]+")
+# Field values: any octet but controls; HTAB is allowed (RFC 9110 §5.5).
+_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_REQUEST_LINE = re.compile(rb"([" + _TOKEN_CHARS + rb"]+) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])")
+_STATUS_LINE = re.compile(rb"HTTP/([0-9])\.([0-9]) ([0-9]{3})(?: ([\t\x20-\x7e\x80-\xff]*))?")
+_DIGITS = re.compile(r"[0-9]+")
+# reg-name (RFC 3986 §3.2.2) restricted to what DNS names and IPv4 literals use;
+# percent-encoded and sub-delim host names have no legitimate use in a proxy.
+_REG_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-_.]*[A-Za-z0-9_])?\.?")
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class Headers:
+    """An ordered list of ``(name, value)`` fields with case-insensitive lookup.
+
+    Names keep the case they were received in (some origins care); lookups
+    lower-case the name they are given.
+    """
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, fields: list[tuple[str, str]] | None = None) -> None:
+        self._fields: list[tuple[str, str]] = fields if fields is not None else []
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """The first value of ``name``, or ``default``."""
+        name = name.lower()
+        for n, v in self._fields:
+            if n.lower() == name:
+                return v
+        return default
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value of ``name``, in order."""
+        name = name.lower()
+        return [v for n, v in self._fields if n.lower() == name]
+
+    def get_tokens(self, name: str) -> list[str]:
+        """The comma-separated list elements of every ``name`` field, lower-cased."""
+        return [
+            item.strip().lower()
+            for value in self.get_all(name)
+            for item in value.split(",")
+            if item.strip()
+        ]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    def add(self, name: str, value: str) -> None:
+        self._fields.append((name, value))
+
+    def set(self, name: str, value: str) -> None:
+        """Replace every ``name`` field by one with ``value``."""
+        self.remove(name)
+        self._fields.append((name, value))
+
+    def remove(self, name: str) -> None:
+        name = name.lower()
+        self._fields = [(n, v) for n, v in self._fields if n.lower() != name]
+
+    def items(self) -> list[tuple[str, str]]:
+        return self._fields
+
+    def copy(self) -> Headers:
+        return Headers(list(self._fields))
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __repr__(self) -> str:
+        return f"Headers({self._fields!r})"
+
+    def end_to_end(self) -> list[tuple[str, str]]:
+        """The fields a proxy forwards: without hop-by-hop fields, the fields the
+        Connection header names, and the framing fields (rebuilt by the sender)."""
+        drop = HOP_BY_HOP | _FRAMING | set(self.get_tokens("connection"))
+        return [(n, v) for n, v in self._fields if n.lower() not in drop]
+
+
+class Request:
+    """A parsed request head.
+
+    ``form`` is the request-target form (RFC 9112 §3.2): ``"origin"``,
+    ``"absolute"``, ``"authority"`` (CONNECT) or ``"asterisk"`` (OPTIONS *).
+    ``host``/``port`` come from the absolute-form target, the CONNECT authority,
+    or the Host field; ``path`` is the origin-form target to forward.
+    """
+
+    __slots__ = (
+        "body",
+        "content_length",
+        "expect_continue",
+        "form",
+        "headers",
+        "host",
+        "keep_alive",
+        "method",
+        "path",
+        "port",
+        "scheme",
+        "target",
+        "version",
+    )
+
+    def __init__(self, method: str, target: str, version: int, headers: Headers) -> None:
+        self.method = method
+        self.target = target
+        self.version = version  # the minor version: 0 or 1
+        self.headers = headers
+        self.form = "origin"
+        self.scheme = "http"
+        self.host = ""
+        self.port = 80
+        self.path = "/"
+        self.body = "none"
+        self.content_length = 0
+        self.keep_alive = version >= 1
+        self.expect_continue = False
+
+    @property
+    def url(self) -> str:
+        """The absolute URI, with the scheme and host lower-cased and the default port omitted."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        if self.port != DEFAULT_PORTS.get(self.scheme):
+            host = f"{host}:{self.port}"
+        return f"{self.scheme}://{host}{self.path}"
+
+    @property
+    def host_header(self) -> str:
+        """The Host value to send to the origin (RFC 9110 §7.2)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        if self.port != DEFAULT_PORTS.get(self.scheme):
+            return f"{host}:{self.port}"
+        return host
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.target} HTTP/1.{self.version}>"
+
+
+class Response:
+    """A parsed response head from an origin."""
+
+    __slots__ = ("body", "content_length", "headers", "keep_alive", "reason", "status", "version")
+
+    def __init__(self, version: int, status: int, reason: str, headers: Headers) -> None:
+        self.version = version
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self.body = "close"
+        self.content_length = 0
+        self.keep_alive = False
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {self.reason}>"
+
+
+def find_head_end(buf: bytes | bytearray, *, client: bool = True) -> int:
+    """Index just past the blank line ending a message head in ``buf``, or -1.
+
+    Raises when the head is over `MAX_HEAD_BYTES` or ends with bare LFs, which
+    RFC 9112 §2.2 allows a recipient to accept but which some servers read
+    differently: strictness here is what keeps the two ends in agreement.
+    """
+    end = buf.find(b"\r\n\r\n")
+    lf = buf.find(b"\n\n")
+    if lf != -1 and (end == -1 or lf < end):
+        _fail(client, 400, "message head uses bare LF line endings")
+    if end == -1:
+        # Refuse an over-long request line as soon as it is seen, not at 64 KiB.
+        if client and len(buf) > MAX_REQUEST_LINE_BYTES and buf.find(b"\r\n") == -1:
+            _fail(client, 414, "request line too long")
+        if len(buf) > MAX_HEAD_BYTES:
+            _fail(client, 431, f"message head larger than {MAX_HEAD_BYTES} bytes")
+        return -1
+    if end + 4 > MAX_HEAD_BYTES:
+        _fail(client, 431, f"message head larger than {MAX_HEAD_BYTES} bytes")
+    return end + 4
+
+
+def _fail(client: bool, status: int, message: str) -> None:
+    if client:
+        raise ClientProtocolError(status, message)
+    raise OriginProtocolError(message)
+
+
+def _parse_fields(lines: list[bytes], client: bool) -> Headers:
+    """Field lines (RFC 9112 §5). Clients get no leniency; an origin's obs-fold is
+    replaced by a space, as §5.2 allows a proxy to do."""
+    if len(lines) > MAX_HEADER_COUNT:
+        _fail(client, 431, f"more than {MAX_HEADER_COUNT} header fields")
+    fields: list[tuple[str, str]] = []
+    for line in lines:
+        if line[:1] in (b" ", b"\t"):
+            if client or not fields:
+                _fail(client, 400, "obsolete line folding in header field")
+            if _BAD_VALUE.search(line):
+                _fail(client, 400, "control character in header field value")
+            name, value = fields[-1]
+            folded = line.strip(b" \t").decode("latin-1")
+            fields[-1] = (name, f"{value} {folded}")
+            continue
+        colon = line.find(b":")
+        if colon <= 0 or not _TOKEN.fullmatch(line, 0, colon):
+            _fail(client, 400, "malformed header field name")
+        value = line[colon + 1 :].strip(b" \t")
+        if _BAD_VALUE.search(value):
+            _fail(client, 400, "control character in header field value")
+        fields.append((line[:colon].decode("ascii"), value.decode("latin-1")))
+    return Headers(fields)
+
+
+def _parse_authority(authority: str, client: bool = True) -> tuple[str, int | None]:
+    """``host[:port]`` -> (lower-cased host without brackets, port or None)."""
+    if "@" in authority:
+        _fail(client, 400, "userinfo is not allowed in the request target")
+    port: int | None = None
+    if authority.startswith("["):
+        close = authority.find("]")
+        if close == -1:
+            _fail(client, 400, "unterminated IPv6 literal in authority")
+        host, rest = authority[1:close], authority[close + 1 :]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            _fail(client, 400, "invalid IPv6 literal in authority")
+        if rest:
+            if not rest.startswith(":"):
+                _fail(client, 400, "invalid authority")
+            port_text = rest[1:]
+        else:
+            port_text = ""
+    else:
+        host, _, port_text = authority.partition(":")
+        if not _REG_NAME.fullmatch(host):
+            _fail(client, 400, "invalid host name")
+    if port_text:
+        if not _DIGITS.fullmatch(port_text) or len(port_text) > 5 or not 0 < int(port_text) < 65536:
+            _fail(client, 400, "invalid port")
+        port = int(port_text)
+    return host.lower().rstrip("."), port
+
+
+def _parse_content_length(values: list[str], client: bool) -> int:
+    """Content-Length (RFC 9112 §6.3): every value, in every field line, must be the
+    same run of digits; anything else is a framing error."""
+    lengths = set()
+    for value in values:
+        for item in value.split(","):
+            item = item.strip()
+            if not _DIGITS.fullmatch(item) or len(item) > MAX_CONTENT_LENGTH_DIGITS:
+                _fail(client, 400, f"invalid Content-Length {item!r}")
+            lengths.add(int(item))
+    if len(lengths) != 1:
+        _fail(client, 400, "conflicting Content-Length values")
+    return lengths.pop()
+
+
+def _transfer_codings(values: list[str]) -> list[str]:
+    return [c.strip().lower() for v in values for c in v.split(",")]
+
+
+def parse_request_head(head: bytes) -> Request:
+    """Parse a request head (up to and including its blank line).
+
+    Raises `ClientProtocolError` with the status RFC 9112 asks for.
+    """
+    lines = head[:-4].split(b"\r\n")
+    line = lines[0]
+    if len(line) > MAX_REQUEST_LINE_BYTES:
+        raise ClientProtocolError(414, "request line too long")
+    m = _REQUEST_LINE.fullmatch(line)
+    if m is None:
+        raise ClientProtocolError(400, "malformed request line")
+    method_b, target_b, major, minor = m.groups()
+    if major != b"1":
+        raise ClientProtocolError(505, f"HTTP/{major.decode()}.{minor.decode()} is not supported")
+    method = method_b.decode("ascii")
+    target = target_b.decode("ascii")
+    # A higher 1.x minor version is answered as 1.1 (RFC 9110 §2.5).
+    req = Request(method, target, 0 if minor == b"0" else 1, _parse_fields(lines[1:], True))
+    _parse_target(req)
+    _parse_request_framing(req)
+    return req
+
+
+def _parse_target(req: Request) -> None:
+    target = req.target
+    headers = req.headers
+    if "#" in target:
+        raise ClientProtocolError(400, "fragment in request target")
+    hosts = headers.get_all("host")
+    if len(hosts) > 1:
+        raise ClientProtocolError(400, "more than one Host header field")
+    if req.version >= 1 and not hosts:
+        raise ClientProtocolError(400, "missing Host header field")
+    if req.method == "CONNECT":
+        if target.startswith("/") or "/" in target:
+            raise ClientProtocolError(400, "CONNECT needs an authority-form target (host:port)")
+        host, port = _parse_authority(target)
+        if port is None:
+            raise ClientProtocolError(400, "CONNECT target needs a port")
+        req.form, req.host, req.port, req.path = "authority", host, port, ""
+        return
+    if target == "*":
+        if req.method != "OPTIONS":
+            raise ClientProtocolError(400, "asterisk-form target outside OPTIONS")
+        req.form, req.path = "asterisk", "*"
+        _host_from_field(req, hosts)
+        return
+    if target.startswith("/"):
+        req.form, req.path = "origin", target
+        _host_from_field(req, hosts)
+        return
+    scheme, sep, rest = target.partition("://")
+    scheme = scheme.lower()
+    if not sep or scheme not in DEFAULT_PORTS:
+        raise ClientProtocolError(400, "request target is neither absolute-form nor origin-form")
+    if scheme != "http":
+        raise ClientProtocolError(501, "https requests must use CONNECT")
+    cut = len(rest)
+    for ch in "/?":
+        i = rest.find(ch)
+        if i != -1 and i < cut:
+            cut = i
+    host, port = _parse_authority(rest[:cut])
+    if not host:
+        raise ClientProtocolError(400, "empty host in request target")
+    path = rest[cut:]
+    if not path.startswith("/"):
+        path = "/" + path
+    # RFC 9112 §3.2.2: with absolute-form the Host field is ignored and replaced.
+    req.form, req.scheme, req.host, req.path = "absolute", scheme, host, path
+    req.port = port if port is not None else DEFAULT_PORTS[scheme]
+
+
+def _host_from_field(req: Request, hosts: list[str]) -> None:
+    if not hosts:
+        return
+    host, port = _parse_authority(hosts[0]) if hosts[0] else ("", None)
+    req.host = host
+    req.port = port if port is not None else 80
+
+
+def _parse_request_framing(req: Request) -> None:
+    headers = req.headers
+    te = headers.get_all("transfer-encoding")
+    cl = headers.get_all("content-length")
+    if te:
+        # RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 message means faulty framing.
+        if req.version == 0:
+            raise ClientProtocolError(400, "Transfer-Encoding in an HTTP/1.0 request")
+        if cl:
+            raise ClientProtocolError(400, "both Transfer-Encoding and Content-Length")
+        codings = _transfer_codings(te)
+        if codings[-1] != "chunked" or codings.count("chunked") != 1:
+            raise ClientProtocolError(400, "the final transfer coding must be chunked")
+        if len(codings) != 1:
+            raise ClientProtocolError(501, f"transfer coding {codings[0]!r} is not implemented")
+        req.body = "chunked"
+    elif cl:
+        req.content_length = _parse_content_length(cl, True)
+        req.body = "length" if req.content_length else "none"
+    if req.version == 0 or "close" in headers.get_tokens("connection"):
+        req.keep_alive = False
+    expect = headers.get_all("expect")
+    if expect and req.version >= 1:
+        if [e.strip().lower() for e in expect] != ["100-continue"]:
+            raise ClientProtocolError(417, "only the 100-continue expectation is supported")
+        req.expect_continue = True
+
+
+def parse_response_head(head: bytes, request_method: str) -> Response:
+    """Parse an origin's response head; framing follows RFC 9112 §6.3 for ``request_method``.
+
+    Raises `OriginProtocolError`, which the proxy answers with a 502.
+    """
+    lines = head[:-4].split(b"\r\n")
+    m = _STATUS_LINE.fullmatch(lines[0])
+    if m is None:
+        raise OriginProtocolError(f"malformed status line {lines[0][:80]!r}")
+    major, minor, status_b, reason_b = m.groups()
+    if major != b"1":
+        raise OriginProtocolError(f"origin answered with HTTP/{major.decode()}")
+    status = int(status_b)
+    if status < 100:
+        raise OriginProtocolError(f"invalid status code {status}")
+    resp = Response(
+        0 if minor == b"0" else 1,
+        status,
+        (reason_b or b"").decode("latin-1"),
+        _parse_fields(lines[1:], False),
+    )
+    headers = resp.headers
+    te = headers.get_all("transfer-encoding")
+    cl = headers.get_all("content-length")
+    if status < 200 or status in (204, 304) or request_method == "HEAD":
+        resp.body = "none"
+        # A 1xx or a bodiless response still says whether the connection persists.
+    elif te:
+        if cl:
+            # §6.3 lets a recipient prefer Transfer-Encoding, but a response with both
+            # is a smuggling attempt or a broken origin: refuse it (DESIGN.md §5 rule 3).
+            raise OriginProtocolError("response has both Transfer-Encoding and Content-Length")
+        codings = _transfer_codings(te)
+        if codings == ["chunked"]:
+            resp.body = "chunked"
+        elif codings[-1] == "chunked":
+            raise OriginProtocolError(f"unsupported transfer coding {te[0]!r}")
+        else:
+            resp.body = "close"
+    elif cl:
+        resp.content_length = _parse_content_length(cl, False)
+        resp.body = "length"
+    else:
+        resp.body = "close"
+    resp.keep_alive = (
+        resp.version >= 1
+        and resp.body != "close"
+        and "close" not in headers.get_tokens("connection")
+    )
+    return resp

@@ -1,0 +1,1 @@
+"""The gevent server: listener, client connection handler, forwarding, CONNECT tunnels."""

@@ -1,0 +1,700 @@
+"""One greenlet per client connection: read requests, forward them, stream responses back.
+
+The timeouts, precisely (each is a directive, see cproxy.conf(5)):
+
+- InputTimeout: from accepting the connection (first request) or from the first
+  byte of a later request, to the end of that request's head. Fires -> 408, close.
+- PersistTimeout: on a persistent connection, from the end of a response to the
+  first byte of the next request. Fires -> the connection is closed quietly.
+- ReadTimeout: any single wait for bytes from a socket (a client's request body,
+  an origin's response, either side of a CONNECT tunnel) or for a client to take
+  bytes we send. Fires -> 504 if the origin was silent before its response head,
+  otherwise the connection is closed.
+- OutputTimeout: from the first byte of a response head sent to the client until
+  the last byte of its body, including waits for the origin's body. Fires -> close.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import gevent
+from gevent import socket
+
+from cproxy.directives import ip_allowed
+from cproxy.errors import (
+    ClientProtocolError,
+    OriginError,
+    OriginProtocolError,
+    OriginReadTimeout,
+    OriginReset,
+    ProtocolError,
+)
+from cproxy.http import ChunkedDecoder, Request, Response, find_head_end, parse_request_head
+from cproxy.http.chunked import LAST_CHUNK, encode_chunk
+from cproxy.http.limits import IO_CHUNK_BYTES
+from cproxy.http.message import parse_response_head
+from cproxy.origin import OriginConnection, default_resolve, open_socket, origin_key
+from cproxy.server import routing
+from cproxy.server.pages import error_response, reason
+
+if TYPE_CHECKING:
+    from cproxy.server.runtime import Runtime
+
+log = logging.getLogger("cproxy")
+
+# RFC 9110 §9.2.2: methods a client may repeat without changing the outcome.
+# Only these, and only without a body, are retried on a fresh socket (DESIGN.md §5 rule 5).
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+ALLOW_METHODS = "GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH, CONNECT"
+
+
+class OutputTimeout(Exception):
+    """OutputTimeout passed while sending a response to the client."""
+
+
+class ClientGone(Exception):
+    """The client closed its connection or stopped reading."""
+
+
+class _ResponseStarted(Exception):
+    """An origin failure after the response head went out: the client's response is truncated."""
+
+
+def handle_client(runtime: Runtime, sock: socket.socket, address: tuple) -> None:
+    """gevent StreamServer handler."""
+    ClientConnection(runtime, sock, address).run()
+
+
+class ClientConnection:
+    """Serves the requests of one client connection, in order."""
+
+    def __init__(self, runtime: Runtime, sock: socket.socket, address: tuple) -> None:
+        self.rt = runtime
+        self.sock = sock
+        self.client_ip = address[0]
+        self.buf = b""
+        self.served = 0
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    # -- the connection loop -------------------------------------------------------
+
+    def run(self) -> None:
+        cfg = self.rt.config
+        try:
+            if not ip_allowed(cfg.proxy_access, self.client_ip):
+                log.warning("client %s refused: not in ProxyAccess", self.client_ip)
+                self._send_error(403, "This client is not allowed to use the proxy.", close=True)
+                return
+            while not self.rt.stopping:
+                req = self._read_request()
+                if req is None:
+                    return
+                self.served += 1
+                self.rt.requests_total += 1
+                if not self._serve(req):
+                    return
+        except ClientProtocolError as exc:
+            self._send_error(exc.status, exc.message, close=True)
+        except (ClientGone, OSError, OutputTimeout):
+            pass
+        finally:
+            self.sock.close()
+
+    def _read_request(self) -> Request | None:
+        """The next request head, or None when the client is done (EOF or idle)."""
+        cfg = self.rt.config
+        sock = self.sock
+        first = self.served == 0
+        buf = self.buf
+        if not buf:
+            # The wait for a request's first byte: PersistTimeout between requests.
+            sock.settimeout(cfg.input_timeout_s if first else cfg.persist_timeout_s)
+            try:
+                buf = sock.recv(IO_CHUNK_BYTES)
+            except TimeoutError:
+                if first:
+                    self._send_error(408, "No request arrived in time (InputTimeout).", close=True)
+                return None
+            if not buf:
+                return None
+        deadline = time.monotonic() + cfg.input_timeout_s
+        while True:
+            # RFC 9112 §2.2: ignore empty lines before a request line.
+            while buf.startswith(b"\r\n"):
+                buf = buf[2:]
+            end = find_head_end(buf) if buf else -1
+            if end != -1:
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._send_error(408, "The request head did not arrive in time.", close=True)
+                return None
+            sock.settimeout(min(remaining, cfg.read_timeout_s))
+            try:
+                data = sock.recv(IO_CHUNK_BYTES)
+            except TimeoutError:
+                continue
+            if not data:
+                return None
+            buf += data
+        self.buf = buf[end:]
+        return parse_request_head(buf[:end])
+
+    # -- one request ---------------------------------------------------------------
+
+    def _serve(self, req: Request) -> bool:
+        """Answer ``req``; returns whether the connection may carry another request."""
+        cfg = self.rt.config
+        started = time.monotonic()
+        keep = (
+            req.keep_alive
+            and cfg.proxy_persistence
+            and self.served < cfg.max_persist_request
+            and not self.rt.stopping
+        )
+        self.sock.settimeout(cfg.read_timeout_s)
+        outcome = _Outcome()
+        try:
+            keep = self._dispatch(req, keep, outcome)
+        except ClientProtocolError as exc:
+            outcome.status = exc.status
+            outcome.sent = self._send_error(exc.status, exc.message, close=True)
+            keep = False
+        finally:
+            self.rt.access_log.write(
+                self.client_ip,
+                f"{req.method} {req.target} HTTP/1.{req.version}",
+                outcome.status,
+                outcome.sent,
+                req.headers.get("referer") or "-",
+                req.headers.get("user-agent") or "-",
+                time.monotonic() - started,
+                outcome.origin,
+                outcome.cache,
+            )
+        return keep
+
+    def _dispatch(self, req: Request, keep: bool, outcome: _Outcome) -> bool:
+        cfg = self.rt.config
+        if _via_loop(req, cfg.hostname):
+            return self._local_error(req, 508, "Forwarding loop detected (Via).", keep, outcome)
+        if req.method == "CONNECT":
+            return self._tunnel(req, outcome)
+        route = routing.route(req, cfg.mapping_rules)
+        if route.status:
+            return self._local_error(req, route.status, route.message, keep, outcome, route.headers)
+        if req.form != "absolute" and not route.proxied:
+            return self._local_error(
+                req,
+                400,
+                "cproxy is a forward proxy: configure it as your HTTP proxy, "
+                "or add a Proxy mapping rule for this path.",
+                keep,
+                outcome,
+            )
+        if self._aims_at_self(req):
+            return self._local_error(
+                req, 403, "Refusing to forward a request to cproxy itself.", keep, outcome
+            )
+        if req.method in ("OPTIONS", "TRACE"):
+            answered = self._max_forwards(req, keep, outcome)
+            if answered is not None:
+                return answered
+        return self._forward(req, keep, outcome)
+
+    # -- answers of our own --------------------------------------------------------
+
+    def _local_error(
+        self,
+        req: Request,
+        status: int,
+        message: str,
+        keep: bool,
+        outcome: _Outcome,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> bool:
+        """Answer without contacting an origin. An unread request body forces a close."""
+        if req.body != "none":
+            keep = False
+        outcome.status = status
+        outcome.sent = self._send_error(
+            status, message, close=not keep, headers=headers, head_only=req.method == "HEAD"
+        )
+        return keep
+
+    def _send_error(
+        self,
+        status: int,
+        message: str,
+        *,
+        close: bool,
+        headers: list[tuple[str, str]] | None = None,
+        head_only: bool = False,
+    ) -> int:
+        data = error_response(
+            status,
+            message,
+            hostname=self.rt.config.hostname,
+            close=close,
+            extra_headers=headers,
+            head_only=head_only,
+        )
+        try:
+            self.sock.settimeout(self.rt.config.read_timeout_s)
+            self.sock.sendall(data)
+        except OSError:
+            return 0
+        return len(data)
+
+    def _max_forwards(self, req: Request, keep: bool, outcome: _Outcome) -> bool | None:
+        """RFC 9110 §7.6.2: Max-Forwards 0 means the proxy answers OPTIONS/TRACE itself."""
+        value = req.headers.get("max-forwards")
+        if value is None:
+            return None
+        try:
+            remaining = int(value.strip())
+        except ValueError:
+            remaining = -1
+        if remaining < 0:
+            return self._local_error(req, 400, "Invalid Max-Forwards.", keep, outcome)
+        if remaining > 0:
+            req.headers.set("Max-Forwards", str(remaining - 1))
+            return None
+        if req.body != "none":
+            keep = False
+        if req.method == "OPTIONS":
+            head = f"HTTP/1.1 200 OK\r\nAllow: {ALLOW_METHODS}\r\nContent-Length: 0\r\n"
+            body = b""
+        else:
+            body = (
+                f"{req.method} {req.target} HTTP/1.{req.version}\r\n"
+                + "".join(f"{n}: {v}\r\n" for n, v in req.headers.items())
+                + "\r\n"
+            ).encode("latin-1")
+            head = (
+                f"HTTP/1.1 200 OK\r\nContent-Type: message/http\r\nContent-Length: {len(body)}\r\n"
+            )
+        head += "Connection: close\r\n\r\n" if not keep else "\r\n"
+        data = head.encode("latin-1") + body
+        self.sock.sendall(data)
+        outcome.status, outcome.sent = 200, len(data)
+        return keep
+
+    def _aims_at_self(self, req: Request) -> bool:
+        """True when the target is one of cproxy's own listeners (DESIGN.md §5 rule 7)."""
+        ports = {p for _, p in self.rt.proxy_addresses + self.rt.admin_addresses}
+        if req.port not in ports:
+            return False
+        host = req.host
+        if host == "localhost" or host.endswith(".localhost"):
+            return True
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            return host == self.rt.config.hostname.lower()
+        listen_ips = {h for h, _ in self.rt.proxy_addresses + self.rt.admin_addresses}
+        return ip.is_loopback or ip.is_unspecified or str(ip) in listen_ips
+
+    # -- forwarding ----------------------------------------------------------------
+
+    def _forward(self, req: Request, keep: bool, outcome: _Outcome) -> bool:
+        cfg = self.rt.config
+        pool = self.rt.pool
+        key = origin_key(req.scheme, req.host, req.port)
+        has_body = req.body != "none"
+        head = self._origin_request_head(req)
+        if req.expect_continue and has_body:
+            # We answer the expectation ourselves (RFC 9110 §10.1.1 lets a proxy do so)
+            # and stream the body on: the origin never sees Expect.
+            self.sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+        retried = False
+        while True:
+            try:
+                # Bodies always go on a fresh socket: a stale pooled one could
+                # swallow part of an upload that we cannot replay.
+                conn = pool.connect(key) if has_body else pool.acquire(key)
+            except OriginError as exc:
+                return self._origin_failed(req, exc, keep, outcome)
+            outcome.origin = "reused" if conn.reused else "new"
+            try:
+                conn.sock.settimeout(cfg.read_timeout_s)
+                self._send_request(conn, req, head)
+                resp, rest = self._read_response_head(conn, req)
+                break
+            except _NoResponse as exc:
+                pool.discard(conn)
+                if (
+                    conn.reused
+                    and not has_body
+                    and req.method in IDEMPOTENT_METHODS
+                    and not retried
+                ):
+                    # A stale pooled socket: the origin closed it as we used it.
+                    retried = True
+                    log.debug("retrying %s %s on a fresh socket: %s", req.method, req.url, exc)
+                    continue
+                return self._origin_failed(req, OriginReset(str(exc)), keep, outcome)
+            except (OriginError, OriginProtocolError) as exc:
+                pool.discard(conn)
+                return self._origin_failed(req, exc, keep, outcome)
+            except BaseException:
+                pool.discard(conn)
+                raise
+        return self._relay_response(req, conn, resp, rest, keep, outcome)
+
+    def _origin_request_head(self, req: Request) -> bytes:
+        """The forwarded head, built from the parsed request (DESIGN.md §5 rule 1)."""
+        lines = [f"{req.method} {req.path} HTTP/1.1", f"Host: {req.host_header}"]
+        for name, value in req.headers.end_to_end():
+            lname = name.lower()
+            if lname in ("host", "expect", "via"):
+                continue
+            lines.append(f"{name}: {value}")
+        via = req.headers.get_all("via")
+        own = f"1.{req.version} {self.rt.config.hostname}"
+        lines.append("Via: " + ", ".join([*via, own]))
+        if req.body == "length":
+            lines.append(f"Content-Length: {req.content_length}")
+        elif req.body == "chunked":
+            lines.append("Transfer-Encoding: chunked")
+        elif req.method in ("POST", "PUT", "PATCH"):
+            lines.append("Content-Length: 0")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    def _send_request(self, conn: OriginConnection, req: Request, head: bytes) -> None:
+        """Send the head and stream the body. A failure before the whole request went
+        out is a `_NoResponse` only if no body byte was taken from the client."""
+        osock = conn.sock
+        if req.body == "none":
+            try:
+                osock.sendall(head)
+            except OSError as exc:
+                raise _NoResponse(f"sending the request failed: {exc}") from exc
+            return
+        try:
+            osock.sendall(head)
+        except OSError as exc:
+            raise OriginReset(f"sending the request to the origin failed: {exc}") from exc
+        if req.body == "length":
+            self._stream_length_body(osock, req.content_length)
+        else:
+            self._stream_chunked_body(osock)
+
+    def _recv_client(self) -> bytes:
+        if self.buf:
+            data, self.buf = self.buf, b""
+            return data
+        try:
+            data = self.sock.recv(IO_CHUNK_BYTES)
+        except TimeoutError as exc:
+            raise ClientProtocolError(408, "The request body stalled (ReadTimeout).") from exc
+        if not data:
+            raise ClientGone("client closed the connection during the request body")
+        return data
+
+    def _send_origin(self, osock: socket.socket, data: bytes) -> None:
+        try:
+            osock.sendall(data)
+        except OSError as exc:
+            raise OriginReset(f"the origin stopped taking the request body: {exc}") from exc
+
+    def _stream_length_body(self, osock: socket.socket, length: int) -> None:
+        remaining = length
+        while remaining:
+            data = self._recv_client()
+            if len(data) > remaining:
+                data, self.buf = data[:remaining], data[remaining:]
+            remaining -= len(data)
+            self._send_origin(osock, data)
+
+    def _stream_chunked_body(self, osock: socket.socket) -> None:
+        decoder = ChunkedDecoder(client=True)
+        while not decoder.done:
+            pieces = decoder.feed(self._recv_client())
+            out = b"".join(encode_chunk(p) for p in pieces if p)
+            if decoder.done:
+                out += LAST_CHUNK
+            if out:
+                self._send_origin(osock, out)
+        self.buf = decoder.leftover
+
+    def _read_response_head(self, conn: OriginConnection, req: Request) -> tuple[Response, bytes]:
+        """Read the final response head (interim 1xx ones are relayed to the client)."""
+        osock = conn.sock
+        buf = b""
+        while True:
+            try:
+                data = osock.recv(IO_CHUNK_BYTES)
+            except TimeoutError as exc:
+                raise OriginReadTimeout(
+                    f"{req.host_header} sent no response within ReadTimeout"
+                ) from exc
+            except OSError as exc:
+                if not buf:
+                    raise _NoResponse(f"connection failed: {exc}") from exc
+                raise OriginReset(f"{req.host_header} reset the connection: {exc}") from exc
+            if not data:
+                if not buf:
+                    raise _NoResponse("the origin closed the connection without a response")
+                raise OriginReset(f"{req.host_header} closed the connection mid-response")
+            buf += data
+            end = find_head_end(buf, client=False)
+            while end != -1:
+                resp = parse_response_head(buf[:end], req.method)
+                buf = buf[end:]
+                if resp.status >= 200:
+                    return resp, buf
+                if resp.status == 101:
+                    raise OriginProtocolError("origin switched protocols, which was not asked")
+                if req.version >= 1 and resp.status != 100:
+                    self._send_client(
+                        f"HTTP/1.1 {resp.status} {resp.reason}\r\n".encode("latin-1")
+                        + b"".join(
+                            f"{n}: {v}\r\n".encode("latin-1") for n, v in resp.headers.end_to_end()
+                        )
+                        + b"\r\n"
+                    )
+                end = find_head_end(buf, client=False) if buf else -1
+
+    def _send_client(self, data: bytes) -> None:
+        try:
+            self.sock.sendall(data)
+        except (OSError, TimeoutError) as exc:
+            raise ClientGone(str(exc)) from exc
+
+    def _client_head(self, req: Request, resp: Response, keep: bool) -> tuple[bytes, str]:
+        """The response head for the client and the framing of the body we send."""
+        lines = [f"HTTP/1.1 {resp.status} {resp.reason or reason(resp.status)}"]
+        lines += [f"{n}: {v}" for n, v in resp.headers.end_to_end() if n.lower() != "via"]
+        via = resp.headers.get_all("via")
+        lines.append("Via: " + ", ".join([*via, f"1.{resp.version} {self.rt.config.hostname}"]))
+        if resp.body == "none":
+            framing = "none"
+            cl = resp.headers.get("content-length")
+            # HEAD and 304 keep the Content-Length of the representation (RFC 9110 §8.6).
+            if cl is not None and resp.status >= 200 and resp.status not in (204,):
+                lines.append(f"Content-Length: {resp.content_length or cl.split(',')[0].strip()}")
+        elif resp.body == "length":
+            framing = "length"
+            lines.append(f"Content-Length: {resp.content_length}")
+        elif req.version >= 1:
+            framing = "chunked"
+            lines.append("Transfer-Encoding: chunked")
+        else:
+            framing = "close"
+        if not keep or framing == "close":
+            lines.append("Connection: close")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"), framing
+
+    def _relay_response(
+        self,
+        req: Request,
+        conn: OriginConnection,
+        resp: Response,
+        rest: bytes,
+        keep: bool,
+        outcome: _Outcome,
+    ) -> bool:
+        cfg = self.rt.config
+        head, framing = self._client_head(req, resp, keep)
+        outcome.status = resp.status
+        clean = False
+        timer = gevent.Timeout(cfg.output_timeout_s, OutputTimeout)
+        timer.start()
+        try:
+            if resp.body == "none":
+                self._send_client(head)
+                outcome.sent = len(head)
+                clean = not rest
+            elif resp.body == "length":
+                clean = self._relay_length(conn, resp.content_length, head, rest, outcome)
+            else:
+                clean = self._relay_stream(conn, resp, head, rest, framing, outcome)
+        except (OriginError, OriginProtocolError, ProtocolError) as exc:
+            log.info("response from %s truncated: %s", req.host_header, exc)
+            keep = False
+        except OutputTimeout:
+            log.info("OutputTimeout sending %s to %s", req.url, self.client_ip)
+            keep = False
+            self.rt.pool.discard(conn)
+            raise
+        finally:
+            timer.close()
+        if clean and resp.keep_alive:
+            self.rt.pool.release(conn)
+        else:
+            self.rt.pool.discard(conn)
+        if not clean:
+            keep = False
+        return keep and framing != "close"
+
+    def _recv_origin(self, conn: OriginConnection, what: str) -> bytes:
+        try:
+            data = conn.sock.recv(IO_CHUNK_BYTES)
+        except TimeoutError as exc:
+            raise OriginReadTimeout(f"the origin stalled during {what}") from exc
+        except OSError as exc:
+            raise OriginReset(f"the origin reset the connection during {what}: {exc}") from exc
+        return data
+
+    def _relay_length(
+        self, conn: OriginConnection, length: int, head: bytes, rest: bytes, outcome: _Outcome
+    ) -> bool:
+        """Copy exactly ``length`` body bytes; True when the origin socket is clean."""
+        extra = b""
+        if len(rest) > length:
+            rest, extra = rest[:length], rest[length:]
+        self._send_client(head + rest)
+        outcome.sent = len(head) + len(rest)
+        remaining = length - len(rest)
+        while remaining:
+            data = self._recv_origin(conn, "the response body")
+            if not data:
+                raise OriginReset(f"the origin closed with {remaining} body bytes missing")
+            if len(data) > remaining:
+                data, extra = data[:remaining], data[remaining:]
+            remaining -= len(data)
+            self._send_client(data)
+            outcome.sent += len(data)
+        # Bytes after the declared length mean the origin and we disagree on framing.
+        return not extra
+
+    def _relay_stream(
+        self,
+        conn: OriginConnection,
+        resp: Response,
+        head: bytes,
+        rest: bytes,
+        framing: str,
+        outcome: _Outcome,
+    ) -> bool:
+        """Copy a chunked or read-until-close body, re-chunked for an HTTP/1.1 client."""
+        decoder = ChunkedDecoder(client=False) if resp.body == "chunked" else None
+        self._send_client(head)
+        outcome.sent = len(head)
+        data = rest
+        while True:
+            if data:
+                pieces = decoder.feed(data) if decoder else [data]
+                out = b"".join(encode_chunk(p) if framing == "chunked" else p for p in pieces if p)
+                if decoder is not None and decoder.done and framing == "chunked":
+                    out += LAST_CHUNK
+                if out:
+                    self._send_client(out)
+                    outcome.sent += len(out)
+                if decoder is not None and decoder.done:
+                    return not decoder.leftover
+            data = self._recv_origin(conn, "the response body")
+            if not data:
+                if decoder is not None:
+                    raise OriginReset("the origin closed before the last chunk")
+                if framing == "chunked":
+                    self._send_client(LAST_CHUNK)
+                    outcome.sent += len(LAST_CHUNK)
+                return False
+
+    def _origin_failed(self, req: Request, exc: Exception, keep: bool, outcome: _Outcome) -> bool:
+        status = getattr(exc, "status", 502)
+        log.info("%s %s: %s", req.method, req.url, exc)
+        return self._local_error(req, status, str(exc), keep, outcome)
+
+    # -- CONNECT -------------------------------------------------------------------
+
+    def _tunnel(self, req: Request, outcome: _Outcome) -> bool:
+        cfg = self.rt.config
+        if req.port not in cfg.connect_ports:
+            self._local_error(
+                req, 403, f"CONNECT to port {req.port} is not allowed.", False, outcome
+            )
+            return False
+        if self._aims_at_self(req):
+            self._local_error(req, 403, "Refusing to tunnel to cproxy itself.", False, outcome)
+            return False
+        try:
+            osock = open_socket(
+                req.host,
+                req.port,
+                timeout_s=cfg.connect_timeout_s,
+                resolve=default_resolve,
+            )
+        except OriginError as exc:
+            self._origin_failed(req, exc, False, outcome)
+            return False
+        outcome.origin = "new"
+        outcome.status = 200
+        try:
+            self._send_client(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+            if self.buf:
+                osock.sendall(self.buf)
+                self.buf = b""
+            outcome.sent = _relay_tunnel(self.sock, osock, cfg.read_timeout_s)
+        finally:
+            osock.close()
+        return False
+
+
+class _NoResponse(Exception):
+    """The origin connection failed before any response byte: maybe a stale pooled socket."""
+
+
+class _Outcome:
+    """What the access log records of one request."""
+
+    __slots__ = ("cache", "origin", "sent", "status")
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.sent = 0
+        self.origin = "-"
+        self.cache = "-"
+
+
+def _via_loop(req: Request, hostname: str) -> bool:
+    """True when our own Via entry is already on the request: it has been here before."""
+    me = hostname.lower()
+    for element in req.headers.get_tokens("via"):
+        parts = element.split()
+        if len(parts) >= 2 and parts[1] == me:
+            return True
+    return False
+
+
+def _relay_tunnel(client: socket.socket, origin: socket.socket, idle_timeout_s: float) -> int:
+    """Copy bytes both ways until both sides are done or neither sent anything for
+    ``idle_timeout_s``. Returns the bytes sent to the client."""
+    last_activity = [time.monotonic()]
+    sent = [0, 0]
+
+    def pump(src: socket.socket, dst: socket.socket, index: int) -> bool:
+        """One direction; True when it ended with an orderly close (EOF)."""
+        src.settimeout(idle_timeout_s)
+        dst.settimeout(idle_timeout_s)
+        while True:
+            try:
+                data = src.recv(IO_CHUNK_BYTES)
+                if not data:
+                    # Half-close: pass the EOF on, keep the other direction going.
+                    dst.shutdown(socket.SHUT_WR)
+                    return True
+                last_activity[0] = time.monotonic()
+                dst.sendall(data)
+            except TimeoutError:
+                if time.monotonic() - last_activity[0] < idle_timeout_s:
+                    continue  # the other direction is busy: the tunnel is not idle
+                return False
+            except OSError:
+                return False
+            sent[index] += len(data)
+
+    up = gevent.spawn(pump, client, origin, 0)
+    down = gevent.spawn(pump, origin, client, 1)
+    # A reset or an idle timeout in either direction ends the whole tunnel.
+    for finished in gevent.iwait([up, down]):
+        if not finished.value:
+            break
+    gevent.killall([up, down])
+    return sent[1]

@@ -1,0 +1,125 @@
+"""The proxy listener: a gevent StreamServer whose spawn pool is MaxActiveThreads.
+
+While the pool is full gevent stops calling accept(), so further clients wait in
+the kernel's listen backlog (ListenBacklog) and are served as slots free up:
+held, not refused, as the Caching Proxy does.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Callable
+from typing import Any
+
+import gevent
+import gevent.event
+from gevent import socket
+from gevent.server import StreamServer
+
+from cproxy.directives import Config, load_config
+from cproxy.errors import ConfigError
+from cproxy.server.handler import handle_client
+from cproxy.server.runtime import Runtime, configure_logging
+
+log = logging.getLogger("cproxy")
+
+# How long SIGTERM waits for in-flight requests before closing their connections.
+SHUTDOWN_GRACE_S = 10.0
+
+
+def listen_socket(host: str, port: int, backlog: int) -> socket.socket:
+    """A bound, listening TCP socket (IPv4 or IPv6 by the address's form)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(backlog)
+    return sock
+
+
+class ProxyServer:
+    """The listener plus the runtime it serves with. `start`, then `serve_forever` or `stop`."""
+
+    def __init__(self, runtime: Runtime, sock: socket.socket | None = None) -> None:
+        cfg = runtime.config
+        self.runtime = runtime
+        if sock is None:
+            sock = listen_socket(cfg.bind_address, cfg.port, cfg.listen_backlog)
+        runtime._listen_socket = sock
+        self.server = StreamServer(sock, self._handle, spawn=runtime.slots)
+        self.admin: Any = None
+        host, port = sock.getsockname()[:2]
+        runtime.proxy_addresses.append((host, port))
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.runtime.proxy_addresses[0]
+
+    def _handle(self, sock: socket.socket, address: tuple) -> None:
+        handle_client(self.runtime, sock, address)
+
+    def start(self) -> None:
+        self.runtime.start()
+        self.server.start()
+        self._start_admin()
+        log.info("cproxy listening on %s:%d", *self.address)
+
+    def _start_admin(self) -> None:
+        cfg = self.runtime.config
+        if not cfg.admin_port:
+            return
+        try:
+            from cproxy.admin import start_admin
+        except ImportError:  # the admin package is optional at this stage of the build
+            return
+        self.admin = start_admin(self.runtime)
+
+    def stop(self, grace_s: float = SHUTDOWN_GRACE_S) -> None:
+        """Stop accepting, let in-flight requests finish within ``grace_s``, close."""
+        self.runtime.stopping = True
+        if self.admin is not None:
+            self.admin.stop(timeout=1)
+        self.server.stop(timeout=grace_s)
+        self.runtime.close()
+
+    def reload(self) -> list[str]:
+        """Re-read the directive file (SIGHUP); a bad file is refused, the running config kept."""
+        path = self.runtime.config_path
+        if path is None:
+            log.info("SIGHUP: running on built-in defaults, nothing to reload")
+            return []
+        try:
+            new = load_config(path)
+        except ConfigError as exc:
+            log.error("SIGHUP: configuration not changed: %s", exc)
+            return []
+        return self.runtime.apply(new)
+
+
+def serve(
+    config: Config, config_path: str | None, ready: Callable[[ProxyServer], None] | None = None
+) -> int:
+    """Run cproxy until SIGTERM or SIGINT. Returns the exit status."""
+    configure_logging(config)
+    runtime = Runtime(config, config_path)
+    try:
+        server = ProxyServer(runtime)
+    except OSError as exc:
+        log.error("cannot listen on %s:%d: %s", config.bind_address, config.port, exc)
+        return 1
+    server.start()
+    stopped = gevent.event.Event()
+
+    def on_term() -> None:
+        log.info("stopping: finishing in-flight requests (at most %.0f s)", SHUTDOWN_GRACE_S)
+        gevent.spawn(lambda: (server.stop(), stopped.set()))
+
+    gevent.signal_handler(signal.SIGTERM, on_term)
+    gevent.signal_handler(signal.SIGINT, on_term)
+    gevent.signal_handler(signal.SIGHUP, lambda: gevent.spawn(server.reload))
+    if ready is not None:
+        ready(server)
+    stopped.wait()
+    log.info("stopped")
+    return 0

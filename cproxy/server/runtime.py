@@ -1,0 +1,147 @@
+"""The running proxy's shared state: configuration, origin pool, counters, logs.
+
+One `Runtime` per process. Handlers read ``runtime.config`` at each step, so a
+new `Config` installed by `apply` (SIGHUP or the admin forms) takes effect on the
+next request; the few things that hold state of their own (the client slot pool,
+the origin pool, the logs) are reconfigured in `apply`.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import struct
+import sys
+import time
+from typing import Any
+
+from gevent.pool import Pool
+
+from cproxy.directives import DIRECTIVES, Config, diff
+from cproxy.origin import OriginPool
+from cproxy.server.accesslog import AccessLog
+
+log = logging.getLogger("cproxy")
+
+
+class SlotPool(Pool):
+    """gevent's Pool with a live `resize`: MaxActiveThreads changes without a restart.
+
+    gevent's StreamServer stops accepting while the pool is full and resumes when
+    its semaphore is released, so the semaphore's counter must move with the size.
+    """
+
+    def resize(self, size: int) -> None:
+        delta = size - (self.size or 0)
+        self.size = size
+        if delta > 0:
+            for _ in range(delta):
+                # release() also wakes a server that stopped accepting while full.
+                self._semaphore.release()
+        elif delta < 0:
+            # Negative is fine: running handlers hand their slots back one by one.
+            self._semaphore.counter += delta
+
+
+def configure_logging(cfg: Config) -> None:
+    """Point the ``cproxy`` logger at ErrorLog with LogLevel."""
+    root = logging.getLogger("cproxy")
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
+    handler: logging.Handler
+    if cfg.error_log in ("-", ""):
+        handler = logging.StreamHandler(sys.stderr)
+    else:
+        handler = logging.FileHandler(cfg.error_log)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(cfg.log_level.upper())
+    root.propagate = False
+
+
+class Runtime:
+    """What every part of a running cproxy shares. Construct, then `start`."""
+
+    def __init__(self, config: Config, config_path: str | None = None) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.started_at = time.time()
+        self.slots = SlotPool(config.max_active_threads)
+        self.pool = OriginPool(
+            enabled=config.server_conn_pool,
+            max_idle_per_origin=config.max_socket_per_server,
+            idle_timeout_s=config.server_conn_timeout_s,
+            gc_interval_s=config.server_conn_gc_run_s,
+            connect_timeout_s=config.connect_timeout_s,
+        )
+        self.access_log = AccessLog(config.access_log)
+        self.cache: Any = None
+        self.requests_total = 0
+        self.stopping = False
+        # (host, port) pairs cproxy listens on; filled in by the listeners.
+        self.proxy_addresses: list[tuple[str, int]] = []
+        self.admin_addresses: list[tuple[str, int]] = []
+        self._listen_socket: socket.socket | None = None
+
+    def start(self) -> None:
+        self.pool.start()
+        self.access_log.start()
+
+    def close(self) -> None:
+        self.pool.close()
+        self.access_log.close()
+
+    def apply(self, new: Config) -> list[str]:
+        """Install ``new``; returns the changed directives that need a restart."""
+        old = self.config
+        changed = diff(old, new)
+        self.config = new
+        if old.max_active_threads != new.max_active_threads:
+            self.slots.resize(new.max_active_threads)
+        self.pool.reconfigure(
+            enabled=new.server_conn_pool,
+            max_idle_per_origin=new.max_socket_per_server,
+            idle_timeout_s=new.server_conn_timeout_s,
+            gc_interval_s=new.server_conn_gc_run_s,
+            connect_timeout_s=new.connect_timeout_s,
+        )
+        if old.access_log != new.access_log:
+            self.access_log.reopen(new.access_log)
+        if old.error_log != new.error_log or old.log_level != new.log_level:
+            configure_logging(new)
+        if self.cache is not None:
+            self.cache.reconfigure(new)
+        restart = [name for name in changed if not DIRECTIVES[name].live]
+        if changed:
+            log.info("configuration changed: %s", ", ".join(changed))
+        if restart:
+            log.warning("takes effect at restart: %s", ", ".join(restart))
+        return restart
+
+    def waiting_connections(self) -> int:
+        """Connections queued in the kernel's listen backlog (Linux TCP_INFO), or 0."""
+        sock = self._listen_socket
+        if sock is None:
+            return 0
+        try:
+            info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+        except OSError:
+            return 0
+        # struct tcp_info: 8 one-byte fields, then u32 rto, ato, snd_mss, rcv_mss,
+        # unacked (for a listening socket: the current accept-queue length).
+        return int(struct.unpack_from("I", info, 8 + 4 * 4)[0])
+
+    def stats(self) -> dict[str, Any]:
+        """Figures for the admin status page and /metrics."""
+        return {
+            "uptime_s": time.time() - self.started_at,
+            "connections": {
+                "active": len(self.slots),
+                "waiting": self.waiting_connections(),
+                "max_active": self.slots.size,
+            },
+            "requests_total": self.requests_total,
+            "pool": self.pool.stats(),
+            "cache": self.cache.stats() if self.cache is not None else None,
+        }
