@@ -185,7 +185,8 @@ def open_socket(host: str, port: int, *, timeout_s: float, resolve: Resolver) ->
         if exc is not timer:
             raise
         raise OriginConnectTimeout(f"resolving {where} timed out after {timeout_s:g} s") from None
-    except (gsocket.gaierror, UnicodeError) as exc:
+    except (gsocket.gaierror, gsocket.herror, UnicodeError) as exc:
+        # herror: the resolver's own failure; UnicodeError: a host name IDNA cannot encode.
         raise OriginDNSError(f"cannot resolve {where}: {_describe(exc)}") from exc
     finally:
         timer.close()
