@@ -1,0 +1,44 @@
+"""Where the admin's templates and static files live.
+
+The templates, CSS and JavaScript are kept in one ``web_admin/`` directory:
+
+* in a repository checkout it sits next to the ``cproxy/`` package
+  (``<checkout>/web_admin``);
+* in an installed copy it is shipped as package data inside the package
+  (``<site-packages>/cproxy/web_admin``, see ``setup.cfg``).
+
+``templates_dir()`` tries the package-data location first (an installed copy must
+never pick up some unrelated ``web_admin`` next to site-packages), then the checkout.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cproxy
+
+# The file whose presence proves a candidate directory really is ours.
+_MARKER = "base.html"
+
+
+def _candidates() -> list[Path]:
+    package = Path(cproxy.__file__).resolve().parent
+    return [package / "web_admin", package.parent / "web_admin"]
+
+
+def templates_dir() -> Path:
+    """Return the ``web_admin`` directory (Jinja2 templates; static files in ``static/``).
+
+    Raises FileNotFoundError naming every place looked at when none holds the templates.
+    """
+    candidates = _candidates()
+    for candidate in candidates:
+        if (candidate / _MARKER).is_file():
+            return candidate
+    looked = ", ".join(str(c) for c in candidates)
+    raise FileNotFoundError(f"cproxy admin templates not found (looked in {looked})")
+
+
+def static_dir() -> Path:
+    """Return the directory of the admin's CSS and JavaScript files."""
+    return templates_dir() / "static"

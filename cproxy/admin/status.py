@@ -1,0 +1,213 @@
+"""Figures for the status page, its JSON endpoint and the Prometheus ``/metrics``.
+
+``runtime.stats()`` gives counters since start. Rates (requests per second) and the
+hit ratio over recent minutes need samples over time: ``StatsHistory`` keeps a bounded
+ring of them, filled by a greenlet every ``SAMPLE_INTERVAL_S`` (see server.py) and read
+by ``/status.json``, so every browser tab sees the same history, also right after it
+opens.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+# Sampling every 5 seconds for 10 minutes: 120 points, enough detail for a small chart.
+SAMPLE_INTERVAL_S = 5.0
+HISTORY_SAMPLES = 120
+
+Stats = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Counters read at one moment (monotonic clock seconds)."""
+
+    t: float
+    requests_total: int
+    hits: int
+    misses: int
+
+
+def _cache_counts(stats: Stats) -> tuple[int, int]:
+    cache = stats.get("cache") or {}
+    return int(cache.get("hits", 0)), int(cache.get("misses", 0))
+
+
+def hit_ratio(hits: int, misses: int) -> float | None:
+    """Hits / lookups, or None when there were no lookups."""
+    lookups = hits + misses
+    return hits / lookups if lookups else None
+
+
+class StatsHistory:
+    """A bounded ring of samples and the rates between them."""
+
+    def __init__(
+        self, maxlen: int = HISTORY_SAMPLES, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._samples: deque[Sample] = deque(maxlen=maxlen)
+        self._clock = clock
+
+    def __len__(self) -> int:
+        return len(self._samples)
+
+    def record(self, stats: Stats) -> Sample:
+        """Append a sample of ``stats`` taken now."""
+        hits, misses = _cache_counts(stats)
+        sample = Sample(self._clock(), int(stats.get("requests_total", 0)), hits, misses)
+        self._samples.append(sample)
+        return sample
+
+    def series(self) -> list[dict[str, float | None]]:
+        """One point per interval between samples: age (s, negative), rps, hit ratio."""
+        samples = list(self._samples)
+        if not samples:
+            return []
+        now = samples[-1].t
+        points: list[dict[str, float | None]] = []
+        for before, after in itertools.pairwise(samples):
+            elapsed = after.t - before.t
+            if elapsed <= 0:
+                continue
+            # A counter going down means the runtime was replaced; show a gap, not a dip.
+            requests = after.requests_total - before.requests_total
+            hits, misses = after.hits - before.hits, after.misses - before.misses
+            points.append(
+                {
+                    "age_s": round(after.t - now, 3),
+                    "rps": requests / elapsed if requests >= 0 else None,
+                    "hit_ratio": hit_ratio(hits, misses) if min(hits, misses) >= 0 else None,
+                }
+            )
+        return points
+
+
+def origin_label(key: object) -> str:
+    """Show an origin key ((scheme, host, port) or text) as ``scheme://host:port``."""
+    if isinstance(key, tuple) and len(key) == 3:
+        scheme, host, port = key
+        return f"{scheme}://{host}:{port}"
+    return str(key)
+
+
+def status_snapshot(stats: Stats, history: StatsHistory) -> dict[str, Any]:
+    """The document served as ``/status.json`` (and rendered by the status page)."""
+    connections = stats.get("connections") or {}
+    cache = stats.get("cache")
+    pool = stats.get("pool") or {}
+    series = history.series()
+    current_rps = series[-1]["rps"] if series else None
+    cache_doc: dict[str, Any] | None = None
+    if cache is not None:
+        cache_doc = {
+            key: cache.get(key)
+            for key in ("objects", "bytes", "max_bytes", "hits", "misses", "evictions")
+        }
+        cache_doc["hit_ratio"] = hit_ratio(*_cache_counts(stats))
+    origins = [
+        {"origin": origin_label(key), **dict(values)}
+        for key, values in sorted(
+            (pool.get("origins") or {}).items(), key=lambda kv: origin_label(kv[0])
+        )
+    ]
+    return {
+        "connections": {
+            "active": connections.get("active", 0),
+            "waiting": connections.get("waiting", 0),
+        },
+        "requests_total": stats.get("requests_total", 0),
+        "requests_per_s": current_rps,
+        "cache": cache_doc,
+        "pool": {"origins": origins, "totals": dict(pool.get("totals") or {})},
+        "series": series,
+        "sample_interval_s": SAMPLE_INTERVAL_S,
+    }
+
+
+# Per-origin pool figures: key in runtime.stats() -> (metric suffix, counter?, help).
+_POOL_FIGURES: dict[str, tuple[str, bool, str]] = {
+    "idle": ("idle", False, "Idle pooled connections to the origin"),
+    "in_use": ("in_use", False, "Connections to the origin in use by a request"),
+    "created": ("created", True, "Connections opened to the origin"),
+    "reused": ("reused", True, "Requests sent on a pooled connection"),
+    "expired": ("expired", True, "Pooled connections closed for age"),
+    "discarded": ("discarded", True, "Connections discarded instead of pooled"),
+    "stale": ("stale", True, "Pooled connections found closed by the origin at checkout"),
+}
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+class RuntimeCollector(Collector):
+    """A prometheus_client collector reading ``stats()`` at every scrape."""
+
+    def __init__(self, stats: Callable[[], Stats]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the current figures as metric families."""
+        stats = self._stats()
+        connections = stats.get("connections") or {}
+        yield _gauge(
+            "cproxy_connections_active",
+            "Client connections being served",
+            connections.get("active", 0),
+        )
+        yield _gauge(
+            "cproxy_connections_waiting",
+            "Client connections held until a handler is free",
+            connections.get("waiting", 0),
+        )
+        requests = CounterMetricFamily("cproxy_requests", "Client requests handled")
+        requests.add_metric([], float(stats.get("requests_total", 0)))
+        yield requests
+
+        cache = stats.get("cache")
+        if cache is not None:
+            for key, help_text in (
+                ("objects", "Objects in the memory cache"),
+                ("bytes", "Bytes held by the memory cache"),
+                ("max_bytes", "Size of the memory cache (CacheMemory)"),
+            ):
+                yield _gauge(f"cproxy_cache_{key}", help_text, cache.get(key, 0))
+            for key, help_text in (
+                ("hits", "Requests answered from the cache"),
+                ("misses", "Cacheable requests not found in the cache"),
+                ("evictions", "Objects evicted to make room"),
+            ):
+                counter = CounterMetricFamily(f"cproxy_cache_{key}", help_text)
+                counter.add_metric([], float(cache.get(key, 0)))
+                yield counter
+
+        origins = (stats.get("pool") or {}).get("origins") or {}
+        for key, (suffix, is_counter, help_text) in _POOL_FIGURES.items():
+            family: GaugeMetricFamily | CounterMetricFamily
+            name = f"cproxy_origin_pool_{suffix}"
+            if is_counter:
+                family = CounterMetricFamily(name, help_text, labels=["origin"])
+            else:
+                family = GaugeMetricFamily(name, help_text, labels=["origin"])
+            seen = False
+            for origin, values in origins.items():
+                value = _number(values.get(key))
+                if value is not None:
+                    family.add_metric([origin_label(origin)], value)
+                    seen = True
+            if seen:
+                yield family
+
+
+def _gauge(name: str, help_text: str, value: object) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, help_text, value=_number(value) or 0.0)

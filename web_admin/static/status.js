@@ -1,0 +1,123 @@
+// Status page: refresh the figures from /status.json and draw two small SVG charts.
+// No libraries: the admin serves everything itself and runs under a strict CSP.
+"use strict";
+(function () {
+  const SVG = "http://www.w3.org/2000/svg";
+  const W = 400, H = 120, PAD = 4;
+
+  function fmt(value, kind) {
+    if (value === null || value === undefined) return "–";
+    if (kind === "ratio") return (value * 100).toFixed(1) + " %";
+    if (kind === "rate") return value < 10 ? value.toFixed(2) : value.toFixed(0);
+    if (kind === "bytes") {
+      const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+      let i = 0;
+      while (value >= 1024 && i < units.length - 1) { value /= 1024; i++; }
+      return (i ? value.toFixed(1) : value) + " " + units[i];
+    }
+    return Number(value).toLocaleString();
+  }
+
+  function lookup(doc, path) {
+    return path.split(".").reduce((o, k) => (o === null || o === undefined ? o : o[k]), doc);
+  }
+
+  function el(name, attrs, text) {
+    const node = document.createElementNS(SVG, name);
+    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  // Draw points [{age_s, value}] as a line over the window; fixedMax pins the scale (ratio).
+  function chart(svg, points, windowS, fixedMax, kind) {
+    svg.replaceChildren();
+    const values = points.filter((p) => p.value !== null);
+    const max = fixedMax || Math.max(1, ...values.map((p) => p.value)) * 1.15;
+    const x = (age) => W - PAD - ((-age) / windowS) * (W - 2 * PAD);
+    const y = (v) => H - PAD - (v / max) * (H - 2 * PAD);
+    for (const f of [0.25, 0.5, 0.75]) {
+      svg.appendChild(el("line", { x1: 0, x2: W, y1: y(max * f), y2: y(max * f), class: "grid" }));
+    }
+    if (values.length === 0) {
+      svg.appendChild(el("text", { x: W / 2, y: H / 2, class: "nodata" }, "collecting samples…"));
+      return;
+    }
+    // A null value (no traffic to the cache) breaks the line instead of drawing zero.
+    let segment = [];
+    const flush = () => {
+      if (segment.length > 1) {
+        const d = segment.map((p, i) => (i ? "L" : "M") + x(p.age_s).toFixed(1) + "," + y(p.value).toFixed(1)).join(" ");
+        const area = d + " L" + x(segment[segment.length - 1].age_s).toFixed(1) + "," + (H - PAD) + " L" + x(segment[0].age_s).toFixed(1) + "," + (H - PAD) + " Z";
+        svg.appendChild(el("path", { d: area, class: "area" }));
+        svg.appendChild(el("path", { d, class: "line" }));
+      } else if (segment.length === 1) {
+        svg.appendChild(el("circle", { cx: x(segment[0].age_s), cy: y(segment[0].value), r: 2, class: "dot" }));
+      }
+      segment = [];
+    };
+    for (const p of points) { if (p.value === null) flush(); else segment.push(p); }
+    flush();
+    const last = values[values.length - 1].value;
+    svg.appendChild(el("text", { x: W - PAD - 2, y: 14, class: "label" }, fmt(last, kind)));
+    svg.appendChild(el("text", { x: PAD + 2, y: 14, class: "scale" }, "max " + fmt(max, kind)));
+  }
+
+  function originsTable(tbody, origins) {
+    const rows = origins.map((o) => {
+      const tr = document.createElement("tr");
+      const td = document.createElement("td");
+      const code = document.createElement("code");
+      code.textContent = o.origin;
+      td.appendChild(code);
+      tr.appendChild(td);
+      for (const key of ["idle", "in_use", "created", "reused", "expired"]) {
+        const cell = document.createElement("td");
+        cell.className = "num";
+        cell.textContent = o[key] === undefined ? "" : fmt(o[key], "int");
+        tr.appendChild(cell);
+      }
+      return tr;
+    });
+    if (rows.length === 0) {
+      const tr = document.createElement("tr");
+      const td = document.createElement("td");
+      td.colSpan = 6; td.className = "empty"; td.textContent = "No origin connections yet.";
+      tr.appendChild(td);
+      rows.push(tr);
+    }
+    tbody.replaceChildren(...rows);
+  }
+
+  function render(doc) {
+    for (const node of document.querySelectorAll("[data-stat]")) {
+      node.textContent = fmt(lookup(doc, node.dataset.stat), node.dataset.format);
+    }
+    const windowS = doc.sample_interval_s * 120;
+    chart(document.getElementById("chart-rps"),
+      doc.series.map((p) => ({ age_s: p.age_s, value: p.rps })), windowS, 0, "rate");
+    chart(document.getElementById("chart-hit"),
+      doc.series.map((p) => ({ age_s: p.age_s, value: p.hit_ratio })), windowS, 1, "ratio");
+    originsTable(document.getElementById("origins"), doc.pool.origins);
+  }
+
+  async function refresh() {
+    const live = document.getElementById("live");
+    try {
+      const res = await fetch("/status.json", { credentials: "same-origin", cache: "no-store" });
+      if (!res.ok) throw new Error("HTTP " + res.status);
+      render(await res.json());
+      live.textContent = "live · " + new Date().toLocaleTimeString();
+      live.classList.remove("stale");
+    } catch (err) {
+      live.textContent = "not updating (" + err.message + ")";
+      live.classList.add("stale");
+    }
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    const interval = Number(document.getElementById("live").dataset.interval) || 5;
+    refresh();
+    setInterval(refresh, interval * 1000);
+  });
+})();
