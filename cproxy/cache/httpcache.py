@@ -1,0 +1,315 @@
+"""The cache façade the server calls: pure decisions over a ``CacheStore``.
+
+``HttpCache`` never does I/O and never reads a clock: the caller passes ``now`` and the
+request/response times. The forwarding path uses it like this::
+
+    result = cache.lookup(method, url_key, req_headers, now)
+    HIT                     -> send result.response_head() (+ entry.body unless HEAD or 304)
+    STALE_WHILE_REVALIDATE  -> the same, then refresh in the background with
+                               result.origin_headers and store_response / handle_304
+    VALIDATE                -> send result.origin_headers to the origin;
+                               304 -> entry = handle_304(..., validated=result.entry)
+                                      (None: send the request again unconditionally)
+                               200 etc. -> store_response(...)
+                               error -> serve_stale_on_error(...) or pass the error on
+    MISS                    -> forward the client's request; store_response(...)
+    BYPASS                  -> forward; do not store
+    ONLY_IF_CACHED          -> answer 504 (RFC 9111 §5.2.1.7)
+    after any response      -> invalidate_after(method, status, url_key, resp_headers)
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from cproxy.cache.cachestatus import cache_status
+from cproxy.cache.fields import HeaderPairs, get_first
+from cproxy.cache.policy import (
+    CacheSettings,
+    Reuse,
+    client_not_modified,
+    invalidation_targets,
+    may_serve_stale_on_error,
+    request_cacheable_method,
+    request_directives,
+    response_date,
+    reuse,
+    select_for_update,
+    storable,
+    url_excluded,
+    validation_request_headers,
+)
+from cproxy.cache.store import CacheStore, Entry
+
+
+class LookupKind(enum.Enum):
+    """What the server does with a request, as decided by ``HttpCache.lookup``."""
+
+    HIT = "hit"
+    STALE_WHILE_REVALIDATE = "stale-while-revalidate"
+    VALIDATE = "validate"
+    MISS = "miss"
+    BYPASS = "bypass"
+    ONLY_IF_CACHED = "only-if-cached"
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """The outcome of a cache lookup.
+
+    ``entry``/``age`` are set for HIT, STALE_WHILE_REVALIDATE and VALIDATE.
+    ``not_modified``: answer the client's own conditional request with a 304 from ``entry``.
+    ``origin_headers``: the request header fields to send the origin for VALIDATE and
+    STALE_WHILE_REVALIDATE (the client's, with the stored validators).
+    ``fwd``/``detail``/``ttl`` feed the Cache-Status field (RFC 9211).
+    """
+
+    kind: LookupKind
+    entry: Entry | None = None
+    age: int = 0
+    not_modified: bool = False
+    origin_headers: tuple[tuple[str, str], ...] | None = None
+    fwd: str | None = None
+    detail: str | None = None
+    ttl: float | None = None
+    name: str = "cproxy"
+
+    def cache_status(
+        self, *, fwd_status: int | None = None, stored: bool = False, collapsed: bool = False
+    ) -> str:
+        """The Cache-Status member for this outcome (RFC 9211), e.g. ``cproxy; hit; ttl=5``."""
+        hit = self.kind in (LookupKind.HIT, LookupKind.STALE_WHILE_REVALIDATE) and not self.fwd
+        return cache_status(
+            self.name,
+            hit=hit,
+            fwd=self.fwd,
+            fwd_status=fwd_status,
+            ttl=self.ttl,
+            stored=stored,
+            collapsed=collapsed,
+            detail=self.detail,
+        )
+
+    def response_head(self, *, collapsed: bool = False) -> bytes:
+        """The head to send for a HIT: the stored head (or a 304) with Age and Cache-Status."""
+        if self.entry is None:
+            raise ValueError(f"no stored response to send for a {self.kind.value} lookup")
+        extra = f"Cache-Status: {self.cache_status(collapsed=collapsed)}\r\n".encode("latin-1")
+        if self.not_modified:
+            return self.entry.not_modified_head(self.age, extra)
+        return self.entry.head_with_age(self.age, extra)
+
+
+class HttpCache:
+    """RFC 9111 shared-cache behaviour over a ``CacheStore``; pure and clock-free."""
+
+    def __init__(self, store: CacheStore, settings: CacheSettings, *, name: str = "cproxy") -> None:
+        self.store = store
+        self.settings = settings
+        self.name = name
+
+    def reconfigure(self, settings: CacheSettings) -> None:
+        """Apply new cache settings (the store's size is changed with ``store.resize``)."""
+        self.settings = settings
+
+    # -- lookup ----------------------------------------------------------------------------
+
+    def lookup(self, method: str, url_key: str, req_headers: HeaderPairs, now: float) -> Lookup:
+        """Decide how to answer a request (RFC 9111 §4) at time ``now``."""
+        method = method.upper()
+        if not self.settings.caching:
+            return self._result(LookupKind.BYPASS, fwd="bypass", detail="caching-off")
+        if not request_cacheable_method(method):
+            return self._result(LookupKind.BYPASS, fwd="method")
+        excluded = url_excluded(url_key, self.settings)
+        if excluded is not None:
+            return self._result(LookupKind.BYPASS, fwd="bypass", detail=excluded)
+        request = request_directives(req_headers)
+        if get_first(req_headers, "If-Match") or get_first(req_headers, "If-Unmodified-Since"):
+            # Preconditions about the origin's current state: let the origin decide.
+            return self._result(LookupKind.MISS, fwd="request", detail="precondition")
+        entry = self.store.lookup(url_key, req_headers)
+        if entry is None:
+            if request.only_if_cached:
+                return self._result(LookupKind.ONLY_IF_CACHED, detail="only-if-cached")
+            fwd = "vary-miss" if url_key in self.store else "uri-miss"
+            return self._result(LookupKind.MISS, fwd=fwd)
+        age = entry.current_age(now)
+        decision, why = reuse(entry.lifetime_s, age, entry.cc, request)
+        ttl = entry.lifetime_s - age
+        if decision is not Reuse.VALIDATE:
+            kind = (
+                LookupKind.STALE_WHILE_REVALIDATE
+                if decision is Reuse.STALE_WHILE_REVALIDATE
+                else LookupKind.HIT
+            )
+            return self._result(
+                kind,
+                entry=entry,
+                age=int(age),
+                ttl=ttl,
+                not_modified=self.client_not_modified(method, req_headers, entry),
+                origin_headers=(
+                    tuple(validation_request_headers(req_headers, entry.headers))
+                    if kind is LookupKind.STALE_WHILE_REVALIDATE
+                    else None
+                ),
+                detail=decision.value if decision is not Reuse.FRESH else None,
+            )
+        if request.only_if_cached:
+            # §5.2.1.7: the origin may not be contacted, and the entry is not usable as is.
+            return self._result(LookupKind.ONLY_IF_CACHED, entry=entry, detail=why)
+        fwd = "request" if why.startswith("request-") else "stale"
+        if not entry.has_validator():
+            # Nothing to validate with: forward the client's request as it is.
+            return self._result(LookupKind.MISS, entry=entry, ttl=ttl, fwd=fwd, detail=why)
+        return self._result(
+            LookupKind.VALIDATE,
+            entry=entry,
+            age=int(age),
+            ttl=ttl,
+            origin_headers=tuple(validation_request_headers(req_headers, entry.headers)),
+            fwd=fwd,
+            detail=why,
+        )
+
+    def _result(self, kind: LookupKind, **fields: object) -> Lookup:
+        return Lookup(kind, name=self.name, **fields)  # type: ignore[arg-type]
+
+    def client_not_modified(self, method: str, req_headers: HeaderPairs, entry: Entry) -> bool:
+        """Does the client's own conditional request get a 304 from ``entry``?"""
+        return client_not_modified(
+            method.upper(), req_headers, entry.headers, stored_time=entry.response_time
+        )
+
+    # -- responses from the origin -----------------------------------------------------------
+
+    def store_response(
+        self,
+        method: str,
+        url_key: str,
+        req_headers: HeaderPairs,
+        status: int,
+        reason: str,
+        resp_headers: HeaderPairs,
+        body: bytes,
+        *,
+        request_time: float,
+        response_time: float,
+    ) -> tuple[Entry | None, str]:
+        """Store a complete origin response when RFC 9111 §3 allows.
+
+        Returns ``(entry, "stored")`` or ``(None, reason)`` with the reason from
+        ``policy.storable`` (or ``"too-large"`` when it exceeds the whole cache). A
+        response that is not storable leaves older stored responses in place.
+        """
+        date_value = response_date(resp_headers, response_time)
+        ok, why = storable(
+            method,
+            status,
+            req_headers,
+            resp_headers,
+            self.settings,
+            url_key=url_key,
+            body_bytes=len(body),
+            date_value=date_value,
+        )
+        if not ok:
+            return None, why
+        entry = Entry.build(
+            url_key=url_key,
+            status=status,
+            reason=reason,
+            resp_headers=resp_headers,
+            body=body,
+            req_headers=req_headers,
+            request_time=request_time,
+            response_time=response_time,
+            settings=self.settings,
+        )
+        if not self.store.put(entry):
+            return None, "too-large"
+        return entry, "stored"
+
+    def handle_304(
+        self,
+        url_key: str,
+        req_headers: HeaderPairs,
+        resp_headers: HeaderPairs,
+        *,
+        request_time: float,
+        response_time: float,
+        validated: Entry | None = None,
+    ) -> Entry | None:
+        """Freshen stored responses with an origin 304 (RFC 9111 §4.3.3, §4.3.4, §3.2).
+
+        Updates every stored variant the 304 selects. Returns the freshened form of
+        ``validated`` (the entry whose validators were sent), ready to serve, or None when
+        the 304 does not apply to it: then the caller repeats the request unconditionally
+        (or, when the client's own conditional was forwarded, passes the 304 on).
+        A freshened response that is no longer storable (e.g. the 304 says no-store) is
+        served once but removed from the store.
+        """
+        variants = self.store.variants(url_key)
+        selected = select_for_update([v.validators() for v in variants], resp_headers)
+        no_validator = get_first(resp_headers, "ETag") is None and (
+            get_first(resp_headers, "Last-Modified") is None
+        )
+        if not selected and no_validator and validated is not None and validated in variants:
+            # The origin answered our conditional without repeating the validator: the 304
+            # can only be about the response whose validators we sent.
+            selected = [variants.index(validated)]
+        result: Entry | None = None
+        for index in selected:
+            old = variants[index]
+            new = old.freshened(
+                resp_headers,
+                req_headers,
+                request_time=request_time,
+                response_time=response_time,
+                settings=self.settings,
+            )
+            ok, _ = storable(
+                "GET", new.status, req_headers, list(new.headers), self.settings, url_key=url_key
+            )
+            self.store.remove(old)
+            if ok:
+                self.store.put(new)
+            if old is validated:
+                result = new
+        return result
+
+    def serve_stale_on_error(
+        self, entry: Entry, req_headers: HeaderPairs, now: float, origin_status: int | None
+    ) -> Lookup | None:
+        """A stale (or fresh) stored response standing in for an origin failure (RFC 5861 §4).
+
+        ``origin_status`` is None when the origin failed outright, else its status.
+        Returns a HIT-like Lookup to send, or None when the error must go to the client.
+        """
+        age = entry.current_age(now)
+        request = request_directives(req_headers)
+        if not may_serve_stale_on_error(entry.lifetime_s, age, entry.cc, request, origin_status):
+            return None
+        return self._result(
+            LookupKind.HIT,
+            entry=entry,
+            age=int(age),
+            ttl=entry.lifetime_s - age,
+            fwd="stale",
+            detail="stale-if-error",
+            not_modified=self.client_not_modified("GET", req_headers, entry),
+        )
+
+    def invalidate_after(
+        self, method: str, status: int, url_key: str, resp_headers: HeaderPairs
+    ) -> list[str]:
+        """Invalidate after an unsafe request's non-error response (RFC 9111 §4.4).
+
+        Returns the keys invalidated (empty for safe methods and error statuses).
+        """
+        targets = invalidation_targets(method, status, url_key, resp_headers)
+        for target in targets:
+            self.store.invalidate(target)
+        return targets

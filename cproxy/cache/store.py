@@ -1,0 +1,369 @@
+"""The in-memory response store: a byte-sized LRU (cachetools) of URL keys to variants.
+
+The primary key is the normalised URL (``urlkey.normalise_url``); each key holds a tuple of
+``Entry`` variants told apart by their Vary secondary keys (RFC 9111 §4.1). An entry's size is
+its serialised head + body + key bytes; the store never holds more than ``max_bytes`` of
+them, evicting least recently used URLs first.
+
+Header values are str holding the octets of the field value one character per byte
+(latin-1), the way the HTTP layer decodes them; heads are encoded back the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cachetools import LRUCache
+
+from cproxy.cache.cachecontrol import CacheControl, parse_cache_control
+from cproxy.cache.dates import format_http_date, parse_http_date
+from cproxy.cache.fields import HeaderPairs, get_all, get_first
+from cproxy.cache.policy import (
+    CacheSettings,
+    SecondaryKey,
+    Validators,
+    age_value,
+    current_age,
+    freshness_lifetime,
+    headers_to_store,
+    heuristic_allowed,
+    initial_age,
+    not_modified_headers,
+    parse_etag,
+    response_date,
+    secondary_key,
+    update_headers,
+    vary_fields,
+)
+
+# A URL with more variants than this is usually varying on something like User-Agent; the
+# oldest variants go first so one URL cannot crowd out the rest of the cache.
+MAX_VARIANTS_PER_KEY = 32
+
+# Statuses whose responses never carry a body, hence no Content-Length (RFC 9110 §8.6).
+_NO_BODY_STATUSES = frozenset({204, 304})
+
+
+def _encode(text: str) -> bytes:
+    # Field values are octets decoded as latin-1; "replace" keeps a stray character from
+    # making a response unservable (it becomes "?").
+    return text.encode("latin-1", "replace")
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Entry:
+    """One stored response (a GET's), ready to serve.
+
+    ``headers`` are the stored header fields (hop-by-hop fields, Content-Length and Age
+    removed, Date added when the origin sent none). ``lifetime_s`` and ``initial_age_s``
+    are computed once at store time (§4.2.1, §4.2.3) so a hit is a lookup, an age, a send.
+    """
+
+    url_key: str
+    method: str
+    status: int
+    reason: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    request_time: float
+    response_time: float
+    date_value: float
+    age_value: int
+    vary: tuple[str, ...] | None  # None: "Vary: *", never matches (§4.1)
+    secondary_key: SecondaryKey
+    cc: CacheControl
+    lifetime_s: float
+    initial_age_s: float
+    head_prefix: bytes = field(repr=False)
+    size: int
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        url_key: str,
+        status: int,
+        reason: str,
+        resp_headers: HeaderPairs,
+        body: bytes,
+        req_headers: HeaderPairs,
+        request_time: float,
+        response_time: float,
+        settings: CacheSettings,
+        method: str = "GET",
+    ) -> Entry:
+        """Make an entry from a response as received (``storable`` already said yes).
+
+        ``request_time``/``response_time`` are when the request was sent and the response
+        received (§4.2.3). A missing or invalid Date is replaced by the response time, as a
+        recipient with a clock must (RFC 9110 §6.6.1).
+        """
+        headers = headers_to_store(resp_headers)
+        if parse_http_date(get_first(headers, "Date")) is None:
+            headers = [(k, v) for k, v in headers if k.lower() != "date"]
+            headers.append(("Date", format_http_date(response_time)))
+        date_value = response_date(headers, response_time)
+        assert date_value is not None  # a valid Date was ensured just above
+        cc = parse_cache_control(get_all(headers, "Cache-Control"))
+        vary = vary_fields(headers)
+        age = age_value(resp_headers)
+        lifetime = freshness_lifetime(
+            headers, settings, heuristic_allowed(status, cc), date_value=date_value, resp_cc=cc
+        )
+        lines = [f"HTTP/1.1 {status} {reason}\r\n".encode("latin-1", "replace")]
+        lines.extend(_encode(f"{name}: {value}\r\n") for name, value in headers)
+        if status not in _NO_BODY_STATUSES:
+            lines.append(b"Content-Length: %d\r\n" % len(body))
+        head_prefix = b"".join(lines)
+        return cls(
+            url_key=url_key,
+            method=method,
+            status=status,
+            reason=reason,
+            headers=tuple(headers),
+            body=body,
+            request_time=request_time,
+            response_time=response_time,
+            date_value=date_value,
+            age_value=age,
+            vary=vary,
+            secondary_key=secondary_key(vary or (), req_headers),
+            cc=cc,
+            lifetime_s=lifetime,
+            initial_age_s=initial_age(
+                date_value=date_value,
+                age_value=age,
+                request_time=request_time,
+                response_time=response_time,
+            ),
+            head_prefix=head_prefix,
+            size=len(head_prefix) + len(body) + len(url_key),
+        )
+
+    def current_age(self, now: float) -> float:
+        """The entry's current age at ``now`` (RFC 9111 §4.2.3)."""
+        return self.initial_age_s + (now - self.response_time)
+
+    def full_current_age(self, now: float) -> float:
+        """The same age recomputed from the stored times (for checks and tests)."""
+        return current_age(
+            date_value=self.date_value,
+            age_value=self.age_value,
+            request_time=self.request_time,
+            response_time=self.response_time,
+            now=now,
+        )
+
+    def head_with_age(self, age: int, extra: bytes = b"") -> bytes:
+        """The full response head with ``Age: age`` (RFC 9111 §5.1) and ``extra`` lines.
+
+        ``extra`` is pre-serialised ``Name: value\\r\\n`` lines (e.g. Cache-Status).
+        """
+        return b"%s%sAge: %d\r\n\r\n" % (self.head_prefix, extra, max(0, int(age)))
+
+    def not_modified_head(self, age: int, extra: bytes = b"") -> bytes:
+        """A 304 head answering a client's conditional request from this entry.
+
+        Carries the fields RFC 9110 §15.4.5 lists (Cache-Control, Content-Location, Date,
+        ETag, Expires, Vary) and Last-Modified, plus Age.
+        """
+        lines = [b"HTTP/1.1 304 Not Modified\r\n"]
+        lines.extend(
+            _encode(f"{name}: {value}\r\n") for name, value in not_modified_headers(self.headers)
+        )
+        lines.append(extra)
+        lines.append(b"Age: %d\r\n\r\n" % max(0, int(age)))
+        return b"".join(lines)
+
+    def matches(self, req_headers: HeaderPairs) -> bool:
+        """Does this variant serve a request with ``req_headers`` (RFC 9111 §4.1)?"""
+        if self.vary is None:
+            return False
+        return secondary_key(self.vary, req_headers) == self.secondary_key
+
+    def validators(self) -> Validators:
+        """This entry's validators for RFC 9111 §4.3.4 selection."""
+        return Validators(
+            etag=parse_etag(get_first(self.headers, "ETag")),
+            last_modified=parse_http_date(get_first(self.headers, "Last-Modified")),
+            recency=self.response_time,
+        )
+
+    def has_validator(self) -> bool:
+        """True when the entry can be validated (it has an ETag or a Last-Modified)."""
+        v = self.validators()
+        return v.etag is not None or v.last_modified is not None
+
+    def freshened(
+        self,
+        new_headers: HeaderPairs,
+        req_headers: HeaderPairs,
+        *,
+        request_time: float,
+        response_time: float,
+        settings: CacheSettings,
+    ) -> Entry:
+        """A copy updated with a 304's header fields (RFC 9111 §3.2, §4.3.4).
+
+        The body is kept; the new response's Age and Date (the response time when it has
+        no Date) drive the age calculation from now on.
+        """
+        merged = update_headers(self.headers, new_headers)
+        if parse_http_date(get_first(new_headers, "Date")) is None:
+            merged = [(k, v) for k, v in merged if k.lower() != "date"]
+            merged.append(("Date", format_http_date(response_time)))
+        age = get_all(new_headers, "Age")
+        with_age = merged + [("Age", a) for a in age]
+        return Entry.build(
+            url_key=self.url_key,
+            status=self.status,
+            reason=self.reason,
+            resp_headers=with_age,
+            body=self.body,
+            req_headers=req_headers,
+            request_time=request_time,
+            response_time=response_time,
+            settings=settings,
+            method=self.method,
+        )
+
+
+Variants = tuple[Entry, ...]
+
+
+def _variants_size(variants: Variants) -> int:
+    return sum(entry.size for entry in variants)
+
+
+class _EvictionCountingLRU(LRUCache):  # type: ignore[type-arg]
+    """cachetools' LRUCache that reports each eviction (popitem is only called to evict)."""
+
+    def __init__(self, maxsize: int, on_evict: Callable[[Any, Any], None]) -> None:
+        super().__init__(maxsize, getsizeof=_variants_size)
+        self._on_evict = on_evict
+
+    def popitem(self) -> tuple[Any, Any]:
+        key, value = super().popitem()
+        self._on_evict(key, value)
+        return key, value
+
+
+class CacheStore:
+    """URL key -> variants, sized in bytes, least recently used evicted first."""
+
+    def __init__(self, max_bytes: int) -> None:
+        if max_bytes < 0:
+            raise ValueError("max_bytes must not be negative")
+        self.hits = 0
+        self.misses = 0
+        self.evictions = 0
+        self.stores = 0
+        self._lru = self._new_lru(max_bytes)
+
+    def _new_lru(self, max_bytes: int) -> _EvictionCountingLRU:
+        return _EvictionCountingLRU(max_bytes, self._count_eviction)
+
+    def _count_eviction(self, _key: Any, variants: Variants) -> None:
+        self.evictions += len(variants)
+
+    @property
+    def max_bytes(self) -> int:
+        """The most bytes the store holds (CacheMemory)."""
+        return int(self._lru.maxsize)
+
+    @property
+    def current_bytes(self) -> int:
+        """The bytes held now (sum of entry sizes)."""
+        return int(self._lru.currsize)
+
+    def __len__(self) -> int:
+        """The number of stored responses (variants across all keys)."""
+        return sum(len(v) for v in self._lru.values())
+
+    def __contains__(self, url_key: object) -> bool:
+        return url_key in self._lru
+
+    def lookup(self, url_key: str, req_headers: HeaderPairs) -> Entry | None:
+        """The stored variant for this request (RFC 9111 §4.1), or None; counts hit/miss.
+
+        When several variants match, the most recent by Date (then by response time) wins.
+        """
+        variants: Variants = self._lru.get(url_key, ())
+        matching = [entry for entry in variants if entry.matches(req_headers)]
+        if not matching:
+            self.misses += 1
+            return None
+        self.hits += 1
+        return max(matching, key=lambda e: (e.date_value, e.response_time))
+
+    def variants(self, url_key: str) -> Variants:
+        """Every stored variant of ``url_key`` (no hit/miss counted)."""
+        variants: Variants = self._lru.get(url_key, ())
+        return variants
+
+    def put(self, entry: Entry) -> bool:
+        """Store ``entry``, replacing the variant with the same secondary key.
+
+        Returns False (and stores nothing) when the entry alone is larger than
+        ``max_bytes``. Older URLs are evicted as needed; never exceeds ``max_bytes``.
+        """
+        if entry.size > self.max_bytes:
+            return False
+        old: Variants = self._lru.pop(entry.url_key, ())
+        kept = [v for v in old if (v.vary, v.secondary_key) != (entry.vary, entry.secondary_key)]
+        kept.append(entry)
+        kept = kept[-MAX_VARIANTS_PER_KEY:]
+        while _variants_size(tuple(kept)) > self.max_bytes:
+            kept.pop(0)
+        self._lru[entry.url_key] = tuple(kept)
+        self.stores += 1
+        return True
+
+    def remove(self, entry: Entry) -> bool:
+        """Remove this one variant; True when it was stored."""
+        old: Variants = self._lru.pop(entry.url_key, ())
+        kept = tuple(v for v in old if v is not entry)
+        if kept:
+            self._lru[entry.url_key] = kept
+        return len(kept) != len(old)
+
+    def invalidate(self, url_key: str) -> None:
+        """Drop every variant of ``url_key`` (RFC 9111 §4.4); no error when absent."""
+        self._lru.pop(url_key, None)
+
+    def purge(self, url_key: str) -> bool:
+        """Drop every variant of ``url_key``; True when something was stored."""
+        return self._lru.pop(url_key, None) is not None
+
+    def clear(self) -> None:
+        """Drop everything (counters are kept)."""
+        self._lru.clear()
+
+    def resize(self, max_bytes: int) -> None:
+        """Change ``max_bytes`` live, evicting least recently used URLs down to it."""
+        if max_bytes < 0:
+            raise ValueError("max_bytes must not be negative")
+        old = self._lru
+        while old.currsize > max_bytes:
+            old.popitem()  # counted as evictions
+        new = self._new_lru(max_bytes)
+        while old:
+            # LRUCache.popitem (not the counting override): moving is not evicting.
+            key, value = LRUCache.popitem(old)
+            new[key] = value
+        self._lru = new
+
+    def stats(self) -> dict[str, int]:
+        """Counters: objects, bytes, max_bytes, keys, hits, misses, evictions, stores."""
+        return {
+            "objects": len(self),
+            "keys": len(self._lru),
+            "bytes": self.current_bytes,
+            "max_bytes": self.max_bytes,
+            "hits": self.hits,
+            "misses": self.misses,
+            "evictions": self.evictions,
+            "stores": self.stores,
+        }
