@@ -78,12 +78,15 @@ class ClientConnection:
         self.client_ip = address[0]
         self.buf = b""
         self.served = 0
+        # True while waiting for the first byte of a request: shutdown may close it at once.
+        self.idle = False
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     # -- the connection loop -------------------------------------------------------
 
     def run(self) -> None:
         cfg = self.rt.config
+        self.rt.connections.add(self)
         try:
             if not ip_allowed(cfg.proxy_access, self.client_ip):
                 log.warning("client %s refused: not in ProxyAccess", self.client_ip)
@@ -102,7 +105,16 @@ class ClientConnection:
         except (ClientGone, OSError, OutputTimeout):
             pass
         finally:
+            self.rt.connections.discard(self)
             self.sock.close()
+
+    def close_if_idle(self) -> None:
+        """At shutdown: end a connection that is between requests."""
+        if self.idle:
+            try:
+                self.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def _read_request(self) -> Request | None:
         """The next request head, or None when the client is done (EOF or idle)."""
@@ -113,12 +125,15 @@ class ClientConnection:
         if not buf:
             # The wait for a request's first byte: PersistTimeout between requests.
             sock.settimeout(cfg.input_timeout_s if first else cfg.persist_timeout_s)
+            self.idle = True
             try:
                 buf = sock.recv(IO_CHUNK_BYTES)
             except TimeoutError:
                 if first:
                     self._send_error(408, "No request arrived in time (InputTimeout).", close=True)
                 return None
+            finally:
+                self.idle = False
             if not buf:
                 return None
         deadline = time.monotonic() + cfg.input_timeout_s

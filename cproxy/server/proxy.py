@@ -78,6 +78,9 @@ class ProxyServer:
     def stop(self, grace_s: float = SHUTDOWN_GRACE_S) -> None:
         """Stop accepting, let in-flight requests finish within ``grace_s``, close."""
         self.runtime.stopping = True
+        self.server.close()  # stop accepting first
+        for conn in list(self.runtime.connections):
+            conn.close_if_idle()
         if self.admin is not None:
             self.admin.stop(timeout=1)
         self.server.stop(timeout=grace_s)

@@ -79,6 +79,8 @@ class Runtime:
         self.cache: Any = None
         self.requests_total = 0
         self.stopping = False
+        # Open client connections (ClientConnection), so shutdown can close idle ones.
+        self.connections: set[Any] = set()
         # (host, port) pairs cproxy listens on; filled in by the listeners.
         self.proxy_addresses: list[tuple[str, int]] = []
         self.admin_addresses: list[tuple[str, int]] = []
