@@ -11,7 +11,7 @@ configobj options, and why:
   comma into a Python list and re-quotes items on write, so an address list or a URL with a
   comma would not round-trip. Off, every value is one string and our types do the splitting.
   The price: configobj then leaves quotes on single-line values (``"a # b"`` stays quoted), so
-  ``_unquote`` strips one matching pair of quotes, and ``_encode`` adds them when a value
+  ``_unquote`` strips one matching pair of quotes, and ``encode_value`` adds them when a value
   would otherwise be misread (it contains ``#`` or starts with a quote). Multi-line values
   (mapping rules) use triple quotes, which configobj handles itself in both directions.
 * ``interpolation=False``: ``%(name)s`` and ``$name`` would be expanded inside URLs.
@@ -407,8 +407,11 @@ def diff(old: Config, new: Config) -> list[str]:
     return [name for name in DIRECTIVES if old.value(name) != new.value(name)]
 
 
-def _encode(d: Directive, text: str) -> str:
-    """The string to hand configobj so that the file reads back as ``text``."""
+def encode_value(d: Directive, text: str) -> str:
+    """The string to hand configobj so that the file reads back as ``text``.
+
+    Shared with the sample-file generator, so the sample is quoted exactly as a save would.
+    """
     if "\n" in text:
         # configobj writes values with new lines in triple quotes; indenting the lines and
         # starting on a new one keeps a block of rules readable.
@@ -467,7 +470,7 @@ def save_changes(path: str | os.PathLike[str], changes: Mapping[str, str]) -> No
         if name in found and old_value == value:
             continue  # same value: keep the user's own spelling of it
         try:
-            co[key] = _encode(d, d.type.format(value))
+            co[key] = encode_value(d, d.type.format(value))
         except configobj.ConfigObjError as exc:
             raise _error(str(exc), d.type.allowed, path=shown, line=None, directive=name) from exc
     try:

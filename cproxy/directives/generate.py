@@ -17,7 +17,7 @@ from pathlib import Path
 
 from cproxy import __version__
 
-from .config import _encode
+from .config import encode_value
 from .registry import Directive, forms
 from .types import (
     AddressList,
@@ -258,7 +258,7 @@ def render_sample() -> str:
 
 def _file_value(d: Directive) -> str:
     # The same quoting rules as save_changes, so the sample reads back as the defaults.
-    encoded = _encode(d, d.default)
+    encoded = encode_value(d, d.default)
     if "\n" in encoded:
         return f'"""{encoded}"""'
     return encoded or '""'
