@@ -54,11 +54,15 @@ class AdminServer(WSGIServer):
         host, port = self.address[:2]
         log.info("admin listening on http://%s:%d/", host, port)
 
-    def stop(self, timeout: float | None = None) -> None:
-        """Stop the sampler, then the listener (waiting up to ``timeout`` for requests)."""
+    def stop_sampler(self) -> None:
+        """Stop sampling figures for the status charts (the listener keeps serving)."""
         if self._sampler is not None:
             self._sampler.kill()
             self._sampler = None
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop the sampler, then the listener (waiting up to ``timeout`` for requests)."""
+        self.stop_sampler()
         super().stop(timeout)
 
     def _sample_forever(self) -> None:
