@@ -1,0 +1,165 @@
+"""Storing responses (RFC 9111 §3, §3.1, §3.5, §5.2.2) and the cache settings."""
+
+from __future__ import annotations
+
+import pytest
+
+from cproxy.cache import LookupKind
+from cproxy.cache.policy import CacheSettings, headers_to_store, storable
+from tests.test_cache_support import T0, URL, date, make_cache, store
+
+S = CacheSettings()
+FRESH = [("Cache-Control", "max-age=3600")]
+
+
+def ok(method: str = "GET", status: int = 200, req=(), resp=FRESH, **kw: object) -> tuple:  # type: ignore[no-untyped-def]
+    return storable(method, status, list(req), list(resp), kw.pop("settings", S), **kw)  # type: ignore[arg-type]
+
+
+def test_3_fresh_get_is_storable() -> None:
+    assert ok() == (True, "ok")
+
+
+def test_3_only_get_responses_are_stored() -> None:
+    assert ok("HEAD") == (False, "method")
+    assert ok("POST") == (False, "method")
+
+
+def test_3_status_must_be_final_and_not_304() -> None:
+    assert ok(status=100) == (False, "status")
+    assert ok(status=304) == (False, "status")
+    for status in (299, 400, 499, 500, 502, 504, 599):
+        assert ok(status=status)[0], status
+
+
+def test_3_4_partial_content_not_stored_as_complete() -> None:
+    assert ok(status=206) == (False, "partial")
+    assert ok(resp=[*FRESH, ("Content-Range", "bytes 0-4/10")]) == (False, "partial")
+
+
+@pytest.mark.parametrize(
+    ("req", "resp"),
+    [
+        ([], [("Cache-Control", "max-age=10000, no-store")]),
+        ([], [("Cache-Control", "No-StOrE")]),
+        ([("Cache-Control", "no-store")], FRESH),
+    ],
+)
+def test_5_2_2_5_and_5_2_1_5_no_store(req: list, resp: list) -> None:  # type: ignore[type-arg]
+    assert ok(req=req, resp=resp) == (False, "no-store")
+
+
+def test_5_2_2_3_must_understand_overrides_no_store_for_understood_status() -> None:
+    resp = [("Cache-Control", "max-age=60, no-store, must-understand")]
+    assert ok(resp=resp) == (True, "ok")
+    assert ok(status=299, resp=resp) == (False, "must-understand")
+
+
+def test_5_2_2_7_private_not_stored_by_shared_cache() -> None:
+    assert ok(resp=[("Cache-Control", "private, max-age=3600")]) == (False, "private")
+
+
+def test_5_2_2_7_qualified_private_strips_the_listed_fields() -> None:
+    resp = [("Cache-Control", 'private="Set-Cookie", max-age=60'), ("Set-Cookie", "a=b")]
+    assert ok(resp=resp) == (True, "ok")
+    assert [k for k, _ in headers_to_store(resp)] == ["Cache-Control"]
+
+
+@pytest.mark.parametrize(
+    ("directives", "stored"),
+    [
+        ("max-age=3600", False),
+        ("max-age=3600, public", True),
+        ("max-age=3600, must-revalidate", True),
+        ("s-maxage=3600", True),
+    ],
+)
+def test_3_5_authorization_needs_public_must_revalidate_or_s_maxage(
+    directives: str, stored: bool
+) -> None:
+    req = [("Authorization", "Basic eDp5")]
+    assert ok(req=req, resp=[("Cache-Control", directives)])[0] is stored
+
+
+def test_3_needs_explicit_freshness_public_or_heuristic_status() -> None:
+    assert ok(status=201, resp=[("Last-Modified", date(-100))]) == (False, "not-cacheable")
+    assert ok(status=201, resp=[("Expires", date(100)), ("Date", date())]) == (True, "ok")
+    assert ok(status=599, resp=[("Cache-Control", "public"), ("ETag", '"a"')])[0]
+
+
+def test_3_nothing_to_reuse_or_validate_is_not_stored() -> None:
+    assert ok(resp=[]) == (False, "too-short")
+    assert ok(resp=[("ETag", '"a"')]) == (True, "ok")  # validation is still worth it
+    assert ok(resp=[("Cache-Control", "max-age=0")]) == (False, "too-short")
+
+
+def test_4_1_vary_star_not_stored() -> None:
+    assert ok(resp=[*FRESH, ("Vary", "accept, *")]) == (False, "vary-star")
+
+
+def test_settings_time_margin_size_limit_queries_and_patterns() -> None:
+    margin = CacheSettings(cache_time_margin_s=60.0)
+    assert ok(resp=[("Cache-Control", "max-age=30")], settings=margin) == (False, "too-short")
+    assert ok(resp=[("Cache-Control", "max-age=30"), ("ETag", '"a"')], settings=margin)[0]
+    limit = CacheSettings(cache_file_size_limit_bytes=10)
+    assert ok(settings=limit, body_bytes=11) == (False, "too-large")
+    assert ok(settings=limit, body_bytes=10)[0]
+    no_q = CacheSettings(cache_queries=False)
+    assert ok(settings=no_q, url_key="http://a/x?y=1") == (False, "url")
+    assert ok(settings=no_q, url_key="http://a/x")[0]
+    pats = CacheSettings(no_caching=("http://a/private/*", "*.cgi"))
+    assert ok(settings=pats, url_key="http://a/private/x") == (False, "url")
+    assert ok(settings=pats, url_key="http://b/run.cgi") == (False, "url")
+    assert ok(settings=pats, url_key="http://a/public/x")[0]
+    assert ok(settings=CacheSettings(caching=False)) == (False, "caching-off")
+
+
+def test_settings_from_config_reads_attr_names() -> None:
+    class Cfg:
+        caching = True
+        cache_max_expiry_s = 99.0
+        no_caching = ["http://x/*"]
+
+    settings = CacheSettings.from_config(Cfg())
+    assert settings.cache_max_expiry_s == 99.0 and settings.no_caching == ("http://x/*",)
+    assert settings.cache_last_modified_factor == CacheSettings().cache_last_modified_factor
+
+
+def test_3_1_hop_by_hop_and_connection_listed_fields_not_stored() -> None:
+    resp = [
+        ("Connection", "a, b"),
+        ("a", "1"),
+        ("B", "2"),
+        ("c", "3"),
+        ("Keep-Alive", "timeout=5"),
+        ("Transfer-Encoding", "chunked"),
+        ("Content-Length", "5"),
+        ("Age", "3"),
+        ("Set-Cookie", "a=b"),
+    ]
+    assert headers_to_store(resp) == [("c", "3"), ("Set-Cookie", "a=b")]
+
+
+def test_5_2_2_4_no_cache_field_names_not_stored_and_response_reused() -> None:
+    cache = make_cache()
+    headers = [
+        ("Cache-Control", 'no-cache="a, b"'),
+        ("a", "1"),
+        ("b", "2"),
+        ("c", "3"),
+        ("Cache-Control", "max-age=3600"),
+        ("Date", date()),
+    ]
+    assert store(cache, headers) == "stored"
+    result = cache.lookup("GET", URL, [], T0 + 1)
+    assert result.kind is LookupKind.HIT and result.entry is not None
+    names = {k.lower() for k, _ in result.entry.headers}
+    assert "c" in names and not names & {"a", "b"}
+
+
+def test_3_not_storable_response_keeps_older_stored_one() -> None:
+    cache = make_cache()
+    store(cache, [("Cache-Control", "max-age=10000"), ("A", "1")])
+    assert store(cache, [("Cache-Control", "no-store, max-age=0"), ("A", "2")]) == "no-store"
+    result = cache.lookup("GET", URL, [], T0 + 1)
+    assert result.entry is not None and ("A", "1") in result.entry.headers
