@@ -75,10 +75,24 @@ def test_4_2_1_cache_max_expiry_caps_everything() -> None:
 
 @pytest.mark.parametrize(
     ("status", "cached"),
-    [(200, True), (203, True), (204, True), (404, True), (405, True), (410, True),
-     (414, True), (501, True), (201, False), (202, False), (403, False), (502, False),
-     (503, False), (504, False), (599, False)],
-)  # fmt: skip
+    [
+        (200, True),
+        (203, True),
+        (204, True),
+        (404, True),
+        (405, True),
+        (410, True),
+        (414, True),
+        (501, True),
+        (201, False),
+        (202, False),
+        (403, False),
+        (502, False),
+        (503, False),
+        (504, False),
+        (599, False),
+    ],
+)
 def test_4_2_2_heuristics_only_for_heuristically_cacheable_statuses(
     status: int, cached: bool
 ) -> None:
@@ -108,10 +122,17 @@ def test_5_6_7_http_date_formats() -> None:
     assert parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT") == want
     assert parse_http_date("Sun Nov  6 08:49:37 1994") == want
     assert parse_http_date("THU, 18 AUG 2050 02:01:18 gmt") is not None
-    for bad in ("Thu, 18 Aug 2050 02:01:18 UTC", "Thu 18 Aug 2050 02:01:18 GMT",
-                "Thu, 18  Aug  2050 02:01:18 GMT", "Thu, 18-Aug-2050 02:01:18 GMT",
-                "Thu, 18 Aug 2050 02.01.18 GMT", "Thu, 18 Aug 2050 2:01:18 GMT",
-                "Thu, 31 Feb 2050 02:01:18 GMT", "0", ""):  # fmt: skip
+    for bad in (
+        "Thu, 18 Aug 2050 02:01:18 UTC",
+        "Thu 18 Aug 2050 02:01:18 GMT",
+        "Thu, 18  Aug  2050 02:01:18 GMT",
+        "Thu, 18-Aug-2050 02:01:18 GMT",
+        "Thu, 18 Aug 2050 02.01.18 GMT",
+        "Thu, 18 Aug 2050 2:01:18 GMT",
+        "Thu, 31 Feb 2050 02:01:18 GMT",
+        "0",
+        "",
+    ):
         assert parse_http_date(bad) is None, bad
 
 

@@ -68,8 +68,13 @@ def test_4_1_new_variant_does_not_invalidate_the_other() -> None:
 def test_4_1_same_variant_is_replaced_and_most_recent_wins() -> None:
     cache = make_cache()
     store(cache, VARY_FOO, body=b"old", req=[("Foo", "1")])
-    store(cache, [*VARY_FOO[:1], ("Date", date(1)), ("Vary", "Foo")], body=b"new",
-          req=[("Foo", "1")], at=T0 + 1)  # fmt: skip
+    store(
+        cache,
+        [*VARY_FOO[:1], ("Date", date(1)), ("Vary", "Foo")],
+        body=b"new",
+        req=[("Foo", "1")],
+        at=T0 + 1,
+    )
     assert len(cache.store) == 1
     result = cache.lookup("GET", URL, [("Foo", "1")], T0 + 2)
     assert result.entry is not None and result.entry.body == b"new"
