@@ -74,12 +74,13 @@ def test_max_active_threads_holds_clients_instead_of_refusing(origin: Origin) ->
 
     with start_proxy(MaxActiveThreads="2", ServerConnPool="off") as proxy:
 
-        def client() -> None:
-            r = requests.get(origin.url("/slow"), proxies={"http": proxy.url}, timeout=20)
+        def client(i: int) -> None:
+            # Distinct URLs: concurrent misses for one URL would be collapsed by the cache.
+            r = requests.get(origin.url(f"/slow?{i}"), proxies={"http": proxy.url}, timeout=20)
             with lock:
                 results.append(r.status_code)
 
-        threads = [threading.Thread(target=client) for _ in range(5)]
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(5)]
         for t in threads:
             t.start()
         # Two requests reach the origin; the other three wait for a slot.

@@ -468,3 +468,12 @@ def parse_response_head(head: bytes, request_method: str) -> Response:
         and "close" not in headers.get_tokens("connection")
     )
     return resp
+
+
+def response_fields_for_client(resp: Response, via_name: str) -> list[tuple[str, str]]:
+    """The fields of ``resp`` a proxy passes on: end-to-end ones plus its own Via entry
+    (RFC 9110 §7.6.3); framing is added by whoever serialises the body."""
+    fields = [(n, v) for n, v in resp.headers.end_to_end() if n.lower() != "via"]
+    via = resp.headers.get_all("via")
+    fields.append(("Via", ", ".join([*via, f"1.{resp.version} {via_name}"])))
+    return fields

@@ -36,9 +36,10 @@ from cproxy.errors import (
 from cproxy.http import ChunkedDecoder, Request, Response, find_head_end, parse_request_head
 from cproxy.http.chunked import LAST_CHUNK, encode_chunk
 from cproxy.http.limits import IO_CHUNK_BYTES
-from cproxy.http.message import parse_response_head
+from cproxy.http.message import parse_response_head, response_fields_for_client
 from cproxy.origin import OriginConnection, default_resolve, open_socket, origin_key
 from cproxy.server import routing
+from cproxy.server.caching import BodyTee, serve_with_cache
 from cproxy.server.pages import error_response, reason
 
 if TYPE_CHECKING:
@@ -317,6 +318,24 @@ class ClientConnection:
     # -- forwarding ----------------------------------------------------------------
 
     def _forward(self, req: Request, keep: bool, outcome: _Outcome) -> bool:
+        cache = self.rt.cache
+        if cache is not None and self.rt.config.caching:
+            return serve_with_cache(self, cache, req, keep, outcome)
+        try:
+            conn, resp, rest = self._exchange(req, outcome)
+        except (OriginError, OriginProtocolError) as exc:
+            return self._origin_failed(req, exc, keep, outcome)
+        return self._relay_response(req, conn, resp, rest, keep, outcome)
+
+    def _exchange(
+        self, req: Request, outcome: _Outcome
+    ) -> tuple[OriginConnection, Response, bytes]:
+        """Send ``req`` to its origin and read the final response head.
+
+        Returns the origin connection (still holding the body), the response and the
+        body bytes already read. Raises OriginError / OriginProtocolError; the
+        connection is discarded on failure.
+        """
         cfg = self.rt.config
         pool = self.rt.pool
         key = origin_key(req.scheme, req.host, req.port)
@@ -326,20 +345,18 @@ class ClientConnection:
             # We answer the expectation ourselves (RFC 9110 §10.1.1 lets a proxy do so)
             # and stream the body on: the origin never sees Expect.
             self.sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+            req.expect_continue = False
         retried = False
         while True:
-            try:
-                # Bodies always go on a fresh socket: a stale pooled one could
-                # swallow part of an upload that we cannot replay.
-                conn = pool.connect(key) if has_body else pool.acquire(key)
-            except OriginError as exc:
-                return self._origin_failed(req, exc, keep, outcome)
+            # Bodies always go on a fresh socket: a stale pooled one could
+            # swallow part of an upload that we cannot replay.
+            conn = pool.connect(key) if has_body else pool.acquire(key)
             outcome.origin = "reused" if conn.reused else "new"
             try:
                 conn.sock.settimeout(cfg.read_timeout_s)
                 self._send_request(conn, req, head)
                 resp, rest = self._read_response_head(conn, req)
-                break
+                return conn, resp, rest
             except _NoResponse as exc:
                 pool.discard(conn)
                 if (
@@ -352,14 +369,10 @@ class ClientConnection:
                     retried = True
                     log.debug("retrying %s %s on a fresh socket: %s", req.method, req.url, exc)
                     continue
-                return self._origin_failed(req, OriginReset(str(exc)), keep, outcome)
-            except (OriginError, OriginProtocolError) as exc:
-                pool.discard(conn)
-                return self._origin_failed(req, exc, keep, outcome)
+                raise OriginReset(str(exc)) from exc
             except BaseException:
                 pool.discard(conn)
                 raise
-        return self._relay_response(req, conn, resp, rest, keep, outcome)
 
     def _origin_request_head(self, req: Request) -> bytes:
         """The forwarded head, built from the parsed request (DESIGN.md §5 rule 1)."""
@@ -481,12 +494,14 @@ class ClientConnection:
         except (OSError, TimeoutError) as exc:
             raise ClientGone(str(exc)) from exc
 
-    def _client_head(self, req: Request, resp: Response, keep: bool) -> tuple[bytes, str]:
+    def _client_head(
+        self, req: Request, resp: Response, keep: bool, extra: list[str] | None = None
+    ) -> tuple[bytes, str]:
         """The response head for the client and the framing of the body we send."""
         lines = [f"HTTP/1.1 {resp.status} {resp.reason or reason(resp.status)}"]
-        lines += [f"{n}: {v}" for n, v in resp.headers.end_to_end() if n.lower() != "via"]
-        via = resp.headers.get_all("via")
-        lines.append("Via: " + ", ".join([*via, f"1.{resp.version} {self.rt.config.hostname}"]))
+        lines += [f"{n}: {v}" for n, v in response_fields_for_client(resp, self.rt.config.hostname)]
+        if extra:
+            lines += extra
         if resp.body == "none":
             framing = "none"
             cl = resp.headers.get("content-length")
@@ -513,9 +528,16 @@ class ClientConnection:
         rest: bytes,
         keep: bool,
         outcome: _Outcome,
+        tee: BodyTee | None = None,
+        extra: list[str] | None = None,
     ) -> bool:
+        """Send the response to the client, streaming its body from ``conn``.
+
+        ``tee`` collects the body for the cache; ``tee.complete`` tells whether it
+        arrived whole and self-delimited (DESIGN.md §5 rule 3: nothing else is stored).
+        """
         cfg = self.rt.config
-        head, framing = self._client_head(req, resp, keep)
+        head, framing = self._client_head(req, resp, keep, extra)
         outcome.status = resp.status
         clean = False
         timer = gevent.Timeout(cfg.output_timeout_s, OutputTimeout)
@@ -526,9 +548,9 @@ class ClientConnection:
                 outcome.sent = len(head)
                 clean = not rest
             elif resp.body == "length":
-                clean = self._relay_length(conn, resp.content_length, head, rest, outcome)
+                clean = self._relay_length(conn, resp.content_length, head, rest, outcome, tee)
             else:
-                clean = self._relay_stream(conn, resp, head, rest, framing, outcome)
+                clean = self._relay_stream(conn, resp, head, rest, framing, outcome, tee)
         except (OriginError, OriginProtocolError, ProtocolError) as exc:
             log.info("response from %s truncated: %s", req.host_header, exc)
             keep = False
@@ -539,6 +561,8 @@ class ClientConnection:
             raise
         finally:
             timer.close()
+        if tee is not None:
+            tee.complete = clean and resp.body != "close"
         if clean and resp.keep_alive:
             self.rt.pool.release(conn)
         else:
@@ -557,7 +581,13 @@ class ClientConnection:
         return data
 
     def _relay_length(
-        self, conn: OriginConnection, length: int, head: bytes, rest: bytes, outcome: _Outcome
+        self,
+        conn: OriginConnection,
+        length: int,
+        head: bytes,
+        rest: bytes,
+        outcome: _Outcome,
+        tee: BodyTee | None,
     ) -> bool:
         """Copy exactly ``length`` body bytes; True when the origin socket is clean."""
         extra = b""
@@ -565,6 +595,8 @@ class ClientConnection:
             rest, extra = rest[:length], rest[length:]
         self._send_client(head + rest)
         outcome.sent = len(head) + len(rest)
+        if tee is not None and rest:
+            tee.add(rest)
         remaining = length - len(rest)
         while remaining:
             data = self._recv_origin(conn, "the response body")
@@ -575,6 +607,8 @@ class ClientConnection:
             remaining -= len(data)
             self._send_client(data)
             outcome.sent += len(data)
+            if tee is not None:
+                tee.add(data)
         # Bytes after the declared length mean the origin and we disagree on framing.
         return not extra
 
@@ -586,6 +620,7 @@ class ClientConnection:
         rest: bytes,
         framing: str,
         outcome: _Outcome,
+        tee: BodyTee | None,
     ) -> bool:
         """Copy a chunked or read-until-close body, re-chunked for an HTTP/1.1 client."""
         decoder = ChunkedDecoder(client=False) if resp.body == "chunked" else None
@@ -595,6 +630,9 @@ class ClientConnection:
         while True:
             if data:
                 pieces = decoder.feed(data) if decoder else [data]
+                if tee is not None:
+                    for piece in pieces:
+                        tee.add(piece)
                 out = b"".join(encode_chunk(p) if framing == "chunked" else p for p in pieces if p)
                 if decoder is not None and decoder.done and framing == "chunked":
                     out += LAST_CHUNK

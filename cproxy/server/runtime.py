@@ -20,6 +20,7 @@ from gevent.pool import Pool
 from cproxy.directives import DIRECTIVES, Config, diff
 from cproxy.origin import OriginPool
 from cproxy.server.accesslog import AccessLog
+from cproxy.server.caching import ProxyCache
 
 log = logging.getLogger("cproxy")
 
@@ -76,7 +77,7 @@ class Runtime:
             connect_timeout_s=config.connect_timeout_s,
         )
         self.access_log = AccessLog(config.access_log)
-        self.cache: Any = None
+        self.cache = ProxyCache(config)
         self.requests_total = 0
         self.stopping = False
         # Open client connections (ClientConnection), so shutdown can close idle ones.
@@ -112,8 +113,7 @@ class Runtime:
             self.access_log.reopen(new.access_log)
         if old.error_log != new.error_log or old.log_level != new.log_level:
             configure_logging(new)
-        if self.cache is not None:
-            self.cache.reconfigure(new)
+        self.cache.reconfigure(new)
         restart = [name for name in changed if not DIRECTIVES[name].live]
         if changed:
             log.info("configuration changed: %s", ", ".join(changed))
@@ -145,5 +145,5 @@ class Runtime:
             },
             "requests_total": self.requests_total,
             "pool": self.pool.stats(),
-            "cache": self.cache.stats() if self.cache is not None else None,
+            "cache": self.cache.stats(),
         }

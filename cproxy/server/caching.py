@@ -1,0 +1,389 @@
+"""The cache on the forwarding path: hits, validation, request collapsing, stale content, PURGE.
+
+`cproxy.cache` decides (RFC 9111, pure and clock-free); this module does the I/O
+those decisions call for, through the client connection's own forwarding methods,
+so a cached response and a forwarded one share one code path for the origin.
+
+- HIT: the stored head (with Age and Cache-Status) and body in one send.
+- STALE_WHILE_REVALIDATE (RFC 5861): serve the stale response, refresh it in a
+  background greenlet, at most one refresh per URL at a time.
+- VALIDATE: a conditional request; a 304 freshens the stored response, which is served.
+- MISS: concurrent misses for one URL are collapsed: the first goes to the origin,
+  the others wait (at most ReadTimeout) and are served from what it stored, or go
+  to the origin themselves when nothing usable was stored.
+- stale-if-error (RFC 5861 §4): a stored response stands in when the origin fails.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import gevent
+import gevent.event
+
+from cproxy.cache import CacheSettings, CacheStore, HttpCache, Lookup, LookupKind, normalise_url
+from cproxy.cache.policy import storable
+from cproxy.directives import Config, ip_allowed
+from cproxy.errors import OriginError, OriginProtocolError
+from cproxy.http import Headers, Request
+from cproxy.http.message import response_fields_for_client
+
+if TYPE_CHECKING:
+    from cproxy.server.handler import ClientConnection, _Outcome
+
+log = logging.getLogger("cproxy")
+
+# Sending a large body separately avoids copying it into one buffer with the head.
+_JOIN_BODY_BYTES = 65536
+_CONDITIONALS = ("if-none-match", "if-modified-since")
+
+
+def _settings(cfg: Config) -> CacheSettings:
+    settings = CacheSettings.from_config(cfg)
+    return dataclasses.replace(settings, no_caching=tuple(p.text for p in cfg.no_caching))
+
+
+class BodyTee:
+    """Collects a response body for the cache, up to ``limit_bytes``."""
+
+    __slots__ = ("complete", "limit_bytes", "overflow", "pieces", "size")
+
+    def __init__(self, limit_bytes: int) -> None:
+        self.limit_bytes = limit_bytes
+        self.pieces: list[bytes] = []
+        self.size = 0
+        self.overflow = False
+        self.complete = False
+
+    def add(self, data: bytes) -> None:
+        if self.overflow:
+            return
+        self.size += len(data)
+        if self.size > self.limit_bytes:
+            # Too large to store: stop holding it, keep streaming.
+            self.overflow = True
+            self.pieces.clear()
+            return
+        self.pieces.append(data)
+
+    def body(self) -> bytes | None:
+        """The whole body, or None when it was too large or did not arrive whole."""
+        if self.overflow or not self.complete:
+            return None
+        return b"".join(self.pieces)
+
+
+class ProxyCache:
+    """The running cache: the store, the RFC 9111 façade, in-flight fetches and counters."""
+
+    def __init__(self, cfg: Config, clock: Callable[[], float] = time.time) -> None:
+        self.store = CacheStore(cfg.cache_memory_bytes)
+        self.http = HttpCache(self.store, _settings(cfg), name=cfg.hostname)
+        self.clock = clock
+        self.inflight: dict[str, gevent.event.Event] = {}
+        self.refreshing: set[str] = set()
+        self.collapsed = 0
+        self.stale_served = 0
+        self.purges = 0
+
+    def reconfigure(self, cfg: Config) -> None:
+        self.store.resize(cfg.cache_memory_bytes)
+        self.http.reconfigure(_settings(cfg))
+        self.http.name = cfg.hostname
+
+    def stats(self) -> dict[str, Any]:
+        stats: dict[str, Any] = dict(self.store.stats())
+        lookups = stats["hits"] + stats["misses"]
+        stats["hit_ratio"] = stats["hits"] / lookups if lookups else 0.0
+        stats.update(collapsed=self.collapsed, stale_served=self.stale_served, purges=self.purges)
+        return stats
+
+    def store_limit_bytes(self, cfg: Config) -> int:
+        """The largest body worth collecting for the store."""
+        limit = cfg.cache_file_size_limit_bytes or cfg.cache_memory_bytes
+        return min(limit, cfg.cache_memory_bytes)
+
+
+def serve_with_cache(
+    cc: ClientConnection, cache: ProxyCache, req: Request, keep: bool, outcome: _Outcome
+) -> bool:
+    """Answer ``req`` using the cache where RFC 9111 allows; returns the keep-alive verdict."""
+    if req.method == "PURGE":
+        return _purge(cc, cache, req, keep, outcome)
+    url_key = normalise_url(req.url)
+    if req.body != "none" and req.method in ("GET", "HEAD"):
+        # A GET with a body is odd enough not to answer from, or store in, the cache.
+        return _fetch(cc, cache, req, url_key, None, keep, outcome)
+    fields = req.headers.items()
+    result = cache.http.lookup(req.method, url_key, fields, cache.clock())
+    kind = result.kind
+    if kind is LookupKind.HIT:
+        outcome.cache = "hit"
+        return _send_stored(cc, req, result, keep, outcome)
+    if kind is LookupKind.STALE_WHILE_REVALIDATE:
+        outcome.cache = "stale-while-revalidate"
+        _refresh_in_background(cc, cache, req, url_key, result)
+        return _send_stored(cc, req, result, keep, outcome)
+    if kind is LookupKind.ONLY_IF_CACHED:
+        outcome.cache = "only-if-cached"
+        return cc._local_error(
+            req,
+            504,
+            "The response is not in the cache and the request said only-if-cached.",
+            keep,
+            outcome,
+            [("Cache-Status", result.cache_status())],
+        )
+    if kind is LookupKind.MISS and req.method == "GET" and result.entry is None:
+        return _collapsed_miss(cc, cache, req, url_key, result, keep, outcome)
+    return _fetch(cc, cache, req, url_key, result, keep, outcome)
+
+
+def _send_stored(
+    cc: ClientConnection,
+    req: Request,
+    result: Lookup,
+    keep: bool,
+    outcome: _Outcome,
+    *,
+    collapsed: bool = False,
+) -> bool:
+    """Send a stored response: pre-serialised head + Age + Cache-Status, then the body."""
+    entry = result.entry
+    assert entry is not None
+    extra = b"Cache-Status: %s\r\n" % result.cache_status(collapsed=collapsed).encode("latin-1")
+    if req.body != "none":
+        keep = False
+    if not keep:
+        extra += b"Connection: close\r\n"
+    if result.not_modified:
+        head, body = entry.not_modified_head(result.age, extra), b""
+        outcome.status = 304
+    else:
+        head = entry.head_with_age(result.age, extra)
+        body = b"" if req.method == "HEAD" else entry.body
+        outcome.status = entry.status
+    if len(body) <= _JOIN_BODY_BYTES:
+        cc._send_client(head + body)
+    else:
+        cc._send_client(head)
+        cc._send_client(body)
+    outcome.sent = len(head) + len(body)
+    return keep
+
+
+def _collapsed_miss(
+    cc: ClientConnection,
+    cache: ProxyCache,
+    req: Request,
+    url_key: str,
+    result: Lookup,
+    keep: bool,
+    outcome: _Outcome,
+) -> bool:
+    """One origin request for concurrent misses of one URL; the rest wait for its result."""
+    leader = cache.inflight.get(url_key)
+    if leader is not None:
+        leader.wait(timeout=cc.rt.config.read_timeout_s)
+        again = cache.http.lookup(req.method, url_key, req.headers.items(), cache.clock())
+        if again.kind is LookupKind.HIT:
+            cache.collapsed += 1
+            outcome.cache = "hit-collapsed"
+            return _send_stored(cc, req, again, keep, outcome, collapsed=True)
+        # Nothing usable was stored (not storable, another variant, failure): go ourselves.
+        return _fetch(cc, cache, req, url_key, again, keep, outcome)
+    done = gevent.event.Event()
+    cache.inflight[url_key] = done
+    try:
+        return _fetch(cc, cache, req, url_key, result, keep, outcome)
+    finally:
+        del cache.inflight[url_key]
+        done.set()
+
+
+def _with_headers(req: Request, fields: tuple[tuple[str, str], ...]) -> Request:
+    clone = copy.copy(req)
+    clone.headers = Headers(list(fields))
+    return clone
+
+
+def _fetch(
+    cc: ClientConnection,
+    cache: ProxyCache,
+    req: Request,
+    url_key: str,
+    result: Lookup | None,
+    keep: bool,
+    outcome: _Outcome,
+) -> bool:
+    """Forward to the origin (conditionally when validating), relay, store, invalidate."""
+    cfg = cc.rt.config
+    validating = result is not None and result.origin_headers is not None
+    entry = result.entry if result is not None else None
+    sent = _with_headers(req, result.origin_headers) if validating else req  # type: ignore[union-attr,arg-type]
+    fields = req.headers.items()
+    request_time = cache.clock()
+    if outcome.cache == "-":
+        outcome.cache = result.fwd or result.kind.value if result is not None else "bypass"
+    try:
+        conn, resp, rest = cc._exchange(sent, outcome)
+    except (OriginError, OriginProtocolError) as exc:
+        if entry is not None:
+            stale = cache.http.serve_stale_on_error(entry, fields, cache.clock(), None)
+            if stale is not None:
+                cache.stale_served += 1
+                outcome.cache = "stale-if-error"
+                return _send_stored(cc, req, stale, keep, outcome)
+        return cc._origin_failed(req, exc, keep, outcome)
+    response_time = cache.clock()
+    resp_fields = resp.headers.items()
+
+    if entry is not None and resp.status in (500, 502, 503, 504):
+        stale = cache.http.serve_stale_on_error(entry, fields, response_time, resp.status)
+        if stale is not None:
+            cc.rt.pool.discard(conn)
+            cache.stale_served += 1
+            outcome.cache = "stale-if-error"
+            return _send_stored(cc, req, stale, keep, outcome)
+
+    if validating and resp.status == 304:
+        fresh = cache.http.handle_304(
+            url_key,
+            fields,
+            resp_fields,
+            request_time=request_time,
+            response_time=response_time,
+            validated=entry,
+        )
+        if fresh is not None:
+            _finish_bodiless(cc, conn, resp, rest)
+            outcome.cache = "revalidated"
+            served = Lookup(
+                LookupKind.HIT,
+                entry=fresh,
+                age=int(fresh.current_age(response_time)),
+                ttl=fresh.lifetime_s - fresh.current_age(response_time),
+                not_modified=cache.http.client_not_modified(req.method, fields, fresh),
+                fwd="stale",
+                detail="revalidated",
+                name=cache.http.name,
+            )
+            return _send_stored(cc, req, served, keep, outcome)
+        if not any(n.lower() in _CONDITIONALS for n, _ in fields):
+            # The 304 is not about what we hold and the client asked unconditionally:
+            # ask again without validators.
+            _finish_bodiless(cc, conn, resp, rest)
+            return _fetch(cc, cache, req, url_key, None, keep, outcome)
+
+    tee = None
+    stored_fields = response_fields_for_client(resp, cfg.hostname)
+    if req.method == "GET" and resp.body in ("length", "chunked", "none"):
+        ok, _why = storable(
+            req.method,
+            resp.status,
+            fields,
+            stored_fields,
+            cache.http.settings,
+            url_key=url_key,
+            body_bytes=resp.content_length if resp.body == "length" else None,
+        )
+        if ok:
+            tee = BodyTee(cache.store_limit_bytes(cfg))
+    status_value = (
+        result.cache_status(fwd_status=resp.status, stored=tee is not None)
+        if result is not None
+        else f"{cache.http.name}; fwd=bypass; fwd-status={resp.status}"
+    )
+    keep = cc._relay_response(
+        req, conn, resp, rest, keep, outcome, tee=tee, extra=[f"Cache-Status: {status_value}"]
+    )
+    if tee is not None:
+        body = tee.body()
+        if body is not None:
+            cache.http.store_response(
+                req.method,
+                url_key,
+                fields,
+                resp.status,
+                resp.reason,
+                stored_fields,
+                body,
+                request_time=request_time,
+                response_time=response_time,
+            )
+    cache.http.invalidate_after(req.method, resp.status, url_key, resp_fields)
+    return keep
+
+
+def _finish_bodiless(cc: ClientConnection, conn: Any, resp: Any, rest: bytes) -> None:
+    """Hand back the origin socket after a response without a body (a 304)."""
+    if not rest and resp.keep_alive:
+        cc.rt.pool.release(conn)
+    else:
+        cc.rt.pool.discard(conn)
+
+
+class _NullSink:
+    """Stands in for a client socket when cproxy fetches for itself (background refresh)."""
+
+    def sendall(self, data: bytes) -> None:
+        pass
+
+    def settimeout(self, timeout: float | None) -> None:
+        pass
+
+    def setsockopt(self, *args: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _refresh_in_background(
+    cc: ClientConnection, cache: ProxyCache, req: Request, url_key: str, result: Lookup
+) -> None:
+    """RFC 5861 §3: revalidate a stale-while-revalidate response off the client's path."""
+    if url_key in cache.refreshing:
+        return
+    cache.refreshing.add(url_key)
+    from cproxy.server.handler import ClientConnection, _Outcome
+
+    background = ClientConnection(cc.rt, _NullSink(), ("background-refresh", 0))  # type: ignore[arg-type]
+    refresh = Lookup(
+        LookupKind.VALIDATE,
+        entry=result.entry,
+        origin_headers=result.origin_headers,
+        fwd="stale",
+        detail="background-refresh",
+        name=cache.http.name,
+    )
+    clone = copy.copy(req)
+
+    def run() -> None:
+        try:
+            _fetch(background, cache, clone, url_key, refresh, False, _Outcome())
+        except Exception as exc:  # a refresh must never take the process down; log it
+            log.warning("background refresh of %s failed: %s", url_key, exc)
+        finally:
+            cache.refreshing.discard(url_key)
+
+    gevent.spawn(run)
+
+
+def _purge(
+    cc: ClientConnection, cache: ProxyCache, req: Request, keep: bool, outcome: _Outcome
+) -> bool:
+    """``PURGE <url>``: drop a URL from the cache; only for AdminAccess clients."""
+    if not ip_allowed(cc.rt.config.admin_access, cc.client_ip):
+        return cc._local_error(req, 403, "PURGE is allowed only from AdminAccess.", keep, outcome)
+    purged = cache.store.purge(normalise_url(req.url))
+    cache.purges += purged
+    outcome.cache = "purge"
+    status = 200 if purged else 404
+    message = "Purged from the cache." if purged else "The URL was not in the cache."
+    return cc._local_error(req, status, message, keep, outcome)
