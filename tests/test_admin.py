@@ -123,6 +123,14 @@ def field_section(html: str, name: str) -> str:
     return m.group(1)
 
 
+def field_section_rules(html: str) -> str:
+    """The HTML of the mapping rules editor."""
+    pattern = r'<section class="rules[^"]*" id="field-MappingRules">(.*?)</section>'
+    m = re.search(pattern, html, re.S)
+    assert m is not None, "no rules editor on the page"
+    return m.group(1)
+
+
 class AdminSite:
     """A directive file, a password file, a Runtime and its running admin listener."""
 
@@ -302,6 +310,7 @@ def test_invalid_value_is_shown_next_to_its_field_and_nothing_changes(site: Admi
     fields["d.ReadTimeout"] = "7 minutes"  # valid, but must not be applied either
     response = site.post(TIMEOUTS, fields)
     assert response.status_code == 400
+    assert "correct PersistTimeout below" in response.text
     section = field_section(response.text, "PersistTimeout")
     assert 'class="error"' in section and "soon" in section
     assert 'aria-invalid="true"' in section
@@ -448,7 +457,8 @@ def test_invalid_mapping_rule_is_refused_with_its_message(site: AdminSite) -> No
     add.update({"rule.kind": "Proxy", "rule.pattern": "/x/*", "rule.target": "ftp://nope/*"})
     response = site.post(ROUTING, add)
     assert response.status_code == 400
-    assert "Rule not added" in response.text and "http://" in response.text
+    assert "Rule not added" in response.text
+    assert "the target must be an http:// or https:// URL" in field_section_rules(response.text)
     assert 'value="ftp://nope/*"' in response.text  # the draft is kept for correction
     assert len(site.runtime.config.mapping_rules) == 2
     assert site.conf.read_bytes() == before_file

@@ -362,9 +362,11 @@ class AdminApp:
             except ConfigError as exc:
                 errors[exc.directive or ""] = exc.message
         if new is None:
-            problems = [("error", "Nothing was changed: correct the values marked below.")]
-            if "" in errors:
-                problems.append(("error", errors.pop("")))
+            form_error = errors.pop("", None)
+            marked = ", ".join(errors)
+            problems = [("error", f"Nothing was changed: correct {marked} below.")]
+            if form_error is not None:
+                problems = [("error", f"Nothing was changed: {form_error}")]
             return Outcome(400, problems, errors, submitted if redisplay else None)
 
         changed = diff(config, new)
@@ -418,7 +420,7 @@ class AdminApp:
             try:
                 rule = parse_rule(line)
             except ValueError as exc:
-                outcome = Outcome(400, [("error", f"Rule not added: {exc}")])
+                outcome = Outcome(400, [("error", "Rule not added; nothing was changed.")])
                 outcome.errors[name] = str(exc)
                 outcome.rule_draft = draft
                 return outcome

@@ -31,6 +31,8 @@ from pathlib import Path
 import bcrypt
 import cachetools
 
+from cproxy.directives.types import ip_allowed
+
 log = logging.getLogger("cproxy.admin")
 
 # A verdict is reused this long: long enough for a page and its XHR refreshes, short
@@ -186,15 +188,12 @@ def parse_basic_authorization(header: str | None) -> Credentials | None:
 
 
 def client_allowed(address: str, networks: Iterable[IPNetwork]) -> bool:
-    """True when the client ``address`` lies in one of ``networks``.
+    """True when the client ``address`` lies in one of ``networks`` (AdminAccess).
 
-    IPv4 clients seen through an IPv6 socket (``::ffff:10.0.0.1``) match IPv4 networks.
-    An address that does not parse is never allowed.
+    IPv4 clients seen through an IPv6 socket match IPv4 networks (see ``ip_allowed``).
+    An address that does not parse (e.g. a Unix socket's empty peer) is never allowed.
     """
     try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        return ip_allowed(networks, address)
     except ValueError:
         return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return any(ip.version == net.version and ip in net for net in networks)
