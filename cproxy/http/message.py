@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from typing import NoReturn
 
 from cproxy.errors import ClientProtocolError, OriginProtocolError
 from cproxy.http.limits import (
@@ -50,6 +51,11 @@ _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _REQUEST_LINE = re.compile(rb"([" + _TOKEN_CHARS + rb"]+) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])")
 _STATUS_LINE = re.compile(rb"HTTP/([0-9])\.([0-9]) ([0-9]{3})(?: ([\t\x20-\x7e\x80-\xff]*))?")
 _DIGITS = re.compile(r"[0-9]+")
+# A LF not preceded by CR (RFC 9112 §2.2).
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+# OWS (RFC 9110 §5.6.3) is SP and HTAB only: str.strip() would also remove NBSP,
+# NEL and other Unicode spaces of a latin-1 value, which other servers keep.
+_OWS = " \t"
 # reg-name (RFC 3986 §3.2.2) restricted to what DNS names and IPv4 literals use;
 # percent-encoded and sub-delim host names have no legitimate use in a proxy.
 _REG_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-_.]*[A-Za-z0-9_])?\.?")
@@ -85,10 +91,10 @@ class Headers:
     def get_tokens(self, name: str) -> list[str]:
         """The comma-separated list elements of every ``name`` field, lower-cased."""
         return [
-            item.strip().lower()
+            item.strip(_OWS).lower()
             for value in self.get_all(name)
             for item in value.split(",")
-            if item.strip()
+            if item.strip(_OWS)
         ]
 
     def __contains__(self, name: object) -> bool:
@@ -211,13 +217,18 @@ def find_head_end(buf: bytes | bytearray, *, client: bool = True) -> int:
     differently: strictness here is what keeps the two ends in agreement.
     """
     end = buf.find(b"\r\n\r\n")
-    lf = buf.find(b"\n\n")
-    if lf != -1 and (end == -1 or lf < end):
+    # Any bare LF in the head, not only in its blank line, is refused at once: the
+    # bytes after the head (a body) are not looked at.
+    if _BARE_LF.search(buf, 0, len(buf) if end == -1 else end + 4):
         _fail(client, 400, "message head uses bare LF line endings")
-    if end == -1:
+    if client:
         # Refuse an over-long request line as soon as it is seen, not at 64 KiB.
-        if client and len(buf) > MAX_REQUEST_LINE_BYTES and buf.find(b"\r\n") == -1:
+        # A final CR may be the first half of the CRLF ending a line of the limit.
+        line_end = buf.find(b"\r\n")
+        line_bytes = line_end if line_end != -1 else len(buf) - buf.endswith(b"\r")
+        if line_bytes > MAX_REQUEST_LINE_BYTES:
             _fail(client, 414, "request line too long")
+    if end == -1:
         if len(buf) > MAX_HEAD_BYTES:
             _fail(client, 431, f"message head larger than {MAX_HEAD_BYTES} bytes")
         return -1
@@ -226,7 +237,7 @@ def find_head_end(buf: bytes | bytearray, *, client: bool = True) -> int:
     return end + 4
 
 
-def _fail(client: bool, status: int, message: str) -> None:
+def _fail(client: bool, status: int, message: str) -> NoReturn:
     if client:
         raise ClientProtocolError(status, message)
     raise OriginProtocolError(message)
@@ -251,10 +262,10 @@ def _parse_fields(lines: list[bytes], client: bool) -> Headers:
         colon = line.find(b":")
         if colon <= 0 or not _TOKEN.fullmatch(line, 0, colon):
             _fail(client, 400, "malformed header field name")
-        value = line[colon + 1 :].strip(b" \t")
-        if _BAD_VALUE.search(value):
+        raw = line[colon + 1 :].strip(b" \t")
+        if _BAD_VALUE.search(raw):
             _fail(client, 400, "control character in header field value")
-        fields.append((line[:colon].decode("ascii"), value.decode("latin-1")))
+        fields.append((line[:colon].decode("ascii"), raw.decode("latin-1")))
     return Headers(fields)
 
 
@@ -272,6 +283,9 @@ def _parse_authority(authority: str, client: bool = True) -> tuple[str, int | No
             ipaddress.IPv6Address(host)
         except ValueError:
             _fail(client, 400, "invalid IPv6 literal in authority")
+        if "%" in host:
+            # A zone ID (RFC 6874) names an interface of the client's host, not ours.
+            _fail(client, 400, "IPv6 zone identifier in authority")
         if rest:
             if not rest.startswith(":"):
                 _fail(client, 400, "invalid authority")
@@ -295,7 +309,7 @@ def _parse_content_length(values: list[str], client: bool) -> int:
     lengths = set()
     for value in values:
         for item in value.split(","):
-            item = item.strip()
+            item = item.strip(_OWS)
             if not _DIGITS.fullmatch(item) or len(item) > MAX_CONTENT_LENGTH_DIGITS:
                 _fail(client, 400, f"invalid Content-Length {item!r}")
             lengths.add(int(item))
@@ -305,7 +319,7 @@ def _parse_content_length(values: list[str], client: bool) -> int:
 
 
 def _transfer_codings(values: list[str]) -> list[str]:
-    return [c.strip().lower() for v in values for c in v.split(",")]
+    return [c.strip(_OWS).lower() for v in values for c in v.split(",")]
 
 
 def parse_request_head(head: bytes) -> Request:
@@ -313,6 +327,11 @@ def parse_request_head(head: bytes) -> Request:
 
     Raises `ClientProtocolError` with the status RFC 9112 asks for.
     """
+    # The bounds hold even for a caller that did not use find_head_end.
+    if len(head) > MAX_HEAD_BYTES:
+        raise ClientProtocolError(431, f"request head larger than {MAX_HEAD_BYTES} bytes")
+    if not head.endswith(b"\r\n\r\n"):
+        raise ClientProtocolError(400, "incomplete request head")
     lines = head[:-4].split(b"\r\n")
     line = lines[0]
     if len(line) > MAX_REQUEST_LINE_BYTES:
@@ -413,7 +432,7 @@ def _parse_request_framing(req: Request) -> None:
         req.keep_alive = False
     expect = headers.get_all("expect")
     if expect and req.version >= 1:
-        if [e.strip().lower() for e in expect] != ["100-continue"]:
+        if [e.strip(_OWS).lower() for e in expect] != ["100-continue"]:
             raise ClientProtocolError(417, "only the 100-continue expectation is supported")
         req.expect_continue = True
 
