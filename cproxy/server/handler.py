@@ -81,6 +81,8 @@ class ClientConnection:
         self.served = 0
         # True while waiting for the first byte of a request: shutdown may close it at once.
         self.idle = False
+        # InputTimeout for the first request counts from here, not from its first byte.
+        self.accepted_at = time.monotonic()
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     # -- the connection loop -------------------------------------------------------
@@ -137,7 +139,7 @@ class ClientConnection:
                 self.idle = False
             if not buf:
                 return None
-        deadline = time.monotonic() + cfg.input_timeout_s
+        deadline = (self.accepted_at if first else time.monotonic()) + cfg.input_timeout_s
         while True:
             # RFC 9112 §2.2: ignore empty lines before a request line.
             while buf.startswith(b"\r\n"):
@@ -557,6 +559,11 @@ class ClientConnection:
         except OutputTimeout:
             log.info("OutputTimeout sending %s to %s", req.url, self.client_ip)
             keep = False
+            self.rt.pool.discard(conn)
+            raise
+        except ClientGone:
+            # The client stopped reading (ReadTimeout) or went away: the origin socket
+            # still holds the rest of the body, so it can only be closed.
             self.rt.pool.discard(conn)
             raise
         finally:
