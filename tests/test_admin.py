@@ -578,6 +578,13 @@ def test_static_files_are_served_and_paths_are_confined(site: AdminSite) -> None
         assert site.get(bad, auth=None).status_code == 404, bad
 
 
+def test_wrong_method_gets_405_with_allow(site: AdminSite) -> None:
+    response = fetch("DELETE", site.url(PERFORMANCE), auth=(USER, PASSWORD))
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "GET, HEAD, POST"
+    assert fetch("POST", site.url("/metrics"), auth=(USER, PASSWORD)).status_code == 405
+
+
 def test_pages_carry_a_strict_content_security_policy(site: AdminSite) -> None:
     response = site.get(PERFORMANCE)
     policy = response.headers["Content-Security-Policy"]

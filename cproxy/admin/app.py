@@ -125,10 +125,13 @@ class Response:
 class HTTPProblem(Exception):
     """Stop handling and answer with ``status`` and a short plain message."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(
+        self, status: int, message: str, headers: list[tuple[str, str]] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers or []
 
 
 @dataclass
@@ -188,6 +191,7 @@ class AdminApp:
             response = self._handle(environ)
         except HTTPProblem as problem:
             response = self._problem(problem.status, problem.message)
+            response.headers.extend(problem.headers)
         headers = [
             ("Content-Type", response.content_type),
             ("Content-Length", str(len(response.body))),
@@ -253,7 +257,8 @@ class AdminApp:
     @staticmethod
     def _require_method(method: str, allowed: tuple[str, ...]) -> None:
         if method not in allowed:
-            raise HTTPProblem(405, f"Method {method} not allowed here.")
+            allow = [("Allow", ", ".join(allowed))]
+            raise HTTPProblem(405, f"Method {method} not allowed here.", allow)
 
     def _verifier(self, config: Any) -> auth.PasswordVerifier:
         path = password_file_path(config)
