@@ -59,6 +59,11 @@ class StatsHistory:
     def __len__(self) -> int:
         return len(self._samples)
 
+    @property
+    def maxlen(self) -> int:
+        """How many samples the ring keeps."""
+        return self._samples.maxlen or 0
+
     def record(self, stats: Stats) -> Sample:
         """Append a sample of ``stats`` taken now."""
         hits, misses = _cache_counts(stats)
@@ -129,6 +134,8 @@ def status_snapshot(stats: Stats, history: StatsHistory) -> dict[str, Any]:
         "pool": {"origins": origins, "totals": dict(pool.get("totals") or {})},
         "series": series,
         "sample_interval_s": SAMPLE_INTERVAL_S,
+        # The span the charts cover: a full ring of samples.
+        "window_s": SAMPLE_INTERVAL_S * history.maxlen,
     }
 
 

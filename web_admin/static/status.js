@@ -93,7 +93,7 @@
     for (const node of document.querySelectorAll("[data-stat]")) {
       node.textContent = fmt(lookup(doc, node.dataset.stat), node.dataset.format);
     }
-    const windowS = doc.sample_interval_s * 120;
+    const windowS = doc.window_s;
     chart(document.getElementById("chart-rps"),
       doc.series.map((p) => ({ age_s: p.age_s, value: p.rps })), windowS, 0, "rate");
     chart(document.getElementById("chart-hit"),
