@@ -442,6 +442,10 @@ def parse_response_head(head: bytes, request_method: str) -> Response:
 
     Raises `OriginProtocolError`, which the proxy answers with a 502.
     """
+    if len(head) > MAX_HEAD_BYTES:
+        raise OriginProtocolError(f"response head larger than {MAX_HEAD_BYTES} bytes")
+    if not head.endswith(b"\r\n\r\n"):
+        raise OriginProtocolError("incomplete response head")
     lines = head[:-4].split(b"\r\n")
     m = _STATUS_LINE.fullmatch(lines[0])
     if m is None:
@@ -450,7 +454,8 @@ def parse_response_head(head: bytes, request_method: str) -> Response:
     if major != b"1":
         raise OriginProtocolError(f"origin answered with HTTP/{major.decode()}")
     status = int(status_b)
-    if status < 100:
+    if not 100 <= status <= 599:
+        # RFC 9110 §15: codes outside 100..599 are invalid.
         raise OriginProtocolError(f"invalid status code {status}")
     resp = Response(
         0 if minor == b"0" else 1,
@@ -461,9 +466,19 @@ def parse_response_head(head: bytes, request_method: str) -> Response:
     headers = resp.headers
     te = headers.get_all("transfer-encoding")
     cl = headers.get_all("content-length")
+    if te and resp.version == 0:
+        # RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 message means faulty framing.
+        raise OriginProtocolError("Transfer-Encoding in an HTTP/1.0 response")
     if status < 200 or status in (204, 304) or request_method == "HEAD":
         resp.body = "none"
         # A 1xx or a bodiless response still says whether the connection persists.
+        if cl and status >= 200 and status != 204:
+            # The representation's length is passed on to the client (RFC 9110 §8.6):
+            # it must be one valid value, like any other Content-Length.
+            resp.content_length = _parse_content_length(cl, False)
+    elif request_method == "CONNECT" and status < 300:
+        # RFC 9112 §6.3 item 2: a 2xx to CONNECT turns the connection into a tunnel.
+        resp.body = "none"
     elif te:
         if cl:
             # §6.3 lets a recipient prefer Transfer-Encoding, but a response with both
@@ -481,9 +496,11 @@ def parse_response_head(head: bytes, request_method: str) -> Response:
         resp.body = "length"
     else:
         resp.body = "close"
+    tunnel = request_method == "CONNECT" and 200 <= status < 300
     resp.keep_alive = (
         resp.version >= 1
         and resp.body != "close"
+        and not tunnel
         and "close" not in headers.get_tokens("connection")
     )
     return resp
