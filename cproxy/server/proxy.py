@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import Callable
 from typing import Any
 
 import gevent
@@ -41,7 +40,9 @@ def listen_socket(host: str, port: int, backlog: int) -> socket.socket:
 class ProxyServer:
     """The listener plus the runtime it serves with. `start`, then `serve_forever` or `stop`."""
 
-    def __init__(self, runtime: Runtime, sock: socket.socket | None = None) -> None:
+    def __init__(
+        self, runtime: Runtime, sock: socket.socket | None = None, *, admin: bool = True
+    ) -> None:
         cfg = runtime.config
         self.runtime = runtime
         if sock is None:
@@ -49,6 +50,7 @@ class ProxyServer:
         runtime._listen_socket = sock
         self.server = StreamServer(sock, self._handle, spawn=runtime.slots)
         self.admin: Any = None
+        self._with_admin = admin
         host, port = sock.getsockname()[:2]
         runtime.proxy_addresses.append((host, port))
 
@@ -67,7 +69,7 @@ class ProxyServer:
 
     def _start_admin(self) -> None:
         cfg = self.runtime.config
-        if not cfg.admin_port:
+        if not cfg.admin_port or not self._with_admin:
             return
         try:
             from cproxy.admin import start_admin
@@ -100,17 +102,32 @@ class ProxyServer:
         return self.runtime.apply(new)
 
 
-def serve(
-    config: Config, config_path: str | None, ready: Callable[[ProxyServer], None] | None = None
-) -> int:
-    """Run cproxy until SIGTERM or SIGINT. Returns the exit status."""
+def serve(config: Config, config_path: str | None) -> int:
+    """Run cproxy until SIGTERM or SIGINT: one process, or a supervisor and ``Workers``."""
     configure_logging(config)
-    runtime = Runtime(config, config_path)
     try:
-        server = ProxyServer(runtime)
+        sock = listen_socket(config.bind_address, config.port, config.listen_backlog)
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s", config.bind_address, config.port, exc)
         return 1
+    if config.workers == 1:
+        return serve_process(config, config_path, sock)
+    return supervise(config, config_path, sock)
+
+
+def serve_process(
+    config: Config,
+    config_path: str | None,
+    sock: socket.socket,
+    *,
+    worker: int = 0,
+    supervisor_pid: int | None = None,
+) -> int:
+    """Serve on ``sock`` in this process until SIGTERM or SIGINT."""
+    runtime = Runtime(config, config_path)
+    runtime.worker = worker
+    runtime.supervisor_pid = supervisor_pid
+    server = ProxyServer(runtime, sock, admin=worker == 0)
     server.start()
     stopped = gevent.event.Event()
 
@@ -121,8 +138,75 @@ def serve(
     gevent.signal_handler(signal.SIGTERM, on_term)
     gevent.signal_handler(signal.SIGINT, on_term)
     gevent.signal_handler(signal.SIGHUP, lambda: gevent.spawn(server.reload))
-    if ready is not None:
-        ready(server)
     stopped.wait()
+    log.info("stopped")
+    return 0
+
+
+# A worker that dies sooner than this after its start is restarted only after a pause,
+# so a worker that cannot start does not turn the supervisor into a fork loop.
+_RESPAWN_PAUSE_S = 1.0
+
+
+def supervise(config: Config, config_path: str | None, sock: socket.socket) -> int:
+    """Pre-fork ``Workers`` processes that accept on one shared listening socket.
+
+    Why one inherited socket rather than a SO_REUSEPORT socket per worker: with
+    SO_REUSEPORT the kernel queues each connection on one worker's socket, and the
+    connections queued on a worker that dies are reset; with one shared socket any
+    live worker takes them. Workers hold their own cache and origin pool; only worker
+    0 runs the admin listener. SIGHUP and SIGTERM are passed on to every worker; a
+    worker that dies is restarted.
+    """
+    import os
+    import time
+
+    workers: dict[int, tuple[int, float]] = {}  # pid -> (worker number, start time)
+    supervisor = os.getpid()
+    stopping = False
+
+    def start_worker(number: int) -> None:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                gevent.reinit()
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                signal.signal(signal.SIGHUP, signal.SIG_DFL)
+                code = serve_process(
+                    config, config_path, sock, worker=number, supervisor_pid=supervisor
+                )
+            finally:
+                os._exit(code)
+        workers[pid] = (number, time.monotonic())
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            stopping = True
+        for pid in list(workers):
+            try:
+                os.kill(pid, signal.SIGTERM if signum == signal.SIGINT else signum)
+            except ProcessLookupError:
+                pass
+
+    for number in range(config.workers):
+        start_worker(number)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, forward)
+    log.info("supervising %d workers", config.workers)
+    while workers:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        number, started = workers.pop(pid, (None, 0.0))
+        if number is None or stopping:
+            continue
+        log.error("worker %d (pid %d) died (status %d); restarting it", number, pid, status)
+        if time.monotonic() - started < _RESPAWN_PAUSE_S:
+            time.sleep(_RESPAWN_PAUSE_S)
+        start_worker(number)
     log.info("stopped")
     return 0

@@ -86,6 +86,9 @@ class Runtime:
         self.proxy_addresses: list[tuple[str, int]] = []
         self.admin_addresses: list[tuple[str, int]] = []
         self._listen_socket: socket.socket | None = None
+        # With Workers > 1: this process's worker number and the supervisor's pid.
+        self.worker = 0
+        self.supervisor_pid: int | None = None
 
     def start(self) -> None:
         self.pool.start()
