@@ -14,7 +14,14 @@ from cproxy.http.limits import MAX_CHUNK_LINE_BYTES, MAX_CHUNK_SIZE_DIGITS, MAX_
 
 LAST_CHUNK = b"0\r\n\r\n"
 
-_SIZE_LINE = re.compile(rb"([0-9A-Fa-f]+)([ \t]*;[^\x00-\x08\x0a-\x1f\x7f]*)?\r\n")
+_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_QUOTED = rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
+# chunk-ext (RFC 9112 §7.1.1), exactly: extensions are dropped, but one that two
+# parsers could split differently is refused rather than guessed at.
+_EXT = (
+    rb"(?:[ \t]*;[ \t]*" + _TOKEN + rb"(?:[ \t]*=[ \t]*(?:" + _TOKEN + rb"|" + _QUOTED + rb"))?)*"
+)
+_SIZE_LINE = re.compile(rb"([0-9A-Fa-f]+)(" + _EXT + rb")\r\n")
 _TRAILER_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\x00-\x08\x0a-\x1f\x7f]*\r\n")
 
 # Decoder states.
@@ -22,7 +29,9 @@ _SIZE, _DATA, _DATA_END, _TRAILER = range(4)
 
 
 def encode_chunk(data: bytes) -> bytes:
-    """One chunk carrying ``data`` (which must not be empty: b"" would end the body)."""
+    """One chunk carrying ``data``; b"" gives b"" (a zero-size chunk would end the body)."""
+    if not data:
+        return b""
     return b"%x\r\n%b\r\n" % (len(data), data)
 
 
@@ -67,6 +76,9 @@ class ChunkedDecoder:
             nl = data.find(b"\n", pos)
             if nl == -1:
                 self._line += data[pos:]
+                if self._state == _DATA_END and not b"\r\n".startswith(self._line):
+                    # Refuse at once rather than buffer up to a line's limit.
+                    raise self._error("chunk data not followed by CRLF")
                 if len(self._line) > MAX_CHUNK_LINE_BYTES:
                     raise self._error("chunk line too long")
                 break
