@@ -410,6 +410,8 @@ class AdminApp:
         except (OSError, ConfigError) as exc:
             log.error("admin could not save %s: %s", path, exc)
             return ("error", f"Applied to the running proxy, but saving to {path} failed: {exc}")
+        if self.runtime.propagate():
+            return ("info", f"Written to {path}; the other workers are re-reading it.")
         return ("info", f"Written to {path}.")
 
     def _edit_rules(self, page: FormPage, user: str, form: dict[str, str], action: str) -> Outcome:

@@ -71,11 +71,18 @@ class ProxyServer:
         cfg = self.runtime.config
         if not cfg.admin_port or not self._with_admin:
             return
+        from cproxy.admin import start_admin
+
         try:
-            from cproxy.admin import start_admin
-        except ImportError:  # the admin package is optional at this stage of the build
-            return
-        self.admin = start_admin(self.runtime)
+            self.admin = start_admin(self.runtime)
+        except OSError as exc:
+            # The proxy is more important than its admin pages: keep serving.
+            log.error(
+                "admin not started: cannot listen on %s:%d: %s",
+                cfg.admin_address,
+                cfg.admin_port,
+                exc,
+            )
 
     def stop(self, grace_s: float = SHUTDOWN_GRACE_S) -> None:
         """Stop accepting, let in-flight requests finish within ``grace_s``, close."""

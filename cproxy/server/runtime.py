@@ -9,6 +9,8 @@ the origin pool, the logs) are reconfigured in `apply`.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import socket
 import struct
 import sys
@@ -123,6 +125,14 @@ class Runtime:
         if restart:
             log.warning("takes effect at restart: %s", ", ".join(restart))
         return restart
+
+    def propagate(self) -> bool:
+        """With Workers > 1, have every worker re-read the directive file (after the
+        admin saved a change here). Returns whether there were other workers to tell."""
+        if self.supervisor_pid is None:
+            return False
+        os.kill(self.supervisor_pid, signal.SIGHUP)
+        return True
 
     def waiting_connections(self) -> int:
         """Connections queued in the kernel's listen backlog (Linux TCP_INFO), or 0."""
