@@ -1,0 +1,527 @@
+"""Shared pieces of the benchmarks: the loopback origin, the proxies under test, wrk, /proc.
+
+Nothing here installs anything. Every server binds 127.0.0.1, is started as its own
+subprocess and stopped by its own process id; every load run is bounded in time.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+LOOPBACK = "127.0.0.1"
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_DIR = BENCH_DIR.parent
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# Which Debian package brings each tool the benchmarks run.
+DEBIAN_PACKAGES = {
+    "nginx": "nginx-light (or nginx)",
+    "squid": "squid",
+    "wrk": "wrk",
+    "taskset": "util-linux",
+}
+
+#: the origin's files: name -> size in bytes
+FILES = {"1k": 1024, "16k": 16 * 1024, "1m": 1024 * 1024}
+
+#: ten request headers a browser sends with a page load; none of them bypasses a cache
+BROWSER_HEADERS = {
+    "User-Agent": (
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/131.0.0.0 Safari/537.36"
+    ),
+    "Accept": (
+        "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,"
+        "image/apng,*/*;q=0.8"
+    ),
+    "Accept-Language": "en-GB,en;q=0.9,de;q=0.8",
+    "Accept-Encoding": "gzip, deflate",
+    "Cookie": "session=3f2a9c0d1e7b4a6f; theme=dark; consent=yes",
+    "Referer": "http://127.0.0.1/index.html",
+    "Upgrade-Insecure-Requests": "1",
+    "Sec-Fetch-Dest": "document",
+    "Sec-Fetch-Mode": "navigate",
+    "Sec-Fetch-Site": "same-origin",
+}
+
+
+def missing_tools(names: list[str]) -> list[str]:
+    return [n for n in names if shutil.which(n) is None and not Path(f"/usr/sbin/{n}").exists()]
+
+
+def require_tools(names: list[str]) -> None:
+    """Exit with a message naming the Debian packages to install when a tool is missing."""
+    missing = missing_tools(names)
+    if missing:
+        pkgs = " ".join(sorted({DEBIAN_PACKAGES.get(n, n).split()[0] for n in missing}))
+        sys.exit(
+            f"missing: {', '.join(missing)}. Install with: apt-get install {pkgs}\n"
+            f"(Debian packages: {', '.join(DEBIAN_PACKAGES[n] for n in missing)})"
+        )
+
+
+def tool(name: str) -> str:
+    return shutil.which(name) or f"/usr/sbin/{name}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, proc: subprocess.Popen, timeout_s: float = 20.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what or proc.args} exited with status {proc.returncode}")
+        try:
+            with socket.create_connection((LOOPBACK, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{what or proc.args} did not listen on {port} within {timeout_s:.0f} s")
+
+
+def make_tmp(prefix: str) -> Path:
+    d = Path(tempfile.mkdtemp(prefix=f"cproxy-bench-{prefix}-"))
+    # nginx workers and Squid drop root rights (nobody / proxy): let them in.
+    d.chmod(0o777)
+    return d
+
+
+# -- /proc ---------------------------------------------------------------------------------
+
+
+def process_tree(root: int) -> list[int]:
+    """``root`` and all its descendants."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of ``pids``, in seconds."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    return total / CLK_TCK
+
+
+def peak_rss_kib(pids: list[int]) -> int:
+    """Sum of VmHWM (peak resident set) over ``pids``, in KiB."""
+    total = 0
+    for pid in pids:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        m = re.search(r"^VmHWM:\s+(\d+) kB", status, re.M)
+        if m:
+            total += int(m.group(1))
+    return total
+
+
+# -- servers -------------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    """A subprocess we started; stopped by its own pid."""
+
+    name: str
+    port: int
+    proc: subprocess.Popen
+    tmp: Path
+    log: Path
+    extra: dict = field(default_factory=dict)
+
+    def pids(self) -> list[int]:
+        return process_tree(self.proc.pid)
+
+    def cpu_s(self) -> float:
+        return cpu_seconds(self.pids())
+
+    def peak_rss_kib(self) -> int:
+        return peak_rss_kib(self.pids())
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.kill(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                for pid in reversed(self.pids()):
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                self.proc.wait(timeout=5)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _spawn(cmd: list[str], cpu: str | None, log: Path, cwd: Path | None = None):
+    if cpu is not None:
+        cmd = ["taskset", "-c", cpu, *cmd]
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=cwd
+        )
+
+
+def _nginx_common(tmp: Path) -> str:
+    return f"""
+daemon off;
+master_process on;
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 4096; }}
+"""
+
+
+def _nginx_http_common(tmp: Path) -> str:
+    return f"""
+    access_log off;
+    client_body_temp_path {tmp}/client_body;
+    proxy_temp_path {tmp}/proxy_temp;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    keepalive_requests 1000000;
+    keepalive_timeout 600s;
+"""
+
+
+def start_origin(cpu: str | None = "1", no_store_only: bool = False) -> Server:
+    """nginx on loopback serving FILES under /cache/ (max-age=3600) and /nostore/ (no-store).
+
+    /nginx_status is nginx's stub_status: its "accepts" counter is how many connections
+    the origin accepted, which is how the benchmarks count origin connections opened.
+    Keep-alive limits are raised so the origin itself never closes a pooled connection.
+    """
+    tmp = make_tmp("origin")
+    files = tmp / "files"
+    files.mkdir()
+    files.chmod(0o755)
+    for name, size in FILES.items():
+        (files / name).write_bytes(b"o" * size)
+        (files / name).chmod(0o644)
+    port = free_port()
+    conf = tmp / "nginx.conf"
+    conf.write_text(
+        _nginx_common(tmp)
+        + f"""
+http {{
+{_nginx_http_common(tmp)}
+    sendfile on;
+    tcp_nopush on;
+    default_type application/octet-stream;
+    server {{
+        listen {LOOPBACK}:{port} backlog=4096;
+        location /cache/ {{ alias {files}/; add_header Cache-Control "max-age=3600"; }}
+        location /nostore/ {{ alias {files}/; add_header Cache-Control "no-store"; }}
+        location = /nginx_status {{ stub_status; }}
+    }}
+}}
+"""
+    )
+    log = tmp / "stdout.log"
+    proc = _spawn(
+        [tool("nginx"), "-p", str(tmp), "-e", str(tmp / "error.log"), "-c", str(conf)], cpu, log
+    )
+    server = Server("origin", port, proc, tmp, log)
+    wait_port(port, proc, what="origin nginx")
+    return server
+
+
+def origin_accepts(origin: Server) -> int:
+    """nginx's accepted-connection counter (this query's own connection included)."""
+    conn = http.client.HTTPConnection(LOOPBACK, origin.port, timeout=5)
+    try:
+        conn.request("GET", "/nginx_status", headers={"Connection": "close"})
+        text = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    # "Active connections: 1 \nserver accepts handled requests\n 5 5 9 \n..."
+    return int(text.splitlines()[2].split()[0])
+
+
+def start_cproxy(
+    cache_memory_mb: int = 64,
+    connect_ports: tuple[int, ...] = (),
+    cpu: str | None = "0",
+    **directives: str,
+) -> Server:
+    """cproxy as a subprocess (`python -m cproxy -c FILE`), its own directive file in a temp dir.
+
+    Directives not given keep their defaults, except: no access log, no admin listener.
+    """
+    tmp = make_tmp("cproxy")
+    port = free_port()
+    lines = {
+        "Port": str(port),
+        "BindAddress": LOOPBACK,
+        "AdminPort": "0",
+        "AccessLog": "",
+        "LogLevel": "warning",
+        "CacheMemory": f"{cache_memory_mb} M",
+    }
+    if connect_ports:
+        lines["ConnectPorts"] = " ".join(str(p) for p in (443, *connect_ports))
+    lines.update(directives)
+    conf = tmp / "cproxy.conf"
+    conf.write_text("".join(f"{k} = {v}\n" for k, v in lines.items()))
+    log = tmp / "cproxy.log"
+    env = dict(os.environ, PYTHONPATH=str(REPO_DIR))
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        env.pop(var, None)
+    cmd = [sys.executable, "-m", "cproxy", "-c", str(conf)]
+    if cpu is not None:
+        cmd = ["taskset", "-c", cpu, *cmd]
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=tmp,
+        )
+    server = Server("cproxy", port, proc, tmp, log, {"conf": lines})
+    wait_port(port, proc, what="cproxy")
+    return server
+
+
+def start_squid(
+    cache_memory_mb: int = 64,
+    connect_ports: tuple[int, ...] = (),
+    cpu: str | None = "0",
+    persistent: bool = True,
+) -> Server:
+    """Squid, memory cache only, one process (-N, foreground), config and logs in a temp dir."""
+    tmp = make_tmp("squid")
+    port = free_port()
+    ssl_ports = " ".join(str(p) for p in (443, *connect_ports))
+    onoff = "on" if persistent else "off"
+    conf = tmp / "squid.conf"
+    conf.write_text(
+        f"""
+http_port {LOOPBACK}:{port}
+workers 1
+cache_mem {cache_memory_mb} MB
+maximum_object_size_in_memory 2 MB
+maximum_object_size 2 MB
+memory_cache_mode always
+# no cache_dir: memory cache only
+acl bench_ssl_ports port {ssl_ports}
+acl bench_safe_ports port 80 443 1025-65535
+acl bench_connect method CONNECT
+http_access deny !bench_safe_ports
+http_access deny bench_connect !bench_ssl_ports
+http_access allow localhost
+http_access deny all
+server_persistent_connections {onoff}
+client_persistent_connections on
+pid_filename {tmp}/squid.pid
+cache_log {tmp}/cache.log
+access_log none
+cache_store_log none
+logfile_rotate 0
+coredump_dir {tmp}
+netdb_filename none
+pinger_enable off
+shutdown_lifetime 0 seconds
+max_filedescriptors 8192
+"""
+    )
+    log = tmp / "stdout.log"
+    proc = _spawn([tool("squid"), "-N", "-f", str(conf)], cpu, log, cwd=tmp)
+    server = Server("squid", port, proc, tmp, log)
+    wait_port(port, proc, timeout_s=30, what="squid")
+    return server
+
+
+def start_nginx_proxy(origin_port: int, cache_memory_mb: int = 64, cpu: str | None = "0") -> Server:
+    """nginx as a caching forward proxy for the benchmark's one origin.
+
+    A true forward proxy (`proxy_pass http://$http_host$request_uri`) needs a `resolver`;
+    since the origin is fixed, requests go to an `upstream` block pointing at it instead,
+    with keep-alive connections to it. The cache lives in a temp directory.
+    """
+    tmp = make_tmp("nginxproxy")
+    port = free_port()
+    conf = tmp / "nginx.conf"
+    (tmp / "cache").mkdir()
+    (tmp / "cache").chmod(0o777)
+    conf.write_text(
+        _nginx_common(tmp)
+        + f"""
+http {{
+{_nginx_http_common(tmp)}
+    proxy_cache_path {tmp}/cache levels=1:2 keys_zone=bench:16m max_size={cache_memory_mb}m
+                     inactive=1h use_temp_path=off;
+    upstream origin_upstream {{
+        server {LOOPBACK}:{origin_port};
+        keepalive 64;
+        keepalive_requests 1000000;
+        keepalive_timeout 600s;
+    }}
+    server {{
+        listen {LOOPBACK}:{port} backlog=4096;
+        location / {{
+            proxy_pass http://origin_upstream$request_uri;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+            proxy_cache bench;
+            proxy_cache_key $http_host$request_uri;
+            proxy_buffering on;
+        }}
+    }}
+}}
+"""
+    )
+    log = tmp / "stdout.log"
+    proc = _spawn(
+        [tool("nginx"), "-p", str(tmp), "-e", str(tmp / "error.log"), "-c", str(conf)], cpu, log
+    )
+    server = Server("nginx", port, proc, tmp, log)
+    wait_port(port, proc, what="nginx proxy")
+    return server
+
+
+def start_aux(args: list[str], port: int, cpu: str | None = "1") -> Server:
+    """A bench/netaux.py helper (relay or source) as its own process."""
+    tmp = make_tmp("aux")
+    log = tmp / "aux.log"
+    proc = _spawn([sys.executable, str(BENCH_DIR / "netaux.py"), *args], cpu, log)
+    server = Server(args[0], port, proc, tmp, log)
+    wait_port(port, proc, what=f"netaux {args[0]}")
+    return server
+
+
+# -- wrk -----------------------------------------------------------------------------------
+
+_WRK_DONE = """
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCHJSON {"requests":%d,"duration_us":%d,"bytes":%d,"connect":%d,"read":%d,' ..
+    '"write":%d,"status":%d,"timeout":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d,' ..
+    '"mean_us":%.1f,"max_us":%d}\\n',
+    summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write,
+    e.status, e.timeout, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency.mean, latency.max))
+end
+"""
+
+
+def _lua_string(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def write_wrk_script(path: Path, url: str, headers: dict[str, str] | None = None) -> Path:
+    """A wrk Lua script sending absolute-form GETs for ``url`` (as to a forward proxy)."""
+    host = url.split("://", 1)[1].split("/", 1)[0]
+    lines = [
+        'wrk.method = "GET"',
+        f"wrk.path = {_lua_string(url)}",
+        f'wrk.headers["Host"] = {_lua_string(host)}',
+    ]
+    for name, value in (headers or {}).items():
+        lines.append(f"wrk.headers[{_lua_string(name)}] = {_lua_string(value)}")
+    path.write_text("\n".join(lines) + "\n" + _WRK_DONE)
+    return path
+
+
+def run_wrk(
+    proxy_port: int,
+    script: Path,
+    seconds: float,
+    connections: int = 50,
+    cpu: str | None = "1",
+    threads: int = 1,
+) -> dict:
+    """Run wrk (bounded by ``seconds``) against the proxy; returns its figures."""
+    cmd = [
+        tool("wrk"),
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--timeout",
+        "5s",
+        "-s",
+        str(script),
+        f"http://{LOOPBACK}:{proxy_port}/",
+    ]
+    if cpu is not None:
+        cmd = ["taskset", "-c", cpu, *cmd]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+    for line in out.stdout.splitlines():
+        if line.startswith("BENCHJSON "):
+            r = json.loads(line[len("BENCHJSON ") :])
+            r["rps"] = r["requests"] / (r["duration_us"] / 1e6) if r["duration_us"] else 0.0
+            r["errors"] = r["status"] + r["connect"] + r["read"] + r["write"] + r["timeout"]
+            return r
+    raise RuntimeError(f"wrk gave no figures: {out.stdout}\n{out.stderr}")
+
+
+def versions() -> dict[str, str]:
+    """Versions of the tools, for the record."""
+
+    def first_line(cmd: list[str]) -> str:
+        try:
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return "?"
+        text = (p.stdout + p.stderr).strip()
+        return text.splitlines()[0] if text else "?"
+
+    try:
+        import gevent
+
+        gv = gevent.__version__
+    except ImportError:
+        gv = "?"
+    return {
+        "python": sys.version.split()[0],
+        "gevent": gv,
+        "nginx": first_line([tool("nginx"), "-v"]),
+        "squid": first_line([tool("squid"), "-v"]),
+        "wrk": first_line([tool("wrk"), "-v"]),
+        "cpus": str(os.cpu_count()),
+        "kernel": os.uname().release,
+    }
