@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from cachetools import LRUCache
+from cachetools import Cache, LRUCache
 
 from cproxy.cache.cachecontrol import CacheControl, parse_cache_control
 from cproxy.cache.dates import format_http_date, parse_http_date
@@ -279,8 +279,12 @@ class CacheStore:
         return int(self._lru.currsize)
 
     def __len__(self) -> int:
-        """The number of stored responses (variants across all keys)."""
-        return sum(len(v) for v in self._lru.values())
+        """The number of stored responses (variants across all keys).
+
+        Reads through ``Cache.__getitem__``: ``LRUCache.values()`` would mark every key as
+        just used and so wreck the eviction order each time the stats are read.
+        """
+        return sum(len(Cache.__getitem__(self._lru, key)) for key in self._lru)
 
     def __contains__(self, url_key: object) -> bool:
         return url_key in self._lru
