@@ -251,6 +251,12 @@ def test_obs_fold_in_a_response_is_replaced_by_a_space() -> None:
     assert all("\r" not in v and "\n" not in v for _, v in resp.headers.items())
 
 
+def test_obs_fold_adds_no_stray_spaces() -> None:
+    resp = parse(head(OK, "Content-Length: 0", "X-Empty:", " a", "X-Blank: b", " \t"))
+    assert resp.headers.get("x-empty") == "a"
+    assert resp.headers.get("x-blank") == "b"
+
+
 def test_status_line_parts() -> None:
     resp = parse(head(b"HTTP/1.1 404 Not\tFound \xe9", "Content-Length: 0"))
     assert (resp.version, resp.status, resp.reason) == (1, 404, "Not\tFound \xe9")

@@ -257,7 +257,7 @@ def _parse_fields(lines: list[bytes], client: bool) -> Headers:
                 _fail(client, 400, "control character in header field value")
             name, value = fields[-1]
             folded = line.strip(b" \t").decode("latin-1")
-            fields[-1] = (name, f"{value} {folded}")
+            fields[-1] = (name, " ".join(part for part in (value, folded) if part))
             continue
         colon = line.find(b":")
         if colon <= 0 or not _TOKEN.fullmatch(line, 0, colon):
@@ -396,6 +396,9 @@ def _parse_target(req: Request) -> None:
     path = rest[cut:]
     if not path.startswith("/"):
         path = "/" + path
+    if hosts and hosts[0]:
+        # RFC 9112 §3.2: a Host field with an invalid value is a 400 even when ignored.
+        _parse_authority(hosts[0])
     # RFC 9112 §3.2.2: with absolute-form the Host field is ignored and replaced.
     req.form, req.scheme, req.host, req.path = "absolute", scheme, host, path
     req.port = port if port is not None else DEFAULT_PORTS[scheme]
