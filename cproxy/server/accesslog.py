@@ -32,6 +32,9 @@ class AccessLog:
         self._stream: IO[str] | None = None
         self._owned = False
         self._flusher: gevent.Greenlet | None = None
+        # strftime costs microseconds: format the stamp once per second.
+        self._stamp_second = -1
+        self._stamp = ""
         self._open(path)
 
     def _open(self, path: str) -> None:
@@ -73,7 +76,11 @@ class AccessLog:
         """One request. ``origin`` is ``new``, ``reused`` or ``-`` (no origin socket used)."""
         if self._stream is None:
             return
-        stamp = time.strftime("%d/%b/%Y:%H:%M:%S %z")
+        now = int(time.time())
+        if now != self._stamp_second:
+            self._stamp_second = now
+            self._stamp = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(now))
+        stamp = self._stamp
         self._lines.append(
             f'{client} - - [{stamp}] "{_quote(request_line)}" {status} {sent_bytes} '
             f'"{_quote(referer or "-")}" "{_quote(user_agent or "-")}" '
