@@ -351,8 +351,9 @@ class ClientConnection:
         retried = False
         while True:
             # Bodies always go on a fresh socket: a stale pooled one could
-            # swallow part of an upload that we cannot replay.
-            conn = pool.connect(key) if has_body else pool.acquire(key)
+            # swallow part of an upload that we cannot replay. The one retry goes on a
+            # fresh socket too (DESIGN.md §5 rule 5), not on the next idle one.
+            conn = pool.connect(key) if has_body or retried else pool.acquire(key)
             outcome.origin = "reused" if conn.reused else "new"
             try:
                 conn.sock.settimeout(cfg.read_timeout_s)
@@ -574,8 +575,9 @@ class ClientConnection:
             self.rt.pool.release(conn)
         else:
             self.rt.pool.discard(conn)
-        if not clean:
-            keep = False
+        # An unclean origin socket (bytes left over, read-until-close body) is the origin
+        # side's problem only: the client's response went out whole and self-delimited
+        # (a truncated one raised above and cleared ``keep``), so its connection persists.
         return keep and framing != "close"
 
     def _recv_origin(self, conn: OriginConnection, what: str) -> bytes:
