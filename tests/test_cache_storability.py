@@ -37,7 +37,7 @@ def test_3_4_partial_content_not_stored_as_complete() -> None:
 
 
 def test_3_4_content_range_on_a_200_is_a_complete_response() -> None:
-    """RFC 9110 §14.4: Content-Range has no meaning on a 200 (suite: headers-store-Content-Range)."""
+    """RFC 9110 §14.4: Content-Range means nothing on a 200 (suite: headers-store-Content-Range)."""
     assert ok(resp=[*FRESH, ("Content-Range", "bytes 0-4/10")])[0]
 
 
