@@ -186,13 +186,13 @@ _DECLARED: tuple[Directive, ...] = (
         "30 seconds",
         TIMEOUTS,
         """
-        Time allowed to receive a complete request head: from the connection being accepted,
-        or from the end of the previous response on a persistent connection, until the blank
-        line ending the head.
+        Time allowed to receive a complete request head: for the first request, from the
+        connection being accepted; for a later request on a persistent connection, from its
+        first byte (the wait for that byte is PersistTimeout); until the blank line ending
+        the head. When it passes the client gets 408 and the connection is closed.
 
         It bounds slow-header ("slowloris") clients, which otherwise hold a MaxActiveThreads
-        slot indefinitely. On a persistent connection the next request must also start
-        within PersistTimeout.
+        slot indefinitely.
         """,
         live=True,
     ),
