@@ -311,8 +311,8 @@ class OriginConn:
         self.closed = threading.Event()  # the proxy closed or reset this connection
 
     def _fill(self, timeout_s: float | None) -> bool:
-        self.sock.settimeout(timeout_s)
         try:
+            self.sock.settimeout(timeout_s)
             data = self.sock.recv(65536)
         except TimeoutError:
             raise
