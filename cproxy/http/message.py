@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import NoReturn
+from collections.abc import Iterator, Sequence
+from typing import NoReturn, overload
 
 from cproxy.errors import ClientProtocolError, OriginProtocolError
 from cproxy.http.limits import (
@@ -43,6 +44,7 @@ HOP_BY_HOP = frozenset(
     }
 )
 _FRAMING = frozenset({"content-length", "transfer-encoding"})
+_NOT_FORWARDED = HOP_BY_HOP | _FRAMING
 
 _TOKEN_CHARS = rb"!#$%&'*+\-.^_`|~0-9A-Za-z"
 _TOKEN = re.compile(rb"[" + _TOKEN_CHARS + rb"]+")
@@ -51,57 +53,80 @@ _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _REQUEST_LINE = re.compile(rb"([" + _TOKEN_CHARS + rb"]+) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])")
 _STATUS_LINE = re.compile(rb"HTTP/([0-9])\.([0-9]) ([0-9]{3})(?: ([\t\x20-\x7e\x80-\xff]*))?")
 _DIGITS = re.compile(r"[0-9]+")
-# A LF not preceded by CR (RFC 9112 §2.2).
-_BARE_LF = re.compile(rb"(?<!\r)\n")
+# A block of well-formed field lines (RFC 9112 §5.1, RFC 9110 §5.5), as latin-1 text, and
+# one line of it split into name and value without leading or trailing OWS.
+_FIELD_BLOCK = re.compile("(?:[" + _TOKEN_CHARS.decode() + "]+:[^\x00-\x08\x0a-\x1f\x7f]*\r\n)*")
 # OWS (RFC 9110 §5.6.3) is SP and HTAB only: str.strip() would also remove NBSP,
 # NEL and other Unicode spaces of a latin-1 value, which other servers keep.
 _OWS = " \t"
 # reg-name (RFC 3986 §3.2.2) restricted to what DNS names and IPv4 literals use;
 # percent-encoded and sub-delim host names have no legitimate use in a proxy.
-_REG_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-_.]*[A-Za-z0-9_])?\.?")
+_REG_NAME_TEXT = r"[A-Za-z0-9](?:[A-Za-z0-9\-_.]*[A-Za-z0-9_])?\.?"
+_REG_NAME = re.compile(_REG_NAME_TEXT)
+# The common absolute-form target and Host value, matched in one step; anything else
+# (IPv6 literals, userinfo, odd ports) goes the long way for its exact error.
+_ABSOLUTE_HTTP = re.compile(
+    r"[hH][tT][tT][pP]://(" + _REG_NAME_TEXT + r")(?::([0-9]{1,5}))?([/?][\x21-\x7e]*)?"
+)
+_SIMPLE_AUTHORITY = re.compile(r"(" + _REG_NAME_TEXT + r")(?::([0-9]{1,5}))?")
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-class Headers:
-    """An ordered list of ``(name, value)`` fields with case-insensitive lookup.
+class Headers(Sequence[tuple[str, str]]):
+    """An ordered sequence of ``(name, value)`` fields with case-insensitive lookup.
 
-    Names keep the case they were received in (some origins care); lookups
-    lower-case the name they are given.
+    Names keep the case they were received in (some origins care). Lookups go
+    through an index from lower-cased name to values, built on first use and
+    dropped on change, so a request whose fields are looked up a dozen times
+    (framing, routing, the cache) lower-cases each name once.
     """
 
-    __slots__ = ("_fields",)
+    __slots__ = ("_fields", "_index")
 
     def __init__(self, fields: list[tuple[str, str]] | None = None) -> None:
         self._fields: list[tuple[str, str]] = fields if fields is not None else []
+        self._index: dict[str, list[str]] | None = None
+
+    def _lookup(self) -> dict[str, list[str]]:
+        index = self._index
+        if index is None:
+            index = {}
+            for n, v in self._fields:
+                key = n.lower()
+                values = index.get(key)
+                if values is None:
+                    index[key] = [v]
+                else:
+                    values.append(v)
+            self._index = index
+        return index
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of ``name``, or ``default``."""
-        name = name.lower()
-        for n, v in self._fields:
-            if n.lower() == name:
-                return v
-        return default
+        values = self._lookup().get(name.lower())
+        return values[0] if values else default
 
     def get_all(self, name: str) -> list[str]:
-        """Every value of ``name``, in order."""
-        name = name.lower()
-        return [v for n, v in self._fields if n.lower() == name]
+        """Every value of ``name``, in order (a new list)."""
+        return list(self._lookup().get(name.lower(), ()))
 
     def get_tokens(self, name: str) -> list[str]:
         """The comma-separated list elements of every ``name`` field, lower-cased."""
         return [
             item.strip(_OWS).lower()
-            for value in self.get_all(name)
+            for value in self._lookup().get(name.lower(), ())
             for item in value.split(",")
             if item.strip(_OWS)
         ]
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and self.get(name) is not None
+        """``"name" in headers``: is a field of that name present?"""
+        return isinstance(name, str) and name.lower() in self._lookup()
 
     def add(self, name: str, value: str) -> None:
         self._fields.append((name, value))
+        self._index = None
 
     def set(self, name: str, value: str) -> None:
         """Replace every ``name`` field by one with ``value``."""
@@ -111,6 +136,7 @@ class Headers:
     def remove(self, name: str) -> None:
         name = name.lower()
         self._fields = [(n, v) for n, v in self._fields if n.lower() != name]
+        self._index = None
 
     def items(self) -> list[tuple[str, str]]:
         return self._fields
@@ -121,13 +147,28 @@ class Headers:
     def __len__(self) -> int:
         return len(self._fields)
 
+    @overload
+    def __getitem__(self, i: int) -> tuple[str, str]: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[tuple[str, str]]: ...
+    def __getitem__(self, i: int | slice) -> tuple[str, str] | list[tuple[str, str]]:
+        return self._fields[i]
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._fields)
+
     def __repr__(self) -> str:
         return f"Headers({self._fields!r})"
 
     def end_to_end(self) -> list[tuple[str, str]]:
         """The fields a proxy forwards: without hop-by-hop fields, the fields the
         Connection header names, and the framing fields (rebuilt by the sender)."""
-        drop = HOP_BY_HOP | _FRAMING | set(self.get_tokens("connection"))
+        connection = self._lookup().get("connection")
+        drop = (
+            HOP_BY_HOP | _FRAMING | set(self.get_tokens("connection"))
+            if connection
+            else _NOT_FORWARDED
+        )
         return [(n, v) for n, v in self._fields if n.lower() not in drop]
 
 
@@ -219,7 +260,9 @@ def find_head_end(buf: bytes | bytearray, *, client: bool = True) -> int:
     end = buf.find(b"\r\n\r\n")
     # Any bare LF in the head, not only in its blank line, is refused at once: the
     # bytes after the head (a body) are not looked at.
-    if _BARE_LF.search(buf, 0, len(buf) if end == -1 else end + 4):
+    limit = len(buf) if end == -1 else end + 4
+    # Every CRLF holds one LF, so a count mismatch means a bare LF (two C-speed scans).
+    if buf.count(b"\n", 0, limit) != buf.count(b"\r\n", 0, limit):
         _fail(client, 400, "message head uses bare LF line endings")
     if client:
         # Refuse an over-long request line as soon as it is seen, not at 64 KiB.
@@ -241,6 +284,27 @@ def _fail(client: bool, status: int, message: str) -> NoReturn:
     if client:
         raise ClientProtocolError(status, message)
     raise OriginProtocolError(message)
+
+
+def _parse_field_block(block: bytes, client: bool) -> Headers:
+    """The field lines of a head, each ending in CRLF (``block`` may be empty).
+
+    The common case, a block of well-formed lines, is checked by one regular
+    expression over the whole block and split by another, both in C; anything
+    else goes through `_parse_fields`, line by line, for the exact error (or, for
+    an origin, to unfold obs-fold lines).
+    """
+    text = block.decode("latin-1")
+    if _FIELD_BLOCK.fullmatch(text):
+        fields: list[tuple[str, str]] = []
+        if text:
+            for line in text[:-2].split("\r\n"):
+                # Validated above: the name is a token (no colon), the value has no CTL.
+                name, _, value = line.partition(":")
+                fields.append((name, value.strip(_OWS)))
+        if len(fields) <= MAX_HEADER_COUNT:
+            return Headers(fields)
+    return _parse_fields(block[:-2].split(b"\r\n") if block else [], client)
 
 
 def _parse_fields(lines: list[bytes], client: bool) -> Headers:
@@ -332,8 +396,8 @@ def parse_request_head(head: bytes) -> Request:
         raise ClientProtocolError(431, f"request head larger than {MAX_HEAD_BYTES} bytes")
     if not head.endswith(b"\r\n\r\n"):
         raise ClientProtocolError(400, "incomplete request head")
-    lines = head[:-4].split(b"\r\n")
-    line = lines[0]
+    first_crlf = head.find(b"\r\n")
+    line = head[:first_crlf]
     if len(line) > MAX_REQUEST_LINE_BYTES:
         raise ClientProtocolError(414, "request line too long")
     m = _REQUEST_LINE.fullmatch(line)
@@ -345,7 +409,8 @@ def parse_request_head(head: bytes) -> Request:
     method = method_b.decode("ascii")
     target = target_b.decode("ascii")
     # A higher 1.x minor version is answered as 1.1 (RFC 9110 §2.5).
-    req = Request(method, target, 0 if minor == b"0" else 1, _parse_fields(lines[1:], True))
+    fields = _parse_field_block(head[first_crlf + 2 : -2], True)
+    req = Request(method, target, 0 if minor == b"0" else 1, fields)
     _parse_target(req)
     _parse_request_framing(req)
     return req
@@ -379,6 +444,19 @@ def _parse_target(req: Request) -> None:
         req.form, req.path = "origin", target
         _host_from_field(req, hosts)
         return
+    fast = _ABSOLUTE_HTTP.fullmatch(target)
+    if fast is not None:
+        host, port_text, path = fast.groups()
+        port = int(port_text) if port_text else 80
+        if 0 < port < 65536 and (not hosts or _valid_host_field(hosts[0])):
+            if not path:
+                path = "/"
+            elif path[0] == "?":
+                path = "/" + path
+            req.form, req.scheme, req.host, req.path = "absolute", "http", host, path
+            req.host = host.lower().rstrip(".")
+            req.port = port
+            return
     scheme, sep, rest = target.partition("://")
     scheme = scheme.lower()
     if not sep or scheme not in DEFAULT_PORTS:
@@ -402,6 +480,15 @@ def _parse_target(req: Request) -> None:
     # RFC 9112 §3.2.2: with absolute-form the Host field is ignored and replaced.
     req.form, req.scheme, req.host, req.path = "absolute", scheme, host, path
     req.port = port if port is not None else DEFAULT_PORTS[scheme]
+
+
+def _valid_host_field(value: str) -> bool:
+    """True for an empty Host or a plain ``name[:port]`` one; False sends the caller to
+    `_parse_authority` for the exact verdict."""
+    if not value:
+        return True
+    m = _SIMPLE_AUTHORITY.fullmatch(value)
+    return m is not None and (m.group(2) is None or 0 < int(m.group(2)) < 65536)
 
 
 def _host_from_field(req: Request, hosts: list[str]) -> None:
@@ -449,10 +536,10 @@ def parse_response_head(head: bytes, request_method: str) -> Response:
         raise OriginProtocolError(f"response head larger than {MAX_HEAD_BYTES} bytes")
     if not head.endswith(b"\r\n\r\n"):
         raise OriginProtocolError("incomplete response head")
-    lines = head[:-4].split(b"\r\n")
-    m = _STATUS_LINE.fullmatch(lines[0])
+    first_crlf = head.find(b"\r\n")
+    m = _STATUS_LINE.fullmatch(head, 0, first_crlf)
     if m is None:
-        raise OriginProtocolError(f"malformed status line {lines[0][:80]!r}")
+        raise OriginProtocolError(f"malformed status line {head[: min(first_crlf, 80)]!r}")
     major, minor, status_b, reason_b = m.groups()
     if major != b"1":
         raise OriginProtocolError(f"origin answered with HTTP/{major.decode()}")
@@ -464,7 +551,7 @@ def parse_response_head(head: bytes, request_method: str) -> Response:
         0 if minor == b"0" else 1,
         status,
         (reason_b or b"").decode("latin-1"),
-        _parse_fields(lines[1:], False),
+        _parse_field_block(head[first_crlf + 2 : -2], False),
     )
     headers = resp.headers
     te = headers.get_all("transfer-encoding")
