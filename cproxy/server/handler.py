@@ -743,7 +743,12 @@ def _relay_tunnel(client: socket.socket, origin: socket.socket, idle_timeout_s: 
                     dst.shutdown(socket.SHUT_WR)
                     return True
                 last_activity[0] = time.monotonic()
-                dst.sendall(data)
+                try:
+                    dst.sendall(data)
+                except TimeoutError:
+                    # The receiver took nothing for ReadTimeout. Part of ``data`` may have
+                    # gone out, so going on would drop bytes mid-stream: end the tunnel.
+                    return False
             except TimeoutError:
                 if time.monotonic() - last_activity[0] < idle_timeout_s:
                     continue  # the other direction is busy: the tunnel is not idle
