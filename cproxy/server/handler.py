@@ -313,7 +313,14 @@ class ClientConnection:
         try:
             ip = ipaddress.ip_address(host)
         except ValueError:
-            return host == self.rt.config.hostname.lower()
+            try:
+                # The legacy numeric forms getaddrinfo connects to (127.1, 2130706433,
+                # 0x7f000001, 0177.0.0.1) name an address too.
+                ip = ipaddress.ip_address(socket.inet_aton(host))
+            except OSError:
+                return host == self.rt.config.hostname.lower()
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
         listen_ips = {h for h, _ in self.rt.proxy_addresses + self.rt.admin_addresses}
         return ip.is_loopback or ip.is_unspecified or str(ip) in listen_ips
 
