@@ -17,12 +17,19 @@ OWS = " \t"
 
 def get_all(headers: HeaderPairs, name: str) -> list[str]:
     """Every field line value for ``name`` (case-insensitive), in order."""
+    indexed = getattr(headers, "get_all", None)
+    if indexed is not None:
+        # cproxy.http.Headers keeps a name index: one dict lookup instead of a scan.
+        return indexed(name)  # type: ignore[no-any-return]
     wanted = name.lower()
     return [value for key, value in headers if key.lower() == wanted]
 
 
 def get_first(headers: HeaderPairs, name: str) -> str | None:
     """The first field line value for ``name``, or None when the field is absent."""
+    indexed = getattr(headers, "get", None)
+    if indexed is not None:
+        return indexed(name)  # type: ignore[no-any-return]
     wanted = name.lower()
     for key, value in headers:
         if key.lower() == wanted:

@@ -458,6 +458,9 @@ class RequestDirectives:
     stale_if_error: float | None = None
 
 
+NO_REQUEST_DIRECTIVES = RequestDirectives()
+
+
 def request_directives(req_headers: HeaderPairs) -> RequestDirectives:
     """Interpret a request's Cache-Control (§5.2.1) and Pragma (§5.4).
 
@@ -467,6 +470,8 @@ def request_directives(req_headers: HeaderPairs) -> RequestDirectives:
     Cache-Control field (§5.4).
     """
     lines = get_all(req_headers, "Cache-Control")
+    if not lines and get_first(req_headers, "Pragma") is None:
+        return NO_REQUEST_DIRECTIVES  # most requests: nothing to parse
     cc = parse_cache_control(lines)
     no_cache = "no-cache" in cc
     if not lines:

@@ -57,7 +57,9 @@ class Config:
     values are equal, wherever they came from.
     """
 
-    __slots__ = ("_texts", "_values", "source_path")
+    # The attributes live in the instance __dict__, so reading one (done many times per
+    # request) is a plain attribute lookup; __getattr__ only runs for unknown names.
+    __slots__ = ("__dict__", "_texts", "_values", "source_path")
 
     _values: dict[str, Any]
     _texts: dict[str, str]
@@ -79,15 +81,13 @@ class Config:
             self, "_texts", {name: DIRECTIVES[name].type.format(v) for name, v in ordered.items()}
         )
         object.__setattr__(self, "source_path", source_path)
+        self.__dict__.update({DIRECTIVES[name].attr: v for name, v in ordered.items()})
 
     def __getattr__(self, attr: str) -> Any:
-        # Only called for names not found normally: the directive attributes.
-        name = _ATTRS.get(attr)
-        if name is None:
-            close = difflib.get_close_matches(attr, _ATTRS, n=1)
-            hint = f"; did you mean {close[0]}?" if close else ""
-            raise AttributeError(f"Config has no attribute {attr!r}{hint}")
-        return self._values[name]
+        # Only called for names not found normally, i.e. not a directive's attribute.
+        close = difflib.get_close_matches(attr, _ATTRS, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise AttributeError(f"Config has no attribute {attr!r}{hint}")
 
     def __setattr__(self, attr: str, value: object) -> None:
         raise AttributeError("Config is immutable; use config_with() to derive a new one")

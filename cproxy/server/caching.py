@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -41,6 +42,10 @@ log = logging.getLogger("cproxy")
 # Sending a large body separately avoids copying it into one buffer with the head.
 _JOIN_BODY_BYTES = 65536
 _CONDITIONALS = ("if-none-match", "if-modified-since")
+
+
+# Hits repeat the same URLs: remember their normalised keys (bounded, pure function).
+_url_key = functools.lru_cache(maxsize=8192)(normalise_url)
 
 
 def _settings(cfg: Config) -> CacheSettings:
@@ -115,12 +120,11 @@ def serve_with_cache(
     """Answer ``req`` using the cache where RFC 9111 allows; returns the keep-alive verdict."""
     if req.method == "PURGE":
         return _purge(cc, cache, req, keep, outcome)
-    url_key = normalise_url(req.url)
+    url_key = _url_key(req.url)
     if req.body != "none" and req.method in ("GET", "HEAD"):
         # A GET with a body is odd enough not to answer from, or store in, the cache.
         return _fetch(cc, cache, req, url_key, None, keep, outcome)
-    fields = req.headers.items()
-    result = cache.http.lookup(req.method, url_key, fields, cache.clock())
+    result = cache.http.lookup(req.method, url_key, req.headers, cache.clock())
     kind = result.kind
     if kind is LookupKind.HIT:
         outcome.cache = "hit"
@@ -190,7 +194,7 @@ def _collapsed_miss(
     leader = cache.inflight.get(url_key)
     if leader is not None:
         leader.wait(timeout=cc.rt.config.read_timeout_s)
-        again = cache.http.lookup(req.method, url_key, req.headers.items(), cache.clock())
+        again = cache.http.lookup(req.method, url_key, req.headers, cache.clock())
         if again.kind is LookupKind.HIT:
             cache.collapsed += 1
             outcome.cache = "hit-collapsed"
@@ -226,7 +230,7 @@ def _fetch(
     validating = result is not None and result.origin_headers is not None
     entry = result.entry if result is not None else None
     sent = _with_headers(req, result.origin_headers) if validating else req  # type: ignore[union-attr,arg-type]
-    fields = req.headers.items()
+    fields = req.headers
     request_time = cache.clock()
     if outcome.cache == "-":
         outcome.cache = result.fwd or result.kind.value if result is not None else "bypass"
@@ -241,7 +245,7 @@ def _fetch(
                 return _send_stored(cc, req, stale, keep, outcome)
         return cc._origin_failed(req, exc, keep, outcome)
     response_time = cache.clock()
-    resp_fields = resp.headers.items()
+    resp_fields = resp.headers
 
     if entry is not None and resp.status in (500, 502, 503, 504):
         stale = cache.http.serve_stale_on_error(entry, fields, response_time, resp.status)
