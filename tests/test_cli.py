@@ -204,6 +204,7 @@ class RunningProxy:
     """``cproxy -c FILE`` in a subprocess on a free port, logs in files under ``directory``."""
 
     def __init__(self, directory: Path, extra: str = "") -> None:
+        directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
         self.conf = directory / "cproxy.conf"
         self.access_log = directory / "access.log"
@@ -385,6 +386,16 @@ def test_sigterm_lets_an_in_flight_request_finish_then_exits_0(
         t.join(15)
         assert result.get("response") == (200, b"finished late"), result
         assert proxy.proc.wait(5) == 0
+
+
+def test_a_signal_right_after_listen_is_handled_not_fatal(tmp_path: Path) -> None:
+    # cproxy accepts connections from listen() on; a SIGTERM sent then must be handled
+    # (clean exit 0), not kill it by the default action (-15). Repeated: the window is short.
+    for attempt in range(8):
+        with running(tmp_path / str(attempt)) as proxy:
+            proxy.signal(signal.SIGTERM)
+            assert proxy.proc is not None
+            assert proxy.proc.wait(5) == 0, f"attempt {attempt}"
 
 
 def test_sigterm_on_an_idle_proxy_exits_0_promptly(tmp_path: Path) -> None:

@@ -109,9 +109,16 @@ class ProxyServer:
         return self.runtime.apply(new)
 
 
+# SIGTERM/SIGINT stop, SIGHUP reloads; blocked from listen() until their handlers exist.
+_CONTROL_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+
+
 def serve(config: Config, config_path: str | None) -> int:
     """Run cproxy until SIGTERM or SIGINT: one process, or a supervisor and ``Workers``."""
     configure_logging(config)
+    # Clients (and supervisors) may connect and signal as soon as we listen: hold the
+    # control signals until their handlers are installed, or their default action kills us.
+    signal.pthread_sigmask(signal.SIG_BLOCK, _CONTROL_SIGNALS)
     try:
         sock = listen_socket(config.bind_address, config.port, config.listen_backlog)
     except OSError as exc:
@@ -145,6 +152,7 @@ def serve_process(
     gevent.signal_handler(signal.SIGTERM, on_term)
     gevent.signal_handler(signal.SIGINT, on_term)
     gevent.signal_handler(signal.SIGHUP, lambda: gevent.spawn(server.reload))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _CONTROL_SIGNALS)
     stopped.wait()
     log.info("stopped")
     return 0
@@ -202,6 +210,7 @@ def supervise(config: Config, config_path: str | None, sock: socket.socket) -> i
         start_worker(number)
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, forward)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _CONTROL_SIGNALS)
     log.info("supervising %d workers", config.workers)
     while workers:
         try:
