@@ -135,6 +135,8 @@ REFUSED = [
     ("target-userinfo", "9110 §4.2.4", get(line=f"GET http://user:pw@{HP}/x HTTP/1.1"), 400, "head"),
     ("target-bad-host", "9112 §3.2.2", get(line="GET http://a!b/x HTTP/1.1"), 400, "head"),
     ("target-empty-host", "9112 §3.2.2", get(line="GET http:///x HTTP/1.1"), 400, "head"),
+    ("target-empty-label", "RFC 3986 §3.2.2", get(line="GET http://127.0.0..1/x HTTP/1.1"), 400, "head"),
+    ("target-label-64", "RFC 1035 §2.3.4", get(line=f"GET http://{'a' * 64}.test/x HTTP/1.1"), 400, "head"),
     ("target-port-too-big", "9112 §3.2.2", get(line="GET http://127.0.0.1:99999/x HTTP/1.1"), 400, "head"),
     ("target-port-sign", "9112 §3.2.2", get(line="GET http://127.0.0.1:+80/x HTTP/1.1"), 400, "head"),
     ("host-missing", "9112 §3.2", msg(f"GET http://{HP}/x HTTP/1.1"), 400, "head"),

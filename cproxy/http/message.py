@@ -60,8 +60,10 @@ _FIELD_BLOCK = re.compile("(?:[" + _TOKEN_CHARS.decode() + "]+:[^\x00-\x08\x0a-\
 # NEL and other Unicode spaces of a latin-1 value, which other servers keep.
 _OWS = " \t"
 # reg-name (RFC 3986 §3.2.2) restricted to what DNS names and IPv4 literals use;
-# percent-encoded and sub-delim host names have no legitimate use in a proxy.
-_REG_NAME_TEXT = r"[A-Za-z0-9](?:[A-Za-z0-9\-_.]*[A-Za-z0-9_])?\.?"
+# percent-encoded and sub-delim host names have no legitimate use in a proxy. Labels
+# are 1-63 characters: an empty one ("a..b") would make the resolver raise.
+_LABEL_TEXT = r"[A-Za-z0-9_](?:[A-Za-z0-9\-_]{0,61}[A-Za-z0-9_])?"
+_REG_NAME_TEXT = rf"(?:{_LABEL_TEXT}\.)*{_LABEL_TEXT}\.?"
 _REG_NAME = re.compile(_REG_NAME_TEXT)
 # The common absolute-form target and Host value, matched in one step; anything else
 # (IPv6 literals, userinfo, odd ports) goes the long way for its exact error.
@@ -119,6 +121,10 @@ class Headers(Sequence[tuple[str, str]]):
             for item in value.split(",")
             if item.strip(_OWS)
         ]
+
+    def has_any(self, names: frozenset[str]) -> bool:
+        """Is a field with one of ``names`` (lower-case) present?"""
+        return not self._lookup().keys().isdisjoint(names)
 
     def __contains__(self, name: object) -> bool:
         """``"name" in headers``: is a field of that name present?"""
