@@ -45,6 +45,14 @@ def get_combined(headers: HeaderPairs, name: str) -> str | None:
     return ", ".join(value.strip(OWS) for value in values)
 
 
+def has_any(headers: HeaderPairs, names: frozenset[str]) -> bool:
+    """True when a field with one of ``names`` (lower-case) is present."""
+    indexed = getattr(headers, "has_any", None)
+    if indexed is not None:
+        return indexed(names)  # type: ignore[no-any-return]
+    return any(key.lower() in names for key, _ in headers)
+
+
 def has(headers: HeaderPairs, name: str) -> bool:
     """True when at least one field line named ``name`` is present."""
     return get_first(headers, name) is not None

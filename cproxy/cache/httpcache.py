@@ -24,7 +24,7 @@ import enum
 from dataclasses import dataclass
 
 from cproxy.cache.cachestatus import cache_status
-from cproxy.cache.fields import HeaderPairs, get_first
+from cproxy.cache.fields import HeaderPairs, get_first, has_any
 from cproxy.cache.policy import (
     CacheSettings,
     Reuse,
@@ -101,22 +101,58 @@ class Lookup:
         return self.entry.head_with_age(self.age, extra)
 
 
+# Request fields that can change how a stored response is used (§4, §5.2.1, §5.4,
+# RFC 9110 §13): without any of them a fresh stored response is simply served.
+_DECISIVE_FIELDS = frozenset(
+    {
+        "cache-control",
+        "pragma",
+        "if-match",
+        "if-none-match",
+        "if-modified-since",
+        "if-unmodified-since",
+        "if-range",
+    }
+)
+
+
 class HttpCache:
     """RFC 9111 shared-cache behaviour over a ``CacheStore``; pure and clock-free."""
 
     def __init__(self, store: CacheStore, settings: CacheSettings, *, name: str = "cproxy") -> None:
         self.store = store
-        self.settings = settings
         self.name = name
+        self.reconfigure(settings)
 
     def reconfigure(self, settings: CacheSettings) -> None:
         """Apply new cache settings (the store's size is changed with ``store.resize``)."""
         self.settings = settings
+        # The fresh-hit shortcut in `lookup` skips the URL rules: only when there are none.
+        self._shortcut = settings.caching and settings.cache_queries and not settings.no_caching
 
     # -- lookup ----------------------------------------------------------------------------
 
     def lookup(self, method: str, url_key: str, req_headers: HeaderPairs, now: float) -> Lookup:
         """Decide how to answer a request (RFC 9111 §4) at time ``now``."""
+        if method == "GET" and self._shortcut and not has_any(req_headers, _DECISIVE_FIELDS):
+            # The common hit, decided in a few steps: a GET without cache directives or
+            # preconditions, a stored response without Vary or response no-cache, still
+            # fresh. It is exactly what the general path below concludes for it (§4.2).
+            entry = self.store.lookup(url_key, req_headers)
+            if entry is not None and not entry.vary and not entry.always_validate:
+                age = entry.initial_age_s + (now - entry.response_time)
+                if entry.lifetime_s > age:
+                    return Lookup(
+                        LookupKind.HIT,
+                        entry=entry,
+                        age=int(age),
+                        ttl=entry.lifetime_s - age,
+                        name=self.name,
+                    )
+            if entry is not None:
+                self.store.hits -= 1  # counted again by the general path's lookup
+            else:
+                self.store.misses -= 1
         method = method.upper()
         if not self.settings.caching:
             return self._result(LookupKind.BYPASS, fwd="bypass", detail="caching-off")

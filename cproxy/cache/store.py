@@ -78,6 +78,8 @@ class Entry:
     initial_age_s: float
     head_prefix: bytes = field(repr=False)
     size: int
+    # Response no-cache without field names: validate on every use (§5.2.2.4).
+    always_validate: bool = False
 
     @classmethod
     def build(
@@ -140,6 +142,7 @@ class Entry:
             ),
             head_prefix=head_prefix,
             size=len(head_prefix) + len(body) + len(url_key),
+            always_validate="no-cache" in cc and cc["no-cache"] is None,
         )
 
     def current_age(self, now: float) -> float:

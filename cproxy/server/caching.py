@@ -27,7 +27,15 @@ from typing import TYPE_CHECKING, Any
 import gevent
 import gevent.event
 
-from cproxy.cache import CacheSettings, CacheStore, HttpCache, Lookup, LookupKind, normalise_url
+from cproxy.cache import (
+    CacheSettings,
+    CacheStore,
+    HttpCache,
+    Lookup,
+    LookupKind,
+    cache_status,
+    normalise_url,
+)
 from cproxy.cache.policy import storable
 from cproxy.directives import Config, ip_allowed
 from cproxy.errors import OriginError, OriginProtocolError
@@ -89,6 +97,7 @@ class ProxyCache:
     def __init__(self, cfg: Config, clock: Callable[[], float] = time.time) -> None:
         self.store = CacheStore(cfg.cache_memory_bytes)
         self.http = HttpCache(self.store, _settings(cfg), name=cfg.hostname)
+        self.hit_status = b"Cache-Status: " + cache_status(cfg.hostname, hit=True).encode()
         self.clock = clock
         self.inflight: dict[str, gevent.event.Event] = {}
         self.refreshing: set[str] = set()
@@ -100,6 +109,7 @@ class ProxyCache:
         self.store.resize(cfg.cache_memory_bytes)
         self.http.reconfigure(_settings(cfg))
         self.http.name = cfg.hostname
+        self.hit_status = b"Cache-Status: " + cache_status(cfg.hostname, hit=True).encode()
 
     def stats(self) -> dict[str, Any]:
         stats: dict[str, Any] = dict(self.store.stats())
@@ -160,7 +170,12 @@ def _send_stored(
     """Send a stored response: pre-serialised head + Age + Cache-Status, then the body."""
     entry = result.entry
     assert entry is not None
-    extra = b"Cache-Status: %s\r\n" % result.cache_status(collapsed=collapsed).encode("latin-1")
+    if result.kind is LookupKind.HIT and not (collapsed or result.fwd or result.detail):
+        # The plain hit, formatted without the general Cache-Status builder.
+        extra = b"%s; ttl=%d\r\n" % (cc.rt.cache.hit_status, result.ttl // 1)
+    else:
+        status = result.cache_status(collapsed=collapsed)
+        extra = b"Cache-Status: %s\r\n" % status.encode("latin-1")
     if req.body != "none":
         keep = False
     if not keep:
