@@ -106,6 +106,8 @@ class RuntimeLike(Protocol):
 
     def stats(self) -> dict[str, Any]: ...
 
+    def propagate(self) -> bool: ...
+
 
 def password_file_path(config: Any) -> Path:
     """The admin password file: AdminPasswordFile, relative to the directive file's dir."""

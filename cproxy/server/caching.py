@@ -172,7 +172,7 @@ def _send_stored(
     assert entry is not None
     if result.kind is LookupKind.HIT and not (collapsed or result.fwd or result.detail):
         # The plain hit, formatted without the general Cache-Status builder.
-        extra = b"%s; ttl=%d\r\n" % (cc.rt.cache.hit_status, result.ttl // 1)
+        extra = b"%s; ttl=%d\r\n" % (cc.rt.cache.hit_status, (result.ttl or 0) // 1)
     else:
         status = result.cache_status(collapsed=collapsed)
         extra = b"Cache-Status: %s\r\n" % status.encode("latin-1")

@@ -145,9 +145,13 @@ def serve_process(
     server.start()
     stopped = gevent.event.Event()
 
+    def stop_then_signal() -> None:
+        server.stop()
+        stopped.set()
+
     def on_term() -> None:
         log.info("stopping: finishing in-flight requests (at most %.0f s)", SHUTDOWN_GRACE_S)
-        gevent.spawn(lambda: (server.stop(), stopped.set()))
+        gevent.spawn(stop_then_signal)
 
     gevent.signal_handler(signal.SIGTERM, on_term)
     gevent.signal_handler(signal.SIGINT, on_term)
@@ -217,9 +221,10 @@ def supervise(config: Config, config_path: str | None, sock: socket.socket) -> i
             pid, status = os.wait()
         except ChildProcessError:
             break
-        number, started = workers.pop(pid, (None, 0.0))
-        if number is None or stopping:
+        if pid not in workers or stopping:
+            workers.pop(pid, None)
             continue
+        number, started = workers.pop(pid)
         log.error("worker %d (pid %d) died (status %d); restarting it", number, pid, status)
         if time.monotonic() - started < _RESPAWN_PAUSE_S:
             time.sleep(_RESPAWN_PAUSE_S)

@@ -34,6 +34,8 @@ class SlotPool(Pool):
     its semaphore is released, so the semaphore's counter must move with the size.
     """
 
+    size: int
+
     def resize(self, size: int) -> None:
         delta = size - (self.size or 0)
         self.size = size
@@ -49,9 +51,9 @@ class SlotPool(Pool):
 def configure_logging(cfg: Config) -> None:
     """Point the ``cproxy`` logger at ErrorLog with LogLevel."""
     root = logging.getLogger("cproxy")
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-        handler.close()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+        old.close()
     handler: logging.Handler
     if cfg.error_log in ("-", ""):
         handler = logging.StreamHandler(sys.stderr)
