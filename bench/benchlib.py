@@ -125,16 +125,22 @@ def process_tree(root: int) -> list[int]:
     return out
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """utime + stime of ``pids``, in seconds."""
-    total = 0
+def cpu_times(pids: list[int]) -> tuple[float, float]:
+    """(utime, stime) of ``pids`` summed, in seconds: user space and kernel."""
+    user = system = 0
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
-    return total / CLK_TCK
+        user += int(fields[11])  # utime (field 14 of stat)
+        system += int(fields[12])  # stime (field 15)
+    return user / CLK_TCK, system / CLK_TCK
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of ``pids``, in seconds."""
+    return sum(cpu_times(pids))
 
 
 def peak_rss_kib(pids: list[int]) -> int:
@@ -170,6 +176,9 @@ class Server:
 
     def cpu_s(self) -> float:
         return cpu_seconds(self.pids())
+
+    def cpu_times(self) -> tuple[float, float]:
+        return cpu_times(self.pids())
 
     def peak_rss_kib(self) -> int:
         return peak_rss_kib(self.pids())

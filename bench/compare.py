@@ -113,9 +113,11 @@ def measure_wrk(
     if args.warmup > 0:
         bl.run_wrk(proxy.port, script, args.warmup, args.connections, args.cpu_load)
     accepts = bl.origin_accepts(origin)
-    cpu = proxy.cpu_s()
+    user, system = proxy.cpu_times()
     r = bl.run_wrk(proxy.port, script, args.seconds, args.connections, args.cpu_load)
-    r["cpu_s"] = proxy.cpu_s() - cpu
+    user2, system2 = proxy.cpu_times()
+    r["cpu_s"] = (user2 - user) + (system2 - system)
+    r["cpu_kernel_share"] = (system2 - system) / r["cpu_s"] if r["cpu_s"] else None
     # minus 1: the first stub_status query's own connection
     r["origin_conns"] = bl.origin_accepts(origin) - accepts - 1
     r["cpu_us_per_req"] = r["cpu_s"] / r["requests"] * 1e6 if r["requests"] else None
@@ -197,6 +199,7 @@ def summarise(runs: list[dict], pool_runs: list[dict], peak_rss: dict[str, int])
                     "errors": sum(r["errors"] for r in rs),
                     "origin_conns_max": max(r["origin_conns"] for r in rs),
                     "cpu_us_per_req": median([r["cpu_us_per_req"] for r in rs]),
+                    "cpu_kernel_share": median([r["cpu_kernel_share"] for r in rs]),
                 }
         base = [r for r in runs if r["scenario"] == sc.name and r["proxy"] == "direct"]
         if base:
@@ -249,7 +252,8 @@ def print_report(summary: dict, args: argparse.Namespace) -> list[str]:
     )
     head = (
         f"{'scenario':<15} {'proxy':<7} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} "
-        f"{'orig.conn':>9} {'CPU us/req':>10} {'req/CPU-s':>9} {'cp/squid':>8} {'cp/nginx':>8}"
+        f"{'orig.conn':>9} {'CPU us/req':>10} {'kernel':>6} {'req/CPU-s':>9} {'cp/squid':>8} "
+        f"{'cp/nginx':>8}"
     )
     print(head)
     print("-" * len(head))
@@ -266,7 +270,7 @@ def print_report(summary: dict, args: argparse.Namespace) -> list[str]:
                 rs = _fmt(ratios.get("tunnel/squid"), ".2f") if name == "cproxy" else ""
                 print(
                     f"{sc.name:<15} {name:<7} {_fmt(mbs, ',.0f'):>9} MB/s"
-                    f"{'':>30} {_fmt(cpu, '.2f'):>6} s/GB {'':>9} {rs:>8}"
+                    f"{'':>30} {_fmt(cpu, '.2f'):>6} s/GB {'':>16} {rs:>8}"
                 )
                 continue
             s = per_proxy.get(name)
@@ -274,10 +278,12 @@ def print_report(summary: dict, args: argparse.Namespace) -> list[str]:
                 continue
             rsq = ratios.get(f"{sc.name}/squid") if name == "cproxy" else None
             rng = ratios.get(f"{sc.name}/nginx") if name == "cproxy" else None
+            share = s["cpu_kernel_share"]
             print(
                 f"{sc.name:<15} {name:<7} {s['rps']:>9,.0f} {s['p50_ms']:>8.2f} "
                 f"{s['p99_ms']:>8.2f} {s['errors']:>7} {s['origin_conns_max']:>9} "
                 f"{_fmt(s['cpu_us_per_req'], '.1f'):>10} "
+                f"{_fmt(share * 100 if share is not None else None, '.0f'):>5}% "
                 f"{_fmt(1e6 / s['cpu_us_per_req'] if s['cpu_us_per_req'] else None, ',.0f'):>9} "
                 f"{_fmt(rsq, '.2f') if rsq else '':>8} {_fmt(rng, '.2f') if rng else '':>8}"
             )
