@@ -505,7 +505,14 @@ def test_rfc5861_3_stale_while_revalidate_serves_stale_and_refreshes_once(
         n = version["n"]
         if n > 1:
             hold.wait(WAIT_S)  # keep the background refresh in flight
-        h.reply(200, f"v{n}".encode(), {"Cache-Control": "max-age=1, stale-while-revalidate=1000"})
+        # The refreshed copy gets a long max-age: the origin's Date comes from the real
+        # clock, so after the fake 30 s it already has an apparent age of 30 s (§4.2.3).
+        max_age = 1 if n == 1 else 1000
+        h.reply(
+            200,
+            f"v{n}".encode(),
+            {"Cache-Control": f"max-age={max_age}, stale-while-revalidate=1000"},
+        )
 
     origin.routes["/swr"] = handler
     assert fetch(proxy, origin.url("/swr"))[2] == b"v1"
