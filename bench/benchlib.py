@@ -462,8 +462,13 @@ def _lua_string(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def write_wrk_script(path: Path, url: str, headers: dict[str, str] | None = None) -> Path:
-    """A wrk Lua script sending absolute-form GETs for ``url`` (as to a forward proxy)."""
+def write_wrk_script(
+    path: Path, url: str, headers: dict[str, str] | None = None, unique_query: bool = False
+) -> Path:
+    """A wrk Lua script sending absolute-form GETs for ``url`` (as to a forward proxy).
+
+    ``unique_query`` appends ``?n=<counter>`` so that no two requests share a URL (no
+    request collapsing, no cache hits)."""
     host = url.split("://", 1)[1].split("/", 1)[0]
     lines = [
         'wrk.method = "GET"',
@@ -472,6 +477,14 @@ def write_wrk_script(path: Path, url: str, headers: dict[str, str] | None = None
     ]
     for name, value in (headers or {}).items():
         lines.append(f"wrk.headers[{_lua_string(name)}] = {_lua_string(value)}")
+    if unique_query:
+        lines += [
+            "local n = 0",
+            "request = function()",
+            "  n = n + 1",
+            f'  return wrk.format(nil, {_lua_string(url)} .. "?n=" .. n)',
+            "end",
+        ]
     path.write_text("\n".join(lines) + "\n" + _WRK_DONE)
     return path
 

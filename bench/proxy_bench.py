@@ -30,6 +30,11 @@ def main() -> int:
     p.add_argument("--warmup", type=float, default=2.0, help="warm-up run (default 2)")
     p.add_argument("--connections", type=int, default=50)
     p.add_argument("--path", default="/nostore/1k", help="origin path: /nostore/1k, /cache/16k…")
+    p.add_argument(
+        "--unique-query",
+        action="store_true",
+        help="a distinct ?n=<counter> on every request: no collapsing of concurrent misses",
+    )
     p.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     args = p.parse_args()
     bl.require_tools(["nginx", "wrk", "taskset"])
@@ -41,7 +46,9 @@ def main() -> int:
         proxy = bl.start_cproxy(cpu=cpu_proxy)
         with tempfile.TemporaryDirectory(prefix="cproxy-bench-") as tmp:
             script = bl.write_wrk_script(
-                Path(tmp) / "req.lua", f"http://{bl.LOOPBACK}:{origin.port}{args.path}"
+                Path(tmp) / "req.lua",
+                f"http://{bl.LOOPBACK}:{origin.port}{args.path}",
+                unique_query=args.unique_query,
             )
             bl.run_wrk(proxy.port, script, args.warmup, args.connections, cpu_load)
             before_conns = bl.origin_accepts(origin)
