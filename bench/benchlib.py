@@ -68,7 +68,7 @@ def require_tools(names: list[str]) -> None:
         pkgs = " ".join(sorted({DEBIAN_PACKAGES.get(n, n).split()[0] for n in missing}))
         sys.exit(
             f"missing: {', '.join(missing)}. Install with: apt-get install {pkgs}\n"
-            f"(Debian packages: {', '.join(DEBIAN_PACKAGES[n] for n in missing)})"
+            f"(Debian packages: {', '.join(DEBIAN_PACKAGES.get(n, n) for n in missing)})"
         )
 
 
