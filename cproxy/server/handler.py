@@ -79,8 +79,11 @@ class ClientConnection:
         self.client_ip = address[0]
         self.buf = b""
         self.served = 0
-        # True while waiting for the first byte of a request: shutdown may close it at once.
+        # True while waiting for the first byte of a request: shutdown may close it at once,
+        # and the runtime's reaper ends the wait at idle_deadline (see _read_request).
         self.idle = False
+        self.idle_deadline = 0.0
+        self.idle_expired = False
         # InputTimeout for the first request counts from here, not from its first byte.
         self.accepted_at = time.monotonic()
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -111,6 +114,16 @@ class ClientConnection:
             self.rt.connections.discard(self)
             self.sock.close()
 
+    def expire_if_idle(self, now: float) -> None:
+        """Called by the runtime's reaper: end a wait for a request that is past its deadline."""
+        if self.idle and now >= self.idle_deadline:
+            self.idle_expired = True
+            try:
+                # The blocked recv returns b"" at once; the socket can still send a 408.
+                self.sock.shutdown(socket.SHUT_RD)
+            except OSError:
+                pass
+
     def close_if_idle(self) -> None:
         """At shutdown: end a connection that is between requests."""
         if self.idle:
@@ -126,18 +139,28 @@ class ClientConnection:
         first = self.served == 0
         buf = self.buf
         if not buf:
-            # The wait for a request's first byte: PersistTimeout between requests.
-            sock.settimeout(cfg.input_timeout_s if first else cfg.persist_timeout_s)
+            # The wait for a request's first byte: InputTimeout from accept for the first
+            # request, PersistTimeout after a response. It has no socket timeout: the
+            # runtime's reaper ends it (expire_if_idle). A busy persistent connection
+            # waits here once per request, and a socket timeout would cost a timer each time.
+            sock.settimeout(None)
+            if first:
+                self.idle_deadline = self.accepted_at + cfg.input_timeout_s
+            else:
+                self.idle_deadline = time.monotonic() + cfg.persist_timeout_s
             self.idle = True
             try:
                 buf = sock.recv(IO_CHUNK_BYTES)
-            except TimeoutError:
-                if first:
-                    self._send_error(408, "No request arrived in time (InputTimeout).", close=True)
-                return None
+            except OSError:
+                # gevent cancels a wait on a socket shut down under it (cancel_wait_ex).
+                if not self.idle_expired:
+                    raise
+                buf = b""
             finally:
                 self.idle = False
             if not buf:
+                if first and self.idle_expired:
+                    self._send_error(408, "No request arrived in time (InputTimeout).", close=True)
                 return None
         deadline = (self.accepted_at if first else time.monotonic()) + cfg.input_timeout_s
         while True:

@@ -17,6 +17,7 @@ import sys
 import time
 from typing import Any
 
+import gevent
 from gevent.pool import Pool
 
 from cproxy.directives import DIRECTIVES, Config, diff
@@ -86,6 +87,7 @@ class Runtime:
         self.stopping = False
         # Open client connections (ClientConnection), so shutdown can close idle ones.
         self.connections: set[Any] = set()
+        self._reaper: gevent.Greenlet | None = None
         # (host, port) pairs cproxy listens on; filled in by the listeners.
         self.proxy_addresses: list[tuple[str, int]] = []
         self.admin_addresses: list[tuple[str, int]] = []
@@ -97,10 +99,29 @@ class Runtime:
     def start(self) -> None:
         self.pool.start()
         self.access_log.start()
+        if self._reaper is None:
+            self._reaper = gevent.spawn(self._reap_idle_connections)
 
     def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.kill()
+            self._reaper = None
         self.pool.close()
         self.access_log.close()
+
+    def reaper_tick_s(self) -> float:
+        """How often idle client connections are checked against their deadlines: an
+        eighth of the shorter of InputTimeout and PersistTimeout, within 5 ms .. 250 ms, so
+        a timeout fires at most that late."""
+        cfg = self.config
+        return min(max(min(cfg.input_timeout_s, cfg.persist_timeout_s) / 8, 0.005), 0.25)
+
+    def _reap_idle_connections(self) -> None:
+        while True:
+            gevent.sleep(self.reaper_tick_s())
+            now = time.monotonic()
+            for conn in list(self.connections):
+                conn.expire_if_idle(now)
 
     def apply(self, new: Config) -> list[str]:
         """Install ``new``; returns the changed directives that need a restart."""
