@@ -96,7 +96,6 @@ class ProxyThread:
 
     def call(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` in cproxy's hub (thread-safe) and return its result."""
-        import gevent.threadpool
 
         done = threading.Event()
         box: dict[str, Any] = {}
