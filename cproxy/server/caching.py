@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import gevent
 import gevent.event
+from cachetools import TTLCache
 
 from cproxy.cache import (
     CacheSettings,
@@ -46,6 +47,10 @@ if TYPE_CHECKING:
     from cproxy.server.handler import ClientConnection, _Outcome
 
 log = logging.getLogger("cproxy")
+
+# How many recently uncacheable URLs are remembered, and for how long.
+UNCACHEABLE_URLS = 4096
+UNCACHEABLE_TTL_S = 10.0
 
 # Sending a large body separately avoids copying it into one buffer with the head.
 _JOIN_BODY_BYTES = 65536
@@ -100,6 +105,11 @@ class ProxyCache:
         self.hit_status = b"Cache-Status: " + cache_status(cfg.hostname, hit=True).encode()
         self.clock = clock
         self.inflight: dict[str, gevent.event.Event] = {}
+        # URLs whose last response could not be stored ("hit-for-miss", as Varnish calls
+        # it): concurrent misses for them are not collapsed. Bounded in size and time.
+        self.uncacheable: TTLCache[str, bool] = TTLCache(
+            maxsize=UNCACHEABLE_URLS, ttl=UNCACHEABLE_TTL_S
+        )
         self.refreshing: set[str] = set()
         self.collapsed = 0
         self.stale_served = 0
@@ -206,6 +216,10 @@ def _collapsed_miss(
     outcome: _Outcome,
 ) -> bool:
     """One origin request for concurrent misses of one URL; the rest wait for its result."""
+    if url_key in cache.uncacheable:
+        # It just answered with something we could not store: waiting for another
+        # request's answer would only add its round trip to ours.
+        return _fetch(cc, cache, req, url_key, result, keep, outcome)
     leader = cache.inflight.get(url_key)
     if leader is not None:
         leader.wait(timeout=cc.rt.config.read_timeout_s)
@@ -313,6 +327,11 @@ def _fetch(
         )
         if ok:
             tee = BodyTee(cache.store_limit_bytes(cfg))
+        if req.method == "GET":
+            if ok:
+                cache.uncacheable.pop(url_key, None)
+            else:
+                cache.uncacheable[url_key] = True
     status_value = (
         result.cache_status(fwd_status=resp.status, stored=tee is not None)
         if result is not None
@@ -349,6 +368,9 @@ def _finish_bodiless(cc: ClientConnection, conn: Any, resp: Any, rest: bytes) ->
 
 class _NullSink:
     """Stands in for a client socket when cproxy fetches for itself (background refresh)."""
+
+    def send(self, data: bytes) -> int:
+        return len(data)
 
     def sendall(self, data: bytes) -> None:
         pass

@@ -523,7 +523,11 @@ class ClientConnection:
 
     def _send_client(self, data: bytes) -> None:
         try:
-            self.sock.sendall(data)
+            # One send() usually takes a whole response; gevent's sendall() costs more
+            # per call, so it only carries what the socket buffer did not take.
+            sent = self.sock.send(data)
+            if sent < len(data):
+                self.sock.sendall(memoryview(data)[sent:])
         except (OSError, TimeoutError) as exc:
             raise ClientGone(str(exc)) from exc
 
