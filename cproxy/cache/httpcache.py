@@ -54,7 +54,9 @@ class LookupKind(enum.Enum):
     ONLY_IF_CACHED = "only-if-cached"
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ costs a setattr call per field, and one
+# Lookup is made per request. Treat it as read-only all the same.
+@dataclass(slots=True)
 class Lookup:
     """The outcome of a cache lookup.
 

@@ -298,6 +298,10 @@ class CacheStore:
         When several variants match, the most recent by Date (then by response time) wins.
         """
         variants: Variants = self._lru.get(url_key, ())
+        if len(variants) == 1 and variants[0].vary == ():
+            # The usual case: one stored response that does not vary.
+            self.hits += 1
+            return variants[0]
         matching = [entry for entry in variants if entry.matches(req_headers)]
         if not matching:
             self.misses += 1

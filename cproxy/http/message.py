@@ -14,6 +14,7 @@ Body framing is reduced to one of four kinds:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterator, Sequence
@@ -490,11 +491,21 @@ def _parse_target(req: Request) -> None:
 
 def _valid_host_field(value: str) -> bool:
     """True for an empty Host or a plain ``name[:port]`` one; False sends the caller to
-    `_parse_authority` for the exact verdict."""
+    `_parse_authority` for the exact verdict. Short values (real host names) are
+    remembered: clients repeat the same Host on every request."""
+    if len(value) <= 255:
+        return _valid_host_field_cached(value)
+    return _check_host_field(value)
+
+
+def _check_host_field(value: str) -> bool:
     if not value:
         return True
     m = _SIMPLE_AUTHORITY.fullmatch(value)
     return m is not None and (m.group(2) is None or 0 < int(m.group(2)) < 65536)
+
+
+_valid_host_field_cached = functools.lru_cache(maxsize=256)(_check_host_field)
 
 
 def _host_from_field(req: Request, hosts: list[str]) -> None:
