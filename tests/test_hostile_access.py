@@ -9,6 +9,7 @@ through this proxy (its Via entry) gets 508.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -129,3 +130,21 @@ def test_connect_port_of_the_proxy_itself_is_refused() -> None:
         for host in ("127.0.0.1", "127.0.0.9", "localhost", "[::1]", "0.0.0.0"):
             ex = exchange(proxy.port, request(f"{host}:{port}", method="CONNECT"))
             assert ex.statuses == [403], (host, ex.raw[:200])
+
+
+def test_a_name_resolving_to_the_proxy_is_refused_before_anything_is_sent() -> None:
+    """DESIGN.md §5 rule 7: a host name cproxy cannot recognise as its own (here a made-up
+    name whose lookup the test answers with cproxy's own address) is caught when the
+    connection lands on cproxy's listener, with a 403, not one pass later by the Via check."""
+    with start_proxy() as proxy:
+        own = ("127.0.0.1", proxy.port)
+        proxy.runtime.pool._resolve = lambda host, port: [
+            (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", own)
+        ]
+        before = proxy.runtime.requests_total
+        ex = exchange(
+            proxy.port, request(f"http://proxy-alias.test:{proxy.port}/x", "Connection: close")
+        )
+        handled = proxy.runtime.requests_total - before
+    assert ex.statuses == [403], ex.raw[:300]
+    assert handled == 1, "the request was forwarded to cproxy itself"

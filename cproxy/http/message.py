@@ -592,12 +592,11 @@ def parse_response_head(head: bytes, request_method: str) -> Response:
             # is a smuggling attempt or a broken origin: refuse it (DESIGN.md §5 rule 3).
             raise OriginProtocolError("response has both Transfer-Encoding and Content-Length")
         codings = _transfer_codings(te)
-        if codings == ["chunked"]:
-            resp.body = "chunked"
-        elif codings[-1] == "chunked":
-            raise OriginProtocolError(f"unsupported transfer coding {te[0]!r}")
-        else:
-            resp.body = "close"
+        if codings != ["chunked"]:
+            # Any other coding (gzip, ...) would reach the client unlabelled once the
+            # hop-by-hop Transfer-Encoding field is dropped: refuse it instead.
+            raise OriginProtocolError(f"unsupported transfer coding {', '.join(te)!r}")
+        resp.body = "chunked"
     elif cl:
         resp.content_length = _parse_content_length(cl, False)
         resp.body = "length"

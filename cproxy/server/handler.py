@@ -347,6 +347,19 @@ class ClientConnection:
         listen_ips = {h for h, _ in self.rt.proxy_addresses + self.rt.admin_addresses}
         return ip.is_loopback or ip.is_unspecified or str(ip) in listen_ips
 
+    def _is_own_listener(self, sock: socket.socket) -> bool:
+        """Is ``sock`` connected to one of cproxy's own listening sockets?"""
+        try:
+            peer_ip, peer_port = sock.getpeername()[:2]
+        except OSError:
+            return False
+        for host, port in self.rt.proxy_addresses + self.rt.admin_addresses:
+            if port != peer_port:
+                continue
+            if host == peer_ip or host in ("0.0.0.0", "::"):
+                return True
+        return False
+
     # -- forwarding ----------------------------------------------------------------
 
     def _forward(self, req: Request, keep: bool, outcome: _Outcome) -> bool:
@@ -385,6 +398,11 @@ class ClientConnection:
             # fresh socket too (DESIGN.md §5 rule 5), not on the next idle one.
             conn = pool.connect(key) if has_body or retried else pool.acquire(key)
             outcome.origin = "reused" if conn.reused else "new"
+            if not conn.reused and self._is_own_listener(conn.sock):
+                # A name that resolved to one of our own listeners: refuse before a byte is
+                # sent, rather than wait for the Via loop check on the second pass.
+                pool.discard(conn)
+                raise ClientProtocolError(403, "Refusing to forward a request to cproxy itself.")
             try:
                 conn.sock.settimeout(cfg.read_timeout_s)
                 self._send_request(conn, req, head)
@@ -541,10 +559,10 @@ class ClientConnection:
             lines += extra
         if resp.body == "none":
             framing = "none"
-            cl = resp.headers.get("content-length")
-            # HEAD and 304 keep the Content-Length of the representation (RFC 9110 §8.6).
-            if cl is not None and resp.status >= 200 and resp.status not in (204,):
-                lines.append(f"Content-Length: {resp.content_length or cl.split(',')[0].strip()}")
+            # HEAD and 304 keep the Content-Length of the representation (RFC 9110 §8.6),
+            # as the parser validated it: one canonical number.
+            if "content-length" in resp.headers and resp.status >= 200 and resp.status != 204:
+                lines.append(f"Content-Length: {resp.content_length}")
         elif resp.body == "length":
             framing = "length"
             lines.append(f"Content-Length: {resp.content_length}")
