@@ -36,14 +36,22 @@ def main() -> int:
         help="a distinct ?n=<counter> on every request: no collapsing of concurrent misses",
     )
     p.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="cproxy's Workers directive; above 1 nothing is pinned (the workers need both CPUs)",
+    )
     args = p.parse_args()
+    if args.workers > 1:
+        args.no_pin = True
     bl.require_tools(["nginx", "wrk", "taskset"])
     cpu_proxy, cpu_load = (None, None) if args.no_pin else ("0", "1")
 
     origin = bl.start_origin(cpu=cpu_load)
     proxy = None
     try:
-        proxy = bl.start_cproxy(cpu=cpu_proxy)
+        proxy = bl.start_cproxy(cpu=cpu_proxy, Workers=str(args.workers))
         with tempfile.TemporaryDirectory(prefix="cproxy-bench-") as tmp:
             script = bl.write_wrk_script(
                 Path(tmp) / "req.lua",
@@ -57,7 +65,10 @@ def main() -> int:
             cpu = proxy.cpu_s() - before_cpu
             # minus 1: the "before" query's own connection
             opened = bl.origin_accepts(origin) - before_conns - 1
-        print(f"cproxy, {args.connections} connections, GET {args.path} for {args.seconds:g} s")
+        print(
+            f"cproxy ({args.workers} worker{'s' if args.workers > 1 else ''}), "
+            f"{args.connections} connections, GET {args.path} for {args.seconds:g} s"
+        )
         print(f"  requests/s          {r['rps']:,.0f}")
         print(f"  latency p50 / p99   {r['p50_us'] / 1000:.2f} ms / {r['p99_us'] / 1000:.2f} ms")
         print(

@@ -35,6 +35,7 @@ from typing import Any
 from cproxy.errors import ProtocolError
 from cproxy.http import ChunkedDecoder, Request, find_head_end, parse_request_head
 from cproxy.http.message import parse_response_head
+from tests.rawserver import RawServer
 from tests.support import WAIT_S, wait_for
 
 # How long to wait for cproxy to close a connection it should close. cproxy closes at
@@ -415,27 +416,19 @@ def keep_alive(body: bytes = b"ok", extra: str = "") -> Script:
     return script
 
 
-class RecordingOrigin:
+class RecordingOrigin(RawServer["OriginConn"]):
     """A raw threaded origin on 127.0.0.1:0; ``script(conn)`` serves each connection."""
 
+    backlog = 512
+
     def __init__(self, script: Script | None = None) -> None:
-        self.script = script or keep_alive()
-        self.lock = threading.Lock()
-        self.conns: list[OriginConn] = []
-        self.stopping = threading.Event()
-        self.errors: list[BaseException] = []
-        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(512)
-        self.port = int(self.listener.getsockname()[1])
-        self._threads: list[threading.Thread] = []
-        self._acceptor = threading.Thread(target=self._accept, daemon=True)
+        super().__init__(script or keep_alive())
         self._markers: set[int] = set()
         self._pending_markers: set[int] = set()
         self._marked = threading.Condition(self.lock)
 
-    def url(self, path: str = "/") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+    def __enter__(self) -> RecordingOrigin:
+        return super().__enter__()  # type: ignore[no-any-return]
 
     def sync(self) -> None:
         """Return once every connection made so far has been accepted and recorded.
@@ -452,10 +445,6 @@ class RecordingOrigin:
             with self._marked:
                 ok = self._marked.wait_for(lambda: port in self._markers, WAIT_S)
             assert ok, "the origin did not accept its marker connection"
-
-    @property
-    def connections(self) -> int:
-        return len(self.conns)
 
     def received(self) -> list[bytes]:
         """The exact bytes each connection received, in accept order."""
@@ -477,56 +466,18 @@ class RecordingOrigin:
         wait_for(lambda: len(self.requests()) >= n, timeout_s, f"{n} origin requests")
         return self.requests()
 
-    def _accept(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                sock, peer = self.listener.accept()
-            except OSError:
-                return
-            with self.lock:
-                marker = peer[1] in self._pending_markers
-            if marker:
-                sock.close()
-                with self._marked:
-                    self._markers.add(peer[1])
-                    self._marked.notify_all()
-                continue
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            with self.lock:
-                conn = OriginConn(sock, self, len(self.conns))
-                self.conns.append(conn)
-            t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-            self._threads.append(t)
-            t.start()
+    def _intercept(self, sock: socket.socket, peer: Any) -> bool:
+        with self.lock:
+            marker = peer[1] in self._pending_markers
+        if marker:
+            sock.close()
+            with self._marked:
+                self._markers.add(peer[1])
+                self._marked.notify_all()
+        return marker
 
-    def _serve(self, conn: OriginConn) -> None:
-        try:
-            self.script(conn)
-        except OSError:
-            pass  # the proxy went away mid-script: many tests provoke exactly that
-        except BaseException as exc:  # re-raised by __exit__: a broken script fails the test
-            self.errors.append(exc)
-        finally:
-            with contextlib.suppress(OSError):
-                conn.sock.close()
-
-    def __enter__(self) -> RecordingOrigin:
-        self._acceptor.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stopping.set()
-        with contextlib.suppress(OSError):
-            self.listener.shutdown(socket.SHUT_RDWR)
-        self.listener.close()
-        self._acceptor.join(WAIT_S)
-        for conn in list(self.conns):
-            with contextlib.suppress(OSError):
-                conn.sock.shutdown(socket.SHUT_RDWR)
-        for t in self._threads:
-            t.join(WAIT_S)
-        if self.errors and exc[0] is None:
-            raise self.errors[0]
+    def _wrap(self, sock: socket.socket, index: int) -> OriginConn:
+        return OriginConn(sock, self, index)
 
 
 # -- cproxy as a separate process (for RSS figures) -------------------------------

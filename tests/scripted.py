@@ -9,15 +9,14 @@ the proxy closing a socket.
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import struct
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
+from tests.rawserver import RawServer
 from tests.support import WAIT_S, wait_for
 
 
@@ -178,79 +177,27 @@ class ScriptedConn:
 Script = Callable[[ScriptedConn], None]
 
 
-class ScriptedOrigin:
+class ScriptedOrigin(RawServer["ScriptedConn"]):
     """A threaded raw TCP origin on 127.0.0.1:0; ``script(conn)`` serves each connection."""
 
     def __init__(self, script: Script) -> None:
-        self.script = script
-        self.lock = threading.Lock()
-        self.connections = 0
+        super().__init__(script)
         self.closed_by_script = 0
         self.requests: list[Req] = []
-        self.conns: list[ScriptedConn] = []
-        self.stopping = threading.Event()
-        self.errors: list[BaseException] = []
-        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(128)
-        self.port = int(self.listener.getsockname()[1])
-        self._threads: list[threading.Thread] = []
-        self._acceptor = threading.Thread(target=self._accept, daemon=True)
 
-    def url(self, path: str = "/") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+    def __enter__(self) -> ScriptedOrigin:
+        return super().__enter__()  # type: ignore[no-any-return]
 
     def record(self, req: Req) -> None:
         with self.lock:
             self.requests.append(req)
 
-    def _accept(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                sock, _ = self.listener.accept()
-            except OSError:
-                return
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            with self.lock:
-                conn = ScriptedConn(sock, self, self.connections)
-                self.connections += 1
-                self.conns.append(conn)
-            t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-            self._threads.append(t)
-            t.start()
-
-    def _serve(self, conn: ScriptedConn) -> None:
-        try:
-            self.script(conn)
-        except OSError:
-            pass  # the proxy went away mid-script: that is what many tests provoke
-        except BaseException as exc:  # reported by __exit__ so a broken script fails the test
-            self.errors.append(exc)
-        finally:
-            with contextlib.suppress(OSError):
-                conn.sock.close()
+    def _wrap(self, sock: socket.socket, index: int) -> ScriptedConn:
+        return ScriptedConn(sock, self, index)
 
     def wait_requests(self, n: int, timeout_s: float = WAIT_S) -> list[Req]:
         wait_for(lambda: len(self.requests) >= n, timeout_s, f"{n} origin requests")
         return self.requests
-
-    def __enter__(self) -> ScriptedOrigin:
-        self._acceptor.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stopping.set()
-        with contextlib.suppress(OSError):
-            self.listener.shutdown(socket.SHUT_RDWR)
-        self.listener.close()
-        self._acceptor.join(WAIT_S)
-        for conn in list(self.conns):
-            with contextlib.suppress(OSError):
-                conn.sock.shutdown(socket.SHUT_RDWR)
-        for t in self._threads:
-            t.join(WAIT_S)
-        if self.errors and exc[0] is None:
-            raise self.errors[0]
 
 
 def keep_alive_script(body: bytes = b"ok", idle_timeout_s: float = WAIT_S) -> Script:

@@ -20,6 +20,19 @@ from cproxy.directives import Config, config_with, defaults
 
 WAIT_S = 10.0
 
+# Debian's Chromium, started the way this machine needs: no sandbox (tests run as root),
+# no GPU, and none of the background traffic a closed network refuses.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
 
 def wait_for(predicate: Callable[[], Any], timeout_s: float = WAIT_S, what: str = "") -> Any:
     """Poll ``predicate`` until it is truthy; fail after ``timeout_s``.
@@ -35,6 +48,22 @@ def wait_for(predicate: Callable[[], Any], timeout_s: float = WAIT_S, what: str 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what or predicate}")
         time.sleep(0.005)
+
+
+class FakeClock:
+    """Epoch seconds that move only when told (starts at the real time: Date stays sane).
+
+    Install it as ``proxy.runtime.cache.clock`` to age cached responses without sleeping.
+    """
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 def test_config(**directives: str) -> Config:

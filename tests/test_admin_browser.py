@@ -19,20 +19,11 @@ import pytest
 from gevent.pywsgi import WSGIServer
 
 from cproxy.server.proxy import ProxyServer
+from tests.support import CHROMIUM, CHROMIUM_ARGS
 from tests.test_admin import PASSWORD, PERFORMANCE, USER, WAIT_S, AdminSite
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 BROWSER_WAIT_MS = 15_000
 
 # The proxy listens on a port the system picks; the server's own admin start is off

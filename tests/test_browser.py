@@ -17,10 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests.support import Origin, OriginHandler, ProxyThread, start_proxy
+from tests.support import CHROMIUM, CHROMIUM_ARGS, Origin, OriginHandler, ProxyThread, start_proxy
 from tests.tls import TestCA, TLSOrigin
-
-CHROMIUM = "/usr/bin/chromium"
 
 pytestmark = pytest.mark.skipif(
     shutil.which("chromium") is None and not os.environ.get("CI"),
@@ -67,11 +65,6 @@ def _add_routes(o: Origin, routes: dict[str, tuple[str, bytes]]) -> None:
 
 
 @pytest.fixture(scope="module")
-def ca(tmp_path_factory: pytest.TempPathFactory) -> TestCA:
-    return TestCA(tmp_path_factory.mktemp("ca"))
-
-
-@pytest.fixture(scope="module")
 def http_origin() -> Iterator[Origin]:
     with Origin() as o:
         _add_routes(
@@ -113,13 +106,7 @@ def browser(proxy: ProxyThread, ca: TestCA) -> Iterator[Any]:
         b = p.chromium.launch(
             executable_path=CHROMIUM,
             args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                "--disable-quic",
+                *CHROMIUM_ARGS,
                 f"--proxy-server=http://127.0.0.1:{proxy.port}",
                 "--proxy-bypass-list=<-loopback>",
                 f"--ignore-certificate-errors-spki-list={ca.spki_hash()}",

@@ -14,20 +14,9 @@ from email.utils import formatdate
 
 import pytest
 
-from tests.support import WAIT_S, Origin, OriginHandler, ProxyThread, start_proxy
+from tests.support import WAIT_S, FakeClock, Origin, OriginHandler, ProxyThread, start_proxy
 
 PAUSE_S = 3  # the suite's pause_after
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture

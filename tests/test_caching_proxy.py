@@ -9,7 +9,6 @@ from __future__ import annotations
 import http.client
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 from cproxy.cache import normalise_url
 from tests.support import (
     WAIT_S,
+    FakeClock,
     Origin,
     OriginHandler,
     ProxyThread,
@@ -28,19 +28,6 @@ from tests.support import (
 )
 
 Response = tuple[int, dict[str, str], bytes]
-
-
-class FakeClock:
-    """Epoch seconds that move only when told (starts at the real time: Date stays sane)."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture

@@ -23,17 +23,6 @@ CURL = shutil.which("curl")
 needs_curl = pytest.mark.skipif(CURL is None, reason="curl is not installed")
 
 
-@pytest.fixture(scope="module")
-def ca(tmp_path_factory: pytest.TempPathFactory) -> TestCA:
-    return TestCA(tmp_path_factory.mktemp("ca"))
-
-
-@pytest.fixture
-def tls_origin(ca: TestCA) -> Iterator[TLSOrigin]:
-    with TLSOrigin(ca.server_context()) as o:
-        yield o
-
-
 def _echo_body(h: OriginHandler) -> None:
     h.reply(201, b"got " + h.body, {"Content-Type": "application/octet-stream"})
 

@@ -19,17 +19,6 @@ from tests.support import Origin, raw_connection, read_response, start_proxy
 from tests.tls import EchoServer, TestCA, TLSOrigin
 
 
-@pytest.fixture(scope="module")
-def ca(tmp_path_factory: pytest.TempPathFactory) -> TestCA:
-    return TestCA(tmp_path_factory.mktemp("ca"))
-
-
-@pytest.fixture
-def tls_origin(ca: TestCA) -> Iterator[TLSOrigin]:
-    with TLSOrigin(ca.server_context()) as o:
-        yield o
-
-
 @pytest.fixture
 def echo() -> Iterator[EchoServer]:
     with EchoServer(tail=b"--the origin's last words--") as e:
