@@ -359,6 +359,23 @@ _DECLARED: tuple[Directive, ...] = (
         """,
         live=True,
     ),
+    Directive(
+        "MaxRequestBody",
+        Size(0, 1 << 50),
+        "0",
+        ACCESS_CONTROL,
+        """
+        Largest request body a client may send through the proxy; 0 means no limit.
+
+        A larger declared Content-Length is answered with 413 before anything reaches the
+        origin; a chunked body that grows past the limit is cut off, the origin connection
+        closed and the client answered with 413. Bodies are streamed in bounded memory
+        whatever this says, so the default sets no limit: uploads of any size pass, as
+        they do through Squid by default. Set it to keep clients from using the proxy to
+        push large uploads.
+        """,
+        live=True,
+    ),
     # --- Request Routing --------------------------------------------------------------------
     Directive(
         "MappingRules",

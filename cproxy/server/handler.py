@@ -241,6 +241,15 @@ class ClientConnection:
             return self._local_error(
                 req, 403, "Refusing to forward a request to cproxy itself.", keep, outcome
             )
+        limit = cfg.max_request_body_bytes
+        if limit and req.body == "length" and req.content_length > limit:
+            return self._local_error(
+                req,
+                413,
+                f"The request body is larger than {limit} bytes (MaxRequestBody).",
+                False,
+                outcome,
+            )
         if req.method in ("OPTIONS", "TRACE"):
             answered = self._max_forwards(req, keep, outcome)
             if answered is not None:
@@ -492,8 +501,17 @@ class ClientConnection:
 
     def _stream_chunked_body(self, osock: socket.socket) -> None:
         decoder = ChunkedDecoder(client=True)
+        limit = self.rt.config.max_request_body_bytes
+        received = 0
         while not decoder.done:
             pieces = decoder.feed(self._recv_client())
+            if limit:
+                received += sum(len(p) for p in pieces)
+                if received > limit:
+                    # The origin has part of the request: _exchange discards its socket.
+                    raise ClientProtocolError(
+                        413, f"The request body is larger than {limit} bytes (MaxRequestBody)."
+                    )
             out = b"".join(encode_chunk(p) for p in pieces if p)
             if decoder.done:
                 out += LAST_CHUNK
