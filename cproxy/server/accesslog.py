@@ -45,6 +45,11 @@ class AccessLog:
         else:
             self._stream, self._owned = None, False
 
+    @property
+    def enabled(self) -> bool:
+        """False when AccessLog is empty: callers need not even format a line."""
+        return self._stream is not None
+
     def reopen(self, path: str) -> None:
         """Switch to another file (AccessLog changed, or log rotation)."""
         self.flush()

@@ -206,18 +206,22 @@ class ClientConnection:
             outcome.sent = self._send_error(exc.status, exc.message, close=True)
             keep = False
         finally:
-            self.rt.access_log.write(
-                self.client_ip,
-                f"{req.method} {req.target} HTTP/1.{req.version}",
-                outcome.status,
-                outcome.sent,
-                req.headers.get("referer") or "-",
-                req.headers.get("user-agent") or "-",
-                time.monotonic() - started,
-                outcome.origin,
-                outcome.cache,
-            )
+            if self.rt.access_log.enabled:
+                self._log(req, outcome, started)
         return keep
+
+    def _log(self, req: Request, outcome: _Outcome, started: float) -> None:
+        self.rt.access_log.write(
+            self.client_ip,
+            f"{req.method} {req.target} HTTP/1.{req.version}",
+            outcome.status,
+            outcome.sent,
+            req.headers.get("referer") or "-",
+            req.headers.get("user-agent") or "-",
+            time.monotonic() - started,
+            outcome.origin,
+            outcome.cache,
+        )
 
     def _dispatch(self, req: Request, keep: bool, outcome: _Outcome) -> bool:
         cfg = self.rt.config
@@ -225,7 +229,7 @@ class ClientConnection:
             return self._local_error(req, 508, "Forwarding loop detected (Via).", keep, outcome)
         if req.method == "CONNECT":
             return self._tunnel(req, outcome)
-        route = routing.route(req, cfg.mapping_rules)
+        route = routing.route(req, cfg.mapping_rules) if cfg.mapping_rules else routing.NO_ROUTE
         if route.status:
             return self._local_error(req, route.status, route.message, keep, outcome, route.headers)
         if req.form != "absolute" and not route.proxied:

@@ -25,6 +25,10 @@ class Route:
     proxied: bool = False
 
 
+# What route() concludes when no rule applies (shared: treat it as read-only).
+NO_ROUTE = Route()
+
+
 def route(req: Request, rules: tuple) -> Route:
     """Apply ``rules`` to ``req``; a Proxy rule rewrites ``req``'s target in place."""
     for rule in rules:
@@ -46,7 +50,7 @@ def route(req: Request, rules: tuple) -> Route:
         # Proxy: the result is the absolute URL to fetch.
         retarget(req, result)
         return Route(proxied=True)
-    return Route()
+    return NO_ROUTE
 
 
 def retarget(req: Request, url: str) -> None:
