@@ -150,6 +150,7 @@ class ClientConnection:
                 self.idle_deadline = time.monotonic() + cfg.persist_timeout_s
             self.idle = True
             try:
+                _wait_readable(sock)
                 buf = sock.recv(IO_CHUNK_BYTES)
             except OSError:
                 # gevent cancels a wait on a socket shut down under it (cancel_wait_ex).
@@ -787,6 +788,22 @@ class _Outcome:
         self.sent = 0
         self.origin = "-"
         self.cache = "-"
+
+
+def _wait_readable(sock: socket.socket) -> None:
+    """Wait (cooperatively) until ``sock`` has bytes or EOF to read.
+
+    gevent's recv() makes the system call first and waits only after EAGAIN. Between
+    requests on a busy persistent connection the next request is almost never there yet,
+    so that first call is wasted, and it raises and catches an exception too: measured,
+    about a sixth of a 1 KiB cache hit's cost. Waiting first avoids both. This uses gevent's
+    socket internals (``_wait``, ``_read_event``, unchanged since gevent 1.0); without them
+    the caller's recv() simply does the waiting.
+    """
+    wait = getattr(sock, "_wait", None)
+    event = getattr(sock, "_read_event", None)
+    if wait is not None and event is not None:
+        wait(event)
 
 
 def _via_loop(req: Request, hostname: str) -> bool:
