@@ -530,6 +530,9 @@ class ClientConnection:
         buf = b""
         while True:
             try:
+                if not buf:
+                    # The origin is still working on the request: no speculative recv.
+                    _wait_readable(osock)
                 data = osock.recv(IO_CHUNK_BYTES)
             except TimeoutError as exc:
                 raise OriginReadTimeout(
