@@ -46,6 +46,8 @@ HOP_BY_HOP = frozenset(
 )
 _FRAMING = frozenset({"content-length", "transfer-encoding"})
 _NOT_FORWARDED = HOP_BY_HOP | _FRAMING
+# The fields _parse_request_framing looks at.
+_REQUEST_FRAMING_FIELDS = frozenset({"transfer-encoding", "content-length", "connection", "expect"})
 
 _TOKEN_CHARS = rb"!#$%&'*+\-.^_`|~0-9A-Za-z"
 _TOKEN = re.compile(rb"[" + _TOKEN_CHARS + rb"]+")
@@ -304,13 +306,22 @@ def _parse_field_block(block: bytes, client: bool) -> Headers:
     text = block.decode("latin-1")
     if _FIELD_BLOCK.fullmatch(text):
         fields: list[tuple[str, str]] = []
+        index: dict[str, list[str]] = {}
         if text:
             for line in text[:-2].split("\r\n"):
                 # Validated above: the name is a token (no colon), the value has no CTL.
                 name, _, value = line.partition(":")
-                fields.append((name, value.strip(_OWS)))
+                value = value.strip(_OWS)
+                fields.append((name, value))
+                key = name.lower()
+                if key in index:
+                    index[key].append(value)
+                else:
+                    index[key] = [value]
         if len(fields) <= MAX_HEADER_COUNT:
-            return Headers(fields)
+            headers = Headers(fields)
+            headers._index = index  # built in the same pass
+            return headers
     return _parse_fields(block[:-2].split(b"\r\n") if block else [], client)
 
 
@@ -518,6 +529,12 @@ def _host_from_field(req: Request, hosts: list[str]) -> None:
 
 def _parse_request_framing(req: Request) -> None:
     headers = req.headers
+    index = headers._lookup()
+    if index.keys().isdisjoint(_REQUEST_FRAMING_FIELDS):
+        # Most requests: no body, no Connection or Expect field: nothing to decide.
+        if req.version == 0:
+            req.keep_alive = False
+        return
     te = headers.get_all("transfer-encoding")
     cl = headers.get_all("content-length")
     if te:
