@@ -166,6 +166,24 @@ class Entry:
         """
         return b"%s%sAge: %d\r\n\r\n" % (self.head_prefix, extra, max(0, int(age)))
 
+    def partial_head(self, age: int, first: int, last: int, extra: bytes = b"") -> bytes:
+        """A 206 head for bytes ``first``..``last`` of this entry's body (RFC 9110 §15.3.7),
+        or a 416 head when ``first`` is -1 (RFC 9110 §15.5.17)."""
+        length = len(self.body)
+        if first < 0:
+            lines = [
+                b"HTTP/1.1 416 Range Not Satisfiable\r\n",
+                b"Content-Range: bytes */%d\r\nContent-Length: 0\r\n" % length,
+            ]
+        else:
+            lines = [b"HTTP/1.1 206 Partial Content\r\n"]
+            lines.extend(_encode(f"{name}: {value}\r\n") for name, value in self.headers)
+            lines.append(b"Content-Range: bytes %d-%d/%d\r\n" % (first, last, length))
+            lines.append(b"Content-Length: %d\r\n" % (last - first + 1))
+        lines.append(extra)
+        lines.append(b"Age: %d\r\n\r\n" % max(0, int(age)))
+        return b"".join(lines)
+
     def not_modified_head(self, age: int, extra: bytes = b"") -> bytes:
         """A 304 head answering a client's conditional request from this entry.
 

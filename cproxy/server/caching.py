@@ -38,6 +38,7 @@ from cproxy.cache import (
     normalise_url,
 )
 from cproxy.cache.policy import storable
+from cproxy.cache.ranges import if_range_matches, requested_range
 from cproxy.directives import Config, ip_allowed
 from cproxy.errors import OriginError, OriginProtocolError
 from cproxy.http import Headers, Request
@@ -190,9 +191,15 @@ def _send_stored(
         keep = False
     if not keep:
         extra += b"Connection: close\r\n"
+    span = _range_to_serve(req, entry) if "range" in req.headers else None
     if result.not_modified:
         head, body = entry.not_modified_head(result.age, extra), b""
         outcome.status = 304
+    elif span is not None:
+        first, last = span
+        head = entry.partial_head(result.age, first, last, extra)
+        body = entry.body[first : last + 1] if first >= 0 else b""
+        outcome.status = 206 if first >= 0 else 416
     else:
         head = entry.head_with_age(result.age, extra)
         body = b"" if req.method == "HEAD" else entry.body
@@ -204,6 +211,15 @@ def _send_stored(
         cc._send_client(body)
     outcome.sent = len(head) + len(body)
     return keep
+
+
+def _range_to_serve(req: Request, entry: Any) -> tuple[int, int] | None:
+    """The byte range of a stored 200 to answer a GET's Range with (RFC 9110 §14), if any."""
+    if req.method != "GET" or entry.status != 200:
+        return None
+    if not if_range_matches(req.headers, entry.headers):
+        return None  # §13.1.5: the representation changed: the whole response
+    return requested_range(req.headers, len(entry.body))
 
 
 def _collapsed_miss(
