@@ -9,27 +9,13 @@ from __future__ import annotations
 
 import http.client
 import time
-from collections.abc import Iterator
 from email.utils import formatdate
 
 import pytest
 
-from tests.support import WAIT_S, FakeClock, Origin, OriginHandler, ProxyThread, start_proxy
+from tests.support import WAIT_S, FakeClock, Origin, OriginHandler, ProxyThread
 
 PAUSE_S = 3  # the suite's pause_after
-
-
-@pytest.fixture
-def proxy() -> Iterator[ProxyThread]:
-    with start_proxy() as p:
-        yield p
-
-
-@pytest.fixture
-def clock(proxy: ProxyThread) -> FakeClock:
-    fake = FakeClock()
-    proxy.runtime.cache.clock = fake
-    return fake
 
 
 def http_date(offset_s: float = 0) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import http.client
 import socket
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,19 +27,6 @@ from tests.support import (
 )
 
 Response = tuple[int, dict[str, str], bytes]
-
-
-@pytest.fixture
-def proxy() -> Iterator[ProxyThread]:
-    with start_proxy() as p:
-        yield p
-
-
-@pytest.fixture
-def clock(proxy: ProxyThread) -> FakeClock:
-    fake = FakeClock()
-    proxy.runtime.cache.clock = fake
-    return fake
 
 
 def fetch(

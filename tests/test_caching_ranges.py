@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from cproxy.cache.ranges import UNSATISFIABLE, if_range_matches, requested_range
-from tests.support import Origin, ProxyThread, start_proxy
+from tests.support import Origin, ProxyThread
 from tests.test_caching_proxy import fetch, lowered, origin_requests, route
 
 BODY = bytes(range(256)) * 4  # 1024 bytes, every offset recognisable
@@ -64,12 +62,6 @@ def test_14_2_no_range_or_two_fields_mean_the_whole_response() -> None:
 def test_13_1_5_if_range(if_range: str | None, stored: list, applies: bool) -> None:  # type: ignore[type-arg]
     req = [("If-Range", if_range)] if if_range is not None else []
     assert if_range_matches(req, stored) is applies
-
-
-@pytest.fixture
-def proxy() -> Iterator[ProxyThread]:
-    with start_proxy() as p:
-        yield p
 
 
 def _stored(proxy: ProxyThread, origin: Origin) -> str:
