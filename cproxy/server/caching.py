@@ -331,12 +331,14 @@ def _fetch(
 
     tee = None
     stored_fields = response_fields_for_client(resp, cfg.hostname)
+    # The same fields, indexed by name for the policy's many lookups.
+    indexed_fields = Headers(stored_fields)
     if req.method == "GET" and resp.body in ("length", "chunked", "none"):
         ok, _why = storable(
             req.method,
             resp.status,
             fields,
-            stored_fields,
+            indexed_fields,
             cache.http.settings,
             url_key=url_key,
             body_bytes=resp.content_length if resp.body == "length" else None,
@@ -354,7 +356,15 @@ def _fetch(
         else f"{cache.http.name}; fwd=bypass; fwd-status={resp.status}"
     )
     keep = cc._relay_response(
-        req, conn, resp, rest, keep, outcome, tee=tee, extra=[f"Cache-Status: {status_value}"]
+        req,
+        conn,
+        resp,
+        rest,
+        keep,
+        outcome,
+        tee=tee,
+        extra=[f"Cache-Status: {status_value}"],
+        fields=stored_fields,
     )
     if tee is not None:
         body = tee.body()
@@ -365,7 +375,7 @@ def _fetch(
                 fields,
                 resp.status,
                 resp.reason,
-                stored_fields,
+                indexed_fields,
                 body,
                 request_time=request_time,
                 response_time=response_time,

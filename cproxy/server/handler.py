@@ -576,11 +576,21 @@ class ClientConnection:
             raise ClientGone(str(exc)) from exc
 
     def _client_head(
-        self, req: Request, resp: Response, keep: bool, extra: list[str] | None = None
+        self,
+        req: Request,
+        resp: Response,
+        keep: bool,
+        extra: list[str] | None = None,
+        fields: list[tuple[str, str]] | None = None,
     ) -> tuple[bytes, str]:
-        """The response head for the client and the framing of the body we send."""
+        """The response head for the client and the framing of the body we send.
+
+        ``fields``: `response_fields_for_client` of ``resp``, when the caller has them.
+        """
+        if fields is None:
+            fields = response_fields_for_client(resp, self.rt.config.hostname)
         lines = [f"HTTP/1.1 {resp.status} {resp.reason or reason(resp.status)}"]
-        lines += [f"{n}: {v}" for n, v in response_fields_for_client(resp, self.rt.config.hostname)]
+        lines += [f"{n}: {v}" for n, v in fields]
         if extra:
             lines += extra
         if resp.body == "none":
@@ -611,6 +621,7 @@ class ClientConnection:
         outcome: _Outcome,
         tee: BodyTee | None = None,
         extra: list[str] | None = None,
+        fields: list[tuple[str, str]] | None = None,
     ) -> bool:
         """Send the response to the client, streaming its body from ``conn``.
 
@@ -618,7 +629,7 @@ class ClientConnection:
         arrived whole and self-delimited (DESIGN.md §5 rule 3: nothing else is stored).
         """
         cfg = self.rt.config
-        head, framing = self._client_head(req, resp, keep, extra)
+        head, framing = self._client_head(req, resp, keep, extra, fields)
         outcome.status = resp.status
         clean = False
         timer = gevent.Timeout(cfg.output_timeout_s, OutputTimeout)
