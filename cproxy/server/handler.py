@@ -464,12 +464,12 @@ class ClientConnection:
         osock = conn.sock
         if req.body == "none":
             try:
-                osock.sendall(head)
+                _send_all(osock, head)
             except OSError as exc:
                 raise _NoResponse(f"sending the request failed: {exc}") from exc
             return
         try:
-            osock.sendall(head)
+            _send_all(osock, head)
         except OSError as exc:
             raise OriginReset(f"sending the request to the origin failed: {exc}") from exc
         if req.body == "length":
@@ -567,11 +567,7 @@ class ClientConnection:
 
     def _send_client(self, data: bytes) -> None:
         try:
-            # One send() usually takes a whole response; gevent's sendall() costs more
-            # per call, so it only carries what the socket buffer did not take.
-            sent = self.sock.send(data)
-            if sent < len(data):
-                self.sock.sendall(memoryview(data)[sent:])
+            _send_all(self.sock, data)
         except (OSError, TimeoutError) as exc:
             raise ClientGone(str(exc)) from exc
 
@@ -802,6 +798,15 @@ class _Outcome:
         self.sent = 0
         self.origin = "-"
         self.cache = "-"
+
+
+def _send_all(sock: socket.socket, data: bytes) -> None:
+    """Send all of ``data``. One send() usually takes a whole head or small response;
+    gevent's sendall() costs more per call (it asks the socket for its buffer size
+    first), so it only carries what the first send() left."""
+    sent = sock.send(data)
+    if sent < len(data):
+        sock.sendall(memoryview(data)[sent:])
 
 
 def _wait_readable(sock: socket.socket) -> None:
