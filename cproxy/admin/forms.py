@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from cproxy.directives.config import defaults
 from cproxy.directives.registry import Directive
 from cproxy.directives.types import Choice, RuleList, Switch, ValueType
 
@@ -165,11 +166,6 @@ class Field:
         return ()
 
 
-def canonical_default(directive: Directive) -> str:
-    """The default as canonical text (the registry keeps it as a user types it)."""
-    return str(directive.type.format(directive.type.parse(directive.default)))
-
-
 def build_fields(
     page: FormPage,
     config: Any,
@@ -177,6 +173,8 @@ def build_fields(
     errors: dict[str, str] | None = None,
 ) -> list[Field]:
     """The fields of ``page``: submitted values (after an error) or the running ones."""
+    # The registry keeps defaults as a user types them; the form shows the canonical text.
+    default = defaults()
     fields = []
     for directive in page.directives:
         current = config.text(directive.name)
@@ -189,7 +187,7 @@ def build_fields(
                 widget=widget_for(directive),
                 value=value,
                 current=current,
-                default=canonical_default(directive),
+                default=default.text(directive.name),
                 error=(errors or {}).get(directive.name),
             )
         )

@@ -101,7 +101,8 @@ class Config:
         return hash(tuple(self._texts.values()))
 
     def __repr__(self) -> str:
-        changed = [f"{n}={t!r}" for n, t in self._texts.items() if t != _default_texts()[n]]
+        default = defaults()._texts
+        changed = [f"{n}={t!r}" for n, t in self._texts.items() if t != default[n]]
         return f"Config(source_path={self.source_path!r}, {', '.join(changed) or 'defaults'})"
 
     def _directive(self, name: str) -> Directive:
@@ -137,11 +138,6 @@ class Config:
         value = os.path.expanduser(value)
         base = os.path.dirname(self.source_path) if self.source_path else os.getcwd()
         return os.path.normpath(os.path.join(base, value))
-
-
-@functools.cache
-def _default_texts() -> dict[str, str]:
-    return {name: d.default for name, d in DIRECTIVES.items()}
 
 
 @functools.cache
