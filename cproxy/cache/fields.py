@@ -7,7 +7,7 @@ fields (RFC 9110 §5.6.1) without breaking quoted strings (RFC 9110 §5.6.4).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 HeaderPairs = Sequence[tuple[str, str]]
 
@@ -37,25 +37,12 @@ def get_first(headers: HeaderPairs, name: str) -> str | None:
     return None
 
 
-def get_combined(headers: HeaderPairs, name: str) -> str | None:
-    """All field line values for ``name`` joined with ", " (RFC 9110 §5.3), or None."""
-    values = get_all(headers, name)
-    if not values:
-        return None
-    return ", ".join(value.strip(OWS) for value in values)
-
-
 def has_any(headers: HeaderPairs, names: frozenset[str]) -> bool:
     """True when a field with one of ``names`` (lower-case) is present."""
     indexed = getattr(headers, "has_any", None)
     if indexed is not None:
         return indexed(names)  # type: ignore[no-any-return]
     return any(key.lower() in names for key, _ in headers)
-
-
-def has(headers: HeaderPairs, name: str) -> bool:
-    """True when at least one field line named ``name`` is present."""
-    return get_first(headers, name) is not None
 
 
 def split_list(value: str) -> list[str]:
@@ -95,12 +82,6 @@ def list_members(headers: HeaderPairs, name: str) -> list[str]:
     for value in get_all(headers, name):
         members.extend(split_list(value))
     return members
-
-
-def without(headers: HeaderPairs, names: Iterable[str]) -> list[tuple[str, str]]:
-    """A copy of ``headers`` without the fields in ``names`` (case-insensitive)."""
-    drop = {n.lower() for n in names}
-    return [(k, v) for k, v in headers if k.lower() not in drop]
 
 
 def unquote(text: str) -> str:

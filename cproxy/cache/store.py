@@ -25,7 +25,6 @@ from cproxy.cache.policy import (
     SecondaryKey,
     Validators,
     age_value,
-    current_age,
     freshness_lifetime,
     headers_to_store,
     heuristic_allowed,
@@ -62,7 +61,6 @@ class Entry:
     """
 
     url_key: str
-    method: str
     status: int
     reason: str
     headers: tuple[tuple[str, str], ...]
@@ -94,7 +92,6 @@ class Entry:
         request_time: float,
         response_time: float,
         settings: CacheSettings,
-        method: str = "GET",
     ) -> Entry:
         """Make an entry from a response as received (``storable`` already said yes).
 
@@ -121,7 +118,6 @@ class Entry:
         head_prefix = b"".join(lines)
         return cls(
             url_key=url_key,
-            method=method,
             status=status,
             reason=reason,
             headers=tuple(headers),
@@ -146,18 +142,9 @@ class Entry:
         )
 
     def current_age(self, now: float) -> float:
-        """The entry's current age at ``now`` (RFC 9111 §4.2.3)."""
+        """``current_age`` of RFC 9111 §4.2.3 at ``now``: the corrected initial age plus the
+        time resident here."""
         return self.initial_age_s + (now - self.response_time)
-
-    def full_current_age(self, now: float) -> float:
-        """The same age recomputed from the stored times (for checks and tests)."""
-        return current_age(
-            date_value=self.date_value,
-            age_value=self.age_value,
-            request_time=self.request_time,
-            response_time=self.response_time,
-            now=now,
-        )
 
     def head_with_age(self, age: int, extra: bytes = b"") -> bytes:
         """The full response head with ``Age: age`` (RFC 9111 §5.1) and ``extra`` lines.
@@ -247,7 +234,6 @@ class Entry:
             request_time=request_time,
             response_time=response_time,
             settings=settings,
-            method=self.method,
         )
 
 
