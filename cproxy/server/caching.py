@@ -310,7 +310,7 @@ def _fetch(
             validated=entry,
         )
         if fresh is not None:
-            _finish_bodiless(cc, conn, resp, rest)
+            cc._done_with_origin(conn, resp, clean=not rest)
             outcome.cache = "revalidated"
             served = Lookup(
                 LookupKind.HIT,
@@ -326,7 +326,7 @@ def _fetch(
         if not any(n.lower() in _CONDITIONALS for n, _ in fields):
             # The 304 is not about what we hold and the client asked unconditionally:
             # ask again without validators.
-            _finish_bodiless(cc, conn, resp, rest)
+            cc._done_with_origin(conn, resp, clean=not rest)
             return _fetch(cc, cache, req, url_key, None, keep, outcome)
 
     tee = None
@@ -345,11 +345,9 @@ def _fetch(
         )
         if ok:
             tee = BodyTee(cache.store_limit_bytes(cfg))
-        if req.method == "GET":
-            if ok:
-                cache.uncacheable.pop(url_key, None)
-            else:
-                cache.uncacheable[url_key] = True
+            cache.uncacheable.pop(url_key, None)
+        else:
+            cache.uncacheable[url_key] = True
     status_value = (
         result.cache_status(fwd_status=resp.status, stored=tee is not None)
         if result is not None
@@ -382,14 +380,6 @@ def _fetch(
             )
     cache.http.invalidate_after(req.method, resp.status, url_key, resp_fields)
     return keep
-
-
-def _finish_bodiless(cc: ClientConnection, conn: Any, resp: Any, rest: bytes) -> None:
-    """Hand back the origin socket after a response without a body (a 304)."""
-    if not rest and resp.keep_alive:
-        cc.rt.pool.release(conn)
-    else:
-        cc.rt.pool.discard(conn)
 
 
 class _NullSink:

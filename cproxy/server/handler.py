@@ -656,14 +656,19 @@ class ClientConnection:
             timer.close()
         if tee is not None:
             tee.complete = clean and resp.body != "close"
-        if clean and resp.keep_alive:
-            self.rt.pool.release(conn)
-        else:
-            self.rt.pool.discard(conn)
+        self._done_with_origin(conn, resp, clean=clean)
         # An unclean origin socket (bytes left over, read-until-close body) is the origin
         # side's problem only: the client's response went out whole and self-delimited
         # (a truncated one raised above and cleared ``keep``), so its connection persists.
         return keep and framing != "close"
+
+    def _done_with_origin(self, conn: OriginConnection, resp: Response, *, clean: bool) -> None:
+        """Hand ``conn`` back to the pool after ``resp``: reused only when the response
+        ended exactly (``clean``: no bytes left over) and the origin keeps it open."""
+        if clean and resp.keep_alive:
+            self.rt.pool.release(conn)
+        else:
+            self.rt.pool.discard(conn)
 
     def _recv_origin(self, conn: OriginConnection, what: str) -> bytes:
         try:
