@@ -451,9 +451,12 @@ class AdminApp:
 
     # ------------------------------------------------------------------ pages
 
+    def _pending_restart(self) -> list[str]:
+        """Directives changed through the admin that wait for a restart to take effect."""
+        changed = diff(self._boot_config, self.runtime.config)
+        return [name for name in changed if name in self._restart_names]
+
     def _common(self, user: str, active: str) -> dict[str, Any]:
-        config = self.runtime.config
-        pending = [name for name in diff(self._boot_config, config) if name in self._restart_names]
         return {
             "nav": self.forms.nav,
             "active": active,
@@ -462,7 +465,7 @@ class AdminApp:
             "version": __version__,
             "config_path": self.runtime.config_path,
             "proxy_addresses": _addresses(getattr(self.runtime, "proxy_addresses", None)),
-            "pending_restart": pending,
+            "pending_restart": self._pending_restart(),
         }
 
     def _render(self, template: str, http_status: int, **context: Any) -> Response:
@@ -493,7 +496,7 @@ class AdminApp:
 
     def _status_document(self) -> dict[str, Any]:
         document = status_snapshot(self.runtime.stats(), self.history)
-        document["pending_restart"] = self._common("", "")["pending_restart"]
+        document["pending_restart"] = self._pending_restart()
         return document
 
     def _status_page(self, user: str) -> Response:

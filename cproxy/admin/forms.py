@@ -94,13 +94,6 @@ class FormTree:
     pages: dict[str, FormPage]
     nav: NavNode
 
-    def page_of(self, name: str) -> FormPage:
-        """The page holding directive ``name``."""
-        for page in self.pages.values():
-            if name in page.names():
-                return page
-        raise KeyError(name)
-
 
 def build_form_tree(grouped: Mapping[tuple[str, ...], Sequence[Directive]]) -> FormTree:
     """Build the pages and the navigation from directives grouped by form path.
