@@ -19,7 +19,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import ipaddress
 import logging
 import os
 import secrets
@@ -31,7 +30,7 @@ from pathlib import Path
 import bcrypt
 import cachetools
 
-from cproxy.directives.types import ip_allowed
+from cproxy.directives.types import IPNetwork, ip_allowed
 
 log = logging.getLogger("cproxy.admin")
 
@@ -42,8 +41,6 @@ VERIFY_CACHE_TTL_S = 60.0
 VERIFY_CACHE_MAX_ENTRIES = 256
 # Longest Authorization header value we decode; real ones are far shorter.
 MAX_AUTHORIZATION_CHARS = 4096
-
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class PasswordFileError(ValueError):

@@ -18,8 +18,10 @@ from typing import TextIO
 import bcrypt
 
 from cproxy.admin.auth import valid_user_name
+from cproxy.directives.registry import DIRECTIVES
 
-DEFAULT_PASSWORD_FILE = "cproxy.passwd"  # the AdminPasswordFile directive's default
+# The AdminPasswordFile directive's default, declared once in the registry.
+DEFAULT_PASSWORD_FILE = DIRECTIVES["AdminPasswordFile"].default
 # bcrypt's cost: 2**12 rounds, about a quarter of a second; logins are rare and the
 # admin caches verdicts, so the cost protects a stolen file at little everyday price.
 BCRYPT_ROUNDS = 12
