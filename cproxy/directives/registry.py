@@ -481,8 +481,8 @@ _DECLARED: tuple[Directive, ...] = (
         "8 M",
         CACHE_SETTINGS,
         """
-        Largest response (head and body) that is stored in the cache; larger ones are passed
-        through without being stored.
+        Largest response body that is stored in the cache; larger responses are passed
+        through without being stored. 0 sets no limit of its own: CacheMemory bounds it.
 
         8 M is an eighth of the default CacheMemory, so one large download cannot evict most
         of the cache.
@@ -538,11 +538,12 @@ _DECLARED: tuple[Directive, ...] = (
         "0",
         CACHE_SETTINGS,
         """
-        Responses whose freshness lifetime is shorter than this are not stored.
+        Responses whose freshness lifetime is shorter than this are not stored, unless they
+        carry a validator (ETag or Last-Modified): revalidating those costs a 304, not a body.
 
         IBM's default is larger, but any margin defeats short max-age caching that RFC 9111
         allows and that busy sites rely on (a max-age of a few seconds on a hot URL saves
-        most origin requests), so 0 stores them all.
+        most origin requests), so 0 stores every response that has some freshness.
         """,
         live=True,
     ),
@@ -566,11 +567,10 @@ _DECLARED: tuple[Directive, ...] = (
         "on",
         CACHE_SETTINGS,
         """
-        Whether a URL with a query (?...) may be cached. Even when on, such a response is
-        stored only when it explicitly allows it (max-age, s-maxage or Expires), never by
-        the Last-Modified heuristic.
+        Whether a response to a URL with a query (?...) may be cached; off never stores one.
 
-        On follows RFC 9111, which treats query URLs like any other.
+        On follows RFC 9111, which treats query URLs like any other: the same freshness
+        rules, the Last-Modified heuristic included, apply to them.
         """,
         live=True,
     ),
