@@ -73,8 +73,8 @@ def _no_caching_regex(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
     """One regex for the NoCaching URL patterns, where ``*`` matches any characters."""
     if not patterns:
         return None
-    alternatives = ("|".join(re.escape(p).replace(r"\*", ".*") for p in patterns),)
-    return re.compile(rf"(?:{alternatives[0]})\Z", re.DOTALL)
+    alternatives = "|".join(re.escape(p).replace(r"\*", ".*") for p in patterns)
+    return re.compile(rf"(?:{alternatives})\Z", re.DOTALL)
 
 
 def url_excluded(url_key: str, settings: CacheSettings) -> str | None:
@@ -720,8 +720,9 @@ def update_headers(stored: HeaderPairs, new: HeaderPairs) -> list[tuple[str, str
 
     Every field in ``new`` replaces all stored lines of that name (keeping the stored
     position); fields only in ``new`` are appended; the rest are kept. Framing and
-    hop-by-hop fields, fields listed in the new Connection, Age, Content-Encoding and
-    Content-Range are never taken from ``new`` (they describe the stored bytes or one hop).
+    hop-by-hop fields, fields listed in the new Connection, Age, Content-Encoding,
+    Content-Range and Content-MD5 are never taken from ``new`` (``NOT_UPDATED_FIELDS``: they
+    describe the stored bytes or one hop).
     """
     skip = set(NOT_UPDATED_FIELDS)
     skip.update(name.lower() for name in list_members(new, "Connection"))

@@ -12,7 +12,7 @@ import re
 
 from cproxy.cache.dates import parse_http_date
 from cproxy.cache.fields import HeaderPairs, get_all, get_first
-from cproxy.cache.policy import parse_etag
+from cproxy.cache.policy import parse_etag, strong_match
 
 # RFC 9110 §14.1.2: int-range "first-last" or "first-", or suffix-range "-length".
 _ONE_RANGE = re.compile(r"bytes[ \t]*=[ \t]*([0-9]{0,18})-([0-9]{0,18})[ \t]*", re.IGNORECASE)
@@ -62,15 +62,8 @@ def if_range_matches(req_headers: HeaderPairs, stored_headers: HeaderPairs) -> b
         return True
     condition = condition.strip(" \t")
     if condition.startswith(('"', "W/")):
-        tag = parse_etag(condition)
-        stored = parse_etag(get_first(stored_headers, "ETag"))
-        return (
-            tag is not None
-            and stored is not None
-            and not tag.weak
-            and not stored.weak
-            and tag.opaque == stored.opaque
-        )
+        # RFC 9110 §13.1.5: If-Range uses the strong comparison.
+        return strong_match(parse_etag(condition), parse_etag(get_first(stored_headers, "ETag")))
     date = parse_http_date(condition)
     stored_date = parse_http_date(get_first(stored_headers, "Last-Modified"))
     return date is not None and stored_date is not None and date == stored_date

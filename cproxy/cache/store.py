@@ -51,6 +51,14 @@ def _encode(text: str) -> bytes:
     return text.encode("latin-1", "replace")
 
 
+def _dated(headers: HeaderPairs, response_time: float) -> list[tuple[str, str]]:
+    """``headers`` with any Date replaced by ``response_time``: a recipient with a clock
+    dates a response that has no valid Date (RFC 9110 §6.6.1)."""
+    kept = [(k, v) for k, v in headers if k.lower() != "date"]
+    kept.append(("Date", format_http_date(response_time)))
+    return kept
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Entry:
     """One stored response (a GET's), ready to serve.
@@ -101,8 +109,7 @@ class Entry:
         """
         headers = headers_to_store(resp_headers)
         if parse_http_date(get_first(headers, "Date")) is None:
-            headers = [(k, v) for k, v in headers if k.lower() != "date"]
-            headers.append(("Date", format_http_date(response_time)))
+            headers = _dated(headers, response_time)
         date_value = response_date(headers, response_time)
         assert date_value is not None  # a valid Date was ensured just above
         cc = parse_cache_control(get_all(headers, "Cache-Control"))
@@ -220,8 +227,7 @@ class Entry:
         """
         merged = update_headers(self.headers, new_headers)
         if parse_http_date(get_first(new_headers, "Date")) is None:
-            merged = [(k, v) for k, v in merged if k.lower() != "date"]
-            merged.append(("Date", format_http_date(response_time)))
+            merged = _dated(merged, response_time)
         age = get_all(new_headers, "Age")
         with_age = merged + [("Age", a) for a in age]
         return Entry.build(
