@@ -581,8 +581,8 @@ _DECLARED: tuple[Directive, ...] = (
         "8081",
         ADMINISTRATION,
         """
-        TCP port of the admin listener, which serves the configuration forms, statistics and
-        PURGE; 0 disables it.
+        TCP port of the admin listener, which serves the configuration forms and statistics;
+        0 disables it. (PURGE requests go to the proxy port; see AdminAccess.)
 
         A port of its own, rather than paths on the proxy port, keeps the admin pages out of
         reach of proxy clients. The proxy never forwards requests to its own admin port.
@@ -622,8 +622,8 @@ _DECLARED: tuple[Directive, ...] = (
         "127.0.0.0/8 ::1/128",
         ADMINISTRATION,
         """
-        Client addresses that may use the admin pages and send PURGE requests; a password is
-        needed as well.
+        Client addresses that may use the admin pages (which need a password as well) and
+        send PURGE requests to the proxy port (which need none).
 
         Loopback only by default: the admin pages change how the proxy behaves.
         """,
