@@ -3,15 +3,23 @@
 The timeouts, precisely (each is a directive, see cproxy.conf(5)):
 
 - InputTimeout: from accepting the connection (first request) or from the first
-  byte of a later request, to the end of that request's head. Fires -> 408, close.
+  byte of a later request (a pipelined one already read: from when cproxy turns to
+  it), to the end of that request's head. Fires -> 408, close.
 - PersistTimeout: on a persistent connection, from the end of a response to the
   first byte of the next request. Fires -> the connection is closed quietly.
-- ReadTimeout: any single wait for bytes from a socket (a client's request body,
-  an origin's response, either side of a CONNECT tunnel) or for a client to take
-  bytes we send. Fires -> 504 if the origin was silent before its response head,
-  otherwise the connection is closed.
-- OutputTimeout: from the first byte of a response head sent to the client until
+- ReadTimeout: any single wait, once a request head is in, for bytes from the client
+  (its body) or the origin (its response), or for either to take bytes we send.
+  Fires -> 504 if the origin was silent before its response head, 408 if the
+  client's body stalled, 502 if the origin stopped taking the body; otherwise the
+  connection is closed. A CONNECT tunnel ends when neither side sent anything for
+  ReadTimeout, or when one side took nothing we sent for that long.
+- OutputTimeout: from sending the head of a response relayed from an origin until
   the last byte of its body, including waits for the origin's body. Fires -> close.
+  Stored (cache) and cproxy's own responses are bounded by ReadTimeout alone.
+
+The waits for a request's first byte (InputTimeout for the first request,
+PersistTimeout) have no socket timeout: the runtime's reaper ends them, at most one
+tick late (an eighth of the shorter of the two, within 5 ms .. 250 ms).
 """
 
 from __future__ import annotations
@@ -175,7 +183,8 @@ class ClientConnection:
             if remaining <= 0:
                 self._send_error(408, "The request head did not arrive in time.", close=True)
                 return None
-            sock.settimeout(min(remaining, cfg.read_timeout_s))
+            # InputTimeout alone bounds the head: a timeout goes round to the 408 above.
+            sock.settimeout(remaining)
             try:
                 data = sock.recv(IO_CHUNK_BYTES)
             except TimeoutError:
@@ -644,7 +653,6 @@ class ClientConnection:
             keep = False
         except OutputTimeout:
             log.info("OutputTimeout sending %s to %s", req.url, self.client_ip)
-            keep = False
             self.rt.pool.discard(conn)
             raise
         except ClientGone:
