@@ -224,10 +224,7 @@ class Request:
     @property
     def url(self) -> str:
         """The absolute URI, with the scheme and host lower-cased and the default port omitted."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        if self.port != DEFAULT_PORTS.get(self.scheme):
-            host = f"{host}:{self.port}"
-        return f"{self.scheme}://{host}{self.path}"
+        return f"{self.scheme}://{self.host_header}{self.path}"
 
     @property
     def host_header(self) -> str:
@@ -481,23 +478,30 @@ def _parse_target(req: Request) -> None:
         raise ClientProtocolError(400, "request target is neither absolute-form nor origin-form")
     if scheme != "http":
         raise ClientProtocolError(501, "https requests must use CONNECT")
-    cut = len(rest)
-    for ch in "/?":
-        i = rest.find(ch)
-        if i != -1 and i < cut:
-            cut = i
-    host, port = _parse_authority(rest[:cut])
+    host, port, path = split_authority_path(rest)
     if not host:
         raise ClientProtocolError(400, "empty host in request target")
-    path = rest[cut:]
-    if not path.startswith("/"):
-        path = "/" + path
     if hosts and hosts[0]:
         # RFC 9112 §3.2: a Host field with an invalid value is a 400 even when ignored.
         _parse_authority(hosts[0])
     # RFC 9112 §3.2.2: with absolute-form the Host field is ignored and replaced.
     req.form, req.scheme, req.host, req.path = "absolute", scheme, host, path
     req.port = port if port is not None else DEFAULT_PORTS[scheme]
+
+
+def split_authority_path(rest: str) -> tuple[str, int | None, str]:
+    """An absolute URL after its ``scheme://`` -> (host as `_parse_authority` gives it,
+    port or None, origin-form path). Raises `ClientProtocolError` for a bad authority."""
+    cut = len(rest)
+    for ch in "/?":
+        i = rest.find(ch)
+        if i != -1 and i < cut:
+            cut = i
+    host, port = _parse_authority(rest[:cut])
+    path = rest[cut:]
+    if not path.startswith("/"):
+        path = "/" + path
+    return host, port, path
 
 
 def _valid_host_field(value: str) -> bool:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from cproxy.errors import ClientProtocolError
 from cproxy.http import Request
-from cproxy.http.message import DEFAULT_PORTS, _parse_authority
+from cproxy.http.message import DEFAULT_PORTS, split_authority_path
 
 
 @dataclass
@@ -59,10 +59,6 @@ def retarget(req: Request, url: str) -> None:
     scheme = scheme.lower()
     if not sep or scheme != "http":
         raise ClientProtocolError(502, f"mapping rule produced an unusable URL {url!r}")
-    cut = min((i for i in (rest.find("/"), rest.find("?")) if i != -1), default=len(rest))
-    host, port = _parse_authority(rest[:cut])
-    path = rest[cut:] or "/"
-    if not path.startswith("/"):
-        path = "/" + path
+    host, port, path = split_authority_path(rest)
     req.scheme, req.host, req.path = scheme, host, path
     req.port = port if port is not None else DEFAULT_PORTS[scheme]
