@@ -157,8 +157,8 @@ TCP port numbers, separated by spaces or commas.
 .TP
 .I patterns
 URL patterns separated by spaces.
-A pattern starts with \fBhttp://\fR, \fBhttps://\fR or \fB/\fR, and each \fB*\fR in it
-matches any text.
+A pattern starts with \fBhttp://\fR, \fBhttps://\fR, \fB/\fR or \fB*\fR, and each \fB*\fR
+in it matches any text.
 .TP
 .I rules
 Mapping rules, one per line (see \fBMappingRules\fR).
