@@ -202,7 +202,11 @@ def open_socket(host: str, port: int, *, timeout_s: float, resolve: Resolver) ->
         try:
             sock.settimeout(remaining)
             sock.connect(sockaddr)
+            if family in (gsocket.AF_INET, gsocket.AF_INET6):
+                sock.setsockopt(gsocket.IPPROTO_TCP, gsocket.TCP_NODELAY, 1)
+            sock.settimeout(None)
         except OSError as exc:
+            # Refused, unreachable, or reset between connect and setsockopt: try the next one.
             sock.close()
             failures.append(f"{_sockaddr_text(family, sockaddr)} {_describe(exc)}")
             continue
@@ -210,15 +214,6 @@ def open_socket(host: str, port: int, *, timeout_s: float, resolve: Resolver) ->
             # GreenletExit or a caller's gevent.Timeout: do not leak the half-open socket.
             sock.close()
             raise
-        try:
-            if family in (gsocket.AF_INET, gsocket.AF_INET6):
-                sock.setsockopt(gsocket.IPPROTO_TCP, gsocket.TCP_NODELAY, 1)
-            sock.settimeout(None)
-        except OSError as exc:
-            # The peer may reset between connect and setsockopt; treat it like a failed attempt.
-            sock.close()
-            failures.append(f"{_sockaddr_text(family, sockaddr)} {_describe(exc)}")
-            continue
         return sock
 
     causes = "; ".join(failures) if failures else "no address tried"

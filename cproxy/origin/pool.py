@@ -192,7 +192,7 @@ class OriginPool:
             origin = self._origin(key)
             while origin.idle:
                 conn = origin.idle.pop()
-                if self._clock() - conn.idle_since > self._idle_timeout_s:
+                if self._expired(conn, self._clock()):
                     self._count(origin, "expired")
                     conn.close()
                     continue
@@ -200,8 +200,7 @@ class OriginPool:
                     self._count(origin, "dropped_dead")
                     conn.close()
                     continue
-                self._checked_out.add(conn)
-                origin.in_use += 1
+                self._hand_out(origin, conn)
                 conn._checkout()
                 self._count(origin, "reused")
                 return conn
@@ -261,10 +260,13 @@ class OriginPool:
         now = self._clock()
         closed = 0
         for origin in list(self._origins.values()):
-            expired = [c for c in origin.idle if now - c.idle_since > self._idle_timeout_s]
+            kept: list[OriginConnection] = []
+            expired: list[OriginConnection] = []
+            for conn in origin.idle:
+                (expired if self._expired(conn, now) else kept).append(conn)
             if not expired:
                 continue
-            origin.idle = [c for c in origin.idle if now - c.idle_since <= self._idle_timeout_s]
+            origin.idle = kept
             for conn in expired:
                 self._count(origin, "expired")
                 conn.close()
@@ -381,9 +383,18 @@ class OriginPool:
             if origin.unused():
                 del self._origins[key]
 
-    def _count(self, origin: _Origin, counter: str, n: int = 1) -> None:
-        origin.counts[counter] += n
-        self._totals[counter] += n
+    def _count(self, origin: _Origin, counter: str) -> None:
+        origin.counts[counter] += 1
+        self._totals[counter] += 1
+
+    def _expired(self, conn: OriginConnection, now: float) -> bool:
+        """Idle for longer than ``idle_timeout_s`` (checked at checkout and by ``collect``)."""
+        return now - conn.idle_since > self._idle_timeout_s
+
+    def _hand_out(self, origin: _Origin, conn: OriginConnection) -> None:
+        """Count ``conn`` as in use by the caller (a reused idle socket or a new one)."""
+        self._checked_out.add(conn)
+        origin.in_use += 1
 
     def _close_idle(self, origin: _Origin, n: int, counter: str | None = None) -> None:
         """Close the ``n`` oldest idle sockets of ``origin``, counting them under ``counter``."""
@@ -412,8 +423,7 @@ class OriginPool:
             raise PoolClosed("the origin connection pool is closed")
         conn = OriginConnection(key, sock, self._clock(), on_close=self._on_conn_close)
         self._count(origin, "created")
-        self._checked_out.add(conn)
-        origin.in_use += 1
+        self._hand_out(origin, conn)
         return conn
 
     def _on_conn_close(self, conn: OriginConnection) -> None:
