@@ -202,14 +202,15 @@ _DECLARED: tuple[Directive, ...] = (
         "1 minute",
         TIMEOUTS,
         """
-        Longest silence allowed from a socket cproxy is reading: a client sending a request
-        body, or an origin server sending its response.
+        Longest single wait, once a request head is in: for bytes from the client (its
+        request body) or the origin (its response), or for either of them to take bytes
+        cproxy sends. A CONNECT tunnel ends when neither side sent anything for this long.
 
-        It does not limit the total time of a transfer, only a stall. When an origin is
-        silent this long before its response starts, the client gets 504 Gateway Timeout;
-        later, the client connection is closed, leaving the response visibly truncated. One
-        minute lets a slow origin compute a response while still freeing slots held by dead
-        peers.
+        It does not limit the total time of a transfer, only a stall. An origin silent this
+        long before its response starts gets the client a 504 Gateway Timeout; a stalled
+        request body a 408; an origin that stops taking the body a 502; later stalls close
+        the client connection, leaving the response visibly truncated. One minute lets a
+        slow origin compute a response while still freeing slots held by dead peers.
         """,
         live=True,
     ),
@@ -219,8 +220,10 @@ _DECLARED: tuple[Directive, ...] = (
         "30 minutes",
         TIMEOUTS,
         """
-        Time allowed to deliver one whole response to the client, from its first byte to its
-        last; when it runs out the connection is closed.
+        Time allowed to deliver one whole response relayed from an origin, from its head to
+        its last byte, including waits for the origin's body; when it runs out the
+        connection is closed. Responses from the cache, and cproxy's own, are sent from
+        memory and bounded by ReadTimeout for each send instead.
 
         30 minutes lets a large download finish over a slow link, yet a client that reads
         too slowly cannot hold a slot forever.
