@@ -350,8 +350,8 @@ class ClientConnection:
 
     def _aims_at_self(self, req: Request) -> bool:
         """True when the target is one of cproxy's own listeners (DESIGN.md §5 rule 7)."""
-        ports = {p for _, p in self.rt.proxy_addresses + self.rt.admin_addresses}
-        if req.port not in ports:
+        own = self.rt.own_addresses()
+        if req.port not in {port for _, port in own}:
             return False
         host = req.host
         if host == "localhost" or host.endswith(".localhost"):
@@ -367,8 +367,7 @@ class ClientConnection:
                 return host == self.rt.config.hostname.lower()
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
-        listen_ips = {h for h, _ in self.rt.proxy_addresses + self.rt.admin_addresses}
-        return ip.is_loopback or ip.is_unspecified or str(ip) in listen_ips
+        return ip.is_loopback or ip.is_unspecified or str(ip) in {host for host, _ in own}
 
     def _is_own_listener(self, sock: socket.socket) -> bool:
         """Is ``sock`` connected to one of cproxy's own listening sockets?"""
@@ -376,7 +375,7 @@ class ClientConnection:
             peer_ip, peer_port = sock.getpeername()[:2]
         except OSError:
             return False
-        for host, port in self.rt.proxy_addresses + self.rt.admin_addresses:
+        for host, port in self.rt.own_addresses():
             if port != peer_port:
                 continue
             if host == peer_ip or host in ("0.0.0.0", "::"):

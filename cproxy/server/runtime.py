@@ -96,6 +96,10 @@ class Runtime:
         self.worker = 0
         self.supervisor_pid: int | None = None
 
+    def own_addresses(self) -> list[tuple[str, int]]:
+        """Every (host, port) cproxy listens on: its proxy and admin listeners."""
+        return self.proxy_addresses + self.admin_addresses
+
     def start(self) -> None:
         self.pool.start()
         self.access_log.start()
