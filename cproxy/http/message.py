@@ -468,7 +468,7 @@ def _parse_target(req: Request) -> None:
                 path = "/"
             elif path[0] == "?":
                 path = "/" + path
-            req.form, req.scheme, req.host, req.path = "absolute", "http", host, path
+            req.form, req.scheme, req.path = "absolute", "http", path
             req.host = host.lower().rstrip(".")
             req.port = port
             return

@@ -72,13 +72,14 @@ class AccessLog:
         request_line: str,
         status: int,
         sent_bytes: int,
-        referer: str,
-        user_agent: str,
+        referer: str | None,
+        user_agent: str | None,
         elapsed_s: float,
         origin: str,
         cache: str = "-",
     ) -> None:
-        """One request. ``origin`` is ``new``, ``reused`` or ``-`` (no origin socket used)."""
+        """One request. ``origin`` is ``new``, ``reused`` or ``-`` (no origin socket used);
+        a missing or empty ``referer`` or ``user_agent`` is logged as ``-``."""
         if self._stream is None:
             return
         now = int(time.time())

@@ -60,6 +60,13 @@ log = logging.getLogger("cproxy")
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 ALLOW_METHODS = "GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH, CONNECT"
 
+# Refusals given both before contacting an origin and once its socket is open.
+_TO_SELF = "Refusing to forward a request to cproxy itself."
+
+
+def _body_too_large(limit_bytes: int) -> str:
+    return f"The request body is larger than {limit_bytes} bytes (MaxRequestBody)."
+
 
 class OutputTimeout(Exception):
     """OutputTimeout passed while sending a response to the client."""
@@ -226,8 +233,8 @@ class ClientConnection:
             f"{req.method} {req.target} HTTP/1.{req.version}",
             outcome.status,
             outcome.sent,
-            req.headers.get("referer") or "-",
-            req.headers.get("user-agent") or "-",
+            req.headers.get("referer"),
+            req.headers.get("user-agent"),
             time.monotonic() - started,
             outcome.origin,
             outcome.cache,
@@ -252,18 +259,10 @@ class ClientConnection:
                 outcome,
             )
         if self._aims_at_self(req):
-            return self._local_error(
-                req, 403, "Refusing to forward a request to cproxy itself.", keep, outcome
-            )
+            return self._local_error(req, 403, _TO_SELF, keep, outcome)
         limit = cfg.max_request_body_bytes
         if limit and req.body == "length" and req.content_length > limit:
-            return self._local_error(
-                req,
-                413,
-                f"The request body is larger than {limit} bytes (MaxRequestBody).",
-                False,
-                outcome,
-            )
+            return self._local_error(req, 413, _body_too_large(limit), False, outcome)
         if req.method in ("OPTIONS", "TRACE"):
             answered = self._max_forwards(req, keep, outcome)
             if answered is not None:
@@ -424,7 +423,7 @@ class ClientConnection:
                 # A name that resolved to one of our own listeners: refuse before a byte is
                 # sent, rather than wait for the Via loop check on the second pass.
                 pool.discard(conn)
-                raise ClientProtocolError(403, "Refusing to forward a request to cproxy itself.")
+                raise ClientProtocolError(403, _TO_SELF)
             try:
                 conn.sock.settimeout(cfg.read_timeout_s)
                 self._send_request(conn, req, head)
@@ -522,9 +521,7 @@ class ClientConnection:
                 received += sum(len(p) for p in pieces)
                 if received > limit:
                     # The origin has part of the request: _exchange discards its socket.
-                    raise ClientProtocolError(
-                        413, f"The request body is larger than {limit} bytes (MaxRequestBody)."
-                    )
+                    raise ClientProtocolError(413, _body_too_large(limit))
             out = b"".join(encode_chunk(p) for p in pieces if p)
             if decoder.done:
                 out += LAST_CHUNK
