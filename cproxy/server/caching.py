@@ -213,6 +213,20 @@ def _send_stored(
     return keep
 
 
+def _send_stale(
+    cc: ClientConnection,
+    cache: ProxyCache,
+    req: Request,
+    stale: Lookup,
+    keep: bool,
+    outcome: _Outcome,
+) -> bool:
+    """stale-if-error (RFC 5861 §4): a stored response stands in for a failed origin."""
+    cache.stale_served += 1
+    outcome.cache = "stale-if-error"
+    return _send_stored(cc, req, stale, keep, outcome)
+
+
 def _range_to_serve(req: Request, entry: Any) -> tuple[int, int] | None:
     """The byte range of a stored 200 to answer a GET's Range with (RFC 9110 §14), if any."""
     if req.method != "GET" or entry.status != 200:
@@ -285,9 +299,7 @@ def _fetch(
         if entry is not None:
             stale = cache.http.serve_stale_on_error(entry, fields, cache.clock(), None)
             if stale is not None:
-                cache.stale_served += 1
-                outcome.cache = "stale-if-error"
-                return _send_stored(cc, req, stale, keep, outcome)
+                return _send_stale(cc, cache, req, stale, keep, outcome)
         return cc._origin_failed(req, exc, keep, outcome)
     response_time = cache.clock()
     resp_fields = resp.headers
@@ -296,9 +308,7 @@ def _fetch(
         stale = cache.http.serve_stale_on_error(entry, fields, response_time, resp.status)
         if stale is not None:
             cc.rt.pool.discard(conn)
-            cache.stale_served += 1
-            outcome.cache = "stale-if-error"
-            return _send_stored(cc, req, stale, keep, outcome)
+            return _send_stale(cc, cache, req, stale, keep, outcome)
 
     if validating and resp.status == 304:
         fresh = cache.http.handle_304(
