@@ -143,11 +143,15 @@ def _one_response_script(response: bytes, close: bool) -> ScriptedOrigin:
     return ScriptedOrigin(script)
 
 
-@pytest.mark.parametrize(
+# The two streamed framings an origin may use, and the body each carries.
+STREAMED_RESPONSES = pytest.mark.parametrize(
     ("response", "close", "body"),
     [(CHUNKED_RESPONSE, False, b"abcdefg"), (UNTIL_CLOSE_RESPONSE, True, b"until close body")],
     ids=["chunked", "until-close"],
 )
+
+
+@STREAMED_RESPONSES
 def test_streamed_responses_reach_http11_clients_rechunked(
     response: bytes, close: bool, body: bytes
 ) -> None:
@@ -165,11 +169,7 @@ def test_streamed_responses_reach_http11_clients_rechunked(
             assert "content-length" not in headers and "connection" not in headers
 
 
-@pytest.mark.parametrize(
-    ("response", "close", "body"),
-    [(CHUNKED_RESPONSE, False, b"abcdefg"), (UNTIL_CLOSE_RESPONSE, True, b"until close body")],
-    ids=["chunked", "until-close"],
-)
+@STREAMED_RESPONSES
 def test_streamed_responses_reach_http10_clients_delimited_by_close(
     response: bytes, close: bool, body: bytes
 ) -> None:
