@@ -694,10 +694,9 @@ def conditional_headers(stored_headers: HeaderPairs) -> list[tuple[str, str]]:
     return out
 
 
-# The client's precondition fields: stripped from a request the cache validates itself.
-CONDITIONAL_REQUEST_FIELDS = frozenset(
-    {"if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "if-range"}
-)
+# The client's validator fields: replaced by the stored response's when the cache
+# validates (validation_request_headers).
+VALIDATOR_REQUEST_FIELDS = frozenset({"if-none-match", "if-modified-since"})
 
 
 def validation_request_headers(
@@ -709,9 +708,7 @@ def validation_request_headers(
     response's validators, so any 304 refreshes the stored response; the client's
     conditional is then answered from the refreshed entry (``client_not_modified``).
     """
-    kept = [
-        (k, v) for k, v in req_headers if k.lower() not in ("if-none-match", "if-modified-since")
-    ]
+    kept = [(k, v) for k, v in req_headers if k.lower() not in VALIDATOR_REQUEST_FIELDS]
     return kept + conditional_headers(stored_headers)
 
 

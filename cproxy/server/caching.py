@@ -37,7 +37,8 @@ from cproxy.cache import (
     cache_status,
     normalise_url,
 )
-from cproxy.cache.policy import storable
+from cproxy.cache.fields import has_any
+from cproxy.cache.policy import VALIDATOR_REQUEST_FIELDS, storable
 from cproxy.cache.ranges import if_range_matches, requested_range
 from cproxy.directives import Config, ip_allowed
 from cproxy.errors import OriginError, OriginProtocolError
@@ -55,7 +56,6 @@ UNCACHEABLE_TTL_S = 10.0
 
 # Sending a large body separately avoids copying it into one buffer with the head.
 _JOIN_BODY_BYTES = 65536
-_CONDITIONALS = ("if-none-match", "if-modified-since")
 
 
 # Hits repeat the same URLs: remember their normalised keys (bounded, pure function).
@@ -333,7 +333,7 @@ def _fetch(
                 name=cache.http.name,
             )
             return _send_stored(cc, req, served, keep, outcome)
-        if not any(n.lower() in _CONDITIONALS for n, _ in fields):
+        if not has_any(fields, VALIDATOR_REQUEST_FIELDS):
             # The 304 is not about what we hold and the client asked unconditionally:
             # ask again without validators.
             cc._done_with_origin(conn, resp, clean=not rest)

@@ -76,10 +76,6 @@ class ClientGone(Exception):
     """The client closed its connection or stopped reading."""
 
 
-class _ResponseStarted(Exception):
-    """An origin failure after the response head went out: the client's response is truncated."""
-
-
 def handle_client(runtime: Runtime, sock: socket.socket, address: tuple) -> None:
     """gevent StreamServer handler."""
     ClientConnection(runtime, sock, address).run()
