@@ -47,7 +47,7 @@ class ProxyServer:
         self.runtime = runtime
         if sock is None:
             sock = listen_socket(cfg.bind_address, cfg.port, cfg.listen_backlog)
-        runtime._listen_socket = sock
+        runtime.listen_socket = sock
         self.server = StreamServer(sock, self._handle, spawn=runtime.slots)
         self.admin: Any = None
         self._with_admin = admin
@@ -139,7 +139,6 @@ def serve_process(
 ) -> int:
     """Serve on ``sock`` in this process until SIGTERM or SIGINT."""
     runtime = Runtime(config, config_path)
-    runtime.worker = worker
     runtime.supervisor_pid = supervisor_pid
     server = ProxyServer(runtime, sock, admin=worker == 0)
     server.start()

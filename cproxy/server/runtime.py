@@ -91,9 +91,9 @@ class Runtime:
         # (host, port) pairs cproxy listens on; filled in by the listeners.
         self.proxy_addresses: list[tuple[str, int]] = []
         self.admin_addresses: list[tuple[str, int]] = []
-        self._listen_socket: socket.socket | None = None
-        # With Workers > 1: this process's worker number and the supervisor's pid.
-        self.worker = 0
+        # The proxy's listening socket (set by ProxyServer), for the backlog figure.
+        self.listen_socket: socket.socket | None = None
+        # With Workers > 1: the supervisor's pid (see propagate).
         self.supervisor_pid: int | None = None
 
     def own_addresses(self) -> list[tuple[str, int]]:
@@ -163,7 +163,7 @@ class Runtime:
 
     def waiting_connections(self) -> int:
         """Connections queued in the kernel's listen backlog (Linux TCP_INFO), or 0."""
-        sock = self._listen_socket
+        sock = self.listen_socket
         if sock is None:
             return 0
         try:
