@@ -58,8 +58,14 @@ UNCACHEABLE_TTL_S = 10.0
 _JOIN_BODY_BYTES = 65536
 
 
-# Hits repeat the same URLs: remember their normalised keys (bounded, pure function).
-_url_key = functools.lru_cache(maxsize=8192)(normalise_url)
+# Hits repeat the same URLs: remember the normalised keys of ordinary-length ones. The
+# length cap keeps the memo's memory small (4096 x 1 KiB at most) whatever clients send.
+_MEMO_URL_CHARS = 1024
+_memo_url_key = functools.lru_cache(maxsize=4096)(normalise_url)
+
+
+def _url_key(url: str) -> str:
+    return _memo_url_key(url) if len(url) <= _MEMO_URL_CHARS else normalise_url(url)
 
 
 def _settings(cfg: Config) -> CacheSettings:
