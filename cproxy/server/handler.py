@@ -406,7 +406,7 @@ class ClientConnection:
         if req.expect_continue and has_body:
             # We answer the expectation ourselves (RFC 9110 §10.1.1 lets a proxy do so)
             # and stream the body on: the origin never sees Expect.
-            self.sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self._send_client(b"HTTP/1.1 100 Continue\r\n\r\n")
             req.expect_continue = False
         retried = False
         while True:
