@@ -62,6 +62,10 @@ class ChunkedDecoder:
 
     def feed(self, data: bytes) -> list[bytes]:
         """Decode ``data``; returns the body pieces it completed (possibly none)."""
+        if self.done:
+            # Bytes fed after the body are more of what followed it.
+            self.leftover += data
+            return []
         out: list[bytes] = []
         pos, end = 0, len(data)
         while pos < end and not self.done:
