@@ -292,11 +292,14 @@ def start_cproxy(
     cache_memory_mb: int = 64,
     connect_ports: tuple[int, ...] = (),
     cpu: str | None = "0",
+    repo_dir: Path = REPO_DIR,
     **directives: str,
 ) -> Server:
     """cproxy as a subprocess (`python -m cproxy -c FILE`), its own directive file in a temp dir.
 
     Directives not given keep their defaults, except: no access log, no admin listener.
+    ``repo_dir`` is the checkout whose cproxy runs (another one, say a `git worktree` of an
+    older commit, for an A/B comparison in one run).
     """
     tmp = make_tmp("cproxy")
     port = free_port()
@@ -314,7 +317,7 @@ def start_cproxy(
     conf = tmp / "cproxy.conf"
     conf.write_text("".join(f"{k} = {v}\n" for k, v in lines.items()))
     log = tmp / "cproxy.log"
-    env = dict(os.environ, PYTHONPATH=str(REPO_DIR))
+    env = dict(os.environ, PYTHONPATH=str(repo_dir))
     for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
         env.pop(var, None)
     cmd = [sys.executable, "-m", "cproxy", "-c", str(conf)]
@@ -331,6 +334,17 @@ def start_cproxy(
         )
     server = Server("cproxy", port, proc, tmp, log, {"conf": lines})
     wait_port(port, proc, what="cproxy")
+    return server
+
+
+def start_toy(cpu: str | None = "0") -> Server:
+    """bench/toy_proxy.py: the floor of what a gevent proxy can do here (hits only matter)."""
+    tmp = make_tmp("toy")
+    port = free_port()
+    log = tmp / "toy.log"
+    proc = _spawn([sys.executable, str(BENCH_DIR / "toy_proxy.py"), str(port)], cpu, log)
+    server = Server("toy", port, proc, tmp, log)
+    wait_port(port, proc, what="toy proxy")
     return server
 
 

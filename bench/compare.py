@@ -68,6 +68,10 @@ from pathlib import Path
 import benchlib as bl
 
 PROXIES = ("cproxy", "squid", "nginx")
+# Not run unless asked for (--proxies): "toy" is bench/toy_proxy.py, the floor of a gevent
+# proxy; "base" is cproxy from another checkout (--base DIR, say a `git worktree` of an older
+# commit), for an A/B comparison of a change within one run.
+EXTRA_PROXIES = ("toy", "base")
 
 
 @dataclass(frozen=True)
@@ -181,7 +185,7 @@ def summarise(runs: list[dict], pool_runs: list[dict], peak_rss: dict[str, int])
     }
     for sc in SCENARIOS:
         per_proxy = {}
-        for name in PROXIES:
+        for name in (*PROXIES, *EXTRA_PROXIES):
             rs = [r for r in runs if r["scenario"] == sc.name and r["proxy"] == name]
             if not rs:
                 continue
@@ -206,7 +210,7 @@ def summarise(runs: list[dict], pool_runs: list[dict], peak_rss: dict[str, int])
             per_proxy["direct"] = {"mb_per_s": median([r.get("mb_per_s") for r in base])}
         summary["scenarios"][sc.name] = per_proxy
         key = "mb_per_s" if sc.tunnel else "rps"
-        for other in ("squid", "nginx"):
+        for other in ("squid", "nginx", *EXTRA_PROXIES):
             ratios = []
             for rnd in {r["round"] for r in runs}:
                 mine = _value(runs, sc.name, "cproxy", rnd, key)
@@ -260,7 +264,7 @@ def print_report(summary: dict, args: argparse.Namespace) -> list[str]:
     ratios = summary["ratios"]
     for sc in SCENARIOS:
         per_proxy = summary["scenarios"].get(sc.name, {})
-        for name in (*PROXIES, "direct"):
+        for name in (*PROXIES, *EXTRA_PROXIES, "direct"):
             if sc.tunnel:
                 if name not in per_proxy and name != "nginx":
                     continue
@@ -287,6 +291,10 @@ def print_report(summary: dict, args: argparse.Namespace) -> list[str]:
                 f"{_fmt(1e6 / s['cpu_us_per_req'] if s['cpu_us_per_req'] else None, ',.0f'):>9} "
                 f"{_fmt(rsq, '.2f') if rsq else '':>8} {_fmt(rng, '.2f') if rng else '':>8}"
             )
+    extra = {k: v for k, v in ratios.items() if k.split("/")[1] in EXTRA_PROXIES}
+    if extra:
+        print()
+        print("cproxy over " + ", ".join(f"{k}: {v:.2f}" for k, v in extra.items()))
     print()
     rss = summary["peak_rss_kib"]
     print("peak RSS (VmHWM): " + ", ".join(f"{k} {v / 1024:.1f} MiB" for k, v in rss.items()))
@@ -350,6 +358,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--delay-ms", type=float, default=25.0)
     p.add_argument("--no-pool", action="store_true", help="skip the pooling latency scenario")
     p.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
+    p.add_argument("--base", help='checkout of the "base" proxy (with --proxies cproxy,base,...)')
     p.add_argument("--out", default=str(bl.BENCH_DIR / "results"))
     args = p.parse_args()
     args.cpu_proxy, args.cpu_load = (None, None) if args.no_pin else ("0", "1")
@@ -359,8 +368,10 @@ def parse_args() -> argparse.Namespace:
     if unknown:
         p.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     args.proxy_list = [x for x in args.proxies.split(",") if x]
-    if set(args.proxy_list) - set(PROXIES):
-        p.error(f"proxies are: {', '.join(PROXIES)}")
+    if set(args.proxy_list) - {*PROXIES, *EXTRA_PROXIES}:
+        p.error(f"proxies are: {', '.join((*PROXIES, *EXTRA_PROXIES))}")
+    if "base" in args.proxy_list and not args.base:
+        p.error("--proxies base needs --base DIR")
     return args
 
 
@@ -384,6 +395,12 @@ def main() -> int:
         for name in args.proxy_list:
             if name == "cproxy":
                 proxies[name] = bl.start_cproxy(args.cache_mb, (source_port,), args.cpu_proxy)
+            elif name == "base":
+                proxies[name] = bl.start_cproxy(
+                    args.cache_mb, (source_port,), args.cpu_proxy, repo_dir=Path(args.base)
+                )
+            elif name == "toy":
+                proxies[name] = bl.start_toy(args.cpu_proxy)
             elif name == "squid":
                 proxies[name] = bl.start_squid(args.cache_mb, (source_port,), args.cpu_proxy)
             else:
@@ -406,7 +423,7 @@ def main() -> int:
                     r = measure_tunnel(None, source_port, args)
                     runs.append({"round": rnd, "scenario": sc.name, "proxy": "direct", **r})
                 for name, proxy in proxies.items():
-                    if sc.tunnel and name == "nginx":
+                    if sc.tunnel and name in ("nginx", "toy"):
                         continue  # nginx cannot CONNECT without a third-party module
                     if sc.tunnel:
                         r = measure_tunnel(proxy, source_port, args)

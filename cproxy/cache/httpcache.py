@@ -105,7 +105,7 @@ class Lookup:
 
 # Request fields that can change how a stored response is used (§4, §5.2.1, §5.4,
 # RFC 9110 §13): without any of them a fresh stored response is simply served.
-_DECISIVE_FIELDS = frozenset(
+DECISIVE_FIELDS = frozenset(
     {
         "cache-control",
         "pragma",
@@ -134,27 +134,42 @@ class HttpCache:
 
     # -- lookup ----------------------------------------------------------------------------
 
+    @property
+    def shortcut_allowed(self) -> bool:
+        """May `fresh_entry` answer a GET without `DECISIVE_FIELDS`? Not when caching is
+        off or URL rules (NoCaching, CacheQueries off) must be consulted."""
+        return self._shortcut
+
+    def fresh_entry(self, url_key: str, now: float) -> tuple[Entry, float] | None:
+        """The common hit, decided in a few steps: ``(entry, current age)`` when the one
+        stored response for ``url_key`` has no Vary and no response no-cache and is still
+        fresh at ``now``; else None, with nothing counted.
+
+        Only for a GET without any of `DECISIVE_FIELDS`, and only when
+        `shortcut_allowed`. For such a request it is exactly what the general path of
+        `lookup` concludes (§4.2): a HIT with this entry and age.
+        """
+        entry = self.store.plain_entry(url_key)
+        if entry is None or entry.always_validate:
+            return None
+        age = entry.initial_age_s + (now - entry.response_time)
+        if entry.lifetime_s > age:
+            self.store.hits += 1
+            return entry, age
+        return None
+
     def lookup(self, method: str, url_key: str, req_headers: HeaderPairs, now: float) -> Lookup:
         """Decide how to answer a request (RFC 9111 §4) at time ``now``."""
-        if method == "GET" and self._shortcut and not has_any(req_headers, _DECISIVE_FIELDS):
-            # The common hit, decided in a few steps: a GET without cache directives or
-            # preconditions, a stored response without Vary or response no-cache, still
-            # fresh. It is exactly what the general path below concludes for it (§4.2).
-            entry = self.store.lookup(url_key, req_headers)
-            if entry is not None and not entry.vary and not entry.always_validate:
-                age = entry.initial_age_s + (now - entry.response_time)
-                if entry.lifetime_s > age:
-                    return Lookup(
-                        LookupKind.HIT,
-                        entry=entry,
-                        age=int(age),
-                        ttl=entry.lifetime_s - age,
-                        name=self.name,
-                    )
-            if entry is not None:
-                self.store.hits -= 1  # counted again by the general path's lookup
-            else:
-                self.store.misses -= 1
+        if method == "GET" and self._shortcut and not has_any(req_headers, DECISIVE_FIELDS):
+            fresh = self.fresh_entry(url_key, now)
+            if fresh is not None:
+                return Lookup(
+                    LookupKind.HIT,
+                    entry=fresh[0],
+                    age=int(fresh[1]),
+                    ttl=fresh[0].lifetime_s - fresh[1],
+                    name=self.name,
+                )
         method = method.upper()
         if not self.settings.caching:
             return self._result(LookupKind.BYPASS, fwd="bypass", detail="caching-off")

@@ -319,6 +319,16 @@ class CacheStore:
         self.hits += 1
         return max(matching, key=lambda e: (e.date_value, e.response_time))
 
+    def plain_entry(self, url_key: str) -> Entry | None:
+        """The one stored response for ``url_key`` when it does not vary, else None.
+
+        Counts nothing (the caller decides whether it is a hit) but marks the key used.
+        """
+        variants: Variants = self._lru.get(url_key, ())
+        if len(variants) == 1 and variants[0].vary == ():
+            return variants[0]
+        return None
+
     def variants(self, url_key: str) -> Variants:
         """Every stored variant of ``url_key`` (no hit/miss counted)."""
         variants: Variants = self._lru.get(url_key, ())

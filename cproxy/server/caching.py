@@ -64,7 +64,8 @@ _MEMO_URL_CHARS = 1024
 _memo_url_key = functools.lru_cache(maxsize=4096)(normalise_url)
 
 
-def _url_key(url: str) -> str:
+def url_key_of(url: str) -> str:
+    """The cache key of a request's URL (`normalise_url`, memoised for ordinary lengths)."""
     return _memo_url_key(url) if len(url) <= _MEMO_URL_CHARS else normalise_url(url)
 
 
@@ -121,6 +122,7 @@ class ProxyCache:
         self.collapsed = 0
         self.stale_served = 0
         self.purges = 0
+        self.fast_hits = 0  # hits answered by the fast lane (cproxy.server.fastlane)
 
     def reconfigure(self, cfg: Config) -> None:
         self.store.resize(cfg.cache_memory_bytes)
@@ -132,7 +134,12 @@ class ProxyCache:
         stats: dict[str, Any] = dict(self.store.stats())
         lookups = stats["hits"] + stats["misses"]
         stats["hit_ratio"] = stats["hits"] / lookups if lookups else 0.0
-        stats.update(collapsed=self.collapsed, stale_served=self.stale_served, purges=self.purges)
+        stats.update(
+            collapsed=self.collapsed,
+            stale_served=self.stale_served,
+            purges=self.purges,
+            fast_hits=self.fast_hits,
+        )
         return stats
 
     def store_limit_bytes(self, cfg: Config) -> int:
@@ -147,7 +154,7 @@ def serve_with_cache(
     """Answer ``req`` using the cache where RFC 9111 allows; returns the keep-alive verdict."""
     if req.method == "PURGE":
         return _purge(cc, cache, req, keep, outcome)
-    url_key = _url_key(req.url)
+    url_key = url_key_of(req.url)
     if req.body != "none" and req.method in ("GET", "HEAD"):
         # A GET with a body is odd enough not to answer from, or store in, the cache.
         return _fetch(cc, cache, req, url_key, None, keep, outcome)
@@ -187,16 +194,16 @@ def _send_stored(
     """Send a stored response: pre-serialised head + Age + Cache-Status, then the body."""
     entry = result.entry
     assert entry is not None
+    if req.body != "none":
+        keep = False
     if result.kind is LookupKind.HIT and not (collapsed or result.fwd or result.detail):
         # The plain hit, formatted without the general Cache-Status builder.
-        extra = b"%s; ttl=%d\r\n" % (cc.rt.cache.hit_status, (result.ttl or 0) // 1)
+        extra = hit_lines(cc.rt.cache.hit_status, result.ttl or 0.0, keep)
     else:
         status = result.cache_status(collapsed=collapsed)
         extra = b"Cache-Status: %s\r\n" % status.encode("latin-1")
-    if req.body != "none":
-        keep = False
-    if not keep:
-        extra += b"Connection: close\r\n"
+        if not keep:
+            extra += b"Connection: close\r\n"
     span = _range_to_serve(req, entry) if "range" in req.headers else None
     if result.not_modified:
         head, body = entry.not_modified_head(result.age, extra), b""
@@ -210,13 +217,27 @@ def _send_stored(
         head = entry.head_with_age(result.age, extra)
         body = b"" if req.method == "HEAD" else entry.body
         outcome.status = entry.status
+    send_response(cc, head, body)
+    outcome.sent = len(head) + len(body)
+    return keep
+
+
+def send_response(cc: ClientConnection, head: bytes, body: bytes) -> None:
+    """Send a response whose body is in memory: in one send when it is small."""
     if len(body) <= _JOIN_BODY_BYTES:
         cc._send_client(head + body)
     else:
         cc._send_client(head)
         cc._send_client(body)
-    outcome.sent = len(head) + len(body)
-    return keep
+
+
+def hit_lines(hit_status: bytes, ttl: float, keep: bool) -> bytes:
+    """The lines a plain fresh hit adds to its stored head: Cache-Status (RFC 9211) with
+    the remaining freshness, and Connection: close when the connection ends after it.
+    Shared by `_send_stored` and the fast lane (`cproxy.server.fastlane`)."""
+    if keep:
+        return b"%s; ttl=%d\r\n" % (hit_status, ttl // 1)
+    return b"%s; ttl=%d\r\nConnection: close\r\n" % (hit_status, ttl // 1)
 
 
 def _send_stale(

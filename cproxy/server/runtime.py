@@ -85,6 +85,9 @@ class Runtime:
         self.cache = ProxyCache(config)
         self.requests_total = 0
         self.stopping = False
+        # Answer plain fresh hits through cproxy.server.fastlane. Always on; the tests turn
+        # it off to compare it with the general path, and so can a benchmark.
+        self.fast_lane = True
         # Open client connections (ClientConnection), so shutdown can close idle ones.
         self.connections: set[Any] = set()
         self._reaper: gevent.Greenlet | None = None

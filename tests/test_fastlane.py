@@ -1,0 +1,302 @@
+"""The fast lane (cproxy/server/fastlane.py) against the general path, differentially.
+
+The fast lane's contract: for any request it either declines, or sends exactly what the
+general path would have sent, counts the same and logs the same. Here one proxy serves
+every generated request twice, once with the fast lane and once without, each time from
+the same starting state (a fresh cache holding the same stored response, a fake clock),
+followed on the same connection by a canary request, so the keep-alive verdict is
+compared too. The bytes the client received, the cache counters and the access-log line
+must be the same.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import re
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from cproxy.directives import config_with
+from cproxy.server.caching import ProxyCache
+from tests.hostile import read_all
+from tests.support import FakeClock, Origin, ProxyThread, start_proxy
+
+FIXED_DATE = "Mon, 23 Nov 2026 10:00:00 GMT"
+# What Chromium sends for a page (bench/benchlib.py's browser-header scenario).
+BROWSER_HEADERS = {
+    "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko)",
+    "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+    "Accept-Language": "en-GB,en;q=0.9",
+    "Accept-Encoding": "gzip, deflate",
+    "Cookie": "session=3f2a9c0d1e7b4a6f; theme=dark",
+    "Referer": "http://127.0.0.1/index.html",
+    "Upgrade-Insecure-Requests": "1",
+    "Sec-Fetch-Dest": "document",
+    "Sec-Fetch-Mode": "navigate",
+    "Sec-Fetch-Site": "same-origin",
+}
+
+
+def _stored_route(h) -> None:  # type: ignore[no-untyped-def]
+    h.reply(
+        200,
+        f"stored {h.path}".encode(),
+        {"Cache-Control": "max-age=3600", "Date": FIXED_DATE, "Content-Type": "text/plain"},
+    )
+
+
+@pytest.fixture(scope="module")
+def origin() -> Iterator[Origin]:
+    with Origin() as o:
+        o.default_route = _stored_route
+        yield o
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyThread]:
+    log = tmp_path_factory.mktemp("fastlane") / "access.log"
+    with start_proxy(AccessLog=str(log)) as p:
+        p.access_log_path = log  # type: ignore[attr-defined]
+        yield p
+
+
+def _reset(proxy: ProxyThread, clock: FakeClock) -> None:
+    def fresh_cache() -> None:
+        rt = proxy.runtime
+        rt.cache = ProxyCache(rt.config, clock)
+        rt.access_log.flush()
+
+    proxy.call(fresh_cache)
+
+
+def _send(port: int, data: bytes) -> bytes:
+    with contextlib.closing(socket.create_connection(("127.0.0.1", port), timeout=5)) as s:
+        s.sendall(data)
+        raw, _closed = read_all(s, 5.0)
+    return raw
+
+
+# Access-log fields that vary between two runs of one request: the time, the response
+# time, and whether a pooled origin socket was new or reused ("-", none, stays "-").
+_LOG_VARIES = [
+    (re.compile(rb" \[[^]]*\] "), b" [-] "),
+    (re.compile(rb" [0-9.]+ms "), b" -ms "),
+    (re.compile(rb" origin=(?:new|reused) "), b" origin=used "),
+]
+_DATE = re.compile(rb"\r\nDate: [^\r]*")
+
+
+def _served(proxy: ProxyThread, origin: Origin, request: bytes, *, fast: bool) -> tuple:
+    """What the client, the counters and the access log saw for ``request``."""
+    clock = FakeClock()
+    clock.now = email.utils.parsedate_to_datetime(FIXED_DATE).timestamp() + 30
+    _reset(proxy, clock)
+    canary = f"GET {origin.url('/canary')} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    warm = f"GET {origin.url('/r')} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    assert b" 200 " in _send(proxy.port, warm.encode())
+    log: Path = proxy.access_log_path  # type: ignore[attr-defined]
+    proxy.call(proxy.runtime.access_log.flush)
+    log_size = log.stat().st_size
+    proxy.runtime.fast_lane = fast
+    try:
+        raw = _send(proxy.port, request + canary.encode())
+    finally:
+        proxy.runtime.fast_lane = True
+    cache = proxy.runtime.cache
+    proxy.call(proxy.runtime.access_log.flush)
+    with open(log, "rb") as f:
+        f.seek(log_size)
+        lines = f.read()
+    for pattern, replacement in _LOG_VARIES:
+        lines = pattern.sub(replacement, lines)
+    # cproxy's own answers (errors) carry the real time in Date; stored ones FIXED_DATE.
+    counters = (cache.store.hits, cache.store.misses, cache.store.stores)
+    return _DATE.sub(b"\r\nDate: -", raw), counters, lines, cache.fast_hits
+
+
+# -- generated requests ----------------------------------------------------------------
+
+
+def _targets(port: int) -> st.SearchStrategy[str]:
+    hosts = st.sampled_from(
+        ["127.0.0.1", "127.0.0.1.", "LOCALHOST", "localhost", "127.1", "bad_host!", "a..b"]
+    )
+    ports = st.sampled_from([f":{port}", f":0{port}", ":80", "", ":", ":99999"])
+    paths = st.sampled_from(["/r", "/r?", "/r?q=1", "/r#f", "", "?x", "/R", "/%2f", "/r/../r"])
+    schemes = st.sampled_from(["http://", "HTTP://", "https://", "ftp://"])
+    absolute = st.builds(lambda s, h, p, x: s + h + p + x, schemes, hosts, ports, paths)
+    return st.one_of(absolute, st.sampled_from(["/r", "*", "x"]))
+
+
+FIELDS = [
+    "Host: {host}",
+    "Host: {host}",
+    "host:{host}",
+    "HOST: \t{host} \t",
+    "Host: other.example",
+    "Host: ",
+    "Host: bad host",
+    "User-Agent: curl/8.0",
+    "Referer: http://example/\xe9",
+    "Accept: */*",
+    "Cookie: a=1",
+    "Cache-Control: no-cache",
+    "cache-control: max-age=0",
+    "Cache-Control: only-if-cached",
+    "Pragma: no-cache",
+    "If-None-Match: *",
+    'If-None-Match: "x"',
+    "If-Modified-Since: " + FIXED_DATE,
+    "Range: bytes=0-3",
+    "If-Range: " + FIXED_DATE,
+    "Connection: close",
+    "Connection: keep-alive",
+    "Proxy-Connection: keep-alive",
+    "Via: 1.1 elsewhere",
+    "Via: 1.1 {me}",
+    "Content-Length: 0",
+    "Expect: 100-continue",
+    "Max-Forwards: 0",
+    "X-Obs: caf\xe9",
+    "X-Ctl: a\x01b",
+    "Bad Name: x",
+    ": empty name",
+    "NoColon",
+    " folded",
+    "X-Tab:\tvalue\t",
+]
+
+
+# Fields of a plain request: the fast lane takes a request with any of these.
+PLAIN_FIELDS = [
+    "User-Agent: curl/8.0",
+    "Accept: */*",
+    "Cookie: a=1",
+    "Referer: http://example/",
+    "Proxy-Connection: keep-alive",
+    "X-Tab:\tvalue\t",
+]
+
+
+@st.composite
+def requests(draw: st.DrawFn, port: int, me: str) -> bytes:
+    """A plain GET of the stored URL with up to three changes: another method, target or
+    version, one more field from `FIELDS`, or no Host field."""
+    method, target, version = "GET", f"http://127.0.0.1:{port}/r", "HTTP/1.1"
+    fields = ["Host: {host}", *draw(st.lists(st.sampled_from(PLAIN_FIELDS), max_size=3))]
+    for change in draw(
+        st.lists(
+            st.sampled_from(["method", "target", "version", "field"] * 3 + ["no-host"]), max_size=3
+        )
+    ):
+        if change == "method":
+            method = draw(st.sampled_from(["HEAD", "get", "POST", "PURGE", "OPTIONS"]))
+        elif change == "target":
+            target = draw(_targets(port))
+        elif change == "version":
+            version = draw(st.sampled_from(["HTTP/1.0", "HTTP/1.2", "HTTP/2.0"]))
+        elif change == "field":
+            fields.insert(draw(st.integers(0, len(fields))), draw(st.sampled_from(FIELDS)))
+        elif "Host: {host}" in fields:
+            fields.remove("Host: {host}")
+    text = f"{method} {target} {version}\r\n"
+    text += "".join(f.format(host=f"127.0.0.1:{port}", me=me) + "\r\n" for f in fields)
+    return (text + "\r\n").encode("latin-1")
+
+
+@pytest.mark.timeout(120)
+@settings(
+    max_examples=200,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+@example(data=None)
+def test_fast_lane_serves_exactly_what_the_general_path_serves(
+    proxy: ProxyThread, origin: Origin, data: st.DataObject | None
+) -> None:
+    if data is None:
+        # The case the fast lane exists for: a browser's plain GET of a stored URL.
+        o = f"127.0.0.1:{origin.port}"
+        fields = "".join(f"{k}: {v}\r\n" for k, v in BROWSER_HEADERS.items())
+        request = f"GET http://{o}/r HTTP/1.1\r\nHost: {o}\r\n{fields}\r\n".encode()
+    else:
+        me = proxy.runtime.config.hostname
+        request = data.draw(requests(origin.port, me), label="request")
+    general = _served(proxy, origin, request, fast=False)
+    fast = _served(proxy, origin, request, fast=True)
+    assert general[3] == 0
+    assert fast[:3] == general[:3], request
+    if data is None:
+        assert fast[3] == 1, "the fast lane declined a plain hit"
+
+
+def _plain(port: int, extra: str = "") -> bytes:
+    o = f"127.0.0.1:{port}"
+    return f"GET http://{o}/r HTTP/1.1\r\nHost: {o}\r\n{extra}\r\n".encode("latin-1")
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        *(f + "\r\n" for f in FIELDS if "{" not in f),
+        "X-A: 1\r\n" * 100,  # with Host, one more than MAX_HEADER_COUNT
+    ],
+)
+def test_each_field_alone_is_served_as_the_general_path_serves_it(
+    proxy: ProxyThread, origin: Origin, extra: str
+) -> None:
+    request = _plain(origin.port, extra)
+    assert (
+        _served(proxy, origin, request, fast=True)[:3]
+        == _served(proxy, origin, request, fast=False)[:3]
+    )
+
+
+@pytest.mark.parametrize(
+    "directives",
+    [{"MaxPersistRequest": "1"}, {"ProxyPersistence": "off"}, {"Caching": "off"}],
+)
+def test_directives_the_fast_lane_reads_are_obeyed(
+    proxy: ProxyThread, origin: Origin, directives: dict[str, str]
+) -> None:
+    rt = proxy.runtime
+    before = rt.config
+    proxy.call(lambda: rt.apply(config_with(before, directives)))
+    try:
+        request = _plain(origin.port) * 2
+        general = _served(proxy, origin, request, fast=False)
+        assert _served(proxy, origin, request, fast=True)[:3] == general[:3]
+    finally:
+        proxy.call(lambda: rt.apply(before))
+
+
+# -- what the fast lane takes ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "taken"),
+    [
+        ("", True),
+        ("User-Agent: curl/8.5.0\r\nAccept: */*\r\n", True),
+        ("Proxy-Connection: Keep-Alive\r\n", True),
+        ("Cache-Control: max-age=0\r\n", False),
+        ("Connection: keep-alive\r\n", False),
+        ("Range: bytes=0-1\r\n", False),
+    ],
+)
+def test_fast_lane_takes_plain_hits_and_leaves_the_rest(
+    proxy: ProxyThread, origin: Origin, extra: str, taken: bool
+) -> None:
+    o = f"127.0.0.1:{origin.port}"
+    request = f"GET http://{o}/r HTTP/1.1\r\nHost: {o}\r\n{extra}\r\n".encode()
+    raw, _counters, _log, fast_hits = _served(proxy, origin, request, fast=True)
+    assert raw.startswith(b"HTTP/1.1 20")
+    assert fast_hits == (1 if taken else 0)
