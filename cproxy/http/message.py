@@ -259,16 +259,18 @@ class Response:
 def find_head_end(buf: bytes | bytearray, *, client: bool = True) -> int:
     """Index just past the blank line ending a message head in ``buf``, or -1.
 
-    Raises when the head is over `MAX_HEAD_BYTES` or ends with bare LFs, which
-    RFC 9112 §2.2 allows a recipient to accept but which some servers read
-    differently: strictness here is what keeps the two ends in agreement.
+    Raises when the head is over `MAX_HEAD_BYTES` or uses bare LFs, which RFC 9112
+    §2.2 allows a recipient to accept but which some servers read differently:
+    strictness here is what keeps the two ends in agreement. A complete request head
+    (``client``) is returned without the bare-LF scan: `parse_request_head` makes it.
     """
     end = buf.find(b"\r\n\r\n")
     # Any bare LF in the head, not only in its blank line, is refused at once: the
-    # bytes after the head (a body) are not looked at.
+    # bytes after the head (a body) are not looked at. A complete request head is
+    # checked by parse_request_head instead (or by the fast lane), so this scan is not
+    # made twice for the usual request that arrives whole.
     limit = len(buf) if end == -1 else end + 4
-    # Every CRLF holds one LF, so a count mismatch means a bare LF (two C-speed scans).
-    if buf.count(b"\n", 0, limit) != buf.count(b"\r\n", 0, limit):
+    if (end == -1 or not client) and _has_bare_lf(buf, limit):
         _fail(client, 400, "message head uses bare LF line endings")
     if client:
         # Refuse an over-long request line as soon as it is seen, not at 64 KiB.
@@ -284,6 +286,11 @@ def find_head_end(buf: bytes | bytearray, *, client: bool = True) -> int:
     if end + 4 > MAX_HEAD_BYTES:
         _fail(client, 431, f"message head larger than {MAX_HEAD_BYTES} bytes")
     return end + 4
+
+
+def _has_bare_lf(buf: bytes | bytearray, limit: int) -> bool:
+    # Every CRLF holds one LF, so a count mismatch means a bare LF (two C-speed scans).
+    return buf.count(b"\n", 0, limit) != buf.count(b"\r\n", 0, limit)
 
 
 def _fail(client: bool, status: int, message: str) -> NoReturn:
@@ -411,6 +418,8 @@ def parse_request_head(head: bytes) -> Request:
         raise ClientProtocolError(431, f"request head larger than {MAX_HEAD_BYTES} bytes")
     if not head.endswith(b"\r\n\r\n"):
         raise ClientProtocolError(400, "incomplete request head")
+    if _has_bare_lf(head, len(head)):
+        raise ClientProtocolError(400, "message head uses bare LF line endings")
     first_crlf = head.find(b"\r\n")
     line = head[:first_crlf]
     if len(line) > MAX_REQUEST_LINE_BYTES:

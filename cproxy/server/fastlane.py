@@ -37,7 +37,7 @@ import time
 from typing import TYPE_CHECKING
 
 from cproxy.cache.httpcache import DECISIVE_FIELDS
-from cproxy.http.limits import MAX_HEADER_COUNT
+from cproxy.http.limits import MAX_HEADER_COUNT, MAX_REQUEST_LINE_BYTES
 from cproxy.http.message import _REG_NAME_TEXT, _valid_host_field
 from cproxy.server.caching import hit_lines, send_response, url_key_of
 
@@ -62,8 +62,8 @@ def _plain_host(host: bytes) -> bool:
 
 # The field lines are checked with bytes.translate (C speed, no regex over every byte):
 # deleting every octet a field line may hold (RFC 9110 §5.5: no controls but HTAB) must
-# leave exactly one CRLF per line, and the names before the first colons, deleted of
-# token characters, must leave nothing.
+# leave exactly one CRLF per line (so no bare CR or LF either), and the names before the
+# first colons, deleted of token characters, must leave nothing.
 _FIELD_OCTETS = bytes([9, *range(0x20, 0x7F), *range(0x80, 0x100)])
 _TOKEN_OCTETS = ("!#$%&'*+-.^_`|~" + string.digits + string.ascii_letters).encode()
 # Each line's name (lower-cased block, every line preceded by its LF).
@@ -76,14 +76,46 @@ _GENERAL_PATH_FIELDS = frozenset(
 )
 
 
-def _value(head: bytes, lowered: bytes, start: int, name: bytes) -> str | None:
-    """The first value of field ``name`` (lower case) in a checked head, without the
-    whitespace around it; ``lowered`` is the lower-cased head from ``start`` on."""
+# Field blocks up to this size have their verdicts remembered (at most 256 of them).
+_MEMO_BLOCK_BYTES = 4096
+
+
+def _plain_fields(block: bytes) -> tuple[str | None, str | None] | None:
+    """The verdict on a field block: ``block`` runs from the LF ending the request line to
+    the CRLF ending the last field line.
+
+    None unless every line is a well-formed field line, there are at most
+    `MAX_HEADER_COUNT`, exactly one Host with a valid value, and none of
+    `_GENERAL_PATH_FIELDS`; else the Referer and User-Agent values, for the access log.
+    """
+    lowered = block.lower()
+    names = _NAMES.findall(lowered)
+    if (
+        len(names) > MAX_HEADER_COUNT
+        or block.translate(None, _FIELD_OCTETS) != b"\n" + b"\r\n" * len(names)
+        or b"".join(names).translate(None, _TOKEN_OCTETS)
+        or not all(names)
+        or not _GENERAL_PATH_FIELDS.isdisjoint(names)
+        or names.count(b"host") != 1
+        or not _valid_host_field(_value(block, lowered, b"host") or "-")
+    ):
+        return None
+    return _value(block, lowered, b"referer"), _value(block, lowered, b"user-agent")
+
+
+# Clients send the same field block again and again (a browser's differ by little more
+# than the request line, which is not part of the block): remember the verdicts.
+_plain_fields_memo = functools.lru_cache(maxsize=256)(_plain_fields)
+
+
+def _value(block: bytes, lowered: bytes, name: bytes) -> str | None:
+    """The first value of field ``name`` (lower case) in a checked field block, without
+    the whitespace around it; ``lowered`` is the block in lower case."""
     i = lowered.find(b"\n" + name + b":")
     if i == -1:
         return None
-    i += start + len(name) + 2
-    return head[i : head.index(b"\r", i)].strip(b" \t").decode("latin-1")
+    i += len(name) + 2
+    return block[i : block.index(b"\r", i)].strip(b" \t").decode("latin-1")
 
 
 def serve_fresh_hit(cc: ClientConnection, head: bytes) -> bool | None:
@@ -99,6 +131,8 @@ def serve_fresh_hit(cc: ClientConnection, head: bytes) -> bool | None:
     if cache is None or not cfg.caching or cfg.mapping_rules or not cache.http.shortcut_allowed:
         return None
     line_end = head.find(b"\r\n")
+    if line_end > MAX_REQUEST_LINE_BYTES:
+        return None
     m = _PLAIN_GET.fullmatch(head, 0, line_end)
     if m is None:
         return None
@@ -111,18 +145,10 @@ def serve_fresh_hit(cc: ClientConnection, head: bytes) -> bool | None:
             return None
     else:
         port = 80
-    # The field lines: from the LF ending the request line to the last line's CRLF.
-    lowered = head[line_end + 1 : -2].lower()
-    names = _NAMES.findall(lowered)
-    if (
-        len(names) > MAX_HEADER_COUNT
-        or head.translate(None, _FIELD_OCTETS) != b"\r\n" * (len(names) + 2)
-        or b"".join(names).translate(None, _TOKEN_OCTETS)
-        or not all(names)
-        or not _GENERAL_PATH_FIELDS.isdisjoint(names)
-        or names.count(b"host") != 1
-        or not _valid_host_field(_value(head, lowered, line_end + 1, b"host") or "-")
-    ):
+    block = head[line_end + 1 : -2]
+    check = _plain_fields_memo if len(block) <= _MEMO_BLOCK_BYTES else _plain_fields
+    fields = check(block)
+    if fields is None:
         return None
     for _, own_port in rt.own_addresses():
         if own_port == port:
@@ -148,8 +174,8 @@ def serve_fresh_hit(cc: ClientConnection, head: bytes) -> bool | None:
                 f"GET {url} HTTP/1.1",
                 entry.status,
                 sent,
-                _value(head, lowered, line_end + 1, b"referer"),
-                _value(head, lowered, line_end + 1, b"user-agent"),
+                fields[0],
+                fields[1],
                 time.monotonic() - started,
                 "-",
                 "hit",
