@@ -391,6 +391,22 @@ def test_3_response_over_cache_file_size_limit_is_streamed_whole_not_stored(
         assert len(origin_requests(origin, "/small")) == 1
 
 
+@pytest.mark.parametrize("size", [65537, 8 << 20])
+def test_stored_body_larger_than_a_socket_buffer_is_served_whole_and_byte_exact(
+    origin: Origin, size: int
+) -> None:
+    """A stored body above 64 KiB goes out with its head in one sendmsg(); what the socket
+    did not take goes out after it, in order (8 MiB does not fit a loopback buffer)."""
+    body = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    route(origin, "/large", body=body, Cache_Control="max-age=100")
+    with start_proxy(CacheMemory="64 M") as proxy:
+        assert fetch(proxy, origin.url("/large"))[2] == body
+        status, headers, again = fetch(proxy, origin.url("/large"))
+        assert (status, again == body) == (200, True)
+        assert "hit" in lowered(headers)["cache-status"]
+        assert len(origin_requests(origin, "/large")) == 1
+
+
 def test_lru_eviction_keeps_within_cache_memory_and_recently_used_survive(origin: Origin) -> None:
     body = b"z" * 10240
     for i in range(20):

@@ -578,6 +578,19 @@ class ClientConnection:
         except (OSError, TimeoutError) as exc:
             raise ClientGone(str(exc)) from exc
 
+    def _send_client_parts(self, head: bytes, body: bytes) -> None:
+        """`_send_client` for ``head + body`` without joining them: one sendmsg(), and
+        whatever it left goes as `_send_client` sends."""
+        try:
+            sent = self.sock.sendmsg([head, body])
+            if sent < len(head):
+                _send_all(self.sock, head[sent:])
+                sent = len(head)
+            if sent - len(head) < len(body):
+                _send_all(self.sock, memoryview(body)[sent - len(head) :])
+        except (OSError, TimeoutError) as exc:
+            raise ClientGone(str(exc)) from exc
+
     def _client_head(
         self,
         req: Request,
@@ -811,7 +824,7 @@ class _Outcome:
         self.cache = "-"
 
 
-def _send_all(sock: socket.socket, data: bytes) -> None:
+def _send_all(sock: socket.socket, data: bytes | memoryview) -> None:
     """Send all of ``data``. One send() usually takes a whole head or small response;
     gevent's sendall() costs more per call (it asks the socket for its buffer size
     first), so it only carries what the first send() left."""
