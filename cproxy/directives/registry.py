@@ -222,8 +222,9 @@ _DECLARED: tuple[Directive, ...] = (
         """
         Time allowed to deliver one whole response relayed from an origin, from its head to
         its last byte, including waits for the origin's body; when it runs out the
-        connection is closed. Responses from the cache, and cproxy's own, are sent from
-        memory and bounded by ReadTimeout for each send instead.
+        connection is closed. Responses from the cache, cproxy's own, and relayed ones that
+        arrived whole with their head are sent from memory and bounded by ReadTimeout for
+        each send instead.
 
         30 minutes lets a large download finish over a slow link, yet a client that reads
         too slowly cannot hold a slot forever.

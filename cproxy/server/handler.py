@@ -15,7 +15,8 @@ The timeouts, precisely (each is a directive, see cproxy.conf(5)):
   ReadTimeout, or when one side took nothing we sent for that long.
 - OutputTimeout: from sending the head of a response relayed from an origin until
   the last byte of its body, including waits for the origin's body. Fires -> close.
-  Stored (cache) and cproxy's own responses are bounded by ReadTimeout alone.
+  Stored (cache) and cproxy's own responses, and relayed ones that arrived whole with
+  their head, are sent from memory and bounded by ReadTimeout alone.
 
 The waits for a request's first byte (InputTimeout for the first request,
 PersistTimeout) have no socket timeout: the runtime's reaper ends them, at most one
@@ -648,8 +649,15 @@ class ClientConnection:
         head, framing = self._client_head(req, resp, keep, extra, fields)
         outcome.status = resp.status
         clean = False
-        timer = gevent.Timeout(cfg.output_timeout_s, OutputTimeout)
-        timer.start()
+        # A response that came whole with its head goes out from memory, bounded by
+        # ReadTimeout for each send like a stored one; only one whose body is still to
+        # come from the origin needs OutputTimeout's timer (a gevent Timeout per response).
+        whole = resp.body == "none" or (
+            resp.body == "length" and len(rest) >= resp.content_length
+        )
+        timer = None if whole else gevent.Timeout(cfg.output_timeout_s, OutputTimeout)
+        if timer is not None:
+            timer.start()
         try:
             if resp.body == "none":
                 self._send_client(head)
@@ -672,7 +680,8 @@ class ClientConnection:
             self.rt.pool.discard(conn)
             raise
         finally:
-            timer.close()
+            if timer is not None:
+                timer.close()
         if tee is not None:
             tee.complete = clean and resp.body != "close"
         self._done_with_origin(conn, resp, clean=clean)
