@@ -23,7 +23,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from cproxy.directives import config_with
+from cproxy.http import Request, parse_request_head
 from cproxy.server.caching import ProxyCache
+from cproxy.server.fastlane import plain_get
 from tests.hostile import read_all
 from tests.support import FakeClock, Origin, ProxyThread, start_proxy
 
@@ -264,6 +266,19 @@ def test_each_field_alone_is_served_as_the_general_path_serves_it(
 
 
 @pytest.mark.parametrize(
+    "host", ["bad host", "", "a..b", "[::1]", "x:99999", "127.0.0.1:0", "Example.COM.", "é"]
+)
+def test_each_host_value_is_served_as_the_general_path_serves_it(
+    proxy: ProxyThread, origin: Origin, host: str
+) -> None:
+    request = f"GET {origin.url('/r')} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode("latin-1")
+    assert (
+        _served(proxy, origin, request, fast=True)[:3]
+        == _served(proxy, origin, request, fast=False)[:3]
+    )
+
+
+@pytest.mark.parametrize(
     "directives",
     [{"MaxPersistRequest": "1"}, {"ProxyPersistence": "off"}, {"Caching": "off"}],
 )
@@ -279,6 +294,33 @@ def test_directives_the_fast_lane_reads_are_obeyed(
         assert _served(proxy, origin, request, fast=True)[:3] == general[:3]
     finally:
         proxy.call(lambda: rt.apply(before))
+
+
+# -- the Request handed to the general path --------------------------------------------
+
+
+def _state(req: Request) -> dict[str, object]:
+    state = {slot: getattr(req, slot) for slot in Request.__slots__ if slot != "headers"}
+    return state | {"fields": list(req.headers), "index": req.headers._lookup()}
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(request=requests(8080, "cproxy"))
+@example(request=_plain(8080, "User-Agent: x\r\nX-Tab:\tv \r\n"))
+def test_plain_get_builds_the_request_that_parse_request_head_builds(request: bytes) -> None:
+    plain = plain_get(request)
+    if plain is None:
+        return
+    assert _state(plain.request()) == _state(parse_request_head(request))
+
+
+def test_plain_get_requests_do_not_share_mutable_headers() -> None:
+    plain = plain_get(_plain(8080, "Accept: */*\r\n"))
+    assert plain is not None
+    first = plain.request()
+    first.headers.add("X-Added", "1")
+    first.headers.set("Accept", "text/html")
+    assert _state(plain.request()) == _state(parse_request_head(_plain(8080, "Accept: */*\r\n")))
 
 
 # -- what the fast lane takes ----------------------------------------------------------

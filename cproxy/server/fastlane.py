@@ -7,11 +7,19 @@ rules and formats the answer, in a dozen calls; measured, that is more than half
 1 KiB hit's CPU time (issue #5). The fast lane answers exactly these requests from the
 raw head in one function, and declines everything else.
 
+It works in two steps. `plain_get` recognises the request shape and checks the head as
+strictly as `parse_request_head` (the field lines go through the same parser, and its
+verdict on a field block is remembered, since clients send the same block again and
+again). `serve_fresh_hit` then answers it from the cache if it can. When it cannot (a
+miss, a stale response...), the general path serves the request from
+`PlainGet.request()`, the `Request` that `parse_request_head` would have built, so the
+head is not parsed twice.
+
 Its contract, which tests/test_fastlane.py checks differentially against the general
 path over generated requests: for any request head it either
 
-- declines (returns None) having sent nothing and changed nothing, and the general path
-  then parses and serves the request as if the fast lane did not exist; or
+- declines, having sent nothing and changed nothing, and the general path serves the
+  request as if the fast lane did not exist; or
 - sends byte for byte what the general path would send, counts the same hit, writes the
   same access-log line, and returns the same keep-alive verdict.
 
@@ -32,13 +40,14 @@ from __future__ import annotations
 
 import functools
 import re
-import string
 import time
 from typing import TYPE_CHECKING
 
 from cproxy.cache.httpcache import DECISIVE_FIELDS
-from cproxy.http.limits import MAX_HEADER_COUNT, MAX_REQUEST_LINE_BYTES
-from cproxy.http.message import _REG_NAME_TEXT, _valid_host_field
+from cproxy.errors import ClientProtocolError
+from cproxy.http import Headers, Request
+from cproxy.http.limits import MAX_REQUEST_LINE_BYTES
+from cproxy.http.message import _REG_NAME_TEXT, _parse_field_block, _valid_host_field
 from cproxy.server.caching import hit_lines, send_response, url_key_of
 
 if TYPE_CHECKING:
@@ -48,9 +57,16 @@ if TYPE_CHECKING:
 # (checked by `_plain_host`), a port only when it is not 80 and without leading zeros, a
 # path starting with "/", and no "#".
 _PLAIN_GET = re.compile(
-    rb"GET (http://([a-z0-9._-]+)(?::([1-9][0-9]{0,4}))?/[\x21\x22\x24-\x7e]*) HTTP/1\.1"
+    rb"GET (http://([a-z0-9._-]+)(?::([1-9][0-9]{0,4}))?(/[\x21\x22\x24-\x7e]*)) HTTP/1\.1"
 )
 _REG_NAME = re.compile(_REG_NAME_TEXT.encode())
+# Fields whose presence sends the request down the general path.
+_GENERAL_PATH_FIELDS = frozenset(
+    {"content-length", "transfer-encoding", "connection", "expect", "via", "range"}
+    | DECISIVE_FIELDS
+)
+# Field blocks up to this size have their verdicts remembered (at most 256 of them).
+_MEMO_BLOCK_BYTES = 4096
 
 
 @functools.lru_cache(maxsize=256)
@@ -60,47 +76,32 @@ def _plain_host(host: bytes) -> bool:
     return _REG_NAME.fullmatch(host) is not None and not host.endswith(b".")
 
 
-# The field lines are checked with bytes.translate (C speed, no regex over every byte):
-# deleting every octet a field line may hold (RFC 9110 §5.5: no controls but HTAB) must
-# leave exactly one CRLF per line (so no bare CR or LF either), and the names before the
-# first colons, deleted of token characters, must leave nothing.
-_FIELD_OCTETS = bytes([9, *range(0x20, 0x7F), *range(0x80, 0x100)])
-_TOKEN_OCTETS = ("!#$%&'*+-.^_`|~" + string.digits + string.ascii_letters).encode()
-# Each line's name (lower-cased block, every line preceded by its LF).
-_NAMES = re.compile(rb"\n([^:\n]*):")
-# Fields whose presence sends the request down the general path.
-_GENERAL_PATH_FIELDS = frozenset(
-    name.encode()
-    for name in {"content-length", "transfer-encoding", "connection", "expect", "via", "range"}
-    | DECISIVE_FIELDS
-)
+class _Fields:
+    """A checked field block: its fields and index as `parse_request_head` makes them."""
+
+    __slots__ = ("index", "pairs")
+
+    def __init__(self, pairs: tuple[tuple[str, str], ...], index: dict[str, list[str]]) -> None:
+        self.pairs = pairs
+        # Shared by every request with this block: Headers never change an index in place.
+        self.index = index
 
 
-# Field blocks up to this size have their verdicts remembered (at most 256 of them).
-_MEMO_BLOCK_BYTES = 4096
-
-
-def _plain_fields(block: bytes) -> tuple[str | None, str | None] | None:
-    """The verdict on a field block: ``block`` runs from the LF ending the request line to
-    the CRLF ending the last field line.
-
-    None unless every line is a well-formed field line, there are at most
-    `MAX_HEADER_COUNT`, exactly one Host with a valid value, and none of
-    `_GENERAL_PATH_FIELDS`; else the Referer and User-Agent values, for the access log.
-    """
-    lowered = block.lower()
-    names = _NAMES.findall(lowered)
-    if (
-        len(names) > MAX_HEADER_COUNT
-        or block.translate(None, _FIELD_OCTETS) != b"\n" + b"\r\n" * len(names)
-        or b"".join(names).translate(None, _TOKEN_OCTETS)
-        or not all(names)
-        or not _GENERAL_PATH_FIELDS.isdisjoint(names)
-        or names.count(b"host") != 1
-        or not _valid_host_field(_value(block, lowered, b"host") or "-")
-    ):
+def _plain_fields(block: bytes) -> _Fields | None:
+    """The verdict on a field block (every field line with its CRLF): the parsed fields
+    when the general parser accepts them, there is exactly one Host with a valid value,
+    and none of `_GENERAL_PATH_FIELDS`; else None."""
+    try:
+        headers = _parse_field_block(block, True)
+    except ClientProtocolError:
         return None
-    return _value(block, lowered, b"referer"), _value(block, lowered, b"user-agent")
+    index = headers._lookup()
+    hosts = index.get("host", ())
+    if len(hosts) != 1 or not _valid_host_field(hosts[0]):
+        return None
+    if not _GENERAL_PATH_FIELDS.isdisjoint(index):
+        return None
+    return _Fields(tuple(headers), index)
 
 
 # Clients send the same field block again and again (a browser's differ by little more
@@ -108,18 +109,63 @@ def _plain_fields(block: bytes) -> tuple[str | None, str | None] | None:
 _plain_fields_memo = functools.lru_cache(maxsize=256)(_plain_fields)
 
 
-def _value(block: bytes, lowered: bytes, name: bytes) -> str | None:
-    """The first value of field ``name`` (lower case) in a checked field block, without
-    the whitespace around it; ``lowered`` is the block in lower case."""
-    i = lowered.find(b"\n" + name + b":")
-    if i == -1:
+class PlainGet:
+    """A request head of the shape the fast lane takes, checked."""
+
+    __slots__ = ("fields", "host", "path", "port", "target")
+
+    def __init__(self, target: str, host: str, port: int, path: str, fields: _Fields) -> None:
+        self.target = target  # also the URL: it is in normal form
+        self.host = host
+        self.port = port
+        self.path = path
+        self.fields = fields
+
+    def request(self) -> Request:
+        """The `Request` that `parse_request_head` makes of this head."""
+        headers = Headers(list(self.fields.pairs))
+        headers._index = self.fields.index
+        req = Request("GET", self.target, 1, headers)
+        req.form, req.scheme, req.host, req.port, req.path = (
+            "absolute",
+            "http",
+            self.host,
+            self.port,
+            self.path,
+        )
+        return req
+
+
+def plain_get(head: bytes) -> PlainGet | None:
+    """``head`` as a `PlainGet`, or None when it is not one (the general path then parses
+    it, and refuses it if it is malformed)."""
+    line_end = head.find(b"\r\n")
+    if line_end > MAX_REQUEST_LINE_BYTES:
         return None
-    i += len(name) + 2
-    return block[i : block.index(b"\r", i)].strip(b" \t").decode("latin-1")
+    m = _PLAIN_GET.fullmatch(head, 0, line_end)
+    if m is None:
+        return None
+    target, host, port_text, path = m.groups()
+    if not _plain_host(host):
+        return None
+    if port_text is not None:
+        port = int(port_text)
+        if port == 80 or port > 65535:
+            return None
+    else:
+        port = 80
+    block = head[line_end + 2 : -2]
+    check = _plain_fields_memo if len(block) <= _MEMO_BLOCK_BYTES else _plain_fields
+    fields = check(block)
+    if fields is None:
+        return None
+    return PlainGet(
+        target.decode("ascii"), host.decode("ascii"), port, path.decode("ascii"), fields
+    )
 
 
-def serve_fresh_hit(cc: ClientConnection, head: bytes) -> bool | None:
-    """Answer ``head`` from the cache if it is a plain GET with a fresh stored response.
+def serve_fresh_hit(cc: ClientConnection, plain: PlainGet) -> bool | None:
+    """Answer ``plain`` from the cache if it has a fresh stored response.
 
     Returns None, having done nothing, when the general path must serve the request;
     otherwise the keep-alive verdict, as `ClientConnection._serve` would return it.
@@ -130,30 +176,11 @@ def serve_fresh_hit(cc: ClientConnection, head: bytes) -> bool | None:
     cfg = rt.config
     if cache is None or not cfg.caching or cfg.mapping_rules or not cache.http.shortcut_allowed:
         return None
-    line_end = head.find(b"\r\n")
-    if line_end > MAX_REQUEST_LINE_BYTES:
-        return None
-    m = _PLAIN_GET.fullmatch(head, 0, line_end)
-    if m is None:
-        return None
-    host, port_text = m.group(2, 3)
-    if not _plain_host(host):
-        return None
-    if port_text is not None:
-        port = int(port_text)
-        if port == 80 or port > 65535:
-            return None
-    else:
-        port = 80
-    block = head[line_end + 1 : -2]
-    check = _plain_fields_memo if len(block) <= _MEMO_BLOCK_BYTES else _plain_fields
-    fields = check(block)
-    if fields is None:
-        return None
+    port = plain.port
     for _, own_port in rt.own_addresses():
         if own_port == port:
             return None  # perhaps aimed at cproxy itself: the general path decides
-    url = m.group(1).decode("ascii")
+    url = plain.target
     fresh = cache.http.fresh_entry(url_key_of(url), cache.clock())
     if fresh is None:
         return None
@@ -174,10 +201,15 @@ def serve_fresh_hit(cc: ClientConnection, head: bytes) -> bool | None:
                 f"GET {url} HTTP/1.1",
                 entry.status,
                 sent,
-                fields[0],
-                fields[1],
+                _first(plain.fields.index, "referer"),
+                _first(plain.fields.index, "user-agent"),
                 time.monotonic() - started,
                 "-",
                 "hit",
             )
     return keep
+
+
+def _first(index: dict[str, list[str]], name: str) -> str | None:
+    values = index.get(name)
+    return values[0] if values else None

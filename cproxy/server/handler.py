@@ -49,7 +49,7 @@ from cproxy.http.message import parse_response_head, response_fields_for_client
 from cproxy.origin import OriginConnection, default_resolve, open_socket, origin_key
 from cproxy.server import routing
 from cproxy.server.caching import BodyTee, serve_with_cache
-from cproxy.server.fastlane import serve_fresh_hit
+from cproxy.server.fastlane import plain_get, serve_fresh_hit
 from cproxy.server.pages import error_response, reason
 
 if TYPE_CHECKING:
@@ -117,9 +117,11 @@ class ClientConnection:
                     return
                 self.served += 1
                 self.rt.requests_total += 1
-                keep = serve_fresh_hit(self, head) if self.rt.fast_lane else None
+                plain = plain_get(head) if self.rt.fast_lane else None
+                keep = serve_fresh_hit(self, plain) if plain is not None else None
                 if keep is None:
-                    keep = self._serve(parse_request_head(head))
+                    req = plain.request() if plain is not None else parse_request_head(head)
+                    keep = self._serve(req)
                 if not keep:
                     return
         except ClientProtocolError as exc:
@@ -652,9 +654,7 @@ class ClientConnection:
         # A response that came whole with its head goes out from memory, bounded by
         # ReadTimeout for each send like a stored one; only one whose body is still to
         # come from the origin needs OutputTimeout's timer (a gevent Timeout per response).
-        whole = resp.body == "none" or (
-            resp.body == "length" and len(rest) >= resp.content_length
-        )
+        whole = resp.body == "none" or (resp.body == "length" and len(rest) >= resp.content_length)
         timer = None if whole else gevent.Timeout(cfg.output_timeout_s, OutputTimeout)
         if timer is not None:
             timer.start()
