@@ -50,7 +50,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cproxy")
 
-# How many recently uncacheable URLs are remembered, and for how long.
+# How many recently uncacheable URLs are remembered, and for how long (from the first
+# uncacheable answer: later ones do not extend it; a request after that is collapsed once
+# more, and its answer remembers the URL again).
 UNCACHEABLE_URLS = 4096
 UNCACHEABLE_TTL_S = 10.0
 
@@ -382,10 +384,12 @@ def _fetch(
             url_key=url_key,
             body_bytes=resp.content_length if resp.body == "length" else None,
         )
+        # Membership first: TTLCache's pop() and store cost three times its lookup.
         if ok:
             tee = BodyTee(cache.store_limit_bytes(cfg))
-            cache.uncacheable.pop(url_key, None)
-        else:
+            if url_key in cache.uncacheable:
+                del cache.uncacheable[url_key]
+        elif url_key not in cache.uncacheable:
             cache.uncacheable[url_key] = True
     status_value = (
         result.cache_status(fwd_status=resp.status, stored=tee is not None)
