@@ -4,8 +4,11 @@ Modelled on IBM Caching Proxy's ``ServerConnPool`` (``MaxSocketPerServer`` idle 
 origin, ``ServerConnTimeout``, a collector every ``ServerConnGCRun``) and on urllib3's
 connectionpool: the most recently released socket is reused first (LIFO, so the fewest sockets
 stay warm and the rest age out), limits are explicit, and a socket is checked when it is taken,
-not only by the collector: its age against the idle timeout, then a non-blocking peek for EOF
-(the origin closed it) or bytes nobody asked for.
+not only by the collector: its age against the idle timeout, then whether it became readable
+while idle (the origin closed it or sent bytes nobody asked for), which the event loop notices
+for free, and on request a non-blocking peek that also catches what arrived since the loop
+last looked. The handler skips the peek for idempotent requests without a body, which are
+retried once on a fresh socket if a pooled one turns out dead (DESIGN §5 rule 5).
 
 Concurrency: gevent switches greenlets only on I/O. Every bookkeeping step here is done without
 yielding, except opening a connection, which is counted in ``pending_connects`` while it waits.
@@ -178,12 +181,16 @@ class OriginPool:
 
     # -- checkout and return ------------------------------------------------------------------
 
-    def acquire(self, key: OriginKey) -> OriginConnection:
+    def acquire(self, key: OriginKey, *, verify: bool = True) -> OriginConnection:
         """Return a connection to ``key``: the most recently released usable idle one, or new.
 
         Idle sockets past ``idle_timeout_s`` are closed (``expired``); ones the origin closed or
-        that have unexpected bytes waiting are closed (``dropped_dead``). Raises ``PoolClosed``
-        after ``close()``, and the ``OriginError`` subclasses of ``connect`` for a new one.
+        that have unexpected bytes waiting are closed (``dropped_dead``): noticed by the event
+        loop while they were idle, and, with ``verify``, by a non-blocking peek now, which
+        also catches what arrived since the loop last looked. A caller that may simply retry
+        on a fresh socket (an idempotent request without a body) can skip the peek. Raises
+        ``PoolClosed`` after ``close()``, and the ``OriginError`` subclasses of ``connect``
+        for a new one.
         """
         if self._closed:
             raise PoolClosed("the origin connection pool is closed")
@@ -192,11 +199,12 @@ class OriginPool:
             origin = self._origin(key)
             while origin.idle:
                 conn = origin.idle.pop()
+                conn.unwatch_idle()
                 if self._expired(conn, self._clock()):
                     self._count(origin, "expired")
                     conn.close()
                     continue
-                if conn.peer_state() != "ok":
+                if conn.heard_while_idle or (verify and conn.peer_state() != "ok"):
                     self._count(origin, "dropped_dead")
                     conn.close()
                     continue
@@ -240,6 +248,7 @@ class OriginPool:
         self._checked_out.discard(conn)
         origin.in_use -= 1
         conn.idle_since = self._clock()
+        conn.watch_idle()
         origin.idle.append(conn)
 
     def discard(self, conn: OriginConnection) -> None:

@@ -422,7 +422,12 @@ class ClientConnection:
             # Bodies always go on a fresh socket: a stale pooled one could
             # swallow part of an upload that we cannot replay. The one retry goes on a
             # fresh socket too (DESIGN.md §5 rule 5), not on the next idle one.
-            conn = pool.connect(key) if has_body or retried else pool.acquire(key)
+            if has_body or retried:
+                conn = pool.connect(key)
+            else:
+                # An idempotent request is retried once on a fresh socket if a pooled one
+                # turns out dead (below), so it needs no checkout peek.
+                conn = pool.acquire(key, verify=req.method not in IDEMPOTENT_METHODS)
             outcome.origin = "reused" if conn.reused else "new"
             if not conn.reused and self._is_own_listener(conn.sock):
                 # A name that resolved to one of our own listeners: refuse before a byte is
