@@ -519,6 +519,39 @@ def test_rfc5861_3_stale_while_revalidate_serves_stale_and_refreshes_once(
     assert len(origin.requests) == 2
 
 
+def test_background_refresh_from_a_silent_origin_ends_after_read_timeout(
+    origin: Origin,
+) -> None:
+    """The wait for the origin's answer is bounded by ReadTimeout for a background refresh
+    too (the runtime's reaper ends it), so the URL can be refreshed again afterwards."""
+    release = threading.Event()
+    calls = {"n": 0}
+
+    def handler(h: OriginHandler) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            release.wait(WAIT_S)  # the refresh gets no answer until the test is done
+            return
+        h.reply(200, b"v", {"Cache-Control": "max-age=1, stale-while-revalidate=1000"})
+
+    origin.routes["/silent"] = handler
+    try:
+        with start_proxy(ReadTimeout="300 ms") as proxy:
+            clock = FakeClock()
+            proxy.runtime.cache.clock = clock
+            key = normalise_url(origin.url("/silent"))
+            assert fetch(proxy, origin.url("/silent"))[2] == b"v"
+            clock.advance(30)
+            assert fetch(proxy, origin.url("/silent"))[2] == b"v"  # stale, refresh starts
+            wait_for(lambda: calls["n"] == 2, what="the background refresh")
+            wait_for(
+                lambda: not proxy.call(lambda: key in proxy.runtime.cache.refreshing),
+                what="the refresh to give up after ReadTimeout",
+            )
+    finally:
+        release.set()
+
+
 # -- PURGE and the cache directives ----------------------------------------------------------
 
 

@@ -170,6 +170,11 @@ class HttpCache:
                     ttl=fresh[0].lifetime_s - fresh[1],
                     name=self.name,
                 )
+            if url_key not in self.store:
+                # Nothing stored under the URL, and no request directive (only-if-cached)
+                # or precondition to weigh: the general path's verdict, in one step.
+                self.store.misses += 1
+                return self._result(LookupKind.MISS, fwd="uri-miss")
         method = method.upper()
         if not self.settings.caching:
             return self._result(LookupKind.BYPASS, fwd="bypass", detail="caching-off")

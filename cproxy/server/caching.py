@@ -465,11 +465,14 @@ def _refresh_in_background(
     clone = copy.copy(req)
 
     def run() -> None:
+        # Registered like a client connection: the reaper bounds its wait for the origin.
+        cc.rt.connections.add(background)
         try:
             _fetch(background, cache, clone, url_key, refresh, False, _Outcome())
         except Exception as exc:  # a refresh must never take the process down; log it
             log.warning("background refresh of %s failed: %s", url_key, exc)
         finally:
+            cc.rt.connections.discard(background)
             cache.refreshing.discard(url_key)
 
     gevent.spawn(run)

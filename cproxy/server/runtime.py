@@ -117,11 +117,13 @@ class Runtime:
         self.access_log.close()
 
     def reaper_tick_s(self) -> float:
-        """How often idle client connections are checked against their deadlines: an
-        eighth of the shorter of InputTimeout and PersistTimeout, within 5 ms .. 250 ms, so
-        a timeout fires at most that late."""
+        """How often client connections are checked against their deadlines (waits for a
+        request, and for an origin's response head): an eighth of the shortest of
+        InputTimeout, PersistTimeout and ReadTimeout, within 5 ms .. 250 ms, so a timeout
+        fires at most that late."""
         cfg = self.config
-        return min(max(min(cfg.input_timeout_s, cfg.persist_timeout_s) / 8, 0.005), 0.25)
+        shortest = min(cfg.input_timeout_s, cfg.persist_timeout_s, cfg.read_timeout_s)
+        return min(max(shortest / 8, 0.005), 0.25)
 
     def _reap_idle_connections(self) -> None:
         while True:
