@@ -172,7 +172,10 @@ class Headers(Sequence[tuple[str, str]]):
     def end_to_end(self) -> list[tuple[str, str]]:
         """The fields a proxy forwards: without hop-by-hop fields, the fields the
         Connection header names, and the framing fields (rebuilt by the sender)."""
-        connection = self._lookup().get("connection")
+        index = self._lookup()
+        if index.keys().isdisjoint(_NOT_FORWARDED):
+            return list(self._fields)  # the usual request: nothing to drop
+        connection = index.get("connection")
         drop = (
             HOP_BY_HOP | _FRAMING | set(self.get_tokens("connection"))
             if connection
@@ -645,7 +648,9 @@ def parse_response_head(head: bytes, request_method: str) -> Response:
 def response_fields_for_client(resp: Response, via_name: str) -> list[tuple[str, str]]:
     """The fields of ``resp`` a proxy passes on: end-to-end ones plus its own Via entry
     (RFC 9110 §7.6.3); framing is added by whoever serialises the body."""
-    fields = [(n, v) for n, v in resp.headers.end_to_end() if n.lower() != "via"]
+    fields = resp.headers.end_to_end()
     via = resp.headers.get_all("via")
+    if via:
+        fields = [(n, v) for n, v in fields if n.lower() != "via"]
     fields.append(("Via", ", ".join([*via, f"1.{resp.version} {via_name}"])))
     return fields
