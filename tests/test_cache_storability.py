@@ -94,6 +94,11 @@ def test_3_needs_explicit_freshness_public_or_heuristic_status() -> None:
 def test_3_nothing_to_reuse_or_validate_is_not_stored() -> None:
     assert ok(resp=[]) == (False, "too-short")
     assert ok(resp=[("ETag", '"a"')]) == (True, "ok")  # validation is still worth it
+    assert ok(resp=[("ETag", '""')]) == (True, "ok")  # the empty entity tag is valid
+    assert ok(resp=[("ETag", "unquoted")]) == (True, "ok")  # read leniently, as "unquoted"
+    # No tag at all validates nothing: the stored copy could never be revalidated.
+    assert ok(resp=[("ETag", "")]) == (False, "too-short")
+    assert ok(resp=[("ETag", "W/")]) == (False, "too-short")
     assert ok(resp=[("Cache-Control", "max-age=0")]) == (False, "too-short")
 
 

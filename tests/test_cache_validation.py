@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from cproxy.cache import LookupKind
 from cproxy.cache.policy import (
+    EntityTag,
     Validators,
     client_not_modified,
     conditional_headers,
@@ -198,3 +201,22 @@ def test_4_3_5_precondition_requests_go_to_the_origin() -> None:
     store(cache, [("Cache-Control", "max-age=3600"), ("ETag", '"a"')])
     result = cache.lookup("GET", URL, [("If-Match", '"a"')], T0)
     assert result.kind is LookupKind.MISS and result.fwd == "request"
+
+
+@pytest.mark.parametrize(
+    ("text", "tag"),
+    [
+        ('"a"', EntityTag(False, "a")),
+        ('W/"a"', EntityTag(True, "a")),
+        ('w/"a"', EntityTag(True, "a")),
+        ('""', EntityTag(False, "")),  # RFC 9110 §8.8.3: the empty opaque-tag is valid
+        ('W/""', EntityTag(True, "")),
+        ("unquoted", EntityTag(False, "unquoted")),  # lenient: some origins omit quotes
+        (' \t"a" ', EntityTag(False, "a")),
+        ("", None),
+        ("W/", None),
+        (None, None),
+    ],
+)
+def test_parse_etag(text: str | None, tag: EntityTag | None) -> None:
+    assert parse_etag(text) == tag

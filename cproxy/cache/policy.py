@@ -140,7 +140,9 @@ class _StoreFacts(NamedTuple):
 
 
 def _has_validator(headers: HeaderPairs) -> bool:
-    return get_first(headers, "ETag") is not None or (
+    """A usable ETag or Last-Modified: what `Entry.has_validator` will find when the stored
+    response is to be validated (a malformed ETag validates nothing)."""
+    return parse_etag(get_first(headers, "ETag")) is not None or (
         parse_http_date(get_first(headers, "Last-Modified")) is not None
     )
 
@@ -641,8 +643,9 @@ class EntityTag(NamedTuple):
 
 
 def parse_etag(text: str | None) -> EntityTag | None:
-    """Parse an entity-tag leniently: ``"x"``, ``W/"x"``, ``w/"x"``; an unquoted ``x`` is
-    taken as ``"x"`` (some origins omit the quotes). None for empty input."""
+    """Parse an entity-tag leniently: ``"x"``, ``W/"x"``, ``w/"x"``, and the empty ``""``
+    (RFC 9110 §8.8.3 allows it); an unquoted ``x`` is taken as ``"x"`` (some origins omit
+    the quotes). None when there is no tag (empty input, a bare ``W/``)."""
     if text is None:
         return None
     text = text.strip(" \t")
@@ -650,8 +653,8 @@ def parse_etag(text: str | None) -> EntityTag | None:
     if text[:2] in ("W/", "w/"):
         weak, text = True, text[2:]
     if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
-        text = text[1:-1]
-    if not text and not weak:
+        return EntityTag(weak, text[1:-1])
+    if not text:
         return None
     return EntityTag(weak, text)
 
