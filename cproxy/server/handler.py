@@ -451,7 +451,8 @@ class ClientConnection:
                 pool.discard(conn)
                 raise ClientProtocolError(403, _TO_SELF)
             try:
-                conn.sock.settimeout(cfg.read_timeout_s)
+                if conn.sock.timeout != cfg.read_timeout_s:  # a pooled socket has it already
+                    conn.sock.settimeout(cfg.read_timeout_s)
                 self._send_request(conn, req, head)
                 resp, rest = self._read_response_head(conn, req)
                 return conn, resp, rest
