@@ -68,6 +68,27 @@ def test_slowloris_head_gets_408_and_close_within_input_timeout(origin: Origin) 
     assert origin.requests == []
 
 
+def test_the_reaper_outlives_a_connection_that_fails_its_check(origin: Origin) -> None:
+    """Every idle and origin wait depends on the runtime's reaper: one connection whose
+    check raises must not stop it for the others."""
+
+    class Broken:
+        def expire_if_idle(self, now: float) -> None:
+            raise RuntimeError("broken on purpose")
+
+        def close_if_idle(self) -> None:
+            pass
+
+    with start_proxy(InputTimeout="300 ms") as proxy:
+        proxy.call(lambda: proxy.runtime.connections.add(Broken()))
+        with raw_connection(proxy.port) as sock:
+            t0 = time.monotonic()
+            status, _, _ = read_response(sock)
+            elapsed = time.monotonic() - t0
+    assert status == 408
+    assert 0.3 <= elapsed < 0.3 + SLACK_S
+
+
 def test_input_timeout_counts_from_accept_not_from_the_first_byte(origin: Origin) -> None:
     """handler.py: 'from accepting the connection (first request) ... to the end of that
     request's head'. A client silent for most of InputTimeout, then trickling, must not

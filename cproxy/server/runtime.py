@@ -130,7 +130,12 @@ class Runtime:
             gevent.sleep(self.reaper_tick_s())
             now = time.monotonic()
             for conn in list(self.connections):
-                conn.expire_if_idle(now)
+                try:
+                    conn.expire_if_idle(now)
+                except Exception:
+                    # Every wait it bounds depends on this loop: it must outlive any one
+                    # connection's failure.
+                    log.exception("the reaper could not check %r", conn)
 
     def apply(self, new: Config) -> list[str]:
         """Install ``new``; returns the changed directives that need a restart."""
