@@ -19,8 +19,9 @@ The timeouts, precisely (each is a directive, see cproxy.conf(5)):
   their head, are sent from memory and bounded by ReadTimeout alone.
 
 The waits for a request's first byte (InputTimeout for the first request,
-PersistTimeout) have no socket timeout: the runtime's reaper ends them, at most one
-tick late (an eighth of the shorter of the two, within 5 ms .. 250 ms).
+PersistTimeout) and for an origin's response head (ReadTimeout) have no timer of their
+own: the runtime's reaper ends them, at most one tick late (an eighth of the shortest of
+the three, within 5 ms .. 250 ms).
 """
 
 from __future__ import annotations
