@@ -552,6 +552,36 @@ def test_background_refresh_from_a_silent_origin_ends_after_read_timeout(
         release.set()
 
 
+def test_background_refresh_that_falls_back_to_a_large_stale_copy_does_not_fail(
+    origin: Origin, caplog: pytest.LogCaptureFixture
+) -> None:
+    """stale-if-error inside a background refresh 'sends' the stored copy to nobody; a body
+    over 64 KiB goes by sendmsg(), which the stand-in socket must take too."""
+    body = b"b" * (100 * 1024)
+    calls = {"n": 0}
+
+    def handler(h: OriginHandler) -> None:
+        calls["n"] += 1
+        if calls["n"] > 1:
+            h.reply(503, b"down", {"Content-Type": "text/plain"})
+            return
+        cc = "max-age=1, stale-while-revalidate=1000, stale-if-error=1000"
+        h.reply(200, body, {"Cache-Control": cc})
+
+    origin.routes["/big-swr"] = handler
+    with start_proxy() as proxy:
+        clock = FakeClock()
+        proxy.runtime.cache.clock = clock
+        key = normalise_url(origin.url("/big-swr"))
+        assert fetch(proxy, origin.url("/big-swr"))[2] == body
+        clock.advance(30)
+        with caplog.at_level("WARNING", logger="cproxy"):
+            assert fetch(proxy, origin.url("/big-swr"))[2] == body  # stale; refresh starts
+            wait_for(lambda: calls["n"] == 2, what="the background refresh")
+            wait_for(lambda: not proxy.call(lambda: key in proxy.runtime.cache.refreshing))
+    assert not [r for r in caplog.records if "background refresh" in r.getMessage()]
+
+
 # -- PURGE and the cache directives ----------------------------------------------------------
 
 

@@ -434,6 +434,9 @@ class _NullSink:
     def sendall(self, data: bytes) -> None:
         pass
 
+    def sendmsg(self, buffers: list[bytes]) -> int:
+        return sum(len(b) for b in buffers)
+
     def settimeout(self, timeout: float | None) -> None:
         pass
 
