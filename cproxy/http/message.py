@@ -14,7 +14,6 @@ Body framing is reduced to one of four kinds:
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import re
 from collections.abc import Iterator, Sequence
@@ -27,6 +26,7 @@ from cproxy.http.limits import (
     MAX_HEADER_COUNT,
     MAX_REQUEST_LINE_BYTES,
 )
+from cproxy.memo import memoised_when_short
 
 # Hop-by-hop fields (RFC 9110 §7.6.1) plus the proxy-only ones: never forwarded.
 # Content-Length and Transfer-Encoding are not in this set: framing is rebuilt
@@ -516,23 +516,18 @@ def split_authority_path(rest: str) -> tuple[str, int | None, str]:
     return host, port, path
 
 
-def _valid_host_field(value: str) -> bool:
-    """True for an empty Host or a plain ``name[:port]`` one; False sends the caller to
-    `_parse_authority` for the exact verdict. Short values (real host names) are
-    remembered: clients repeat the same Host on every request."""
-    if len(value) <= 255:
-        return _valid_host_field_cached(value)
-    return _check_host_field(value)
-
-
 def _check_host_field(value: str) -> bool:
+    """True for an empty Host or a plain ``name[:port]`` one; False sends the caller to
+    `_parse_authority` for the exact verdict."""
     if not value:
         return True
     m = _SIMPLE_AUTHORITY.fullmatch(value)
     return m is not None and (m.group(2) is None or 0 < int(m.group(2)) < 65536)
 
 
-_valid_host_field_cached = functools.lru_cache(maxsize=256)(_check_host_field)
+# Clients repeat the same Host on every request: short values (real host names) are
+# remembered.
+_valid_host_field = memoised_when_short(_check_host_field, max_len=255, maxsize=256)
 
 
 def _host_from_field(req: Request, hosts: list[str]) -> None:

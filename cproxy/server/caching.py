@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import functools
 import logging
 import time
 from collections.abc import Callable
@@ -44,6 +43,7 @@ from cproxy.directives import Config, ip_allowed
 from cproxy.errors import OriginError, OriginProtocolError
 from cproxy.http import Headers, Request
 from cproxy.http.message import response_fields_for_client
+from cproxy.memo import memoised_when_short
 
 if TYPE_CHECKING:
     from cproxy.server.handler import ClientConnection, _Outcome
@@ -62,15 +62,9 @@ UNCACHEABLE_TTL_S = 10.0
 _JOIN_BODY_BYTES = 65536
 
 
-# Hits repeat the same URLs: remember the normalised keys of ordinary-length ones. The
-# length cap keeps the memo's memory small (4096 x 1 KiB at most) whatever clients send.
-_MEMO_URL_CHARS = 1024
-_memo_url_key = functools.lru_cache(maxsize=4096)(normalise_url)
-
-
-def url_key_of(url: str) -> str:
-    """The cache key of a request's URL (`normalise_url`, memoised for ordinary lengths)."""
-    return _memo_url_key(url) if len(url) <= _MEMO_URL_CHARS else normalise_url(url)
+# The cache key of a request's URL: hits repeat the same URLs, so the keys of
+# ordinary-length ones are remembered (4096 x 1 KiB at most).
+url_key_of = memoised_when_short(normalise_url, max_len=1024, maxsize=4096)
 
 
 def _settings(cfg: Config) -> CacheSettings:

@@ -48,16 +48,17 @@ from cproxy.errors import ClientProtocolError
 from cproxy.http import Headers, Request
 from cproxy.http.limits import MAX_REQUEST_LINE_BYTES
 from cproxy.http.message import _REG_NAME_TEXT, _parse_field_block, _valid_host_field
+from cproxy.memo import memoised_when_short
 from cproxy.server.caching import hit_lines, send_response, url_key_of
 
 if TYPE_CHECKING:
     from cproxy.server.handler import ClientConnection
 
-# The request line. The target is a normal-form absolute http URL: a lower-case host
-# (checked by `_plain_host`), a port only when it is not 80 and without leading zeros, a
-# path starting with "/", and no "#".
+# The request line. The target is a normal-form absolute http URL: a lower-case host of
+# at most 253 characters, as DNS allows (checked by `_plain_host`), a port only when it is
+# not 80 and without leading zeros, a path starting with "/", and no "#".
 _PLAIN_GET = re.compile(
-    rb"GET (http://([a-z0-9._-]+)(?::([1-9][0-9]{0,4}))?(/[\x21\x22\x24-\x7e]*)) HTTP/1\.1"
+    rb"GET (http://([a-z0-9._-]{1,253})(?::([1-9][0-9]{0,4}))?(/[\x21\x22\x24-\x7e]*)) HTTP/1\.1"
 )
 _REG_NAME = re.compile(_REG_NAME_TEXT.encode())
 # Fields whose presence sends the request down the general path.
@@ -65,14 +66,12 @@ _GENERAL_PATH_FIELDS = frozenset(
     {"content-length", "transfer-encoding", "connection", "expect", "via", "range"}
     | DECISIVE_FIELDS
 )
-# Field blocks up to this size have their verdicts remembered (at most 256 of them).
-_MEMO_BLOCK_BYTES = 4096
 
 
 @functools.lru_cache(maxsize=256)
 def _plain_host(host: bytes) -> bool:
     """A valid host name (as the general parser reads it) with no final dot to drop.
-    Remembered: clients repeat the same few hosts."""
+    Remembered: clients repeat the same few hosts (at most 253 bytes, by `_PLAIN_GET`)."""
     return _REG_NAME.fullmatch(host) is not None and not host.endswith(b".")
 
 
@@ -106,7 +105,7 @@ def _plain_fields(block: bytes) -> _Fields | None:
 
 # Clients send the same field block again and again (a browser's differ by little more
 # than the request line, which is not part of the block): remember the verdicts.
-_plain_fields_memo = functools.lru_cache(maxsize=256)(_plain_fields)
+_plain_fields_memo = memoised_when_short(_plain_fields, max_len=4096, maxsize=256)
 
 
 class PlainGet:
@@ -154,9 +153,7 @@ def plain_get(head: bytes) -> PlainGet | None:
             return None
     else:
         port = 80
-    block = head[line_end + 2 : -2]
-    check = _plain_fields_memo if len(block) <= _MEMO_BLOCK_BYTES else _plain_fields
-    fields = check(block)
+    fields = _plain_fields_memo(head[line_end + 2 : -2])
     if fields is None:
         return None
     return PlainGet(
@@ -176,10 +173,8 @@ def serve_fresh_hit(cc: ClientConnection, plain: PlainGet) -> bool | None:
     cfg = rt.config
     if cache is None or not cfg.caching or cfg.mapping_rules or not cache.http.shortcut_allowed:
         return None
-    port = plain.port
-    for _, own_port in rt.own_addresses():
-        if own_port == port:
-            return None  # perhaps aimed at cproxy itself: the general path decides
+    if rt.listens_on_port(plain.port):
+        return None  # perhaps aimed at cproxy itself: the general path decides
     url = plain.target
     fresh = cache.http.fresh_entry(url_key_of(url), cache.clock())
     if fresh is None:

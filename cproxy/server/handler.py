@@ -184,7 +184,7 @@ class ClientConnection:
                 self.idle_deadline = time.monotonic() + cfg.persist_timeout_s
             self.idle = True
             try:
-                _wait_for_request(sock)
+                _wait_untimed(sock)
                 buf = sock.recv(IO_CHUNK_BYTES)
             except OSError:
                 # gevent cancels a wait on a socket shut down under it (cancel_wait_ex).
@@ -371,9 +371,9 @@ class ClientConnection:
 
     def _aims_at_self(self, req: Request) -> bool:
         """True when the target is one of cproxy's own listeners (DESIGN.md §5 rule 7)."""
-        own = self.rt.own_addresses()
-        if req.port not in {port for _, port in own}:
+        if not self.rt.listens_on_port(req.port):
             return False
+        own = self.rt.own_addresses()
         host = req.host
         if host == "localhost" or host.endswith(".localhost"):
             return True
@@ -603,14 +603,10 @@ class ClientConnection:
         TimeoutError). The deadline is kept by the runtime's reaper rather than a gevent
         timer, which would cost a few µs per exchange (measured: 3.7 µs to start and close
         one); it fires at most one reaper tick late."""
-        event = getattr(osock, "_read_event", None)
-        if event is None:
-            _wait_readable(osock)
-            return
         self.origin_deadline = time.monotonic() + self.rt.config.read_timeout_s
         self.awaiting_origin = osock
         try:
-            socket.wait(event)
+            _wait_untimed(osock)
         except OSError:
             # gevent cancels a wait on a socket shut down under it (cancel_wait_ex).
             if not self.origin_expired:
@@ -905,10 +901,11 @@ def _wait_readable(sock: socket.socket) -> None:
         wait(event)
 
 
-def _wait_for_request(sock: socket.socket) -> None:
-    """`_wait_readable` without any timeout, whatever the socket's: the wait for a request's
-    first byte, which the runtime's reaper bounds. The socket keeps its timeout (ReadTimeout,
-    for the response), so it is not set twice per request."""
+def _wait_untimed(sock: socket.socket) -> None:
+    """`_wait_readable` without any timeout, whatever the socket's: for the waits the
+    runtime's reaper bounds (a request's first byte, an origin's response head). The socket
+    keeps its timeout (ReadTimeout), so it is not set and reset around every such wait.
+    Without gevent's read watcher, the caller's recv() does the waiting."""
     event = getattr(sock, "_read_event", None)
     if event is not None:
         socket.wait(event)

@@ -103,6 +103,10 @@ class Runtime:
         """Every (host, port) cproxy listens on: its proxy and admin listeners."""
         return self.proxy_addresses + self.admin_addresses
 
+    def listens_on_port(self, port: int | None) -> bool:
+        """Is ``port`` the port of one of cproxy's own listeners (on any address)?"""
+        return any(own == port for _, own in self.own_addresses())
+
     def start(self) -> None:
         self.pool.start()
         self.access_log.start()
