@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from cproxy.cache.fields import get_first
 from cproxy.errors import ProtocolError
 from cproxy.http import ChunkedDecoder, Request, find_head_end, parse_request_head
 from cproxy.http.message import parse_response_head
@@ -59,10 +60,7 @@ class Answer:
     framing: str
 
     def header(self, name: str) -> str | None:
-        for n, v in self.headers:
-            if n.lower() == name.lower():
-                return v
-        return None
+        return get_first(self.headers, name)
 
     @property
     def closes(self) -> bool:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from cproxy.cache.fields import get_first
 from tests.rawserver import RawServer
 from tests.support import WAIT_S, wait_for
 
@@ -33,10 +34,7 @@ class Req:
     conn_index: int
 
     def header(self, name: str) -> str | None:
-        for n, v in self.headers:
-            if n.lower() == name.lower():
-                return v
-        return None
+        return get_first(self.headers, name)
 
     def names(self) -> set[str]:
         return {n.lower() for n, _ in self.headers}
