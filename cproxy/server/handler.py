@@ -721,7 +721,14 @@ class ClientConnection:
         framed by ``writer``; True when the origin socket is clean (the body ended
         where its framing said, and nothing followed it)."""
         outcome.sent = 0
-        pieces = reader.feed(rest) if rest else []
+        try:
+            pieces = reader.feed(rest) if rest else []
+        except ProtocolError:
+            # The head goes out before the body turned out malformed: the client sees
+            # a truncated response (DESIGN.md §5 rule 3), as if it had come later.
+            self._send_client(head)
+            outcome.sent = len(head)
+            raise
         out = head + frame_pieces(writer, pieces) if pieces else head
         while True:
             if tee is not None:
