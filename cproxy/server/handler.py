@@ -64,7 +64,11 @@ from cproxy.http.heads import (
     trace_echo,
 )
 from cproxy.http.limits import IO_CHUNK_BYTES
-from cproxy.http.message import parse_response_head, response_fields_for_client
+from cproxy.http.message import (
+    parse_response_head,
+    response_fields_for_client,
+    skip_empty_lines,
+)
 from cproxy.origin import OriginConnection, default_resolve, open_socket, origin_key
 from cproxy.origin.retry import Retry
 from cproxy.server import routing
@@ -214,11 +218,13 @@ class ClientConnection:
                     self._send_error(408, "No request arrived in time (InputTimeout).", close=True)
                 return None
         deadline = None
+        skipped = 0
         while True:
-            # RFC 9112 §2.2: ignore empty lines before a request line.
-            while buf.startswith(b"\r\n"):
-                buf = buf[2:]
-            end = find_head_end(buf) if buf else -1
+            # RFC 9112 §2.2: ignore empty lines before a request line (counted as head).
+            if buf[:2] == b"\r\n":
+                n = skip_empty_lines(buf)
+                skipped, buf = skipped + n, buf[n:]
+            end = find_head_end(buf, skipped=skipped)
             if end != -1:
                 break
             if deadline is None:
