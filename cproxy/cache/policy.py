@@ -302,8 +302,9 @@ def headers_to_store(resp_headers: HeaderPairs) -> list[tuple[str, str]]:
     """The response header fields a shared cache keeps (RFC 9111 §3.1).
 
     Drops the hop-by-hop fields, those listed in Connection, Age, Content-Length,
-    `NEVER_REPLAYED_FIELDS` (Set-Cookie, Set-Cookie2), and the fields named by ``no-cache="..."`` (§5.2.2.4: not reusable without validation, so not
-    kept) and ``private="..."`` (§5.2.2.7: a shared cache must not store them).
+    `NEVER_REPLAYED_FIELDS` (Set-Cookie, Set-Cookie2), and the fields named by
+    ``no-cache="..."`` (§5.2.2.4: not reusable without validation, so not kept) and
+    ``private="..."`` (§5.2.2.7: a shared cache must not store them).
     """
     cc = parse_cache_control(get_all(resp_headers, "Cache-Control"))
     drop = set(NOT_STORED_FIELDS | NEVER_REPLAYED_FIELDS)
