@@ -91,3 +91,21 @@ class OriginReset(OriginError):
 
 class PoolClosed(CproxyError):
     """The origin pool was closed; no connection can be taken from it."""
+
+
+class PoolQueueTimeout(OriginError):
+    """The origin's connection cap (MaxConnPerServer) stayed reached for the whole queue
+    wait (ServerConnQueueTimeout): the client gets 503 with ``Retry-After``."""
+
+    status = 503
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class PoolWaitAbandoned(OriginError):
+    """The client closed its connection while its request waited for an origin
+    connection: the request left the queue (nobody reads the answer)."""
+
+    status = 503

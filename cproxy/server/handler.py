@@ -41,6 +41,7 @@ from cproxy.errors import (
     OriginProtocolError,
     OriginReadTimeout,
     OriginReset,
+    PoolQueueTimeout,
     ProtocolError,
 )
 from cproxy.http import ChunkedDecoder, Request, Response, find_head_end, parse_request_head
@@ -439,12 +440,15 @@ class ClientConnection:
             # Bodies always go on a fresh socket: a stale pooled one could
             # swallow part of an upload that we cannot replay. The one retry goes on a
             # fresh socket too (DESIGN.md §5 rule 5), not on the next idle one.
+            # At MaxConnPerServer the request queues; the client closing leaves the queue.
             if has_body or retried:
-                conn = pool.connect(key)
+                conn = pool.connect(key, abandon_on_eof=self.sock)
             else:
                 # An idempotent request is retried once on a fresh socket if a pooled one
                 # turns out dead (below), so it needs no checkout peek.
-                conn = pool.acquire(key, verify=req.method not in IDEMPOTENT_METHODS)
+                conn = pool.acquire(
+                    key, verify=req.method not in IDEMPOTENT_METHODS, abandon_on_eof=self.sock
+                )
             outcome.origin = "reused" if conn.reused else "new"
             if not conn.reused and self._is_own_listener(conn.sock):
                 # A name that resolved to one of our own listeners: refuse before a byte is
@@ -822,7 +826,9 @@ class ClientConnection:
     def _origin_failed(self, req: Request, exc: Exception, keep: bool, outcome: _Outcome) -> bool:
         status = getattr(exc, "status", 502)
         log.info("%s %s: %s", req.method, req.url, exc)
-        return self._local_error(req, status, str(exc), keep, outcome)
+        return self._local_error(
+            req, status, str(exc), keep, outcome, headers=origin_error_headers(exc)
+        )
 
     # -- CONNECT -------------------------------------------------------------------
 
@@ -857,6 +863,14 @@ class ClientConnection:
         finally:
             osock.close()
         return False
+
+
+def origin_error_headers(exc: Exception) -> list[tuple[str, str]] | None:
+    """Extra fields for the error page of an origin failure: Retry-After on the 503 of a
+    request that waited ServerConnQueueTimeout at an origin's MaxConnPerServer cap."""
+    if isinstance(exc, PoolQueueTimeout):
+        return [("Retry-After", str(exc.retry_after_s))]
+    return None
 
 
 class _NoResponse(Exception):
