@@ -66,7 +66,8 @@ def pool_totals(proxy: ProxyThread) -> dict[str, Any]:
 def get(proxy: ProxyThread, url: str) -> tuple[int, dict[str, str], bytes]:
     with raw_connection(proxy.port, timeout_s=60) as s:
         s.sendall(f"GET {url} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-        return read_response(s)
+        with s.makefile("rb") as f:
+            return read_response(f)
 
 
 def test_an_origin_never_sees_more_than_max_conn_per_server_under_200_clients() -> None:
