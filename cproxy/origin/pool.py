@@ -44,7 +44,13 @@ import gevent
 import gevent.event
 import gevent.socket as gsocket
 
-from cproxy.errors import OriginError, PoolClosed, PoolQueueTimeout, PoolWaitAbandoned
+from cproxy.errors import (
+    NotCheckedOut,
+    OriginError,
+    PoolClosed,
+    PoolQueueTimeout,
+    PoolWaitAbandoned,
+)
 from cproxy.origin.connection import (
     OriginConnection,
     OriginKey,
@@ -344,12 +350,12 @@ class OriginPool:
         after ``max_requests_per_conn`` exchanges). Keeping it may close the least recently
         used idle socket of any origin (``max_idle_total``, counted ``evicted``). Releasing an
         already closed connection does nothing; releasing one that is not checked out of this
-        pool is a bug and raises ``ValueError``.
+        pool is a bug and raises ``NotCheckedOut`` (a ValueError).
         """
         if conn.closed:
             return
         if conn not in self._checked_out:
-            raise ValueError(f"{conn!r} is not checked out of this pool (released twice?)")
+            raise NotCheckedOut(f"{conn!r} is not checked out of this pool (released twice?)")
         conn.uses += 1
         origin = self._origin(conn.key)
         if self._closed or not self._enabled:
