@@ -20,6 +20,7 @@ from cproxy.cache.cachecontrol import (
     delta_seconds,
     field_names,
     parse_cache_control,
+    parse_targeted_cache_control,
 )
 from cproxy.cache.dates import parse_http_date
 from cproxy.cache.fields import (
@@ -51,6 +52,7 @@ class CacheSettings:
     cache_time_margin_s: float = 0.0
     no_caching: tuple[str, ...] = ()
     cache_queries: bool = True
+    cache_targeted_fields: tuple[str, ...] = ()
 
     @classmethod
     def from_config(cls, cfg: Any) -> CacheSettings:
@@ -62,7 +64,7 @@ class CacheSettings:
         for f in fields(cls):
             if hasattr(cfg, f.name):
                 value = getattr(cfg, f.name)
-                values[f.name] = tuple(value) if f.name == "no_caching" else value
+                values[f.name] = tuple(value) if isinstance(value, (tuple, list)) else value
         return cls(**values)
 
 
@@ -86,6 +88,30 @@ def url_excluded(url_key: str, settings: CacheSettings) -> str | None:
     if regex is not None and regex.match(url_key):
         return "no-caching"
     return None
+
+
+class ResponseControl(NamedTuple):
+    """The cache directives this cache obeys for a response, and where they came from."""
+
+    cc: CacheControl
+    targeted: str | None  # the targeted field used (RFC 9213), None for Cache-Control
+
+
+def response_cache_control(resp_headers: HeaderPairs, settings: CacheSettings) -> ResponseControl:
+    """The response directives for this cache's storage and freshness decisions.
+
+    RFC 9213 §2.2: the first field of CacheTargetedFields (in that order) that the response
+    carries with a valid value replaces Cache-Control (and Expires, see
+    ``freshness_lifetime``) for this cache; an invalid one is ignored, as if absent.
+    Without one, Cache-Control decides. The response itself is passed on unchanged.
+    """
+    for name in settings.cache_targeted_fields:
+        values = get_all(resp_headers, name)
+        if values:
+            cc = parse_targeted_cache_control(", ".join(values))
+            if cc is not None:
+                return ResponseControl(cc, name)
+    return ResponseControl(parse_cache_control(get_all(resp_headers, "Cache-Control")), None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -135,6 +161,7 @@ class _StoreFacts(NamedTuple):
     url_key: str | None
     body_bytes: int | None
     date_value: float | None
+    targeted: bool
 
 
 def _has_validator(headers: HeaderPairs) -> bool:
@@ -152,7 +179,7 @@ def _explicit_or_allowed(f: _StoreFacts) -> bool:
         "public" in cc
         or "s-maxage" in cc
         or "max-age" in cc
-        or get_first(f.resp_headers, "Expires") is not None
+        or (get_first(f.resp_headers, "Expires") is not None and not f.targeted)
         or f.status in HEURISTIC_STATUSES
     )
 
@@ -169,6 +196,7 @@ def _worthless(f: _StoreFacts) -> bool:
         heuristic_allowed(f.status, f.resp_cc),
         date_value=f.date_value,
         resp_cc=f.resp_cc,
+        expires_ignored=f.targeted,
     )
     too_short = lifetime <= 0 or lifetime < f.settings.cache_time_margin_s
     return too_short and not _has_validator(f.resp_headers)
@@ -251,19 +279,22 @@ def storable(
     ``authorization``, ``vary-star``, ``url`` (CacheQueries / NoCaching), ``not-cacheable``
     (nothing in §3 allows it), ``too-large`` (CacheFileSizeLimit) or ``too-short`` (no
     freshness beyond CacheTimeMargin and no validator). ``date_value`` stands in for a
-    missing Date (the response time).
+    missing or invalid Date (the response time). The response's directives are those of
+    ``response_cache_control``: a valid targeted field (RFC 9213) replaces Cache-Control.
     """
+    control = response_cache_control(resp_headers, settings)
     facts = _StoreFacts(
         method=method.upper(),
         status=status,
         req_cc=parse_cache_control(get_all(req_headers, "Cache-Control")),
-        resp_cc=parse_cache_control(get_all(resp_headers, "Cache-Control")),
+        resp_cc=control.cc,
         req_headers=req_headers,
         resp_headers=resp_headers,
         settings=settings,
         url_key=url_key,
         body_bytes=body_bytes,
         date_value=date_value,
+        targeted=control.targeted is not None,
     )
     for reason, refuses in _STORE_RULES:
         if refuses(facts):
@@ -290,14 +321,17 @@ NOT_STORED_FIELDS = frozenset(
 )
 
 
-def headers_to_store(resp_headers: HeaderPairs) -> list[tuple[str, str]]:
+def headers_to_store(
+    resp_headers: HeaderPairs, resp_cc: CacheControl | None = None
+) -> list[tuple[str, str]]:
     """The response header fields a shared cache keeps (RFC 9111 §3.1).
 
     Drops the hop-by-hop fields, those listed in Connection, Age, Content-Length, and the
     fields named by ``no-cache="..."`` (§5.2.2.4: not reusable without validation, so not
-    kept) and ``private="..."`` (§5.2.2.7: a shared cache must not store them).
+    kept) and ``private="..."`` (§5.2.2.7: a shared cache must not store them), read from
+    ``resp_cc`` when given (the directives this cache obeys), else from Cache-Control.
     """
-    cc = parse_cache_control(get_all(resp_headers, "Cache-Control"))
+    cc = parse_cache_control(get_all(resp_headers, "Cache-Control")) if resp_cc is None else resp_cc
     drop = set(NOT_STORED_FIELDS)
     drop.update(name.lower() for name in list_members(resp_headers, "Connection"))
     drop.update(field_names(cc.get("no-cache")))
@@ -334,6 +368,7 @@ def freshness_lifetime(
     *,
     date_value: float | None = None,
     resp_cc: CacheControl | None = None,
+    expires_ignored: bool = False,
 ) -> float:
     """The freshness lifetime in seconds (RFC 9111 §4.2.1), capped by CacheMaxExpiry.
 
@@ -341,9 +376,13 @@ def freshness_lifetime(
     ``heuristic_allowed``, CacheLastModifiedFactor x (Date - Last-Modified) (§4.2.2), else
     CacheDefaultExpiry. An invalid s-maxage or max-age gives 0 (stale: the most
     restrictive reading, §4.2.1). ``date_value`` stands in for a missing or invalid Date.
+    ``resp_cc`` is the directives this cache obeys (``response_cache_control``); with
+    ``expires_ignored`` (a targeted field decides, RFC 9213 §2.2) Expires is not read.
     """
     cc = parse_cache_control(get_all(resp_headers, "Cache-Control")) if resp_cc is None else resp_cc
-    lifetime = _uncapped_lifetime(resp_headers, cc, settings, heuristic_allowed, date_value)
+    lifetime = _uncapped_lifetime(
+        resp_headers, cc, settings, heuristic_allowed, date_value, expires_ignored
+    )
     if settings.cache_max_expiry_s > 0:
         lifetime = min(lifetime, settings.cache_max_expiry_s)
     return max(0.0, lifetime)
@@ -355,13 +394,14 @@ def _uncapped_lifetime(
     settings: CacheSettings,
     heuristic_ok: bool,
     date_value: float | None,
+    expires_ignored: bool,
 ) -> float:
     for directive in ("s-maxage", "max-age"):
         if directive in cc:
             seconds = delta_seconds(cc[directive])
             return 0.0 if seconds is None else float(seconds)
     date = response_date(resp_headers, date_value)
-    if get_first(resp_headers, "Expires") is not None:
+    if not expires_ignored and get_first(resp_headers, "Expires") is not None:
         expires = _expires_value(resp_headers)
         if date is None or expires == -math.inf:
             return 0.0
