@@ -24,6 +24,7 @@ from cproxy.cache.cachecontrol import (
 )
 from cproxy.cache.dates import parse_http_date
 from cproxy.cache.fields import (
+    OWS,
     HeaderPairs,
     get_all,
     get_first,
@@ -637,11 +638,59 @@ def vary_fields(resp_headers: HeaderPairs) -> tuple[str, ...] | None:
     return tuple(sorted(names))
 
 
+SecondaryKey = tuple[tuple[str, str | None], ...]
+
+_QVALUE = re.compile(r"(?:0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?)\Z")
+
+
+def weighted_members(members: Sequence[str]) -> list[tuple[str, float]] | None:
+    """The ``(value, weight)`` pairs of an Accept-style list (RFC 9110 §12.4.2), values
+    lowercased and without whitespace; None when a member does not parse (a ``q`` that
+    is not a qvalue, an empty value). Parameters other than ``q`` are dropped: these
+    fields (Accept-Language, Accept-Encoding) define none."""
+    pairs: list[tuple[str, float]] = []
+    for member in members:
+        value, *params = (part.strip(OWS) for part in member.split(";"))
+        if not value:
+            return None
+        weight = 1.0
+        for param in params:
+            key, _, argument = param.partition("=")
+            if key.strip(OWS).lower() == "q":
+                argument = argument.strip(OWS)
+                if not _QVALUE.match(argument):
+                    return None
+                weight = float(argument)
+        pairs.append((value.lower(), weight))
+    return pairs
+
+
+def _normalise_weighted(members: list[str]) -> str:
+    """RFC 9110 §12.5.4-5: case-insensitive values whose order means nothing among equal
+    weights. Sorted by weight (highest first), then by value; ``q`` written only below 1.
+    A list that does not parse is compared as sent (exact, the safe reading)."""
+    pairs = weighted_members(members)
+    if pairs is None:
+        return ", ".join(members)
+    ordered = sorted(pairs, key=lambda pair: (-pair[1], pair[0]))
+    return ", ".join(v if q == 1.0 else f"{v};q={q:g}" for v, q in ordered)
+
+
+# Request fields whose Vary comparison knows their syntax (RFC 9110 §12.5.4, §12.5.3):
+# values that differ only in case, whitespace or the order of equal-weight members select
+# the same stored response. Other fields compare by their trimmed list members.
+_VARY_NORMALISERS: dict[str, Callable[[list[str]], str]] = {
+    "accept-language": _normalise_weighted,
+    "accept-encoding": _normalise_weighted,
+}
+
+
 def normalised_field(req_headers: HeaderPairs, name: str) -> str | None:
     """A request field's value normalised for Vary matching (§4.1), or None when absent.
 
     Field lines are combined and list members trimmed of whitespace, so ``1,2``,
-    `` 1, 2 `` and two lines ``1`` and ``2`` compare equal.
+    `` 1, 2 `` and two lines ``1`` and ``2`` compare equal; ``_VARY_NORMALISERS`` say
+    what else is the same for the fields whose syntax cproxy knows.
     """
     values = get_all(req_headers, name)
     if not values:
@@ -649,10 +698,44 @@ def normalised_field(req_headers: HeaderPairs, name: str) -> str | None:
     members: list[str] = []
     for value in values:
         members.extend(split_list(value))
-    return ", ".join(members)
+    normalise = _VARY_NORMALISERS.get(name.lower())
+    return ", ".join(members) if normalise is None else normalise(members)
 
 
-SecondaryKey = tuple[tuple[str, str | None], ...]
+def preferred_language(req_headers: HeaderPairs) -> str | None:
+    """The request's one most preferred language (RFC 9110 §12.5.4), lowercased: the
+    Accept-Language member of the highest weight, when no other member shares that
+    weight and it is a language (not ``*``) with a weight above 0; else None."""
+    pairs = weighted_members(list_members(req_headers, "Accept-Language"))
+    if not pairs:
+        return None
+    best = max(q for _, q in pairs)
+    top = [v for v, q in pairs if q == best]
+    if len(top) != 1 or top[0] == "*" or best <= 0:
+        return None
+    return top[0]
+
+
+def selected_by_language(
+    vary: Sequence[str],
+    stored_key: SecondaryKey,
+    stored_headers: HeaderPairs,
+    req_headers: HeaderPairs,
+) -> bool:
+    """Does a stored response varying on Accept-Language serve this request although the
+    Accept-Language texts differ? Yes when its Content-Language is exactly the request's
+    most preferred language (``preferred_language``) and every other Vary field matches:
+    the response is in the language the client wants most (RFC 9110 §12.5.4, §8.5)."""
+    if "accept-language" not in vary:
+        return False
+    wanted = preferred_language(req_headers)
+    languages = [m.lower() for m in list_members(stored_headers, "Content-Language")]
+    if wanted is None or languages != [wanted]:
+        return False
+    return all(
+        name == "accept-language" or normalised_field(req_headers, name) == stored
+        for name, stored in stored_key
+    )
 
 
 def secondary_key(fields_: Sequence[str], req_headers: HeaderPairs) -> SecondaryKey:

@@ -34,6 +34,7 @@ from cproxy.cache.policy import (
     response_cache_control,
     response_date,
     secondary_key,
+    selected_by_language,
     update_headers,
     vary_fields,
 )
@@ -206,6 +207,13 @@ class Entry:
             return False
         return secondary_key(self.vary, req_headers) == self.secondary_key
 
+    def matches_by_language(self, req_headers: HeaderPairs) -> bool:
+        """Does this variant serve the request by its Content-Language (RFC 9110 §12.5.4)?
+        See ``policy.selected_by_language``."""
+        if not self.vary:
+            return False
+        return selected_by_language(self.vary, self.secondary_key, self.headers, req_headers)
+
     def validators(self) -> Validators:
         """This entry's validators for RFC 9111 §4.3.4 selection."""
         return Validators(
@@ -321,6 +329,10 @@ class CacheStore:
             self.hits += 1
             return variants[0]
         matching = [entry for entry in variants if entry.matches(req_headers)]
+        if not matching:
+            # RFC 9110 §12.5.4: a variant in the client's most preferred language serves
+            # it even when the Accept-Language texts differ.
+            matching = [entry for entry in variants if entry.matches_by_language(req_headers)]
         if not matching:
             self.misses += 1
             return None
