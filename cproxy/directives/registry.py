@@ -19,6 +19,7 @@ from .types import (
     AddressList,
     Choice,
     Factor,
+    FieldNameList,
     Host,
     Integer,
     PatternList,
@@ -677,6 +678,31 @@ _DECLARED: tuple[Directive, ...] = (
         On follows RFC 9111, which treats query URLs like any other: the same freshness
         rules, the Last-Modified heuristic included, apply to them.
         """,
+        live=True,
+    ),
+    Directive(
+        "CacheTargetedFields",
+        FieldNameList(),
+        "",
+        CACHE_SETTINGS,
+        """
+        Targeted cache-control fields this cache obeys (RFC 9213), in order of precedence,
+        e.g. CDN-Cache-Control. The first one a response carries with a valid value (a
+        structured-field dictionary such as max-age=600, no-store) replaces its
+        Cache-Control and Expires for this cache's own storage and freshness decisions
+        (max-age, s-maxage, no-store, no-cache, private, must-revalidate); an invalid one is
+        ignored. Responses are passed on with every field intact, so clients and caches
+        further on still see the origin's Cache-Control. A change applies to responses
+        stored from then on.
+
+        Empty by default: cproxy is a forward proxy working for its clients, not for the
+        origins, and CDN-Cache-Control is an origin's instruction to its own CDN, which it
+        can purge; obeying it here would keep responses longer than the origin allows
+        caches it cannot reach. List a field when this proxy is part of the origin's
+        delivery (a reverse-proxy Proxy rule), or a field of your own that your origins send
+        for this proxy only.
+        """,
+        example="Cproxy-Cache-Control CDN-Cache-Control",
         live=True,
     ),
     # --- Server Configuration / Administration -----------------------------------------------

@@ -691,8 +691,10 @@ class ClientConnection:
             if timer is not None:
                 timer.close()
         if tee is not None:
-            # An until-close body is never clean: it is not self-delimited.
-            tee.complete = clean
+            # Complete: the body ended where its own framing said. Bytes after it spoil
+            # the origin socket (not clean), not the message; an until-close body is not
+            # self-delimited, so it never counts as complete.
+            tee.complete = reader.done and resp.body != CLOSE
         self._done_with_origin(conn, resp, clean=clean)
         # An unclean origin socket (bytes left over, read-until-close body) is the origin
         # side's problem only: the client's response went out whole and self-delimited
