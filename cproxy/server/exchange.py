@@ -97,7 +97,7 @@ class Requester:
     """Who asks for exchanges: a client connection, or cproxy itself (a background refresh,
     with a `DiscardSink` and no body). The reaper reaches the current exchange through it."""
 
-    __slots__ = ("body", "client_ip", "current", "sink", "state")
+    __slots__ = ("abandon_on_eof", "body", "client_ip", "current", "sink", "state")
 
     def __init__(
         self,
@@ -105,11 +105,15 @@ class Requester:
         sink: ClientSink,
         client_ip: str,
         body: RequestBody | None = None,
+        abandon_on_eof: socket.socket | None = None,
     ) -> None:
         self.state = state
         self.sink = sink
         self.client_ip = client_ip
         self.body = body
+        # The client's socket: a request queued at an origin's connection cap leaves the
+        # queue when it closes (`OriginPool.acquire`). None for cproxy's own requests.
+        self.abandon_on_eof = abandon_on_eof
         self.current: Exchange | None = None
 
     @property
@@ -181,10 +185,12 @@ class Exchange:
             req.expect_continue = False
         retry: Retry | None = Retry(req.method, has_body)
         while retry is not None:
+            # At MaxConnPerServer the request queues; the client closing leaves the queue.
+            abandon = requester.abandon_on_eof
             if retry.fresh_socket:
-                conn = pool.connect(key)
+                conn = pool.connect(key, abandon_on_eof=abandon)
             else:
-                conn = pool.acquire(key, verify=retry.verify_pooled)
+                conn = pool.acquire(key, verify=retry.verify_pooled, abandon_on_eof=abandon)
             self.outcome.origin = "reused" if conn.reused else "new"
             if not conn.reused and self._is_own_listener(conn.sock):
                 # A name that resolved to one of our own listeners: refuse before a byte is
@@ -392,8 +398,10 @@ class Exchange:
             if timer is not None:
                 timer.close()
         if tee is not None:
-            # An until-close body is never clean: it is not self-delimited.
-            tee.complete = clean
+            # Complete: the body ended where its own framing said. Bytes after it spoil
+            # the origin socket (not clean), not the message; an until-close body is not
+            # self-delimited, so it never counts as complete.
+            tee.complete = reader.done and resp.body != CLOSE
         self.finish(clean=clean)
         # An unclean origin socket (bytes left over, read-until-close body) is the origin
         # side's problem only: the client's response went out whole and self-delimited
@@ -435,6 +443,26 @@ class Exchange:
             else:
                 reader.eof()  # raises when the body was cut short
                 pieces, out = [], b""
+
+    def read_body_ahead(self) -> None:
+        """Read the rest of a Content-Length body into ``rest`` before relaying (for a
+        small body the cache stores before its head goes out). Each read is bounded by
+        ReadTimeout and all of them by OutputTimeout (a trickling origin); a failure or the
+        deadline stops the reading, and the relay, with its own OutputTimeout, meets the
+        problem again and handles it."""
+        resp = self.resp
+        rest = self.rest
+        # A silent Timeout (False) ends the with-block quietly when it fires.
+        with gevent.Timeout(self.requester.config.output_timeout_s, False):
+            try:
+                while len(rest) < resp.content_length:
+                    data = self._recv_origin()
+                    if not data:
+                        break
+                    rest += data
+            except OriginError as exc:
+                log.debug("reading a small body ahead stopped: %s", exc)
+        self.rest = rest
 
     def _recv_origin(self) -> bytes:
         try:

@@ -90,7 +90,9 @@ class ClientConnection:
         # Responses go out through the sink; exchanges with origins are made through the
         # requester, which reads request bodies from this connection (recv, unread).
         self.sink = SocketSink(sock)
-        self.requester = Requester(runtime, self.sink, self.client_ip, body=self)
+        self.requester = Requester(
+            runtime, self.sink, self.client_ip, body=self, abandon_on_eof=sock
+        )
         # InputTimeout for the first request counts from here, not from its first byte.
         self.accepted_at = time.monotonic()
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 
+from cproxy.errors import PoolQueueTimeout
 from cproxy.http import Request
 from cproxy.http.framing import NONE
 from cproxy.server.accesslog import AccessLog
@@ -84,7 +85,16 @@ def origin_failed(
     """Answer for an origin that failed before its response head (502, 504...)."""
     status = getattr(exc, "status", 502)
     log.info("%s %s: %s", req.method, req.url, exc)
-    return local_answer(sink, hostname, req, status, str(exc), keep, outcome)
+    headers = origin_error_headers(exc)
+    return local_answer(sink, hostname, req, status, str(exc), keep, outcome, headers)
+
+
+def origin_error_headers(exc: Exception) -> list[tuple[str, str]] | None:
+    """Extra fields for the error page of an origin failure: Retry-After on the 503 of a
+    request that waited ServerConnQueueTimeout at an origin's MaxConnPerServer cap."""
+    if isinstance(exc, PoolQueueTimeout):
+        return [("Retry-After", str(exc.retry_after_s))]
+    return None
 
 
 def log_request(
