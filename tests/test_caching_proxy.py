@@ -603,7 +603,7 @@ def test_a_failed_background_refresh_counts_no_stale_served(origin: Origin) -> N
         key = normalise_url(origin.url("/swr-fail"))
         assert fetch(proxy, origin.url("/swr-fail"))[2] == b"v1"
         clock.advance(30)
-        status, headers, body = fetch(proxy, origin.url("/swr-fail"))  # stale; refresh starts
+        status, _headers, body = fetch(proxy, origin.url("/swr-fail"))  # stale; refresh starts
         assert (status, body) == (200, b"v1")
         wait_for(lambda: calls["n"] == 2, what="the background refresh")
         wait_for(lambda: not proxy.call(lambda: key in proxy.runtime.cache.refreshing))
