@@ -28,6 +28,7 @@ from .types import (
     PatternList,
     PortList,
     RuleList,
+    SharedCacheURL,
     Size,
     Switch,
     Text,
@@ -54,6 +55,7 @@ _SYNTAX: dict[type[ValueType], Callable[[ValueType], str]] = {
     PortList: lambda t: "ports",
     PatternList: lambda t: "patterns",
     RuleList: lambda t: "rules",
+    SharedCacheURL: lambda t: "url",
 }
 
 

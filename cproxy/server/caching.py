@@ -44,6 +44,7 @@ from cproxy.errors import OriginError, OriginProtocolError
 from cproxy.http import Headers, Request
 from cproxy.http.message import response_fields_for_client
 from cproxy.memo import memoised_when_short
+from cproxy.server.sharedcache import from_shared_tier, lead_or_wait, open_tier
 
 if TYPE_CHECKING:
     from cproxy.server.handler import ClientConnection, _Outcome
@@ -121,6 +122,8 @@ class ProxyCache:
         self.stale_served = 0
         self.purges = 0
         self.fast_hits = 0  # hits answered by the fast lane (cproxy.server.fastlane)
+        # The shared tier (SharedCache), None when there is none; started by the runtime.
+        self.tier = open_tier(cfg, self)
 
     def reconfigure(self, cfg: Config) -> None:
         self.store.resize(cfg.cache_memory_bytes)
@@ -138,6 +141,8 @@ class ProxyCache:
             purges=self.purges,
             fast_hits=self.fast_hits,
         )
+        if self.tier is not None:
+            stats["shared"] = self.tier.stats()
         return stats
 
     def store_limit_bytes(self, cfg: Config) -> int:
@@ -157,6 +162,8 @@ def serve_with_cache(
         # A GET with a body is odd enough not to answer from, or store in, the cache.
         return _fetch(cc, cache, req, url_key, None, keep, outcome)
     result = cache.http.lookup(req.method, url_key, req.headers, cache.clock())
+    if cache.tier is not None and result.entry is None and result.kind in _SHARED_KINDS:
+        result = from_shared_tier(cache, req.method, url_key, req.headers) or result
     kind = result.kind
     if kind is LookupKind.HIT:
         outcome.cache = "hit"
@@ -178,6 +185,10 @@ def serve_with_cache(
     if kind is LookupKind.MISS and req.method == "GET" and result.entry is None:
         return _collapsed_miss(cc, cache, req, url_key, result, keep, outcome)
     return _fetch(cc, cache, req, url_key, result, keep, outcome)
+
+
+# In-process outcomes after which the shared tier is asked.
+_SHARED_KINDS = (LookupKind.MISS, LookupKind.ONLY_IF_CACHED)
 
 
 def _send_stored(
@@ -288,8 +299,19 @@ def _collapsed_miss(
     done = gevent.event.Event()
     cache.inflight[url_key] = done
     try:
+        if cache.tier is not None:
+            # Across nodes: the node holding the URL's lease fetches, the others take
+            # its entry from the shared tier.
+            shared = lead_or_wait(cache, req.method, url_key, req.headers)
+            if shared is not None and shared.kind is LookupKind.HIT:
+                cache.collapsed += 1
+                outcome.cache = "hit-collapsed"
+                return _send_stored(cc, req, shared, keep, outcome, collapsed=True)
+            result = shared or result
         return _fetch(cc, cache, req, url_key, result, keep, outcome)
     finally:
+        if cache.tier is not None:
+            cache.tier.settle(url_key)
         del cache.inflight[url_key]
         done.set()
 
@@ -346,6 +368,8 @@ def _fetch(
         )
         if fresh is not None:
             cc._done_with_origin(conn, resp, clean=not rest)
+            if cache.tier is not None:
+                cache.tier.store(fresh)  # the freshened headers, for every node
             outcome.cache = "revalidated"
             served = Lookup(
                 LookupKind.HIT,
@@ -404,7 +428,7 @@ def _fetch(
     if tee is not None:
         body = tee.body()
         if body is not None:
-            cache.http.store_response(
+            stored, _why = cache.http.store_response(
                 req.method,
                 url_key,
                 fields,
@@ -415,7 +439,12 @@ def _fetch(
                 request_time=request_time,
                 response_time=response_time,
             )
-    cache.http.invalidate_after(req.method, resp.status, url_key, resp_fields)
+            if stored is not None and cache.tier is not None:
+                cache.tier.store(stored)
+    invalidated = cache.http.invalidate_after(req.method, resp.status, url_key, resp_fields)
+    if invalidated and cache.tier is not None:
+        for target in invalidated:
+            cache.tier.invalidate(target)
     return keep
 
 
@@ -481,7 +510,10 @@ def _purge(
     """``PURGE <url>``: drop a URL from the cache; only for AdminAccess clients."""
     if not ip_allowed(cc.rt.config.admin_access, cc.client_ip):
         return cc._local_error(req, 403, "PURGE is allowed only from AdminAccess.", keep, outcome)
-    purged = cache.store.purge(normalise_url(req.url))
+    url_key = normalise_url(req.url)
+    purged = cache.store.purge(url_key)
+    if cache.tier is not None:
+        purged = cache.tier.purge(url_key) or purged
     cache.purges += purged
     outcome.cache = "purge"
     status = 200 if purged else 404
