@@ -28,7 +28,7 @@ from tests.redisserver import RedisCluster, RedisServer, free_port
 from tests.support import FakeClock, Origin, OriginHandler, ProxyThread, wait_for
 
 # Generous: the machine is shared and loaded; a slower call would only count as a miss.
-TIER = {"SharedCacheTimeout": "2 seconds", "SharedCacheRetry": "200 ms"}
+TIER = {"SharedCacheTimeout": "2 seconds", "SharedCacheRetry": "200 ms", "PurgeAccess": "127.0.0.1"}
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from dataclasses import dataclass, fields
 from typing import Any, NamedTuple
 
 from cproxy.cache.cachecontrol import (
-    MAX_DELTA_SECONDS,
     CacheControl,
     delta_seconds,
     field_names,
@@ -24,7 +23,6 @@ from cproxy.cache.cachecontrol import (
 )
 from cproxy.cache.dates import parse_http_date
 from cproxy.cache.fields import (
-    OWS,
     HeaderPairs,
     get_all,
     get_first,
@@ -256,7 +254,7 @@ def storable(
     missing Date (the response time).
     """
     facts = _StoreFacts(
-        method=method.upper(),
+        method=method,
         status=status,
         req_cc=parse_cache_control(get_all(req_headers, "Cache-Control")),
         resp_cc=parse_cache_control(get_all(resp_headers, "Cache-Control")),
@@ -291,16 +289,25 @@ NOT_STORED_FIELDS = frozenset(
     }
 )
 
+# Fields that carry one user's state to that user (DESIGN.md §5 rule 8): the response is
+# stored and reused without them, so a hit, a 304 or stale answer from the cache, or a
+# collapsed waiter's answer never hands one client another's cookie. Only the client whose
+# own request went to the origin receives them (as Squid does). RFC 9111 §3.1 allows a
+# cache to store them; it never requires replaying them, and nothing in a stored response
+# depends on them.
+NEVER_REPLAYED_FIELDS = frozenset({"set-cookie", "set-cookie2"})
+
 
 def headers_to_store(resp_headers: HeaderPairs) -> list[tuple[str, str]]:
     """The response header fields a shared cache keeps (RFC 9111 §3.1).
 
-    Drops the hop-by-hop fields, those listed in Connection, Age, Content-Length, and the
-    fields named by ``no-cache="..."`` (§5.2.2.4: not reusable without validation, so not
-    kept) and ``private="..."`` (§5.2.2.7: a shared cache must not store them).
+    Drops the hop-by-hop fields, those listed in Connection, Age, Content-Length,
+    `NEVER_REPLAYED_FIELDS` (Set-Cookie, Set-Cookie2), and the fields named by
+    ``no-cache="..."`` (§5.2.2.4: not reusable without validation, so not kept) and
+    ``private="..."`` (§5.2.2.7: a shared cache must not store them).
     """
     cc = parse_cache_control(get_all(resp_headers, "Cache-Control"))
-    drop = set(NOT_STORED_FIELDS)
+    drop = set(NOT_STORED_FIELDS | NEVER_REPLAYED_FIELDS)
     drop.update(name.lower() for name in list_members(resp_headers, "Connection"))
     drop.update(field_names(cc.get("no-cache")))
     drop.update(field_names(cc.get("private")))
@@ -388,24 +395,19 @@ def response_date(resp_headers: HeaderPairs, fallback: float | None = None) -> f
 
 
 def age_value(resp_headers: HeaderPairs) -> int:
-    """The Age header's value (§5.1): 0 when absent.
+    """The Age header's value (§5.1): 0 when absent or invalid.
 
-    §5.1 suggests using the first member of a list-valued Age and ignoring an invalid
-    one. We are more careful: an Age that is not exactly one delta-seconds value
-    (a list, several lines, negative, fractional, non-numeric, with parameters) makes
-    the response count as already old, so it is validated before it is reused. A cache
-    may always validate, so this never serves anything §5.1 forbids; it is also what
-    the required tests of the HTTP caching test suite (http-cache-tests, as published
-    on npm) expect. Values above 2^31 are capped (§1.2.2).
+    §5.1: with a list-valued Age (``0, 7200`` in one line, or several Age lines) the first
+    member is used and the rest discarded; a first member that is not a non-negative
+    integer (``abc``, ``-7200``, ``7200.0``, ``7200;foo=bar``) is ignored, as if the field
+    were absent. Values of 2^31 or more count as 2147483648 (§1.2.2), older than any
+    freshness lifetime.
     """
-    values = get_all(resp_headers, "Age")
-    if not values:
+    members = list_members(resp_headers, "Age")  # every line's members, in order
+    if not members:
         return 0
-    if len(values) == 1:
-        seconds = delta_seconds(values[0].strip(OWS))
-        if seconds is not None:
-            return seconds
-    return MAX_DELTA_SECONDS
+    seconds = delta_seconds(members[0])
+    return 0 if seconds is None else seconds
 
 
 def initial_age(
@@ -838,7 +840,7 @@ def invalidation_targets(
     §9.2.1, known or not) invalidates the target URI and the Location and Content-Location
     URIs, the latter only when they share the target's origin (scheme, host, port).
     """
-    if method.upper() in SAFE_METHODS or not 200 <= status <= 399:
+    if method in SAFE_METHODS or not 200 <= status <= 399:
         return []
     targets = [url_key]
     origin = origin_of(url_key)
