@@ -27,6 +27,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (the port + 10000) is free too."""
+    while True:
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
 class RedisServer:
     """One redis-server on 127.0.0.1; a context manager."""
 
@@ -71,10 +85,17 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_for(self._answers, what=f"redis-server on port {self.port}")
+        try:
+            wait_for(self._answers, what=f"redis-server on port {self.port}")
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def _answers(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"redis-server exited with status {self.proc.returncode}")
         try:
             return bool(self.client().ping())
         except redis.RedisError:
@@ -113,6 +134,7 @@ class RedisCluster:
                 "yes",
                 "--cluster-config-file",
                 str(workdir / f"node{i}" / "nodes.conf"),
+                port=free_cluster_port(),
             )
             for i in range(3)
         ]
@@ -123,6 +145,14 @@ class RedisCluster:
         return f"redis+cluster://{seeds}"
 
     def __enter__(self) -> RedisCluster:
+        try:
+            self._create()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _create(self) -> None:
         for server in self.servers:
             server.start()
         nodes = [f"127.0.0.1:{s.port}" for s in self.servers]
@@ -133,7 +163,6 @@ class RedisCluster:
             timeout=60,
         )
         wait_for(self._ok, timeout_s=30, what="the cluster to be ok")
-        return self
 
     def _ok(self) -> bool:
         for server in self.servers:
