@@ -11,17 +11,25 @@ hook there stays a handful of calls.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Protocol
 
-from cproxy.cache import Lookup
+from cproxy.cache import CacheStore, HttpCache, Lookup
 from cproxy.cache.fields import HeaderPairs
 from cproxy.directives import Config
 from cproxy.errors import ConfigError
 from cproxy.sharedtier import SharedTier
 from cproxy.sharedtier.tier import TierSettings
 
-if TYPE_CHECKING:
-    from cproxy.server.caching import ProxyCache
+
+class ProxyCache(Protocol):
+    """What these steps use of `cproxy.server.caching.ProxyCache` (named here, not
+    imported: caching imports this module)."""
+
+    store: CacheStore
+    http: HttpCache
+    clock: Callable[[], float]
+    tier: SharedTier | None
 
 
 def read_password(cfg: Config) -> str | None:
