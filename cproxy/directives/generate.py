@@ -1,8 +1,9 @@
-"""Generate man/cproxy.conf.5 and etc/cproxy.conf from the directive registry.
+"""Generate man/cproxy.conf.5, etc/cproxy.conf and cproxy/directives/attributes.py (the
+static types of `Config`'s attributes) from the directive registry.
 
 Usage: ``python -m cproxy.directives.generate [--check] [--root DIR]``
 
-Without ``--check`` the two files are (re)written under DIR (default: the source tree this
+Without ``--check`` the generated files are (re)written under DIR (default: the source tree this
 module lives in). With ``--check`` nothing is written and the exit status is 1 when either
 file differs from what the registry produces, so a stale file fails CI and the tests.
 """
@@ -10,6 +11,8 @@ file differs from what the registry produces, so a stale file fails CI and the t
 from __future__ import annotations
 
 import argparse
+import inspect
+import re
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
@@ -18,7 +21,7 @@ from pathlib import Path
 from cproxy import __version__
 
 from .config import encode_value
-from .registry import Directive, forms
+from .registry import DIRECTIVES, Directive, forms
 from .types import (
     AddressList,
     Choice,
@@ -271,7 +274,44 @@ def _file_value(d: Directive) -> str:
 # ---------------------------------------------------------------------------------------------
 # Command line
 
-RENDERERS: dict[Path, Callable[[], str]] = {MAN_PATH: render_man, SAMPLE_PATH: render_sample}
+# ---------------------------------------------------------------------------------------------
+# cproxy/directives/attributes.py: the static types of Config's attributes
+
+ATTRIBUTES_PATH = Path("cproxy/directives/attributes.py")
+# Names a parse() return annotation may use that come from cproxy.directives.types.
+_TYPE_NAMES = ("IPNetwork", "Pattern", "RedisTarget", "Rule")
+
+
+def attribute_type(d: Directive) -> str:
+    """The Python type of ``d``'s value, as its value type's ``parse`` declares it."""
+    annotation = inspect.signature(type(d.type).parse).return_annotation
+    return annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "Any")
+
+
+def render_attributes() -> str:
+    """A class of annotations, one per directive, that `Config` inherits: mypy then knows
+    every ``cfg.<attr>`` and its type, and refuses a misspelt one."""
+    lines = [f"    {d.attr}: {attribute_type(d)}  # {d.name}" for d in DIRECTIVES.values()]
+    used = sorted(n for n in _TYPE_NAMES if any(re.search(rf"\b{n}\b", line) for line in lines))
+    return (
+        f'"""GENERATED from the directive registry by {GENERATOR}; do not edit.\n\n'
+        "The static type of each `Config` attribute (mypy reads them, so a misspelt or\n"
+        "mistyped ``cfg.<attr>`` is an error). The values themselves are set by `Config`.\n"
+        '"""\n\n'
+        "from __future__ import annotations\n\n"
+        + (f"from cproxy.directives.types import {', '.join(used)}\n\n" if used else "")
+        + "\nclass ConfigAttributes:\n"
+        + "    __slots__ = ()\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
+
+
+RENDERERS: dict[Path, Callable[[], str]] = {
+    MAN_PATH: render_man,
+    SAMPLE_PATH: render_sample,
+    ATTRIBUTES_PATH: render_attributes,
+}
 
 
 def default_root() -> Path:
