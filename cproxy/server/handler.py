@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import select
 import time
 from typing import TYPE_CHECKING
 
@@ -71,6 +72,7 @@ from cproxy.origin import OriginConnection, default_resolve, open_socket, origin
 from cproxy.server import routing
 from cproxy.server.caching import BodyTee, serve_with_cache
 from cproxy.server.fastlane import plain_get, serve_fresh_hit
+from cproxy.server.lingering import linger_close
 from cproxy.server.pages import error_response
 
 if TYPE_CHECKING:
@@ -113,6 +115,12 @@ class ClientConnection:
         self.client_ip = address[0]
         self.buf = b""
         self.served = 0
+        # Set once an answer went out that ends the connection while the client may
+        # still be sending: it is then closed by `linger_close`, not at once.
+        self.linger = False
+        # Set when the origin answered before taking the whole request body: its
+        # socket is never reused (DESIGN.md §5 rule 4).
+        self.request_cut = False
         # True while waiting for the first byte of a request: shutdown may close it at once,
         # and the runtime's reaper ends the wait at idle_deadline (see _read_head).
         self.idle = False
@@ -156,7 +164,10 @@ class ClientConnection:
             pass
         finally:
             self.rt.connections.discard(self)
-            self.sock.close()
+            if self.linger:
+                linger_close(self.sock)
+            else:
+                self.sock.close()
 
     def expire_if_idle(self, now: float) -> None:
         """Called by the runtime's reaper: end a wait for a request, or for an origin's
@@ -260,6 +271,7 @@ class ClientConnection:
         if self.sock.timeout != cfg.read_timeout_s:
             self.sock.settimeout(cfg.read_timeout_s)
         outcome = _Outcome()
+        self.request_cut = False
         try:
             keep = self._dispatch(req, keep, outcome)
         except ClientProtocolError as exc:
@@ -269,7 +281,7 @@ class ClientConnection:
         finally:
             if self.rt.access_log.enabled:
                 self._log(req, outcome, started)
-        return keep
+        return keep and not self.linger
 
     def _log(self, req: Request, outcome: _Outcome, started: float) -> None:
         self.rt.access_log.write(
@@ -350,6 +362,9 @@ class ClientConnection:
             extra_headers=headers,
             head_only=head_only,
         )
+        if close:
+            # Input may be unread (a refused head or body): close without a reset.
+            self.linger = True
         try:
             self.sock.settimeout(self.rt.config.read_timeout_s)
             self.sock.sendall(data)
@@ -472,7 +487,10 @@ class ClientConnection:
             try:
                 if conn.sock.timeout != cfg.read_timeout_s:  # a pooled socket has it already
                     conn.sock.settimeout(cfg.read_timeout_s)
-                self._send_request(conn, req, head)
+                try:
+                    self._send_request(conn, req, head)
+                except _EarlyResponse as early:
+                    return (conn, *self._early_response(conn, req, early))
                 resp, rest = self._read_response_head(conn, req)
                 return conn, resp, rest
             except _NoResponse as exc:
@@ -491,6 +509,22 @@ class ClientConnection:
             except BaseException:
                 pool.discard(conn)
                 raise
+
+    def _early_response(
+        self, conn: OriginConnection, req: Request, early: _EarlyResponse
+    ) -> tuple[Response, bytes]:
+        """The origin answered (or closed) before taking the whole body, as a server
+        refusing an upload does (413, 401...): its answer, if it sent a whole head, goes
+        to the client, and both connections end (the client's after a lingering close:
+        the rest of its body is never read)."""
+        self.request_cut = True
+        try:
+            resp, rest = self._read_response_head(conn, req)
+        except _NoResponse as exc:
+            raise OriginReset(str(early)) from exc
+        log.info("%s %s: the origin answered before the whole body", req.method, req.url)
+        self.linger = True
+        return resp, rest
 
     def _send_request(self, conn: OriginConnection, req: Request, head: bytes) -> None:
         """Send the head and stream the body. A failure before the whole request went
@@ -522,11 +556,16 @@ class ClientConnection:
             raise ClientGone("client closed the connection during the request body")
         return data
 
-    def _send_origin(self, osock: socket.socket, data: bytes) -> None:
+    def _send_origin(self, osock: socket.socket, data: bytes, watch: select.poll) -> None:
+        """Send body bytes, unless the origin has already answered (``watch`` polls
+        ``osock`` for input): an early answer is read, not lost in a reset."""
+        if watch.poll(0):
+            raise _EarlyResponse("the origin answered before the whole body was sent")
         try:
             osock.sendall(data)
         except OSError as exc:
-            raise OriginReset(f"the origin stopped taking the request body: {exc}") from exc
+            # The origin closed: it may have answered first (read in _early_response).
+            raise _EarlyResponse(f"the origin stopped taking the request body: {exc}") from exc
 
     def _stream_request_body(
         self, osock: socket.socket, reader: BodyReader, writer: BodyWriter
@@ -535,6 +574,8 @@ class ClientConnection:
         what follows it stays in ``self.buf`` (the next request)."""
         limit = self.rt.config.max_request_body_bytes
         received = 0
+        watch = select.poll()
+        watch.register(osock.fileno(), select.POLLIN)
         while not reader.done:
             pieces = reader.feed(self._recv_client())
             if limit:
@@ -548,7 +589,7 @@ class ClientConnection:
             if reader.done:
                 out += writer.end()
             if out:
-                self._send_origin(osock, out)
+                self._send_origin(osock, out, watch)
         self.buf = reader.leftover
 
     def _read_response_head(self, conn: OriginConnection, req: Request) -> tuple[Response, bytes]:
@@ -659,6 +700,8 @@ class ClientConnection:
         arrived whole and self-delimited (DESIGN.md §5 rule 3: nothing else is stored).
         """
         cfg = self.rt.config
+        # After an early answer the client's body is unread: this response closes.
+        keep = keep and not self.linger
         head, framing = self._client_head(req, resp, keep, extra, fields)
         outcome.status = resp.status
         clean = False
@@ -699,7 +742,7 @@ class ClientConnection:
     def _done_with_origin(self, conn: OriginConnection, resp: Response, *, clean: bool) -> None:
         """Hand ``conn`` back to the pool after ``resp``: reused only when the response
         ended exactly (``clean``: no bytes left over) and the origin keeps it open."""
-        if clean and resp.keep_alive:
+        if clean and resp.keep_alive and not self.request_cut:
             self.rt.pool.release(conn)
         else:
             self.rt.pool.discard(conn)
@@ -797,6 +840,10 @@ class ClientConnection:
 
 class _NoResponse(Exception):
     """The origin connection failed before any response byte: maybe a stale pooled socket."""
+
+
+class _EarlyResponse(Exception):
+    """The origin sent something (or closed) before it had the whole request body."""
 
 
 class _Outcome:
