@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tests.hostile import OriginConn, RecordingOrigin, parse_responses
+from tests.hostile import OriginConn, RecordingOrigin, parse_requests, parse_responses
 from tests.support import WAIT_S, start_proxy
 
 MIB = 1 << 20
@@ -118,3 +118,57 @@ def test_an_origins_early_413_to_a_large_upload_reaches_the_client() -> None:
             answers, _ = parse_responses(data)
             got.append([(a.status, a.body) for a in answers])
         assert got == [[(413, b"too big!")]] * 9
+
+
+def test_a_body_over_the_buffer_streams_and_an_origin_that_saw_part_of_a_bad_one_is_closed() -> (
+    None
+):
+    """RequestBodyBuffer 1 K: 4 KiB of good chunks go on to the origin before a bad chunk
+    size arrives; the client gets 400, the origin never a complete request, and cproxy
+    closes that origin connection."""
+    with RecordingOrigin() as origin, start_proxy(RequestBodyBuffer="1 K") as proxy:
+        o = f"127.0.0.1:{origin.port}"
+        head = f"POST http://{o}/x HTTP/1.1\r\nHost: {o}\r\nTransfer-Encoding: chunked\r\n\r\n"
+        good = b"400\r\n" + b"g" * 1024 + b"\r\n"
+        with contextlib.closing(socket.create_connection(("127.0.0.1", proxy.port))) as s:
+            s.sendall(head.encode() + good * 4)
+            origin.wait_for_bytes(4096)
+            s.sendall(b"zz\r\n")
+            data, end = read_to_end(s)
+        answers, _ = parse_responses(data)
+        assert [a.status for a in answers] == [400] and end == "eof"
+        [conn] = origin.conns
+        assert parse_requests(bytes(conn.raw))[0] == []
+        assert conn.wait_closed()
+
+
+def test_a_body_trickling_below_the_minimum_rate_gets_408_and_reaches_no_origin() -> None:
+    """RequestBodyTimeout 1 second, RequestBodyMinRate 100 bytes: a body sent at 20
+    bytes a second (each byte well within ReadTimeout) is cut at about 1.2 s."""
+    with (
+        RecordingOrigin() as origin,
+        start_proxy(RequestBodyTimeout="1 second", RequestBodyMinRate="100 bytes") as proxy,
+    ):
+        o = f"127.0.0.1:{origin.port}"
+        head = f"POST http://{o}/x HTTP/1.1\r\nHost: {o}\r\nContent-Length: 1000\r\n\r\n"
+        pace = threading.Event()
+        with contextlib.closing(socket.create_connection(("127.0.0.1", proxy.port))) as s:
+            s.sendall(head.encode())
+            started = time.monotonic()
+            s.setblocking(False)
+            data = b""
+            while time.monotonic() - started < WAIT_S:
+                with contextlib.suppress(BlockingIOError):
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                with contextlib.suppress(OSError):
+                    s.send(b"x")
+                pace.wait(0.05)  # the client's pace: 20 bytes a second
+            elapsed = time.monotonic() - started
+        answers, _ = parse_responses(data)
+        assert [a.status for a in answers] == [408], data[:200]
+        assert elapsed < WAIT_S / 2
+        origin.sync()
+        assert not any(origin.received())

@@ -13,6 +13,8 @@ The timeouts, precisely (each is a directive, see cproxy.conf(5)):
   client's body stalled, 502 if the origin stopped taking the body; otherwise the
   connection is closed. A CONNECT tunnel ends when neither side sent anything for
   ReadTimeout, or when one side took nothing we sent for that long.
+- RequestBodyTimeout (+ one second per RequestBodyMinRate bytes received): the whole
+  request body, from the end of its head. Fires -> 408, close (cproxy.server.clientbody).
 - OutputTimeout: from sending the head of a response relayed from an origin until
   the last byte of its body, including waits for the origin's body. Fires -> close.
   Stored (cache) and cproxy's own responses, and relayed ones that arrived whole with
@@ -71,6 +73,7 @@ from cproxy.http.message import (
 from cproxy.origin import OriginConnection, default_resolve, open_socket, origin_key
 from cproxy.server import routing
 from cproxy.server.caching import BodyTee, serve_with_cache
+from cproxy.server.clientbody import ClientBody, ClientGone, body_too_large
 from cproxy.server.fastlane import plain_get, serve_fresh_hit
 from cproxy.server.lingering import linger_close
 from cproxy.server.pages import error_response
@@ -89,16 +92,8 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELET
 _TO_SELF = "Refusing to forward a request to cproxy itself."
 
 
-def _body_too_large(limit_bytes: int) -> str:
-    return f"The request body is larger than {limit_bytes} bytes (MaxRequestBody)."
-
-
 class OutputTimeout(Exception):
     """OutputTimeout passed while sending a response to the client."""
-
-
-class ClientGone(Exception):
-    """The client closed its connection or stopped reading."""
 
 
 def handle_client(runtime: Runtime, sock: socket.socket, address: tuple) -> None:
@@ -121,6 +116,8 @@ class ClientConnection:
         # Set when the origin answered before taking the whole request body: its
         # socket is never reused (DESIGN.md §5 rule 4).
         self.request_cut = False
+        # The body of the request being served, once received (see _receive_body).
+        self.body: ClientBody | None = None
         # True while waiting for the first byte of a request: shutdown may close it at once,
         # and the runtime's reaper ends the wait at idle_deadline (see _read_head).
         self.idle = False
@@ -272,6 +269,7 @@ class ClientConnection:
             self.sock.settimeout(cfg.read_timeout_s)
         outcome = _Outcome()
         self.request_cut = False
+        self.body = None
         try:
             keep = self._dispatch(req, keep, outcome)
         except ClientProtocolError as exc:
@@ -318,7 +316,7 @@ class ClientConnection:
             return self._local_error(req, 403, _TO_SELF, keep, outcome)
         limit = cfg.max_request_body_bytes
         if limit and req.body == LENGTH and req.content_length > limit:
-            return self._local_error(req, 413, _body_too_large(limit), False, outcome)
+            return self._local_error(req, 413, body_too_large(limit), False, outcome)
         if is_trace(req.method):
             refused = trace_refusal(req, cfg)
             if refused is not None:
@@ -449,6 +447,8 @@ class ClientConnection:
     # -- forwarding ----------------------------------------------------------------
 
     def _forward(self, req: Request, keep: bool, outcome: _Outcome) -> bool:
+        if req.body != NONE:
+            self.body = self._receive_body(req)
         cache = self.rt.cache
         if cache is not None and self.rt.config.caching:
             return serve_with_cache(self, cache, req, keep, outcome)
@@ -472,11 +472,6 @@ class ClientConnection:
         key = origin_key(req.scheme, req.host, req.port)
         has_body = req.body != NONE
         head = origin_request_head(req, self.rt.config.hostname)
-        if req.expect_continue and has_body:
-            # We answer the expectation ourselves (RFC 9110 §10.1.1 lets a proxy do so)
-            # and stream the body on: the origin never sees Expect.
-            self._send_client(b"HTTP/1.1 100 Continue\r\n\r\n")
-            req.expect_continue = False
         retried = False
         while True:
             # Bodies always go on a fresh socket: a stale pooled one could
@@ -536,35 +531,40 @@ class ClientConnection:
         self.linger = True
         return resp, rest
 
+    def _receive_body(self, req: Request) -> ClientBody:
+        """Read the request body up to RequestBodyBuffer before anything goes to an
+        origin (see cproxy.server.clientbody): a malformed one gets its 4xx here."""
+        cfg = self.rt.config
+        if req.expect_continue:
+            # We answer the expectation ourselves (RFC 9110 §10.1.1 lets a proxy do so):
+            # the origin never sees Expect.
+            self._send_client(b"HTTP/1.1 100 Continue\r\n\r\n")
+            req.expect_continue = False
+        body = ClientBody(self.sock, self.buf, req, cfg)
+        self.buf = b""
+        body.buffer(cfg.request_body_buffer_bytes)
+        if body.done:
+            self.buf = body.leftover
+        return body
+
     def _send_request(self, conn: OriginConnection, req: Request, head: bytes) -> None:
-        """Send the head and stream the body. A failure before the whole request went
-        out is a `_NoResponse` only if no body byte was taken from the client."""
+        """Send the head and the body. A failure before the whole request went out is a
+        `_NoResponse` only if it carries no body."""
         osock = conn.sock
-        if req.body == NONE:
+        body = self.body
+        if body is None:
             try:
                 _send_all(osock, head)
             except OSError as exc:
                 raise _NoResponse(f"sending the request failed: {exc}") from exc
             return
         try:
-            _send_all(osock, head)
+            # The head and the body received so far (all of it, up to RequestBodyBuffer).
+            _send_all(osock, head + body.take())
         except OSError as exc:
             raise OriginReset(f"sending the request to the origin failed: {exc}") from exc
-        self._stream_request_body(
-            osock, body_reader(req.body, req.content_length, client=True), BODY_WRITERS[req.body]
-        )
-
-    def _recv_client(self) -> bytes:
-        if self.buf:
-            data, self.buf = self.buf, b""
-            return data
-        try:
-            data = self.sock.recv(IO_CHUNK_BYTES)
-        except TimeoutError as exc:
-            raise ClientProtocolError(408, "The request body stalled (ReadTimeout).") from exc
-        if not data:
-            raise ClientGone("client closed the connection during the request body")
-        return data
+        if not body.done:
+            self._stream_request_body(osock, body)
 
     def _send_origin(self, osock: socket.socket, data: bytes, watch: select.poll) -> None:
         """Send body bytes, unless the origin has already answered (``watch`` polls
@@ -577,30 +577,18 @@ class ClientConnection:
             # The origin closed: it may have answered first (read in _early_response).
             raise _EarlyResponse(f"the origin stopped taking the request body: {exc}") from exc
 
-    def _stream_request_body(
-        self, osock: socket.socket, reader: BodyReader, writer: BodyWriter
-    ) -> None:
-        """Copy the request body from the client to the origin, re-framed by ``writer``;
-        what follows it stays in ``self.buf`` (the next request)."""
-        limit = self.rt.config.max_request_body_bytes
-        received = 0
+    def _stream_request_body(self, osock: socket.socket, body: ClientBody) -> None:
+        """Copy the rest of a body larger than RequestBodyBuffer to the origin as it
+        arrives; what follows it stays in ``self.buf`` (the next request). An error
+        in it (4xx) leaves the origin with part of a request: _exchange discards its
+        socket."""
         watch = select.poll()
         watch.register(osock.fileno(), select.POLLIN)
-        while not reader.done:
-            pieces = reader.feed(self._recv_client())
-            if limit:
-                # A declared length was checked against the limit before: this bounds
-                # a chunked body, whose size is only known as it arrives.
-                received += sum(len(p) for p in pieces)
-                if received > limit:
-                    # The origin has part of the request: _exchange discards its socket.
-                    raise ClientProtocolError(413, _body_too_large(limit))
-            out = frame_pieces(writer, pieces) if pieces else b""
-            if reader.done:
-                out += writer.end()
+        while not body.done:
+            out = body.more()
             if out:
                 self._send_origin(osock, out, watch)
-        self.buf = reader.leftover
+        self.buf = body.leftover
 
     def _read_response_head(self, conn: OriginConnection, req: Request) -> tuple[Response, bytes]:
         """Read the final response head (interim 1xx ones are relayed to the client)."""
