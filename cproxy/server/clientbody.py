@@ -22,25 +22,22 @@ from gevent import socket
 from cproxy.directives import Config
 from cproxy.errors import ClientProtocolError
 from cproxy.http import Request
-from cproxy.http.framing import BODY_WRITERS, body_reader, frame_pieces
+from cproxy.http.framing import body_reader
 from cproxy.http.limits import IO_CHUNK_BYTES
+from cproxy.server.exchange import body_too_large
+from cproxy.server.sink import ClientGone
 
 log = logging.getLogger("cproxy")
 
 
-class ClientGone(Exception):
-    """The client closed its connection or stopped reading."""
-
-
-def body_too_large(limit_bytes: int) -> str:
-    return f"The request body is larger than {limit_bytes} bytes (MaxRequestBody)."
-
-
 class ClientBody:
     """One request body, read from ``sock`` after the bytes already received
-    (``pending``). `buffer` reads ahead into memory; `take` returns what has arrived,
-    framed for the origin; `more` waits for the next bytes. `leftover` is what followed
-    the body (a pipelined request) once it is `done`.
+    (``pending``), for the exchange (`cproxy.server.exchange.RequestBody`'s ``recv``).
+
+    `buffer` reads ahead and checks what it read with a framing reader (so a malformed
+    body or one over MaxRequestBody raises before the origin is contacted); `recv` hands
+    out the raw bytes buffered, then reads on. `consumed` tells whether every byte of
+    the body was handed out: otherwise the connection cannot carry another request.
 
     Raises ClientProtocolError (400 malformed, 408 too slow or stalled, 413 over
     MaxRequestBody) and ClientGone (the client closed mid-body).
@@ -53,12 +50,11 @@ class ClientBody:
         "limit",
         "min_rate",
         "pending",
-        "pieces",
+        "raw",
         "read_timeout_s",
         "reader",
         "received",
         "sock",
-        "writer",
     )
 
     def __init__(
@@ -72,8 +68,7 @@ class ClientBody:
         self.sock = sock
         self.pending = pending
         self.reader = body_reader(req.body, req.content_length, client=True)
-        self.writer = BODY_WRITERS[req.body]
-        self.pieces: list[bytes] = []
+        self.raw: list[bytes] = []
         self.buffered = 0
         self.received = 0
         self.limit = cfg.max_request_body_bytes
@@ -83,34 +78,34 @@ class ClientBody:
         self.deadline = clock() + cfg.request_body_timeout_s
 
     @property
-    def done(self) -> bool:
-        return self.reader.done
-
-    @property
-    def leftover(self) -> bytes:
-        return self.reader.leftover
+    def consumed(self) -> bool:
+        """The whole body was read and handed out."""
+        return self.reader.done and not self.raw
 
     def buffer(self, bound_bytes: int) -> None:
         """Read until the body is complete or ``bound_bytes`` of it wait in memory."""
         while not self.reader.done and self.buffered < bound_bytes:
-            self._take(self._recv())
+            data = self._recv()
+            self._check(data)
+            self.raw.append(data)
+            self.buffered += len(data)
 
-    def take(self) -> bytes:
-        """The body bytes received and not yet taken, framed for the origin (with the
-        framing's end once the body is complete)."""
-        out = frame_pieces(self.writer, self.pieces) if self.pieces else b""
-        self.pieces = []
-        self.buffered = 0
+    def recv(self) -> bytes:
+        """The next raw bytes of the body: those buffered first (and, once the body is
+        complete, whatever followed it: the exchange hands that back)."""
+        if self.raw:
+            data = b"".join(self.raw)
+            self.raw = []
+            self.buffered = 0
+            return data
         if self.reader.done:
-            out += self.writer.end()
-        return out
+            # The exchange decodes the same bytes with the same framing: it stops too.
+            raise AssertionError("read past the end of the request body")
+        data = self._recv()
+        self._check(data)
+        return data
 
-    def more(self) -> bytes:
-        """Wait for more of the body; `take` of what came."""
-        self._take(self._recv())
-        return self.take()
-
-    def _take(self, data: bytes) -> None:
+    def _check(self, data: bytes) -> None:
         pieces = self.reader.feed(data)
         size = sum(len(p) for p in pieces)
         self.received += size
@@ -120,8 +115,6 @@ class ClientBody:
             raise ClientProtocolError(413, body_too_large(self.limit))
         if self.min_rate:
             self.deadline += size / self.min_rate
-        self.pieces += pieces
-        self.buffered += size
 
     def _recv(self) -> bytes:
         if self.pending:
