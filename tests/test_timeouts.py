@@ -172,11 +172,13 @@ def test_stalled_request_body_gets_408_and_close() -> None:
         start_proxy(ReadTimeout="300 ms") as proxy,
         raw_connection(proxy.port) as sock,
     ):
+        # The clock starts before the send: cproxy's wait for the rest of the body starts
+        # as soon as the first bytes are in, which may be before sendall() returns here.
+        t0 = time.monotonic()
         sock.sendall(
             f"POST {origin.url('/up')} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n".encode()
             + b"0123456789"
         )
-        t0 = time.monotonic()
         status, headers, _ = read_response(sock)
         elapsed = time.monotonic() - t0
         assert sock.recv(1) == b""
