@@ -23,6 +23,9 @@ class ConfigAttributes:
     read_timeout_s: float  # ReadTimeout
     output_timeout_s: float  # OutputTimeout
     persist_timeout_s: float  # PersistTimeout
+    request_body_buffer_bytes: int  # RequestBodyBuffer
+    request_body_timeout_s: float  # RequestBodyTimeout
+    request_body_min_rate_bytes: int  # RequestBodyMinRate
     proxy_persistence: bool  # ProxyPersistence
     server_conn_pool: bool  # ServerConnPool
     max_socket_per_server: int  # MaxSocketPerServer
