@@ -30,6 +30,7 @@ from .types import (
     PatternList,
     PortList,
     RuleList,
+    SharedCacheURL,
     Size,
     Switch,
     Text,
@@ -59,6 +60,7 @@ _SYNTAX: dict[type[ValueType], Callable[[ValueType], str]] = {
     RuleList: lambda t: "rules",
     OriginList: lambda t: "origins",
     StandbyList: lambda t: "origin count lines",
+    SharedCacheURL: lambda t: "url",
 }
 
 
