@@ -11,7 +11,6 @@ import types
 import typing
 from pathlib import Path
 
-import cproxy.directives.types as types_module
 from cproxy.directives import DIRECTIVES, defaults
 from cproxy.directives.attributes import ConfigAttributes
 from cproxy.directives.config import Config
@@ -34,7 +33,7 @@ def test_one_annotation_per_directive_with_its_parse_type() -> None:
 
 
 def test_every_default_has_its_declared_type() -> None:
-    hints = typing.get_type_hints(ConfigAttributes, vars(types_module))
+    hints = typing.get_type_hints(ConfigAttributes)
     cfg = defaults()
     for d in DIRECTIVES.values():
         hint = hints[d.attr]

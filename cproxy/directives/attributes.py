@@ -6,6 +6,7 @@ mistyped ``cfg.<attr>`` is an error). The values themselves are set by `Config`.
 
 from __future__ import annotations
 
+from cproxy.directives.origintypes import Origin
 from cproxy.directives.types import IPNetwork, Pattern, RedisTarget, Rule
 
 
@@ -36,6 +37,8 @@ class ConfigAttributes:
     server_conn_queue_timeout_s: float  # ServerConnQueueTimeout
     max_persist_request_per_server: int  # MaxPersistRequestPerServer
     max_idle_sockets: int  # MaxIdleSockets
+    server_sslca_file: str  # ServerSSLCAFile
+    server_ssl_no_verify: tuple[Origin, ...]  # ServerSSLNoVerify
     proxy_access: tuple[IPNetwork, ...]  # ProxyAccess
     connect_ports: tuple[int, ...]  # ConnectPorts
     max_request_body_bytes: int  # MaxRequestBody

@@ -21,6 +21,7 @@ from pathlib import Path
 from cproxy import __version__
 
 from .config import encode_value
+from .origintypes import OriginList, StandbyList
 from .registry import DIRECTIVES, Directive, forms
 from .types import (
     AddressList,
@@ -60,6 +61,8 @@ _SYNTAX: dict[type[ValueType], Callable[[ValueType], str]] = {
     FieldNameList: lambda t: "fields",
     PatternList: lambda t: "patterns",
     RuleList: lambda t: "rules",
+    OriginList: lambda t: "origins",
+    StandbyList: lambda t: "origin count lines",
     SharedCacheURL: lambda t: "url",
 }
 
@@ -278,8 +281,6 @@ def _file_value(d: Directive) -> str:
 # cproxy/directives/attributes.py: the static types of Config's attributes
 
 ATTRIBUTES_PATH = Path("cproxy/directives/attributes.py")
-# Names a parse() return annotation may use that come from cproxy.directives.types.
-_TYPE_NAMES = ("IPNetwork", "Pattern", "RedisTarget", "Rule")
 
 
 def attribute_type(d: Directive) -> str:
@@ -288,18 +289,35 @@ def attribute_type(d: Directive) -> str:
     return annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "Any")
 
 
+def _annotation_imports() -> dict[str, set[str]]:
+    """Module -> the names the annotations use from it: each capitalised name that the
+    value type's own module defines (``Any`` and the like come from typing)."""
+    imports: dict[str, set[str]] = {}
+    for d in DIRECTIVES.values():
+        module = sys.modules[type(d.type).__module__]
+        for name in re.findall(r"\b[A-Z][A-Za-z0-9_]*\b", attribute_type(d)):
+            if name == "Any":
+                imports.setdefault("typing", set()).add(name)
+            elif hasattr(module, name):
+                imports.setdefault(module.__name__, set()).add(name)
+    return imports
+
+
 def render_attributes() -> str:
     """A class of annotations, one per directive, that `Config` inherits: mypy then knows
     every ``cfg.<attr>`` and its type, and refuses a misspelt one."""
     lines = [f"    {d.attr}: {attribute_type(d)}  # {d.name}" for d in DIRECTIVES.values()]
-    used = sorted(n for n in _TYPE_NAMES if any(re.search(rf"\b{n}\b", line) for line in lines))
+    imports = "".join(
+        f"from {module} import {', '.join(sorted(names))}\n"
+        for module, names in sorted(_annotation_imports().items(), key=lambda kv: kv[0])
+    )
     return (
         f'"""GENERATED from the directive registry by {GENERATOR}; do not edit.\n\n'
         "The static type of each `Config` attribute (mypy reads them, so a misspelt or\n"
         "mistyped ``cfg.<attr>`` is an error). The values themselves are set by `Config`.\n"
         '"""\n\n'
         "from __future__ import annotations\n\n"
-        + (f"from cproxy.directives.types import {', '.join(used)}\n\n" if used else "")
+        + (imports + "\n" if imports else "")
         + "\nclass ConfigAttributes:\n"
         + "    __slots__ = ()\n\n"
         + "\n".join(lines)
