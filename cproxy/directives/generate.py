@@ -27,6 +27,7 @@ from .types import (
     Integer,
     PatternList,
     PortList,
+    PortRangeList,
     RuleList,
     Size,
     Switch,
@@ -52,6 +53,7 @@ _SYNTAX: dict[type[ValueType], Callable[[ValueType], str]] = {
     Choice: lambda t: "|".join(t.choices) if isinstance(t, Choice) else "word",
     AddressList: lambda t: "networks",
     PortList: lambda t: "ports",
+    PortRangeList: lambda t: "ports",
     PatternList: lambda t: "patterns",
     RuleList: lambda t: "rules",
 }

@@ -23,6 +23,7 @@ from .types import (
     Integer,
     PatternList,
     PortList,
+    PortRangeList,
     RuleList,
     Size,
     Switch,
@@ -411,6 +412,60 @@ _DECLARED: tuple[Directive, ...] = (
         the cache of the pages everyone else relies on (and make the origins take the
         load). List only the hosts that publish content, e.g. 127.0.0.1/32 for a deploy
         script on the proxy's own host.
+        """,
+        live=True,
+    ),
+    Directive(
+        "SafePorts",
+        PortRangeList(),
+        "80 21 443 70 210 1025-65535 280 488 591 777",
+        ACCESS_CONTROL,
+        """
+        Ports a plain HTTP request (and a mapping rule's target) may reach; others get 403.
+        CONNECT has its own list, ConnectPorts.
+
+        The default is Squid's Safe_ports: the ports of HTTP and the protocols browsers
+        used to speak, and every unprivileged port. The ports below 1024 left out are
+        those of services that would read an HTTP request as their own protocol (SMTP on
+        25, SSH on 22, ...): a proxy that forwards to them lets web pages talk to mail
+        and login servers behind it.
+        """,
+        live=True,
+    ),
+    Directive(
+        "RefusedDestinations",
+        AddressList(),
+        "0.0.0.0/8 ::/128 169.254.0.0/16 fe80::/10",
+        ACCESS_CONTROL,
+        """
+        Addresses cproxy never connects to, for any client: each connection it opens
+        (forwarding, each retry, a mapping rule's target, a CONNECT tunnel) is checked on
+        the address the name resolved to, the one it then connects to, so a name that
+        resolves somewhere else from one moment to the next (DNS rebinding) cannot get
+        round it. A refused destination gets 403 with a page that names this directive.
+
+        The default refuses the unspecified addresses ("this host", which Linux connects
+        to the proxy's own host) and the link-local networks, where cloud providers
+        answer metadata requests with the host's credentials (169.254.169.254). Add your
+        internal networks to keep proxy clients out of them.
+        """,
+        live=True,
+    ),
+    Directive(
+        "LoopbackDestinations",
+        AddressList(),
+        "127.0.0.0/8 ::1/128",
+        ACCESS_CONTROL,
+        """
+        Addresses only clients whose own address is in one of these networks may reach
+        through cproxy; checked like RefusedDestinations, on the resolved address of
+        every connection. Others get 403 with a page that names this directive.
+
+        The default is loopback: services that listen only on the proxy's own host
+        (databases, admin consoles, development servers) expect to be reached by local
+        users only, and a proxy would otherwise hand them to every client on the network.
+        Clients on the host itself keep reaching them. A Proxy mapping rule to a loopback
+        back end for remote clients needs its address taken out of this list.
         """,
         live=True,
     ),

@@ -450,6 +450,42 @@ class PortList(ValueType):
         return " ".join(str(p) for p in value)
 
 
+@dataclass(frozen=True)
+class PortRanges:
+    """Ports and port ranges, inclusive: ``443 in ports`` asks whether 443 is covered."""
+
+    ranges: tuple[tuple[int, int], ...]
+
+    def __contains__(self, port: object) -> bool:
+        return isinstance(port, int) and any(lo <= port <= hi for lo, hi in self.ranges)
+
+
+@dataclass(frozen=True)
+class PortRangeList(ValueType):
+    """TCP ports and inclusive ranges (``1025-65535``), space or comma separated, as Squid's
+    ``Safe_ports``; value a `PortRanges`."""
+
+    @property
+    def allowed(self) -> str:
+        return "port numbers or ranges from 1 to 65535 separated by spaces, e.g. 80 443 1025-65535"
+
+    def parse(self, text: str) -> PortRanges:
+        ranges = []
+        for item in _split(text):
+            lo_text, dash, hi_text = item.partition("-")
+            bounds = (lo_text, hi_text) if dash else (lo_text, lo_text)
+            if not all(b.isdigit() and 1 <= int(b) <= 65535 for b in bounds):
+                raise ValueError(f"{item!r} is not a port number or range")
+            lo, hi = int(bounds[0]), int(bounds[1])
+            if lo > hi:
+                raise ValueError(f"{item!r} is an empty range; did you mean {hi}-{lo}?")
+            ranges.append((lo, hi))
+        return PortRanges(tuple(ranges))
+
+    def format(self, value: PortRanges) -> str:
+        return " ".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in value.ranges)
+
+
 # A pattern is matched against the request target as the server sees it: an absolute URL
 # ("http://host/path") for proxy requests, a path ("/path") for requests sent to cproxy as a
 # web server. "*" alone matches everything.

@@ -31,6 +31,7 @@ import gevent.event
 
 from cproxy.errors import OriginError, PoolClosed
 from cproxy.origin.connection import (
+    AddressCheck,
     OriginConnection,
     OriginKey,
     Resolver,
@@ -181,7 +182,18 @@ class OriginPool:
 
     # -- checkout and return ------------------------------------------------------------------
 
-    def acquire(self, key: OriginKey, *, verify: bool = True) -> OriginConnection:
+    @property
+    def resolve(self) -> Resolver:
+        """The resolver every connection of this pool uses (tests may replace it)."""
+        return self._resolve
+
+    @resolve.setter
+    def resolve(self, resolve: Resolver) -> None:
+        self._resolve = resolve
+
+    def acquire(
+        self, key: OriginKey, *, verify: bool = True, admit: AddressCheck | None = None
+    ) -> OriginConnection:
         """Return a connection to ``key``: the most recently released usable idle one, or new.
 
         Idle sockets past ``idle_timeout_s`` are closed (``expired``); ones the origin closed or
@@ -212,9 +224,9 @@ class OriginPool:
                 conn._checkout()
                 self._count(origin, "reused")
                 return conn
-        return self._connect(key)
+        return self._connect(key, admit)
 
-    def connect(self, key: OriginKey) -> OriginConnection:
+    def connect(self, key: OriginKey, *, admit: AddressCheck | None = None) -> OriginConnection:
         """Open a fresh connection to ``key``, never an idle one (request bodies, retries).
 
         Raises ``OriginDNSError``, ``OriginConnectError`` or ``OriginConnectTimeout`` (message
@@ -222,7 +234,7 @@ class OriginPool:
         """
         if self._closed:
             raise PoolClosed("the origin connection pool is closed")
-        return self._connect(origin_key(*key))
+        return self._connect(origin_key(*key), admit)
 
     def release(self, conn: OriginConnection) -> None:
         """Take back a connection whose exchange completed cleanly (DESIGN §5 rule 4).
@@ -413,14 +425,16 @@ class OriginPool:
                 self._count(origin, counter)
             conn.close()
 
-    def _connect(self, key: OriginKey) -> OriginConnection:
+    def _connect(self, key: OriginKey, admit: AddressCheck | None = None) -> OriginConnection:
         origin = self._origin(key)
         host, port = key[1], key[2]
         # Counted while this greenlet yields in DNS/connect, so stats show work under way and
         # the entry is not forgotten meanwhile.
         origin.pending_connects += 1
         try:
-            sock = open_socket(host, port, timeout_s=self._connect_timeout_s, resolve=self._resolve)
+            sock = open_socket(
+                host, port, timeout_s=self._connect_timeout_s, resolve=self._resolve, admit=admit
+            )
         except OriginError:
             self._count(origin, "connect_failures")
             raise

@@ -483,7 +483,9 @@ def _refresh_in_background(
     cache.refreshing.add(url_key)
     from cproxy.server.handler import ClientConnection, _Outcome
 
-    background = ClientConnection(cc.rt, _NullSink(), ("background-refresh", 0))  # type: ignore[arg-type]
+    # On behalf of the client whose request found the response stale: its address decides
+    # where the refresh may connect (cproxy.server.destinations).
+    background = ClientConnection(cc.rt, _NullSink(), (cc.client_ip, 0))  # type: ignore[arg-type]
     refresh = Lookup(
         LookupKind.VALIDATE,
         entry=result.entry,

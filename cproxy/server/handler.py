@@ -67,9 +67,10 @@ from cproxy.http.message import (
     response_fields_for_client,
     skip_empty_lines,
 )
-from cproxy.origin import OriginConnection, default_resolve, open_socket, origin_key
+from cproxy.origin import OriginConnection, open_socket, origin_key
 from cproxy.server import routing
 from cproxy.server.caching import BodyTee, serve_with_cache
+from cproxy.server.destinations import admit_reused, destination_refusal, policy_for
 from cproxy.server.fastlane import plain_get, serve_fresh_hit
 from cproxy.server.pages import error_response
 from cproxy.server.trace import Refusal, allowed_methods, is_trace, trace_refusal
@@ -304,6 +305,9 @@ class ClientConnection:
             )
         if self._aims_at_self(req):
             return self._local_error(req, 403, _TO_SELF, keep, outcome)
+        off_limits = destination_refusal(req, cfg, self.client_ip)
+        if off_limits is not None:
+            return self._local_error(req, 403, off_limits, keep, outcome)
         limit = cfg.max_request_body_bytes
         if limit and req.body == LENGTH and req.content_length > limit:
             return self._local_error(req, 413, _body_too_large(limit), False, outcome)
@@ -463,16 +467,21 @@ class ClientConnection:
             self._send_client(b"HTTP/1.1 100 Continue\r\n\r\n")
             req.expect_continue = False
         retried = False
+        # Every connection opened or reused for this request, including a retry's, is
+        # checked on its resolved address (DESIGN.md §5 rule 10).
+        admit = policy_for(cfg).admit(self.client_ip)
         while True:
             # Bodies always go on a fresh socket: a stale pooled one could
             # swallow part of an upload that we cannot replay. The one retry goes on a
             # fresh socket too (DESIGN.md §5 rule 5), not on the next idle one.
             if has_body or retried:
-                conn = pool.connect(key)
+                conn = pool.connect(key, admit=admit)
             else:
                 # An idempotent request is retried once on a fresh socket if a pooled one
                 # turns out dead (below), so it needs no checkout peek.
-                conn = pool.acquire(key, verify=req.method not in IDEMPOTENT_METHODS)
+                conn = pool.acquire(key, verify=req.method not in IDEMPOTENT_METHODS, admit=admit)
+                if conn.reused:
+                    admit_reused(pool, conn, admit)
             outcome.origin = "reused" if conn.reused else "new"
             if not conn.reused and self._is_own_listener(conn.sock):
                 # A name that resolved to one of our own listeners: refuse before a byte is
@@ -787,7 +796,8 @@ class ClientConnection:
                 req.host,
                 req.port,
                 timeout_s=cfg.connect_timeout_s,
-                resolve=default_resolve,
+                resolve=self.rt.pool.resolve,
+                admit=policy_for(cfg).admit(self.client_ip),
             )
         except OriginError as exc:
             self._origin_failed(req, exc, False, outcome)
