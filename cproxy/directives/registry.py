@@ -20,6 +20,7 @@ from .types import (
     Choice,
     Factor,
     Host,
+    HostList,
     Integer,
     PatternList,
     PortList,
@@ -706,6 +707,25 @@ _DECLARED: tuple[Directive, ...] = (
         A relative name is taken relative to the directive file's directory (or the working
         directory when cproxy runs on built-in defaults). Without the file nobody can log in
         to the admin pages.
+        """,
+        live=True,
+    ),
+    Directive(
+        "AdminHostNames",
+        HostList(),
+        "",
+        ADMINISTRATION,
+        """
+        Names (besides localhost, Hostname and the machine's own host name) by which
+        browsers reach the admin listener; a request whose Host field names anything else
+        gets 421 Misdirected Request. An IP address in Host is accepted when it is one of
+        the listener's own (any, when it listens on all addresses).
+
+        Empty by default, which is enough when the admin is reached on loopback or by
+        address (an SSH tunnel, 127.0.0.1:8081). The check stops DNS rebinding: a web page
+        whose own name is made to resolve to the admin's address would otherwise be
+        served the admin pages, and the browser would let that page read them. List the
+        names you type in the browser, e.g. proxy.office.lan.
         """,
         live=True,
     ),

@@ -356,6 +356,22 @@ class Host(ValueType):
         return value
 
 
+@dataclass(frozen=True)
+class HostList(ValueType):
+    """Host names or IP addresses, space or comma separated; value a tuple of str (names in
+    lower case, addresses in their canonical form)."""
+
+    @property
+    def allowed(self) -> str:
+        return "host names or IP addresses separated by spaces, e.g. proxy.example.lan 10.0.0.5"
+
+    def parse(self, text: str) -> tuple[str, ...]:
+        return tuple(Host().parse(item) for item in _split(text))
+
+    def format(self, value: Iterable[str]) -> str:
+        return " ".join(value)
+
+
 @dataclass(frozen=True, init=False)
 class Choice(ValueType):
     """One word out of a fixed list (any case); value the canonical lower-case word."""
