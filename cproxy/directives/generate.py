@@ -23,6 +23,7 @@ from .types import (
     AddressList,
     Choice,
     Factor,
+    FieldNameList,
     Host,
     HostList,
     Integer,
@@ -56,6 +57,7 @@ _SYNTAX: dict[type[ValueType], Callable[[ValueType], str]] = {
     AddressList: lambda t: "networks",
     PortList: lambda t: "ports",
     PortRangeList: lambda t: "ports",
+    FieldNameList: lambda t: "fields",
     PatternList: lambda t: "patterns",
     RuleList: lambda t: "rules",
 }

@@ -42,6 +42,7 @@ from cproxy.errors import (
     OriginProtocolError,
     OriginReadTimeout,
     OriginReset,
+    PoolQueueTimeout,
     ProtocolError,
 )
 from cproxy.geventshim import wait_readable_untimed
@@ -471,10 +472,13 @@ class ClientConnection:
         admit = policy_for(cfg).admit(self.client_ip)
         retry: Retry | None = Retry(req.method, has_body)
         while retry is not None:
+            # At MaxConnPerServer the request queues; the client closing leaves the queue.
             if retry.fresh_socket:
-                conn = pool.connect(key, admit=admit)
+                conn = pool.connect(key, abandon_on_eof=self.sock, admit=admit)
             else:
-                conn = pool.acquire(key, verify=retry.verify_pooled, admit=admit)
+                conn = pool.acquire(
+                    key, verify=retry.verify_pooled, abandon_on_eof=self.sock, admit=admit
+                )
                 if conn.reused:
                     admit_reused(pool, conn, admit)
             outcome.origin = "reused" if conn.reused else "new"
@@ -698,8 +702,10 @@ class ClientConnection:
             if timer is not None:
                 timer.close()
         if tee is not None:
-            # An until-close body is never clean: it is not self-delimited.
-            tee.complete = clean
+            # Complete: the body ended where its own framing said. Bytes after it spoil
+            # the origin socket (not clean), not the message; an until-close body is not
+            # self-delimited, so it never counts as complete.
+            tee.complete = reader.done and resp.body != CLOSE
         self._done_with_origin(conn, resp, clean=clean)
         # An unclean origin socket (bytes left over, read-until-close body) is the origin
         # side's problem only: the client's response went out whole and self-delimited
@@ -768,7 +774,9 @@ class ClientConnection:
     def _origin_failed(self, req: Request, exc: Exception, keep: bool, outcome: _Outcome) -> bool:
         status = getattr(exc, "status", 502)
         log.info("%s %s: %s", req.method, req.url, exc)
-        return self._local_error(req, status, str(exc), keep, outcome)
+        return self._local_error(
+            req, status, str(exc), keep, outcome, headers=origin_error_headers(exc)
+        )
 
     # -- CONNECT -------------------------------------------------------------------
 
@@ -804,6 +812,14 @@ class ClientConnection:
         finally:
             osock.close()
         return False
+
+
+def origin_error_headers(exc: Exception) -> list[tuple[str, str]] | None:
+    """Extra fields for the error page of an origin failure: Retry-After on the 503 of a
+    request that waited ServerConnQueueTimeout at an origin's MaxConnPerServer cap."""
+    if isinstance(exc, PoolQueueTimeout):
+        return [("Retry-After", str(exc.retry_after_s))]
+    return None
 
 
 class _Outcome:
