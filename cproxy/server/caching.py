@@ -243,18 +243,15 @@ def _send_stored(
             extra += b"Connection: close\r\n"
     extra += own_lines
     span = _range_to_serve(req, entry) if "range" in req.headers else None
-    if result.not_modified:
-        head, body = entry.not_modified_head(result.age, extra), b""
-        outcome.status = 304
-    elif span is not None:
+    if span is not None and not result.not_modified:
         first, last = span
         head = entry.partial_head(result.age, first, last, extra)
         body = entry.body[first : last + 1] if first >= 0 else b""
         outcome.status = 206 if first >= 0 else 416
     else:
-        head = entry.head_with_age(result.age, extra)
-        body = b"" if req.method == "HEAD" else entry.body
-        outcome.status = entry.status
+        head = result.response_head(extra)
+        body = b"" if result.not_modified or req.method == "HEAD" else entry.body
+        outcome.status = 304 if result.not_modified else entry.status
     who.sink.send_response(head, body)
     outcome.sent = len(head) + len(body)
     return keep
