@@ -31,6 +31,7 @@ from .types import (
     PortList,
     PortRangeList,
     RuleList,
+    SharedCacheURL,
     Size,
     Switch,
     Text,
@@ -60,6 +61,7 @@ _SYNTAX: dict[type[ValueType], Callable[[ValueType], str]] = {
     FieldNameList: lambda t: "fields",
     PatternList: lambda t: "patterns",
     RuleList: lambda t: "rules",
+    SharedCacheURL: lambda t: "url",
 }
 
 
