@@ -21,6 +21,7 @@ import gevent
 
 from cproxy.directives import DIRECTIVES, Config, diff
 from cproxy.origin import OriginPool
+from cproxy.origin.tls import tls_policy
 from cproxy.server.accesslog import AccessLog
 from cproxy.server.admission import Admission, Slots, auto_max_connections
 from cproxy.server.caching import ProxyCache
@@ -57,6 +58,7 @@ def pool_caps(cfg: Config) -> dict[str, Any]:
         "queue_timeout_s": cfg.server_conn_queue_timeout_s,
         "max_requests_per_conn": cfg.max_persist_request_per_server,
         "max_idle_total": cfg.max_idle_sockets,
+        "tls_for": tls_policy(cfg.server_sslca_file, frozenset(cfg.server_ssl_no_verify)),
     }
 
 
