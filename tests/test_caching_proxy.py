@@ -441,7 +441,11 @@ def test_rfc5861_4_stale_if_error_when_origin_is_down(proxy: ProxyThread, clock:
     status, headers, body = fetch(proxy, url)
     assert (status, body) == (200, b"old but good")
     assert "stale-if-error" in headers["cache-status"]
-    clock.advance(2000)  # beyond the stale-if-error window: the error goes through
+    clock.advance(2000)  # beyond stale-if-error: CacheMaxStale (1 week) for a closed port
+    status, headers, body = fetch(proxy, url)
+    assert (status, body) == (200, b"old but good")
+    assert "detail=origin-unreachable" in headers["cache-status"]
+    clock.advance(8 * 86400)  # beyond both: the error goes through
     assert fetch(proxy, url)[0] in (502, 504)
 
 

@@ -31,6 +31,7 @@ from cproxy.cache.policy import (
     client_not_modified,
     invalidation_targets,
     may_serve_stale_on_error,
+    may_serve_stale_when_unreachable,
     request_cacheable_method,
     request_directives,
     response_date,
@@ -340,16 +341,32 @@ class HttpCache:
         return result
 
     def serve_stale_on_error(
-        self, entry: Entry, req_headers: HeaderPairs, now: float, origin_status: int | None
+        self,
+        entry: Entry,
+        req_headers: HeaderPairs,
+        now: float,
+        origin_status: int | None,
+        *,
+        unreachable: bool = False,
     ) -> Lookup | None:
-        """A stale (or fresh) stored response standing in for an origin failure (RFC 5861 §4).
+        """A stale (or fresh) stored response standing in for an origin failure.
 
         ``origin_status`` is None when the origin failed outright, else its status.
-        Returns a HIT-like Lookup to send, or None when the error must go to the client.
+        RFC 5861 §4 (stale-if-error) first; with ``unreachable`` (the origin could not be
+        connected to, reset, or closed without a response) also RFC 9111 §4.2.4 within
+        CacheMaxStale (``may_serve_stale_when_unreachable``); Cache-Status then says
+        ``detail=origin-unreachable``. Returns a HIT-like Lookup to send, or None when
+        the error must go to the client.
         """
         age = entry.current_age(now)
         request = request_directives(req_headers)
-        if not may_serve_stale_on_error(entry.lifetime_s, age, entry.cc, request, origin_status):
+        if may_serve_stale_on_error(entry.lifetime_s, age, entry.cc, request, origin_status):
+            detail = "stale-if-error"
+        elif unreachable and may_serve_stale_when_unreachable(
+            entry.lifetime_s, age, entry.cc, request, self.settings.cache_max_stale_s
+        ):
+            detail = "origin-unreachable"
+        else:
             return None
         return self._result(
             LookupKind.HIT,
@@ -357,7 +374,7 @@ class HttpCache:
             age=int(age),
             ttl=entry.lifetime_s - age,
             fwd="stale",
-            detail="stale-if-error",
+            detail=detail,
             not_modified=self.client_not_modified("GET", req_headers, entry),
         )
 

@@ -54,6 +54,7 @@ class CacheSettings:
     no_caching: tuple[str, ...] = ()
     cache_queries: bool = True
     cache_targeted_fields: tuple[str, ...] = ()
+    cache_max_stale_s: float = 0.0
 
     @classmethod
     def from_config(cls, cfg: Any) -> CacheSettings:
@@ -629,6 +630,34 @@ def may_serve_stale_on_error(
     if stale_prohibited(resp_cc):
         return False
     return staleness <= stale_if_error_s(resp_cc, request)
+
+
+def may_serve_stale_when_unreachable(
+    lifetime: float,
+    age: float,
+    resp_cc: CacheControl,
+    request: RequestDirectives,
+    max_stale_s: float,
+) -> bool:
+    """§4.2.4: may a stored response answer a request the origin could not be reached for
+    (no connection, a reset, a close before any response)?
+
+    A disconnected cache may serve a stale response unless a directive forbids it:
+    response no-cache, must-revalidate, proxy-revalidate or s-maxage (``stale_prohibited``),
+    or the request's no-cache (§5.2.1.4: not without successful validation). How stale is
+    bounded by ``max_stale_s`` (CacheMaxStale, Squid's max_stale) or the stale-if-error
+    window (RFC 5861 §4), whichever is longer; 0 leaves stale-if-error alone.
+    """
+    if "no-cache" in resp_cc and resp_cc["no-cache"] is None:
+        return False
+    if request.no_cache:
+        return False
+    staleness = age - lifetime
+    if staleness < 0:
+        return True
+    if stale_prohibited(resp_cc):
+        return False
+    return staleness <= max(max_stale_s, stale_if_error_s(resp_cc, request))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -45,7 +45,14 @@ from cproxy.cache.policy import (
 )
 from cproxy.cache.ranges import if_range_matches, requested_range
 from cproxy.directives import Config, ip_allowed
-from cproxy.errors import OriginError, OriginProtocolError
+from cproxy.errors import (
+    OriginConnectError,
+    OriginConnectTimeout,
+    OriginDNSError,
+    OriginError,
+    OriginProtocolError,
+    OriginReset,
+)
 from cproxy.http import Headers, Request, Response
 from cproxy.http.message import response_fields_for_client
 from cproxy.memo import memoised_when_short
@@ -61,6 +68,11 @@ log = logging.getLogger("cproxy")
 # more, and its answer remembers the URL again).
 UNCACHEABLE_URLS = 4096
 UNCACHEABLE_TTL_S = 10.0
+
+# The failures that mean the origin could not be reached at all (RFC 9111 §4.2.4
+# "disconnected"): no address, no connection, a reset or a close before any response.
+# A malformed response or a ReadTimeout come from an origin that is there.
+ORIGIN_UNREACHABLE = (OriginDNSError, OriginConnectError, OriginConnectTimeout, OriginReset)
 
 # A body up to this size is joined to its head for one send(); a larger one goes with its
 # head in one sendmsg(), not copied. Measured (bench/compare.py, issue #5): sendmsg() made
@@ -266,9 +278,10 @@ def _send_stale(
     keep: bool,
     outcome: _Outcome,
 ) -> bool:
-    """stale-if-error (RFC 5861 §4): a stored response stands in for a failed origin."""
+    """stale-if-error (RFC 5861 §4) or an unreachable origin (RFC 9111 §4.2.4): a stored
+    response stands in for a failed origin; the access log says which."""
     cache.stale_served += 1
-    outcome.cache = "stale-if-error"
+    outcome.cache = stale.detail or "stale-if-error"
     return _send_stored(cc, req, stale, keep, outcome)
 
 
@@ -342,7 +355,9 @@ def _fetch(
         conn, resp, rest = cc._exchange(sent, outcome)
     except (OriginError, OriginProtocolError) as exc:
         if entry is not None:
-            stale = cache.http.serve_stale_on_error(entry, fields, cache.clock(), None)
+            stale = cache.http.serve_stale_on_error(
+                entry, fields, cache.clock(), None, unreachable=isinstance(exc, ORIGIN_UNREACHABLE)
+            )
             if stale is not None:
                 return _send_stale(cc, cache, req, stale, keep, outcome)
         return cc._origin_failed(req, exc, keep, outcome)
