@@ -142,8 +142,10 @@ STALE_IF_ERROR_STATUSES = frozenset({500, 502, 503, 504})
 def request_cacheable_method(method: str) -> bool:
     """True when a request with ``method`` may be answered from the cache (RFC 9111 §4).
 
-    Only GET responses are stored (see ``storable``); a HEAD request is answered with the
-    head of a stored GET response (RFC 9110 §9.3.2: the same header fields as GET).
+    GET responses (and POST responses naming their target in Content-Location, see
+    ``storable``) are stored; a HEAD request is answered with the head of a stored
+    response (RFC 9110 §9.3.2: the same header fields as GET). A POST always goes to the
+    origin.
     """
     return method in ("GET", "HEAD")
 
@@ -172,6 +174,21 @@ def _has_validator(headers: HeaderPairs) -> bool:
     return parse_etag(get_first(headers, "ETag")) is not None or (
         parse_http_date(get_first(headers, "Last-Modified")) is not None
     )
+
+
+def _post_reusable(f: _StoreFacts) -> bool:
+    """RFC 9110 §9.3.3 (and RFC 9111 §4): a POST response is cacheable, for later GETs of
+    the target, only with explicit freshness (max-age, s-maxage or Expires, never a
+    heuristic) and a Content-Location naming the POST's own target URI."""
+    if f.method != "POST" or f.url_key is None:
+        return False
+    explicit = "max-age" in f.resp_cc or "s-maxage" in f.resp_cc
+    if not explicit and not f.targeted:
+        explicit = get_first(f.resp_headers, "Expires") is not None
+    location = get_first(f.resp_headers, "Content-Location")
+    if not explicit or location is None:
+        return False
+    return resolve_reference(f.url_key, location.strip(OWS)) == f.url_key
 
 
 def _explicit_or_allowed(f: _StoreFacts) -> bool:
@@ -235,9 +252,10 @@ def _url_excluded(f: _StoreFacts) -> bool:
 # The storage rules in the order they are checked: (reason when refused, refuses?).
 _STORE_RULES: tuple[tuple[str, Callable[[_StoreFacts], bool]], ...] = (
     ("caching-off", lambda f: not f.settings.caching),
-    # Only GET responses are stored: a HEAD response has no body to serve a GET with, and
-    # other methods' responses are not reusable by GET without Content-Location checks.
-    ("method", lambda f: f.method != "GET"),
+    # GET responses are stored, and POST responses that say they are the target's
+    # representation (``_post_reusable``). A HEAD response has no body to serve a GET with;
+    # other methods' responses are not reusable by a GET.
+    ("method", lambda f: f.method != "GET" and not _post_reusable(f)),
     # §3: the status must be final. 304 only updates stored responses (§4.3.4).
     ("status", lambda f: not 200 <= f.status <= 599 or f.status == 304),
     # §3.3/§3.4: cproxy does not store or combine partial content.
@@ -276,7 +294,8 @@ def storable(
 ) -> tuple[bool, str]:
     """May a shared cache store this response (RFC 9111 §3)? Returns ``(ok, reason)``.
 
-    ``reason`` is ``"ok"`` or the first rule that refused: ``caching-off``, ``method``,
+    ``reason`` is ``"ok"`` or the first rule that refused: ``caching-off``, ``method``
+    (neither GET nor a POST whose response may serve later GETs, RFC 9110 §9.3.3),
     ``status``, ``partial``, ``must-understand``, ``no-store``, ``private``,
     ``authorization``, ``vary-star``, ``url`` (CacheQueries / NoCaching), ``not-cacheable``
     (nothing in §3 allows it), ``too-large`` (CacheFileSizeLimit) or ``too-short`` (no

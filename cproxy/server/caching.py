@@ -404,7 +404,10 @@ def _fetch(
     stored_fields = response_fields_for_client(resp, cfg.hostname)
     # The same fields, indexed by name for the policy's many lookups.
     indexed_fields = Headers(stored_fields)
-    if req.method == "GET" and req.body == "none" and resp.body in ("length", "chunked", "none"):
+    # §4.4: an unsafe method's non-error response invalidates first, so that what it may
+    # store itself (a POST naming its target in Content-Location) stays.
+    cache.http.invalidate_after(req.method, resp.status, url_key, resp_fields)
+    if _may_store(req) and resp.body in ("length", "chunked", "none"):
         ok, _why = storable(
             req.method,
             resp.status,
@@ -421,7 +424,7 @@ def _fetch(
             tee = BodyTee(cache.store_limit_bytes(cfg))
             if url_key in cache.uncacheable:
                 del cache.uncacheable[url_key]
-        elif url_key not in cache.uncacheable:
+        elif url_key not in cache.uncacheable and req.method == "GET":
             cache.uncacheable[url_key] = True
     stored = False
     times = (request_time, response_time)
@@ -457,7 +460,6 @@ def _fetch(
             stored = _store(cache, req, url_key, resp, indexed_fields, body, times)
     if stored:
         outcome.cache += ";stored"
-    cache.http.invalidate_after(req.method, resp.status, url_key, resp_fields)
     return keep
 
 
@@ -470,6 +472,13 @@ def own_cookie_lines(resp_fields: Headers) -> bytes:
         for name, value in resp_fields.items()
         if name.lower() in NEVER_REPLAYED_FIELDS
     )
+
+
+def _may_store(req: Request) -> bool:
+    """Is the response to ``req`` a candidate for the store? A GET's (one with a body is
+    not: the key would not capture it, DESIGN.md §5 rule 8), or a POST's (RFC 9110
+    §9.3.3: stored only when it names its target in Content-Location, see ``storable``)."""
+    return (req.method == "GET" and req.body == "none") or req.method == "POST"
 
 
 def _read_small_body(
