@@ -336,6 +336,73 @@ _DECLARED: tuple[Directive, ...] = (
         """,
         live=True,
     ),
+    # Caps of the origin pool (issue #11): one block, kept together.
+    Directive(
+        "MaxConnPerServer",
+        Integer(0, 100_000),
+        "0",
+        CONNECTION_POOL,
+        """
+        Most connections open to one origin server (scheme, host and port) at a time: idle,
+        in use and being opened together. 0 sets no cap.
+
+        A request that finds the cap reached waits, in arrival order, for a connection to
+        be released (at most ServerConnQueueTimeout); a client that closes its connection
+        meanwhile leaves the queue. This protects small origins from a flood of proxy
+        connections. No cap by default: a forward proxy cannot know what each origin
+        takes, and a cap there only queues requests a big site would serve at once; set it
+        for the origins of a reverse proxy.
+        """,
+        live=True,
+    ),
+    Directive(
+        "ServerConnQueueTimeout",
+        Time(_MIN_TIMEOUT_S, 600.0),
+        "10 seconds",
+        CONNECTION_POOL,
+        """
+        Longest time a request waits for a connection to an origin that is at its
+        MaxConnPerServer cap. Past it the client gets 503 Service Unavailable with a
+        Retry-After header, and the error log a warning.
+
+        10 seconds absorbs a burst (a few response times of a slow origin) while answering
+        long before clients give up on their own (browsers wait minutes), so users see a
+        clear error rather than a hang. A queued request holds its MaxActiveThreads slot.
+        """,
+        live=True,
+    ),
+    Directive(
+        "MaxPersistRequestPerServer",
+        Integer(0, 100_000_000),
+        "0",
+        CONNECTION_POOL,
+        """
+        Requests sent on one origin connection before it is closed instead of being pooled
+        again. 0 sets no limit.
+
+        Some origins leak per-connection state; a limit makes the proxy open fresh
+        connections to them regularly. No limit by default: origins that need one
+        usually close connections themselves (nginx after 1000 requests), and every close
+        costs a new connection's round trip.
+        """,
+        live=True,
+    ),
+    Directive(
+        "MaxIdleSockets",
+        Integer(0, 1_000_000),
+        "512",
+        CONNECTION_POOL,
+        """
+        Most idle pooled connections over all origin servers together. 0 sets no cap.
+
+        When a released connection would exceed it, the least recently used idle
+        connection of any origin is closed, so a forward proxy that meets thousands of
+        origins cannot pile up idle sockets and file descriptors. 512 is half the common
+        1024 file-descriptor limit per process, leaving the rest for clients and origin
+        connections in use, and still keeps 8 origins at the MaxSocketPerServer default.
+        """,
+        live=True,
+    ),
     # --- Proxy Configuration / Access Control ----------------------------------------------
     Directive(
         "ProxyAccess",

@@ -42,6 +42,7 @@ from cproxy.errors import (
     OriginProtocolError,
     OriginReadTimeout,
     OriginReset,
+    PoolQueueTimeout,
     ProtocolError,
 )
 from cproxy.geventshim import wait_readable_untimed
@@ -464,10 +465,11 @@ class ClientConnection:
             req.expect_continue = False
         retry: Retry | None = Retry(req.method, has_body)
         while retry is not None:
+            # At MaxConnPerServer the request queues; the client closing leaves the queue.
             if retry.fresh_socket:
-                conn = pool.connect(key)
+                conn = pool.connect(key, abandon_on_eof=self.sock)
             else:
-                conn = pool.acquire(key, verify=retry.verify_pooled)
+                conn = pool.acquire(key, verify=retry.verify_pooled, abandon_on_eof=self.sock)
             outcome.origin = "reused" if conn.reused else "new"
             if not conn.reused and self._is_own_listener(conn.sock):
                 # A name that resolved to one of our own listeners: refuse before a byte is
@@ -761,7 +763,9 @@ class ClientConnection:
     def _origin_failed(self, req: Request, exc: Exception, keep: bool, outcome: _Outcome) -> bool:
         status = getattr(exc, "status", 502)
         log.info("%s %s: %s", req.method, req.url, exc)
-        return self._local_error(req, status, str(exc), keep, outcome)
+        return self._local_error(
+            req, status, str(exc), keep, outcome, headers=origin_error_headers(exc)
+        )
 
     # -- CONNECT -------------------------------------------------------------------
 
@@ -796,6 +800,14 @@ class ClientConnection:
         finally:
             osock.close()
         return False
+
+
+def origin_error_headers(exc: Exception) -> list[tuple[str, str]] | None:
+    """Extra fields for the error page of an origin failure: Retry-After on the 503 of a
+    request that waited ServerConnQueueTimeout at an origin's MaxConnPerServer cap."""
+    if isinstance(exc, PoolQueueTimeout):
+        return [("Retry-After", str(exc.retry_after_s))]
+    return None
 
 
 class _Outcome:

@@ -61,6 +61,16 @@ def configure_logging(cfg: Config) -> None:
     root.propagate = False
 
 
+def pool_caps(cfg: Config) -> dict[str, Any]:
+    """The origin pool's caps (issue #11) from the directives."""
+    return {
+        "max_conn_per_origin": cfg.max_conn_per_server,
+        "queue_timeout_s": cfg.server_conn_queue_timeout_s,
+        "max_requests_per_conn": cfg.max_persist_request_per_server,
+        "max_idle_total": cfg.max_idle_sockets,
+    }
+
+
 class Runtime:
     """What every part of a running cproxy shares. Construct, then `start`."""
 
@@ -75,6 +85,7 @@ class Runtime:
             idle_timeout_s=config.server_conn_timeout_s,
             gc_interval_s=config.server_conn_gc_run_s,
             connect_timeout_s=config.connect_timeout_s,
+            **pool_caps(config),
         )
         self.access_log = AccessLog(config.access_log)
         self.cache = ProxyCache(config)
@@ -149,6 +160,7 @@ class Runtime:
             idle_timeout_s=new.server_conn_timeout_s,
             gc_interval_s=new.server_conn_gc_run_s,
             connect_timeout_s=new.connect_timeout_s,
+            **pool_caps(new),
         )
         if old.access_log != new.access_log:
             self.access_log.reopen(new.access_log)
