@@ -683,7 +683,7 @@ _DECLARED: tuple[Directive, ...] = (
     Directive(
         "CacheMaxStale",
         Time(0, 3650 * _DAY_S),
-        "1 week",
+        "7 days",
         CACHE_SETTINGS,
         """
         How stale a stored response may be and still be served when its origin cannot be
@@ -693,7 +693,7 @@ _DECLARED: tuple[Directive, ...] = (
         origin's stale-if-error window counts when it is longer. Cache-Status then says
         detail=origin-unreachable. 0 serves nothing stale beyond stale-if-error.
 
-        1 week is Squid's max_stale default: a site that is down for a while keeps
+        7 days is Squid's max_stale default (1 week): a site that is down for a while keeps
         working for its readers with the copy they would have had, while responses whose
         origins forbid it are never shown stale.
         """,
