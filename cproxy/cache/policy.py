@@ -191,6 +191,41 @@ def _post_reusable(f: _StoreFacts) -> bool:
     return resolve_reference(f.url_key, location.strip(OWS)) == f.url_key
 
 
+_CONTENT_RANGE = re.compile(r"bytes[ \t]+([0-9]{1,18})-([0-9]{1,18})/([0-9]{1,18})\Z", re.I)
+
+
+def content_range(resp_headers: HeaderPairs) -> tuple[int, int, int] | None:
+    """``(first, last, complete length)`` of a 206's one Content-Range (RFC 9110 §14.4),
+    or None: absent, several, an unknown length (``*``), or not within the length."""
+    values = get_all(resp_headers, "Content-Range")
+    if len(values) != 1:
+        return None
+    m = _CONTENT_RANGE.fullmatch(values[0].strip(OWS))
+    if m is None:
+        return None
+    first, last, length = (int(g) for g in m.groups())
+    return (first, last, length) if first <= last < length else None
+
+
+def _partial_unusable(f: _StoreFacts) -> bool:
+    """§3.3, §3.4: a 206 cproxy cannot keep for combining: not a GET's, not one byte range
+    of a known complete length (a multipart/byteranges answer has no Content-Range),
+    without a strong ETag (parts are combined only under the same strong validator),
+    varying (parts of different variants must not mix), a body other than the range's
+    size, or a complete length over CacheFileSizeLimit (it could never be completed)."""
+    span = content_range(f.resp_headers)
+    if f.method != "GET" or span is None:
+        return True
+    tag = parse_etag(get_first(f.resp_headers, "ETag"))
+    if tag is None or tag.weak or vary_fields(f.resp_headers) != ():
+        return True
+    first, last, length = span
+    if f.body_bytes is not None and f.body_bytes != last - first + 1:
+        return True
+    limit = f.settings.cache_file_size_limit_bytes
+    return bool(limit and length > limit)
+
+
 def _explicit_or_allowed(f: _StoreFacts) -> bool:
     """RFC 9111 §3: public, s-maxage (shared), max-age, Expires or a heuristic status."""
     cc = f.resp_cc
@@ -258,10 +293,10 @@ _STORE_RULES: tuple[tuple[str, Callable[[_StoreFacts], bool]], ...] = (
     ("method", lambda f: f.method != "GET" and not _post_reusable(f)),
     # §3: the status must be final. 304 only updates stored responses (§4.3.4).
     ("status", lambda f: not 200 <= f.status <= 599 or f.status == 304),
-    # §3.3/§3.4: cproxy does not store or combine partial content.
+    # §3.3/§3.4: a 206 is stored only in the shape cproxy can combine (``_partial_unusable``).
     # RFC 9110 §14.4: Content-Range means something only on 206 and 416; a 200 that
     # carries one is a complete response.
-    ("partial", lambda f: f.status == 206),
+    ("partial", lambda f: f.status == 206 and _partial_unusable(f)),
     # §5.2.2.3: must-understand stores only statuses whose semantics we know.
     (
         "must-understand",

@@ -178,6 +178,8 @@ def serve_with_cache(
     kind = result.kind
     if kind is LookupKind.HIT:
         outcome.cache = "hit"
+        if result.partial is not None:
+            return _send_part(cc, req, result, keep, outcome)
         return _send_stored(cc, req, result, keep, outcome)
     if kind is LookupKind.STALE_WHILE_REVALIDATE:
         outcome.cache = "stale-while-revalidate"
@@ -249,6 +251,24 @@ def _send_stored(
         outcome.status = entry.status
     send_response(cc, head, body)
     outcome.sent = len(head) + len(body)
+    return keep
+
+
+def _send_part(
+    cc: ClientConnection, req: Request, result: Lookup, keep: bool, outcome: _Outcome
+) -> bool:
+    """A byte range answered from stored parts (RFC 9111 §3.3): a 206 with Content-Range."""
+    parts, span = result.partial, result.span
+    assert parts is not None and span is not None
+    data = parts.covering(*span)
+    assert data is not None  # the lookup checked that one part holds the range
+    extra = b"Cache-Status: %s\r\n" % result.cache_status().encode("latin-1")
+    if not keep:
+        extra += b"Connection: close\r\n"
+    head = parts.range_head(result.age, span[0], span[1], extra)
+    send_response(cc, head, data)
+    outcome.status = 206
+    outcome.sent = len(head) + len(data)
     return keep
 
 
