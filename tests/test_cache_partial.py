@@ -64,8 +64,8 @@ def test_14_4_content_range_parsing(value: str, parsed: tuple[int, int, int] | N
     [
         (part(0, 9), 10, True),
         (part(0, 9), 9, False),  # body and range disagree
-        (part(0, 9, etag='W/"v1"'), 10, False),  # weak: parts cannot be combined
-        ([f for f in part(0, 9) if f[0] != "ETag"], 10, False),  # no validator
+        (part(0, 9, etag='W/"v1"'), 10, True),  # weak: kept, never combined
+        ([f for f in part(0, 9) if f[0] != "ETag"], 10, True),  # no validator: the same
         (part(0, 9, Vary="Accept-Encoding"), 10, False),
         ([f for f in part(0, 9) if f[0] != "Content-Range"], 10, False),  # multipart
         (part(0, 9, Cache_Control="no-store"), 10, False),
@@ -179,3 +179,33 @@ def test_invalidation_and_purge_drop_the_parts() -> None:
     assert cache.store.partial(URL) is None
     store_part(cache, 0, 99)
     assert cache.store.purge(URL) is True and cache.store.partial(URL) is None
+
+
+@pytest.mark.parametrize("etag", [None, 'W/"v1"'])
+def test_3_4_parts_without_a_strong_etag_are_reused_but_never_combined(
+    etag: str | None,
+) -> None:
+    cache = make_cache()
+
+    def store_weak(first: int, last: int) -> None:
+        fields = [f for f in part(first, last) if f[0] != "ETag"]
+        if etag is not None:
+            fields.append(("ETag", etag))
+        cache.store_response(
+            "GET",
+            URL,
+            [],
+            206,
+            "Partial Content",
+            fields,
+            BODY[first : last + 1],
+            request_time=T0,
+            response_time=T0,
+        )
+
+    store_weak(0, 511)
+    assert ask(cache, "bytes=10-20").kind is LookupKind.HIT
+    store_weak(512, 1023)  # replaces the first part: nothing says they are one representation
+    assert ask(cache, "bytes=10-20").kind is LookupKind.MISS
+    assert ask(cache, "bytes=600-700").kind is LookupKind.HIT
+    assert cache.lookup("GET", URL, [], T0 + 1).kind is LookupKind.MISS  # never completed

@@ -352,12 +352,14 @@ class HttpCache:
         response_time: float,
     ) -> tuple[Entry | None, str]:
         """Keep a 206 (``storable`` said yes) with the URL's other parts (RFC 9111 §3.4):
-        joined to them under the same strong ETag and length, else replacing them; when
-        the parts cover the whole representation they become a complete 200 entry."""
+        joined to them under the same strong ETag and length, else replacing them (a part
+        without a strong ETag is kept alone); when the parts cover the whole
+        representation they become a complete 200 entry."""
         span = content_range(resp_headers)
-        tag = parse_etag(get_first(resp_headers, "ETag"))
-        assert span is not None and tag is not None  # storable checked both
+        assert span is not None  # storable checked it
         first, _last, length = span
+        tag = parse_etag(get_first(resp_headers, "ETag"))
+        strong = None if tag is None or tag.weak else tag.opaque
         meta = Entry.build(
             url_key=url_key,
             status=206,
@@ -369,9 +371,11 @@ class HttpCache:
             response_time=response_time,
             settings=self.settings,
         )
-        parts = PartialEntry.start(meta, tag.opaque, first, length, body)
+        parts = PartialEntry.start(meta, strong, first, length, body)
         held = self.store.partial(url_key)
-        if held is not None and (held.etag, held.length) == (parts.etag, parts.length):
+        # §3.4: parts combine only under the same strong validator (and length).
+        same = held is not None and (held.etag, held.length) == (strong, length)
+        if held is not None and same and strong is not None:
             parts = held.merged(parts)
         whole = parts.complete_body()
         if whole is None:

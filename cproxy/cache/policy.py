@@ -208,16 +208,14 @@ def content_range(resp_headers: HeaderPairs) -> tuple[int, int, int] | None:
 
 
 def _partial_unusable(f: _StoreFacts) -> bool:
-    """§3.3, §3.4: a 206 cproxy cannot keep for combining: not a GET's, not one byte range
-    of a known complete length (a multipart/byteranges answer has no Content-Range),
-    without a strong ETag (parts are combined only under the same strong validator),
-    varying (parts of different variants must not mix), a body other than the range's
-    size, or a complete length over CacheFileSizeLimit (it could never be completed)."""
+    """§3.3: a 206 cproxy does not keep: not a GET's, not one byte range of a known
+    complete length (a multipart/byteranges answer has no Content-Range), varying (parts
+    of different variants must not mix), a body other than the range's size, or a
+    complete length over CacheFileSizeLimit (it could never be completed). A validator is
+    not needed to reuse a part as it is; parts are only combined under one strong ETag
+    (§3.4, ``HttpCache._store_part``)."""
     span = content_range(f.resp_headers)
-    if f.method != "GET" or span is None:
-        return True
-    tag = parse_etag(get_first(f.resp_headers, "ETag"))
-    if tag is None or tag.weak or vary_fields(f.resp_headers) != ():
+    if f.method != "GET" or span is None or vary_fields(f.resp_headers) != ():
         return True
     first, last, length = span
     if f.body_bytes is not None and f.body_bytes != last - first + 1:

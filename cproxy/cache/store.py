@@ -267,21 +267,24 @@ _PART_FIELDS = frozenset({"content-range", "content-length"})
 @dataclass(frozen=True, slots=True, eq=False)
 class PartialEntry:
     """The stored parts of one representation (RFC 9111 §3.3, §3.4): byte ranges of a
-    complete length, under one strong ETag, with the header fields and times of the most
-    recent 206 (``meta``: an `Entry` with no body, for freshness and Age).
+    complete length, under one strong ETag (``etag``; None: a single part that can be
+    reused but not combined), with the header fields and times of the most recent 206
+    (``meta``: an `Entry` with no body, for freshness and Age).
 
     ``spans`` are ``(first, data)`` pairs, sorted, neither overlapping nor touching
     (touching or overlapping parts are joined as they arrive).
     """
 
     meta: Entry
-    etag: str
+    etag: str | None
     length: int
     spans: tuple[tuple[int, bytes], ...]
     size: int
 
     @classmethod
-    def start(cls, meta: Entry, etag: str, first: int, length: int, data: bytes) -> PartialEntry:
+    def start(
+        cls, meta: Entry, etag: str | None, first: int, length: int, data: bytes
+    ) -> PartialEntry:
         return cls(meta, etag, length, ((first, data),), meta.size + len(data))
 
     @property
