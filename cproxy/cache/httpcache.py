@@ -100,11 +100,15 @@ class Lookup:
             detail=self.detail,
         )
 
-    def response_head(self, *, collapsed: bool = False) -> bytes:
-        """The head to send for a HIT: the stored head (or a 304) with Age and Cache-Status."""
+    def response_head(self, extra: bytes | None = None, *, collapsed: bool = False) -> bytes:
+        """The head to send for a HIT: the stored head (or a 304 for the client's own
+        conditional request) with Age and the ``extra`` lines, by default the Cache-Status
+        field; the server passes its own (Cache-Status, Connection, this client's cookie)."""
         if self.entry is None:
             raise ValueError(f"no stored response to send for a {self.kind.value} lookup")
-        extra = f"Cache-Status: {self.cache_status(collapsed=collapsed)}\r\n".encode("latin-1")
+        if extra is None:
+            status = self.cache_status(collapsed=collapsed)
+            extra = f"Cache-Status: {status}\r\n".encode("latin-1")
         if self.not_modified:
             return self.entry.not_modified_head(self.age, extra)
         return self.entry.head_with_age(self.age, extra)
@@ -306,8 +310,10 @@ class HttpCache:
         """Store a complete origin response when RFC 9111 §3 allows.
 
         Returns ``(entry, "stored")`` or ``(None, reason)`` with the reason from
-        ``policy.storable`` (or ``"too-large"`` when it exceeds the whole cache). A
-        response that is not storable leaves older stored responses in place.
+        ``policy.storable`` (or ``"too-large"`` when it exceeds the whole cache). A 206
+        is kept with the URL's parts (``_store_part``): ``(None, "stored-part")``, or the
+        complete entry once the parts make one. A response that is not storable leaves
+        older stored responses in place.
         """
         date_value = response_date(resp_headers, response_time)
         ok, why = storable(
@@ -354,7 +360,8 @@ class HttpCache:
         """Keep a 206 (``storable`` said yes) with the URL's other parts (RFC 9111 §3.4):
         joined to them under the same strong ETag and length, else replacing them (a part
         without a strong ETag is kept alone); when the parts cover the whole
-        representation they become a complete 200 entry."""
+        representation they become a complete 200 entry. Returns ``(None, "stored-part")``
+        for parts kept, ``(entry, "stored")`` for a completed response."""
         span = content_range(resp_headers)
         assert span is not None  # storable checked it
         first, _last, length = span
@@ -379,7 +386,8 @@ class HttpCache:
             parts = held.merged(parts)
         whole = parts.complete_body()
         if whole is None:
-            return (meta, "stored") if self.store.put_partial(parts) else (None, "too-large")
+            # Not an Entry to serve: the parts stay in-process (never in a shared tier).
+            return None, ("stored-part" if self.store.put_partial(parts) else "too-large")
         self.store.drop_partial(url_key)
         entry = Entry.build(
             url_key=url_key,
