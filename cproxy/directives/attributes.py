@@ -7,7 +7,7 @@ mistyped ``cfg.<attr>`` is an error). The values themselves are set by `Config`.
 from __future__ import annotations
 
 from cproxy.directives.origintypes import Origin
-from cproxy.directives.types import IPNetwork, Pattern, RedisTarget, Rule
+from cproxy.directives.types import IPNetwork, Pattern, PortRanges, RedisTarget, Rule
 
 
 class ConfigAttributes:
@@ -24,6 +24,8 @@ class ConfigAttributes:
     read_timeout_s: float  # ReadTimeout
     output_timeout_s: float  # OutputTimeout
     persist_timeout_s: float  # PersistTimeout
+    max_client_connections: int  # MaxClientConnections
+    max_client_connections_per_address: int  # MaxClientConnectionsPerAddress
     request_body_buffer_bytes: int  # RequestBodyBuffer
     request_body_timeout_s: float  # RequestBodyTimeout
     request_body_min_rate_bytes: int  # RequestBodyMinRate
@@ -44,6 +46,9 @@ class ConfigAttributes:
     max_request_body_bytes: int  # MaxRequestBody
     trace_enable: bool  # TraceEnable
     purge_access: tuple[IPNetwork, ...]  # PurgeAccess
+    safe_ports: PortRanges  # SafePorts
+    refused_destinations: tuple[IPNetwork, ...]  # RefusedDestinations
+    loopback_destinations: tuple[IPNetwork, ...]  # LoopbackDestinations
     mapping_rules: tuple[Rule, ...]  # MappingRules
     access_log: str  # AccessLog
     error_log: str  # ErrorLog
@@ -57,6 +62,7 @@ class ConfigAttributes:
     cache_time_margin_s: float  # CacheTimeMargin
     no_caching: tuple[Pattern, ...]  # NoCaching
     cache_queries: bool  # CacheQueries
+    cache_max_stale_s: float  # CacheMaxStale
     cache_targeted_fields: tuple[str, ...]  # CacheTargetedFields
     shared_cache: RedisTarget | None  # SharedCache
     shared_cache_password_file: str  # SharedCachePasswordFile
@@ -69,4 +75,5 @@ class ConfigAttributes:
     admin_port: int  # AdminPort
     admin_address: str  # AdminAddress
     admin_password_file: str  # AdminPasswordFile
+    admin_host_names: tuple[str, ...]  # AdminHostNames
     admin_access: tuple[IPNetwork, ...]  # AdminAccess
