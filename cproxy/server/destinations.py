@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cproxy.directives import Config
 from cproxy.directives.types import IPNetwork, PortRanges
@@ -26,6 +26,12 @@ from cproxy.http import Request
 from cproxy.origin import AddressCheck, OriginConnection, OriginPool
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Client addresses whose LoopbackDestinations verdict a policy remembers (then starts over).
+_REMEMBERED_CLIENTS = 4096
+# URL keys remembered as fetched from LoopbackDestinations before those no longer stored
+# are forgotten (see LoopbackOrigins).
+_LOOPBACK_ORIGIN_KEYS = 4096
 
 
 @functools.lru_cache(maxsize=1024)
@@ -55,6 +61,8 @@ class DestinationPolicy:
     safe_ports: PortRanges
     refused: tuple[IPNetwork, ...]
     loopback: tuple[IPNetwork, ...]
+    # client address -> may it reach LoopbackDestinations (asked on hits: remembered)
+    _reaches: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_config(cls, cfg: Config) -> DestinationPolicy:
@@ -85,6 +93,22 @@ class DestinationPolicy:
                     "may reach."
                 )
         return None
+
+    def in_loopback_destinations(self, address: str) -> bool:
+        """Is numeric ``address`` one that only some clients may reach?"""
+        ip = _address(address)
+        return ip is not None and _covering(self.loopback, ip) is not None
+
+    def reaches_loopback(self, client_ip: str) -> bool:
+        """May a client at ``client_ip`` reach LoopbackDestinations?"""
+        known = self._reaches.get(client_ip)
+        if known is None:
+            client = _address(client_ip)
+            known = client is not None and _covering(self.loopback, client) is not None
+            if len(self._reaches) >= _REMEMBERED_CLIENTS:
+                self._reaches.clear()
+            self._reaches[client_ip] = known
+        return known
 
     def literal_refusal(self, host: str, client_ip: str) -> str | None:
         """`address_refusal` for a target host that is an IP literal, before any lookup;
@@ -129,3 +153,39 @@ def admit_reused(pool: OriginPool, conn: OriginConnection, admit: AddressCheck) 
     except DestinationRefused:
         pool.discard(conn)
         raise
+
+
+class LoopbackOrigins:
+    """URL keys whose responses were fetched from a LoopbackDestinations address.
+
+    A response from a loopback-only service, stored while a loopback client asked for it,
+    must not reach a client that could not have fetched it: for such a client, a URL
+    noted here is never answered from the cache, and goes to the origin, where its
+    connection is checked like any other. A key is never un-noted while its response may
+    still be stored (a later fetch elsewhere may not have replaced every variant); keys
+    whose URL is no longer stored are forgotten when the set grows past its bound.
+    """
+
+    def __init__(self, still_stored: Callable[[str], bool]) -> None:
+        self._keys: set[str] = set()
+        self._still_stored = still_stored
+        self._limit = _LOOPBACK_ORIGIN_KEYS
+
+    def __contains__(self, url_key: object) -> bool:
+        return url_key in self._keys
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def note(self, url_key: str, peer_ip: str, policy: DestinationPolicy) -> None:
+        """An exchange for ``url_key`` went to ``peer_ip``."""
+        if url_key in self._keys or not policy.in_loopback_destinations(peer_ip):
+            return
+        self._keys.add(url_key)
+        if len(self._keys) > self._limit:
+            self._keys = {k for k in self._keys if self._still_stored(k)}
+            self._limit = max(_LOOPBACK_ORIGIN_KEYS, 2 * len(self._keys))
+
+    def hidden_from(self, url_key: str, client_ip: str, cfg: Config) -> bool:
+        """Must ``url_key``'s stored response be kept from the client at ``client_ip``?"""
+        return url_key in self._keys and not policy_for(cfg).reaches_loopback(client_ip)
