@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from cproxy.directives import Config
 from cproxy.directives.types import IPNetwork, PortRanges
@@ -27,7 +27,7 @@ from cproxy.origin import AddressCheck, OriginConnection, OriginPool
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-# Client addresses whose LoopbackDestinations verdict a policy remembers (then starts over).
+# Client addresses whose LoopbackDestinations verdict is remembered (then it starts over).
 _REMEMBERED_CLIENTS = 4096
 # URL keys remembered as fetched from LoopbackDestinations before those no longer stored
 # are forgotten (see LoopbackOrigins).
@@ -61,8 +61,6 @@ class DestinationPolicy:
     safe_ports: PortRanges
     refused: tuple[IPNetwork, ...]
     loopback: tuple[IPNetwork, ...]
-    # client address -> may it reach LoopbackDestinations (asked on hits: remembered)
-    _reaches: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_config(cls, cfg: Config) -> DestinationPolicy:
@@ -101,14 +99,8 @@ class DestinationPolicy:
 
     def reaches_loopback(self, client_ip: str) -> bool:
         """May a client at ``client_ip`` reach LoopbackDestinations?"""
-        known = self._reaches.get(client_ip)
-        if known is None:
-            client = _address(client_ip)
-            known = client is not None and _covering(self.loopback, client) is not None
-            if len(self._reaches) >= _REMEMBERED_CLIENTS:
-                self._reaches.clear()
-            self._reaches[client_ip] = known
-        return known
+        client = _address(client_ip)
+        return client is not None and _covering(self.loopback, client) is not None
 
     def literal_refusal(self, host: str, client_ip: str) -> str | None:
         """`address_refusal` for a target host that is an IP literal, before any lookup;
@@ -170,6 +162,9 @@ class LoopbackOrigins:
         self._keys: set[str] = set()
         self._still_stored = still_stored
         self._limit = _LOOPBACK_ORIGIN_KEYS
+        # Per running config: client address -> may it reach LoopbackDestinations.
+        self._cfg: Config | None = None
+        self._reaches: dict[str, bool] = {}
 
     def __contains__(self, url_key: object) -> bool:
         return url_key in self._keys
@@ -187,5 +182,15 @@ class LoopbackOrigins:
             self._limit = max(_LOOPBACK_ORIGIN_KEYS, 2 * len(self._keys))
 
     def hidden_from(self, url_key: str, client_ip: str, cfg: Config) -> bool:
-        """Must ``url_key``'s stored response be kept from the client at ``client_ip``?"""
-        return url_key in self._keys and not policy_for(cfg).reaches_loopback(client_ip)
+        """Must ``url_key``'s stored response be kept from the client at ``client_ip``?
+        On every hit, fast lane included: a set lookup, and for a noted URL a dict lookup."""
+        if url_key not in self._keys:
+            return False
+        if cfg is not self._cfg:
+            self._cfg, self._reaches = cfg, {}
+        reaches = self._reaches.get(client_ip)
+        if reaches is None:
+            if len(self._reaches) >= _REMEMBERED_CLIENTS:
+                self._reaches.clear()
+            reaches = self._reaches[client_ip] = policy_for(cfg).reaches_loopback(client_ip)
+        return not reaches
