@@ -24,6 +24,8 @@ class ConfigAttributes:
     read_timeout_s: float  # ReadTimeout
     output_timeout_s: float  # OutputTimeout
     persist_timeout_s: float  # PersistTimeout
+    max_client_connections: int  # MaxClientConnections
+    max_client_connections_per_address: int  # MaxClientConnectionsPerAddress
     request_body_buffer_bytes: int  # RequestBodyBuffer
     request_body_timeout_s: float  # RequestBodyTimeout
     request_body_min_rate_bytes: int  # RequestBodyMinRate

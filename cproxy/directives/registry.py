@@ -131,13 +131,14 @@ _DECLARED: tuple[Directive, ...] = (
         "100",
         PERFORMANCE,
         """
-        Most client connections served at once (each by one greenlet).
+        Most requests served at once (each by one greenlet).
 
-        When all are busy, cproxy stops accepting: further clients wait in the kernel's
-        listen queue (see ListenBacklog) and are served as slots free up; they are not
-        refused. An idle persistent connection holds a slot until PersistTimeout ends it.
-        100 is IBM Caching Proxy's default and suits a small site; raise it for many
-        concurrent clients (memory per connection is small, a few tens of KB).
+        A slot is held from the moment a request's head (and its body, up to
+        RequestBodyBuffer) is in until its response is sent. Connections waiting for a
+        first or next request head hold none (MaxClientConnections bounds those), so
+        silent, slow or idle clients cannot keep others waiting. When all slots are busy,
+        further requests wait for one in order; they are not refused. 100 is IBM Caching
+        Proxy's default and suits a small site; raise it for many concurrent clients.
         """,
         live=True,
     ),
@@ -149,8 +150,9 @@ _DECLARED: tuple[Directive, ...] = (
         """
         Connections the kernel queues, not yet accepted, before it refuses new clients.
 
-        This queue is where clients wait while MaxActiveThreads connections are being served.
-        511 is what nginx and Redis use; the kernel caps it at net.core.somaxconn.
+        cproxy accepts connections as they come (up to MaxClientConnections), so the queue
+        only holds the moment's burst. 511 is what nginx and Redis use; the kernel caps it
+        at net.core.somaxconn.
         """,
         live=False,
     ),
@@ -195,8 +197,8 @@ _DECLARED: tuple[Directive, ...] = (
         first byte (the wait for that byte is PersistTimeout); until the blank line ending
         the head. When it passes the client gets 408 and the connection is closed.
 
-        It bounds slow-header ("slowloris") clients, which otherwise hold a MaxActiveThreads
-        slot indefinitely.
+        It bounds slow-header ("slowloris") clients, which otherwise hold a connection
+        (not a MaxActiveThreads slot) indefinitely.
         """,
         live=True,
     ),
@@ -244,13 +246,48 @@ _DECLARED: tuple[Directive, ...] = (
         Idle time allowed between requests on a persistent client connection: after a
         response, the next request must start within this time or the connection is closed.
 
-        An idle persistent connection holds one MaxActiveThreads slot, so it is kept short:
-        4 seconds covers a browser's follow-up requests for a page's resources while idle
-        clients give their slots back quickly.
+        An idle persistent connection holds no MaxActiveThreads slot, but it does hold a
+        socket (see MaxClientConnections), so it is kept short: 4 seconds covers a
+        browser's follow-up requests for a page's resources.
         """,
         live=True,
     ),
     # --- Client connections and request bodies (issue #10; DESIGN.md §5 rule 9) -------------
+    Directive(
+        "MaxClientConnections",
+        Integer(0, 10_000_000),
+        "0",
+        PERFORMANCE,
+        """
+        Most client connections open at once; 0 (the default) sizes it to the process's
+        file-descriptor limit: half of RLIMIT_NOFILE, less 64 kept for listeners and logs,
+        the other half left for origin sockets.
+
+        Only MaxActiveThreads of them are being served at a time; the others wait for a
+        request head (or receive a body up to RequestBodyBuffer) at the cost of a socket
+        and a few KB. At the cap a new client is still admitted: the connection that has
+        waited longest for a request head is closed to make room. Connections being
+        served are never cut; only when all are being served is a new one refused.
+        Raise the descriptor limit (ulimit -n, LimitNOFILE=) to serve more.
+        """,
+        live=True,
+    ),
+    Directive(
+        "MaxClientConnectionsPerAddress",
+        Integer(1, 10_000_000),
+        "256",
+        PERFORMANCE,
+        """
+        Most connections open at once from one client address. At the cap a new
+        connection from that address closes its longest-waiting idle one (or, if all of
+        them are being served, is refused), so one address cannot hold every connection.
+
+        A browser opens 6 connections per site and up to 32 to a proxy; 256 leaves room
+        for several browsers and tools behind one address (a NAT, a CI runner) while one
+        address still cannot fill MaxClientConnections on its own.
+        """,
+        live=True,
+    ),
     Directive(
         "RequestBodyBuffer",
         Size(0, 1 << 30),

@@ -1,8 +1,9 @@
-"""The proxy listener: a gevent StreamServer whose spawn pool is MaxActiveThreads.
+"""The proxy listener: a gevent StreamServer that accepts every connection at once.
 
-While the pool is full gevent stops calling accept(), so further clients wait in
-the kernel's listen backlog (ListenBacklog) and are served as slots free up:
-held, not refused, as the Caching Proxy does.
+A greenlet per connection waits for its request heads without a MaxActiveThreads slot;
+slots are taken per request and caps on open connections are kept by
+cproxy.server.admission. (Before, the spawn pool was MaxActiveThreads: connections that
+sent nothing held the slots, and new clients waited in the kernel's backlog.)
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import gevent
 import gevent.event
 from gevent import socket
+from gevent.pool import Pool
 from gevent.server import StreamServer
 
 from cproxy.directives import Config, load_config
@@ -48,7 +50,8 @@ class ProxyServer:
         if sock is None:
             sock = listen_socket(cfg.bind_address, cfg.port, cfg.listen_backlog)
         runtime.listen_socket = sock
-        self.server = StreamServer(sock, self._handle, spawn=runtime.slots)
+        # An unbounded pool: it only tracks the handlers, so that stop() can wait for them.
+        self.server = StreamServer(sock, self._handle, spawn=Pool())
         self.admin: Any = None
         self._with_admin = admin
         host, port = sock.getsockname()[:2]
