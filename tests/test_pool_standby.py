@@ -145,7 +145,8 @@ def test_the_first_request_to_a_standby_origin_uses_a_pre_opened_connection() ->
             assert (status, body) == (200, b"hello GET /first")
             assert totals(proxy)["reused"] == 1
             wait_for_thread(lambda: totals(proxy)["idle"] == 3, what="the taken one replaced")
-        assert origin.connections == 3
+            # The origin counts a connection when its handler thread starts: wait for it.
+            wait_for_thread(lambda: origin.connections == 3, what="3 origin connections")
 
 
 def totals(proxy: ProxyThread) -> dict[str, Any]:
