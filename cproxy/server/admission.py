@@ -32,6 +32,10 @@ log = logging.getLogger("cproxy")
 RESERVED_FDS = 64
 # The automatic MaxClientConnections is never below this, whatever the limit says.
 MIN_AUTO_CONNECTIONS = 16
+# How many of the longest-waiting connections eviction looks at for one whose socket holds
+# no unread bytes (one with bytes has a request arriving: it is about to be served). A
+# bound, so that a cap reached under a flood costs a few peeks, not a scan of them all.
+EVICTION_SCAN = 16
 
 
 def auto_max_connections() -> int:
@@ -88,6 +92,9 @@ class Admitted(Protocol):
 
     def evict(self) -> None:
         """Close the connection now: it is waiting for a request head."""
+
+    def has_input(self) -> bool:
+        """Bytes from the client wait unread in its socket."""
 
 
 class Admission:
@@ -162,11 +169,17 @@ class Admission:
     def _evict_oldest(self, waiting: dict[Admitted, None] | None) -> bool:
         if not waiting:
             return False
-        oldest = next(iter(waiting))
+        victim = next(iter(waiting))
+        for scanned, conn in enumerate(waiting):
+            if scanned == EVICTION_SCAN:
+                break
+            if not conn.has_input():
+                victim = conn
+                break
         # It stops counting now, so the new connection fits; its greenlet closes it.
-        self.leave(oldest)
+        self.leave(victim)
         self.evicted += 1
-        oldest.evict()
+        victim.evict()
         return True
 
     def stats(self) -> dict[str, int]:

@@ -42,7 +42,7 @@ from cproxy.errors import (
     OriginError,
     OriginProtocolError,
 )
-from cproxy.geventshim import wait_readable_untimed
+from cproxy.geventshim import raw_socket, wait_readable_untimed
 from cproxy.http import Request, find_head_end, parse_request_head
 from cproxy.http.framing import (
     LENGTH,
@@ -178,6 +178,16 @@ class ClientConnection:
             else:
                 self.sock.close()
             admission.leave(self)
+
+    def has_input(self) -> bool:
+        """Bytes from the client wait unread in the socket (a peek that never blocks)."""
+        raw = raw_socket(self.sock)
+        if raw is None:
+            return False
+        try:
+            return bool(raw.recv(1, socket.MSG_PEEK))
+        except OSError:  # BlockingIOError: nothing there
+            return False
 
     def evict(self) -> None:
         """Admission closes this connection, which is waiting for a request head (or
