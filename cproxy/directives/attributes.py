@@ -7,7 +7,7 @@ mistyped ``cfg.<attr>`` is an error). The values themselves are set by `Config`.
 from __future__ import annotations
 
 from cproxy.directives.origintypes import Origin
-from cproxy.directives.types import IPNetwork, Pattern, RedisTarget, Rule
+from cproxy.directives.types import IPNetwork, Pattern, PortRanges, RedisTarget, Rule
 
 
 class ConfigAttributes:
@@ -46,6 +46,9 @@ class ConfigAttributes:
     max_request_body_bytes: int  # MaxRequestBody
     trace_enable: bool  # TraceEnable
     purge_access: tuple[IPNetwork, ...]  # PurgeAccess
+    safe_ports: PortRanges  # SafePorts
+    refused_destinations: tuple[IPNetwork, ...]  # RefusedDestinations
+    loopback_destinations: tuple[IPNetwork, ...]  # LoopbackDestinations
     mapping_rules: tuple[Rule, ...]  # MappingRules
     access_log: str  # AccessLog
     error_log: str  # ErrorLog
@@ -71,4 +74,5 @@ class ConfigAttributes:
     admin_port: int  # AdminPort
     admin_address: str  # AdminAddress
     admin_password_file: str  # AdminPasswordFile
+    admin_host_names: tuple[str, ...]  # AdminHostNames
     admin_access: tuple[IPNetwork, ...]  # AdminAccess

@@ -22,9 +22,11 @@ from .types import (
     Factor,
     FieldNameList,
     Host,
+    HostList,
     Integer,
     PatternList,
     PortList,
+    PortRangeList,
     RuleList,
     SharedCacheURL,
     Size,
@@ -606,6 +608,60 @@ _DECLARED: tuple[Directive, ...] = (
         """,
         live=True,
     ),
+    Directive(
+        "SafePorts",
+        PortRangeList(),
+        "80 21 443 70 210 1025-65535 280 488 591 777",
+        ACCESS_CONTROL,
+        """
+        Ports a plain HTTP request (and a mapping rule's target) may reach; others get 403.
+        CONNECT has its own list, ConnectPorts.
+
+        The default is Squid's Safe_ports: the ports of HTTP and the protocols browsers
+        used to speak, and every unprivileged port. The ports below 1024 left out are
+        those of services that would read an HTTP request as their own protocol (SMTP on
+        25, SSH on 22, ...): a proxy that forwards to them lets web pages talk to mail
+        and login servers behind it.
+        """,
+        live=True,
+    ),
+    Directive(
+        "RefusedDestinations",
+        AddressList(),
+        "0.0.0.0/8 ::/128 169.254.0.0/16 fe80::/10",
+        ACCESS_CONTROL,
+        """
+        Addresses cproxy never connects to, for any client: each connection it opens
+        (forwarding, each retry, a mapping rule's target, a CONNECT tunnel) is checked on
+        the address the name resolved to, the one it then connects to, so a name that
+        resolves somewhere else from one moment to the next (DNS rebinding) cannot get
+        round it. A refused destination gets 403 with a page that names this directive.
+
+        The default refuses the unspecified addresses ("this host", which Linux connects
+        to the proxy's own host) and the link-local networks, where cloud providers
+        answer metadata requests with the host's credentials (169.254.169.254). Add your
+        internal networks to keep proxy clients out of them.
+        """,
+        live=True,
+    ),
+    Directive(
+        "LoopbackDestinations",
+        AddressList(),
+        "127.0.0.0/8 ::1/128",
+        ACCESS_CONTROL,
+        """
+        Addresses only clients whose own address is in one of these networks may reach
+        through cproxy; checked like RefusedDestinations, on the resolved address of
+        every connection. Others get 403 with a page that names this directive.
+
+        The default is loopback: services that listen only on the proxy's own host
+        (databases, admin consoles, development servers) expect to be reached by local
+        users only, and a proxy would otherwise hand them to every client on the network.
+        Clients on the host itself keep reaching them. A Proxy mapping rule to a loopback
+        back end for remote clients needs its address taken out of this list.
+        """,
+        live=True,
+    ),
     # --- Request Routing --------------------------------------------------------------------
     Directive(
         "MappingRules",
@@ -992,6 +1048,25 @@ _DECLARED: tuple[Directive, ...] = (
         A relative name is taken relative to the directive file's directory (or the working
         directory when cproxy runs on built-in defaults). Without the file nobody can log in
         to the admin pages.
+        """,
+        live=True,
+    ),
+    Directive(
+        "AdminHostNames",
+        HostList(),
+        "",
+        ADMINISTRATION,
+        """
+        Names (besides localhost, Hostname and the machine's own host name) by which
+        browsers reach the admin listener; a request whose Host field names anything else
+        gets 421 Misdirected Request. An IP address in Host is accepted when it is one of
+        the listener's own (any, when it listens on all addresses).
+
+        Empty by default, which is enough when the admin is reached on loopback or by
+        address (an SSH tunnel, 127.0.0.1:8081). The check stops DNS rebinding: a web page
+        whose own name is made to resolve to the admin's address would otherwise be
+        served the admin pages, and the browser would let that page read them. List the
+        names you type in the browser, e.g. proxy.office.lan.
         """,
         live=True,
     ),

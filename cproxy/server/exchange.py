@@ -51,6 +51,7 @@ from cproxy.http.message import parse_response_head, response_fields_for_client
 from cproxy.origin import OriginConnection, OriginPool, origin_key
 from cproxy.origin.retry import Retry
 from cproxy.origin.tls import tls_buffered
+from cproxy.server.destinations import admit_reused, policy_for
 from cproxy.server.respond import Outcome
 from cproxy.server.sink import ClientGone, ClientSink, OutputTimeout, send_all
 
@@ -188,14 +189,21 @@ class Exchange:
             # and stream the body on: the origin never sees Expect.
             requester.sink.interim(b"HTTP/1.1 100 Continue\r\n\r\n")
             req.expect_continue = False
+        # Every connection opened or reused for this request, including a retry's, is
+        # checked on its resolved address (DESIGN.md §5 rule 10).
+        admit = policy_for(cfg).admit(requester.client_ip)
         retry: Retry | None = Retry(req.method, has_body)
         while retry is not None:
             # At MaxConnPerServer the request queues; the client closing leaves the queue.
             abandon = requester.abandon_on_eof
             if retry.fresh_socket:
-                conn = pool.connect(key, abandon_on_eof=abandon)
+                conn = pool.connect(key, abandon_on_eof=abandon, admit=admit)
             else:
-                conn = pool.acquire(key, verify=retry.verify_pooled, abandon_on_eof=abandon)
+                conn = pool.acquire(
+                    key, verify=retry.verify_pooled, abandon_on_eof=abandon, admit=admit
+                )
+                if conn.reused:
+                    admit_reused(pool, conn, admit)
             self.outcome.origin = "reused" if conn.reused else "new"
             if not conn.reused and self._is_own_listener(conn.sock):
                 # A name that resolved to one of our own listeners: refuse before a byte is

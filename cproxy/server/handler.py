@@ -55,10 +55,11 @@ from cproxy.http.limits import IO_CHUNK_BYTES
 from cproxy.http.message import (
     skip_empty_lines,
 )
-from cproxy.origin import default_resolve, open_socket
+from cproxy.origin import open_socket
 from cproxy.server import routing
 from cproxy.server.caching import caching_on, serve_with_cache
 from cproxy.server.clientbody import ClientBody
+from cproxy.server.destinations import destination_refusal, policy_for
 from cproxy.server.exchange import TO_SELF, Requester, body_too_large
 from cproxy.server.fastlane import plain_get, serve_fresh_hit
 from cproxy.server.lingering import linger_close
@@ -353,6 +354,9 @@ class ClientConnection:
             )
         if self._aims_at_self(req):
             return self._local_error(req, 403, TO_SELF, keep, outcome)
+        off_limits = destination_refusal(req, cfg, self.client_ip)
+        if off_limits is not None:
+            return self._local_error(req, 403, off_limits, keep, outcome)
         limit = cfg.max_request_body_bytes
         if limit and req.body == LENGTH and req.content_length > limit:
             return self._local_error(req, 413, body_too_large(limit), False, outcome)
@@ -544,7 +548,8 @@ class ClientConnection:
                 req.host,
                 req.port,
                 timeout_s=cfg.connect_timeout_s,
-                resolve=default_resolve,
+                resolve=self.rt.pool.resolve,
+                admit=policy_for(cfg).admit(self.client_ip),
             )
         except OriginError as exc:
             origin_failed(self.sink, cfg.hostname, req, exc, False, outcome)
