@@ -7,12 +7,20 @@ import gevent
 
 from cproxy.server.admission import Admission, Slots, auto_max_connections
 
+_clock = [0.0]
+
 
 class Conn:
     def __init__(self, ip: str) -> None:
         self.client_ip = ip
         self.evicted = False
         self.input = False
+        self.waiting_since = 0.0
+
+    def wait(self) -> None:
+        """It begins to wait for a request head (as ClientConnection._read_head says)."""
+        _clock[0] += 1.0
+        self.waiting_since = _clock[0]
 
     def evict(self) -> None:
         self.evicted = True
@@ -26,21 +34,22 @@ def test_the_per_address_cap_evicts_that_addresss_longest_waiting_connection() -
     a1, a2, b1 = Conn("a"), Conn("a"), Conn("b")
     for c in (a1, a2, b1):
         assert adm.admit(c)
-        adm.wait(c)
+        c.wait()
     a3 = Conn("a")
     assert adm.admit(a3)
     assert (a1.evicted, a2.evicted, b1.evicted) == (True, False, False)
-    assert adm.per_address == {"a": 2, "b": 1}
+    assert {ip: len(m) for ip, m in adm.per_address.items()} == {"a": 2, "b": 1}
     adm.leave(a1)  # the evicted connection's own close changes nothing more
-    assert adm.per_address == {"a": 2, "b": 1} and len(adm.members) == 3
+    assert {ip: len(m) for ip, m in adm.per_address.items()} == {"a": 2, "b": 1}
+    assert adm.open == 3
 
 
 def test_served_connections_are_never_evicted_and_the_newcomer_is_refused() -> None:
     adm = Admission(max_total=100, max_per_address=1)
     served = Conn("a")
     assert adm.admit(served)
-    adm.wait(served)
-    adm.served(served)  # its head is in
+    served.wait()
+    served.waiting_since = 0.0  # its head is in
     late = Conn("a")
     assert not adm.admit(late)
     assert not served.evicted and adm.refused == 1
@@ -51,19 +60,19 @@ def test_the_total_cap_evicts_the_longest_waiting_of_anyone() -> None:
     first, second = Conn("a"), Conn("b")
     for c in (first, second):
         assert adm.admit(c)
-    adm.wait(second)  # `first` is being served; `second` waits
+    second.wait()  # `first` is being served; `second` waits
     assert adm.admit(Conn("c"))
     assert (first.evicted, second.evicted) == (False, True)
     assert adm.stats()["evicted"] == 1
 
 
-def test_leave_forgets_an_address_and_a_waiting_entry() -> None:
+def test_leave_forgets_an_address() -> None:
     adm = Admission(max_total=10, max_per_address=10)
     c = Conn("a")
     assert adm.admit(c)
-    adm.wait(c)
+    c.wait()
     adm.leave(c)
-    assert adm.per_address == {} and adm.waiting == {} and adm.waiting_per_address == {}
+    assert adm.per_address == {} and adm.open == 0
 
 
 def test_the_automatic_total_is_half_the_descriptor_limit() -> None:
@@ -102,7 +111,7 @@ def test_eviction_passes_over_a_connection_whose_request_is_arriving() -> None:
     busy, idle = Conn("a"), Conn("a")
     for c in (busy, idle):
         assert adm.admit(c)
-        adm.wait(c)
+        c.wait()
     busy.input = True  # its request is in the socket, not yet read
     assert adm.admit(Conn("a"))
     assert (busy.evicted, idle.evicted) == (False, True)

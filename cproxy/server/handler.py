@@ -115,8 +115,10 @@ class ClientConnection:
         self.linger = False
         # The body of the request being served, once received (see _receive_body).
         self.body: ClientBody | None = None
-        # Closed by admission (cproxy.server.admission) to make room for a new client.
+        # Closed by admission (cproxy.server.admission) to make room for a new client;
+        # it may be while it waits for a request head, since waiting_since (else 0).
         self.evicted = False
+        self.waiting_since = 0.0
         # True while waiting for the first byte of a request: shutdown may close it at once,
         # and the runtime's reaper ends the wait at idle_deadline (see _read_head).
         self.idle = False
@@ -171,14 +173,13 @@ class ClientConnection:
             pass
         finally:
             self.rt.connections.discard(self)
-            admission = self.rt.admission
             if self.linger and not self.evicted:
                 # Lingering is waiting too: admission may cut it short for a new client.
-                admission.wait(self)
+                self.waiting_since = time.monotonic()
                 linger_close(self.sock)
             else:
                 self.sock.close()
-            admission.leave(self)
+            self.rt.admission.leave(self)
 
     def has_input(self) -> bool:
         """Bytes from the client wait unread in the socket (a peek that never blocks)."""
@@ -222,12 +223,11 @@ class ClientConnection:
     def _read_head(self) -> bytes | None:
         """The next request head, or None when the client is done (EOF, idle, evicted).
         While it waits the connection holds no slot and may be evicted."""
-        admission = self.rt.admission
-        admission.wait(self)
+        self.waiting_since = time.monotonic()
         try:
             return self._receive_head()
         finally:
-            admission.served(self)
+            self.waiting_since = 0.0
 
     def _receive_head(self) -> bytes | None:
         cfg = self.rt.config
