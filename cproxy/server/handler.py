@@ -33,7 +33,6 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-import gevent
 from gevent import socket
 
 from cproxy.directives import ip_allowed
@@ -55,11 +54,10 @@ from cproxy.http.limits import IO_CHUNK_BYTES
 from cproxy.http.message import (
     skip_empty_lines,
 )
-from cproxy.origin import open_socket
 from cproxy.server import routing
 from cproxy.server.caching import caching_on, serve_with_cache
 from cproxy.server.clientbody import ClientBody
-from cproxy.server.destinations import destination_refusal, policy_for
+from cproxy.server.destinations import destination_refusal
 from cproxy.server.exchange import TO_SELF, Requester, body_too_large
 from cproxy.server.fastlane import plain_get, serve_fresh_hit
 from cproxy.server.lingering import linger_close
@@ -67,6 +65,7 @@ from cproxy.server.pages import error_response
 from cproxy.server.respond import Outcome, local_answer, log_request, origin_failed, send_page
 from cproxy.server.sink import ClientGone, OutputTimeout, SocketSink
 from cproxy.server.trace import Refusal, allowed_methods, is_trace, trace_refusal
+from cproxy.server.tunnel import open_tunnel, relay_tunnel
 
 if TYPE_CHECKING:
     from cproxy.server.runtime import Runtime
@@ -534,13 +533,7 @@ class ClientConnection:
             self._local_error(req, 403, "Refusing to tunnel to cproxy itself.", False, outcome)
             return False
         try:
-            osock = open_socket(
-                req.host,
-                req.port,
-                timeout_s=cfg.connect_timeout_s,
-                resolve=self.rt.pool.resolve,
-                admit=policy_for(cfg).admit(self.client_ip),
-            )
+            osock = open_tunnel(req, cfg, self.rt.pool.resolve, self.client_ip)
         except OriginError as exc:
             origin_failed(self.sink, cfg.hostname, req, exc, False, outcome)
             return False
@@ -551,7 +544,7 @@ class ClientConnection:
             if self.buf:
                 osock.sendall(self.buf)
                 self.buf = b""
-            outcome.sent = _relay_tunnel(self.sock, osock, cfg.read_timeout_s)
+            outcome.sent = relay_tunnel(self.sock, osock, cfg.read_timeout_s)
         finally:
             osock.close()
         return False
@@ -565,45 +558,3 @@ def _via_loop(req: Request, hostname: str) -> bool:
         if len(parts) >= 2 and parts[1] == me:
             return True
     return False
-
-
-def _relay_tunnel(client: socket.socket, origin: socket.socket, idle_timeout_s: float) -> int:
-    """Copy bytes both ways until both sides are done or neither sent anything for
-    ``idle_timeout_s``. Returns the bytes sent to the client."""
-    last_activity = [time.monotonic()]
-    sent = [0, 0]
-
-    def pump(src: socket.socket, dst: socket.socket, index: int) -> bool:
-        """One direction; True when it ended with an orderly close (EOF)."""
-        src.settimeout(idle_timeout_s)
-        dst.settimeout(idle_timeout_s)
-        while True:
-            try:
-                data = src.recv(IO_CHUNK_BYTES)
-                if not data:
-                    # Half-close: pass the EOF on, keep the other direction going.
-                    dst.shutdown(socket.SHUT_WR)
-                    return True
-                last_activity[0] = time.monotonic()
-                try:
-                    dst.sendall(data)
-                except TimeoutError:
-                    # The receiver took nothing for ReadTimeout. Part of ``data`` may have
-                    # gone out, so going on would drop bytes mid-stream: end the tunnel.
-                    return False
-            except TimeoutError:
-                if time.monotonic() - last_activity[0] < idle_timeout_s:
-                    continue  # the other direction is busy: the tunnel is not idle
-                return False
-            except OSError:
-                return False
-            sent[index] += len(data)
-
-    up = gevent.spawn(pump, client, origin, 0)
-    down = gevent.spawn(pump, origin, client, 1)
-    # A reset or an idle timeout in either direction ends the whole tunnel.
-    for finished in gevent.iwait([up, down]):
-        if not finished.value:
-            break
-    gevent.killall([up, down])
-    return sent[1]
