@@ -51,7 +51,7 @@ from cproxy.http.message import parse_response_head, response_fields_for_client
 from cproxy.origin import OriginConnection, OriginPool, origin_key
 from cproxy.origin.retry import Retry
 from cproxy.origin.tls import tls_buffered
-from cproxy.server.destinations import admit_reused, policy_for
+from cproxy.server.destinations import admit_reused, admitted, policy_for
 from cproxy.server.respond import Outcome
 from cproxy.server.sink import ClientGone, ClientSink, OutputTimeout, send_all
 
@@ -208,6 +208,8 @@ class Exchange:
                 )
                 if conn.reused:
                     admit_reused(pool, conn, admit)
+            if not conn.reused:
+                admitted(conn, admit)  # its address was checked as it was opened
             self.outcome.origin = "reused" if conn.reused else "new"
             if not conn.reused and self._is_own_listener(conn.sock):
                 # A name that resolved to one of our own listeners: refuse before a byte is
