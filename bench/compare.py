@@ -74,8 +74,9 @@ PROXIES = ("cproxy", "squid", "nginx")
 # caching proxy (hits); "floor" is bench/passthrough_proxy.py, the floor of a pooled gevent
 # miss (it caches nothing, so only its no-store row means anything); "base" is cproxy from
 # another checkout (--base DIR, say a `git worktree` of an older
-# commit), for an A/B comparison of a change within one run.
-EXTRA_PROXIES = ("toy", "floor", "base")
+# commit), for an A/B comparison of a change within one run; "nolog" is this cproxy with
+# its access log off (what the log line costs, in the same run).
+EXTRA_PROXIES = ("toy", "floor", "base", "nolog")
 
 
 @dataclass(frozen=True)
@@ -414,6 +415,10 @@ def main() -> int:
                     args.cpu_proxy,
                     repo_dir=Path(args.base),
                     access_log=logs,
+                )
+            elif name == "nolog":
+                proxies[name] = bl.start_cproxy(
+                    args.cache_mb, (source_port,), args.cpu_proxy, access_log=False
                 )
             elif name == "toy":
                 proxies[name] = bl.start_toy(args.cpu_proxy)
