@@ -212,6 +212,8 @@ class RunningProxy:
         self.extra = extra
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
+        # The working directory cproxy runs in (the directive file's by default).
+        self.cwd = directory
 
     def write_conf(self, extra: str) -> None:
         self.conf.write_text(
@@ -231,7 +233,7 @@ class RunningProxy:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "cproxy", "-c", str(self.conf)],
                 env=ENV,
-                cwd=self.directory,
+                cwd=self.cwd,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
             )

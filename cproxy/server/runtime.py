@@ -56,10 +56,13 @@ def configure_logging(cfg: Config) -> None:
         root.removeHandler(old)
         old.close()
     handler: logging.Handler
-    if cfg.error_log in ("-", ""):
+    path = cfg.resolve_path("ErrorLog")  # relative to the directive file's directory
+    if path == "-":
         handler = logging.StreamHandler(sys.stderr)
+    elif path == "":
+        handler = logging.NullHandler()  # ErrorLog empty: no messages
     else:
-        handler = logging.FileHandler(cfg.error_log)
+        handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)
     root.setLevel(cfg.log_level.upper())
@@ -81,7 +84,7 @@ class Runtime:
             gc_interval_s=config.server_conn_gc_run_s,
             connect_timeout_s=config.connect_timeout_s,
         )
-        self.access_log = AccessLog(config.access_log)
+        self.access_log = AccessLog(config.resolve_path("AccessLog"))
         self.cache = ProxyCache(config)
         self.requests_total = 0
         self.stopping = False
@@ -155,9 +158,12 @@ class Runtime:
             gc_interval_s=new.server_conn_gc_run_s,
             connect_timeout_s=new.connect_timeout_s,
         )
-        if old.access_log != new.access_log:
-            self.access_log.reopen(new.access_log)
-        if old.error_log != new.error_log or old.log_level != new.log_level:
+        if old.resolve_path("AccessLog") != new.resolve_path("AccessLog"):
+            self.access_log.reopen(new.resolve_path("AccessLog"))
+        if (
+            old.resolve_path("ErrorLog") != new.resolve_path("ErrorLog")
+            or old.log_level != new.log_level
+        ):
             configure_logging(new)
         self.cache.reconfigure(new)
         restart = [name for name in changed if not DIRECTIVES[name].live]
