@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import signal
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import requests
 
 from tests.support import Origin, wait_for
-from tests.test_cli import RunningProxy
+from tests.test_cli import ENV, RunningProxy
 
 
 @contextlib.contextmanager
@@ -56,3 +62,118 @@ def test_relative_log_names_are_taken_relative_to_the_directive_file(
         )
         assert "cproxy listening on" in proxy.log_text()
     assert sorted(os.listdir(elsewhere)) == []
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_password_file_created_after_start_starts_the_admin_on_sighup(tmp_path: Path) -> None:
+    admin_port = free_port()
+    passwd = tmp_path / "users.passwd"
+    proxy = RunningProxy(tmp_path, "AdminPasswordFile = users.passwd\n")
+    proxy.admin_port = admin_port
+    with launched(proxy):
+        warning = proxy.wait_log("admin not started: no password file")
+        line = next(x for x in warning.splitlines() if "admin not started" in x)
+        assert f"cproxy passwd -f {passwd} admin" in line
+        assert "then reload cproxy (SIGHUP) to start the admin" in line
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"http://127.0.0.1:{admin_port}/", timeout=5)
+        made = subprocess.run(
+            [sys.executable, "-m", "cproxy", "passwd", "-f", str(passwd), "admin"],
+            input="s3cret-pass\n",
+            capture_output=True,
+            text=True,
+            env=ENV,
+            timeout=30,
+            check=False,
+        )
+        assert made.returncode == 0, made.stderr
+        proxy.signal(signal.SIGHUP)
+        proxy.wait_log("admin listening on")
+        r = requests.get(
+            f"http://127.0.0.1:{admin_port}/status.json", auth=("admin", "s3cret-pass"), timeout=10
+        )
+        assert r.status_code == 200
+        assert "requests_total" in r.text
+
+
+def test_a_busy_admin_port_stops_the_start_with_a_clear_message(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        admin_port = busy.getsockname()[1]
+        conf = tmp_path / "cproxy.conf"
+        conf.write_text(
+            f"Port = 0\nAdminPort = {admin_port}\nErrorLog = error.log\nAccessLog =\n",
+            encoding="utf-8",
+        )
+        out = subprocess.run(
+            [sys.executable, "-m", "cproxy", "-c", str(conf)],
+            capture_output=True,
+            text=True,
+            env=ENV,
+            timeout=30,
+            check=False,
+        )
+    assert out.returncode == 1
+    message = f"cannot listen on the admin address 127.0.0.1:{admin_port}: "
+    assert out.stderr.startswith(f"cproxy: {message}"), out.stderr
+    assert "AdminPort = 0 runs without the admin pages" in out.stderr
+    assert message in (tmp_path / "error.log").read_text()
+
+
+# --- cproxy(8) says what the command does ---------------------------------------------------
+
+MAN8 = Path(__file__).resolve().parents[1] / "man" / "cproxy.8"
+
+
+def man_section(name: str) -> str:
+    """The text of one .SH section of cproxy(8), roff requests and font escapes removed."""
+    text = MAN8.read_text(encoding="utf-8")
+    m = re.search(rf"^\.SH {name}\n(.*?)(?=^\.SH )", text, re.S | re.M)
+    assert m is not None, name
+    lines = [re.sub(r"^\.(?:B|I|BR|IR|RB|BI|IB)\s+", "", x) for x in m.group(1).splitlines()]
+    plain = " ".join(x for x in lines if not x.startswith("."))
+    return re.sub(r"\\f[BIR]|\\", "", plain).replace('"', "")
+
+
+def test_man_page_exit_statuses_are_the_commands(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.conf"
+    bad.write_text("Port = many\n")
+    invalid = subprocess.run(
+        [sys.executable, "-m", "cproxy", "--check-config", "-c", str(bad)],
+        capture_output=True,
+        env=ENV,
+        timeout=30,
+        check=False,
+    )
+    assert invalid.returncode == 2
+    statuses = man_section("EXIT STATUS")
+    assert re.search(r"2 The directive file is invalid", statuses), statuses
+    assert "status 0 when the file is valid, 2 otherwise" in man_section("OPTIONS")
+
+
+def test_man_page_gives_passwd_its_real_default_and_purge_its_real_port(tmp_path: Path) -> None:
+    made = subprocess.run(
+        [sys.executable, "-m", "cproxy", "passwd", "someone"],
+        input="a-password\n",
+        capture_output=True,
+        text=True,
+        env=ENV,
+        cwd=tmp_path,
+        timeout=30,
+        check=False,
+    )
+    assert made.returncode == 0, made.stderr
+    assert (tmp_path / "cproxy.passwd").is_file()
+    commands = man_section("COMMANDS")
+    assert "defaults to cproxy.passwd in the working directory" in commands, commands
+    description = man_section("DESCRIPTION")
+    assert "statistics and PURGE" not in description
+    assert "PURGE requests, which drop a URL from the cache, are sent to the proxy port" in (
+        description
+    )

@@ -23,6 +23,8 @@ log = logging.getLogger("cproxy.admin")
 # browser tabs and a metrics scraper need far fewer, and a cap keeps a flood of admin
 # requests from taking memory from proxied traffic.
 MAX_ADMIN_CONNECTIONS = 32
+# Admin connections the kernel queues: a few browsers and a scraper.
+ADMIN_BACKLOG = 64
 
 
 class AdminServer(WSGIServer):
@@ -81,7 +83,8 @@ def start_admin(
     """Start the admin listener for ``runtime``; None when the admin cannot run.
 
     The listener is AdminAddress:AdminPort unless ``listener`` (an address or a bound
-    socket, e.g. for tests on port 0) is given. The admin does not start, and a one-line
+    socket, e.g. for tests on port 0; a bound socket that is not listening yet is made
+    to listen here) is given. The admin does not start, and a one-line
     message says why, when AdminPort is 0 or when the password file (AdminPasswordFile)
     does not exist: without it nobody could log in. Failing to bind raises OSError.
     """
@@ -92,13 +95,18 @@ def start_admin(
     passwords = password_file_path(config)
     if not passwords.is_file():
         log.warning(
-            "admin not started: no password file %s; create one with: cproxy passwd -f %s admin",
+            "admin not started: no password file %s; create one with: "
+            "cproxy passwd -f %s admin, then reload cproxy (SIGHUP) to start the admin",
             passwords,
             passwords,
         )
         return None
     if listener is None:
         listener = (config.admin_address, config.admin_port)
+    elif not isinstance(listener, tuple):
+        # The server binds the admin address at start (so a busy port fails the start)
+        # but listens only now: until then a client is refused, not left hanging.
+        listener.listen(ADMIN_BACKLOG)
     server = AdminServer(listener, AdminApp(runtime))
     server.start()
     # The proxy refuses to forward requests to its own admin listener (DESIGN.md §5.7).

@@ -28,7 +28,9 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 class ValueType:
     """Base of the directive value types (see the module docstring for the contract)."""
 
-    #: shown next to a form field, e.g. "seconds"; empty when the value speaks for itself
+    #: shown next to a form field; empty when the value speaks for itself, as times and
+    #: sizes do: their text carries its own unit ("30 minutes", "64 M"), so a fixed label
+    #: such as "seconds" would contradict it
     unit: str = ""
     #: appended to the directive's attribute name: Time -> "_s", Size -> "_bytes"
     suffix: str = ""
@@ -106,7 +108,6 @@ class Time(ValueType):
 
     min_s: float = 0.0
     max_s: float = 365 * 86_400.0
-    unit: str = field(default="seconds", init=False)
     suffix: str = field(default="_s", init=False)
 
     @property
@@ -190,7 +191,6 @@ class Size(ValueType):
 
     min_bytes: int = 0
     max_bytes: int = 1 << 40
-    unit: str = field(default="bytes", init=False)
     suffix: str = field(default="_bytes", init=False)
 
     @property

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 from typing import Any
 
 import gevent
@@ -27,12 +28,22 @@ log = logging.getLogger("cproxy")
 SHUTDOWN_GRACE_S = 10.0
 
 
-def listen_socket(host: str, port: int, backlog: int) -> socket.socket:
-    """A bound, listening TCP socket (IPv4 or IPv6 by the address's form)."""
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A bound TCP socket, not listening yet (IPv4 or IPv6 by the address's form)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def listen_socket(host: str, port: int, backlog: int) -> socket.socket:
+    """A bound, listening TCP socket (IPv4 or IPv6 by the address's form)."""
+    sock = bind_socket(host, port)
     sock.listen(backlog)
     return sock
 
@@ -41,16 +52,26 @@ class ProxyServer:
     """The listener plus the runtime it serves with. `start`, then `serve_forever` or `stop`."""
 
     def __init__(
-        self, runtime: Runtime, sock: socket.socket | None = None, *, admin: bool = True
+        self,
+        runtime: Runtime,
+        sock: socket.socket | None = None,
+        *,
+        admin: bool = True,
+        admin_sock: socket.socket | None = None,
     ) -> None:
+        """``sock``: the proxy's listening socket; ``admin_sock``: the admin's bound socket
+        (made to listen when the admin starts). Either is bound here when not given; a busy
+        address raises OSError, so a proxy never runs without the admin it was told to run."""
         cfg = runtime.config
         self.runtime = runtime
         if sock is None:
             sock = listen_socket(cfg.bind_address, cfg.port, cfg.listen_backlog)
+        if admin and admin_sock is None and cfg.admin_port:
+            admin_sock = bind_socket(cfg.admin_address, cfg.admin_port)
         runtime.listen_socket = sock
         self.server = StreamServer(sock, self._handle, spawn=runtime.slots)
         self.admin: Any = None
-        self._with_admin = admin
+        self._admin_sock = admin_sock if admin else None
         host, port = sock.getsockname()[:2]
         runtime.proxy_addresses.append((host, port))
 
@@ -68,21 +89,13 @@ class ProxyServer:
         log.info("cproxy listening on %s:%d", *self.address)
 
     def _start_admin(self) -> None:
-        cfg = self.runtime.config
-        if not cfg.admin_port or not self._with_admin:
+        """Start the admin on its bound socket, unless it runs or its password file is
+        missing (start_admin says so; a reload tries again)."""
+        if self._admin_sock is None or self.admin is not None:
             return
         from cproxy.admin import start_admin
 
-        try:
-            self.admin = start_admin(self.runtime)
-        except OSError as exc:
-            # The proxy is more important than its admin pages: keep serving.
-            log.error(
-                "admin not started: cannot listen on %s:%d: %s",
-                cfg.admin_address,
-                cfg.admin_port,
-                exc,
-            )
+        self.admin = start_admin(self.runtime, listener=self._admin_sock)
 
     def stop(self, grace_s: float = SHUTDOWN_GRACE_S) -> None:
         """Stop accepting, let in-flight requests finish within ``grace_s``, close."""
@@ -92,6 +105,8 @@ class ProxyServer:
             conn.close_if_idle()
         if self.admin is not None:
             self.admin.stop(timeout=1)
+        elif self._admin_sock is not None:
+            self._admin_sock.close()
         self.server.stop(timeout=grace_s)
         self.runtime.close()
 
@@ -106,7 +121,10 @@ class ProxyServer:
         except ConfigError as exc:
             log.error("SIGHUP: configuration not changed: %s", exc)
             return []
-        return self.runtime.apply(new)
+        restart = self.runtime.apply(new)
+        # A password file created since the start: the admin starts now.
+        self._start_admin()
+        return restart
 
 
 # SIGTERM/SIGINT stop, SIGHUP reloads; blocked from listen() until their handlers exist.
@@ -122,11 +140,31 @@ def serve(config: Config, config_path: str | None) -> int:
     try:
         sock = listen_socket(config.bind_address, config.port, config.listen_backlog)
     except OSError as exc:
-        log.error("cannot listen on %s:%d: %s", config.bind_address, config.port, exc)
-        return 1
+        return _cannot_start(config, f"cannot listen on {config.bind_address}:{config.port}: {exc}")
+    admin_sock = None
+    if config.admin_port:
+        # Bound now so that a busy admin port stops the start, rather than leaving a
+        # proxy that runs without the admin pages it was configured with.
+        try:
+            admin_sock = bind_socket(config.admin_address, config.admin_port)
+        except OSError as exc:
+            sock.close()
+            return _cannot_start(
+                config,
+                f"cannot listen on the admin address {config.admin_address}:"
+                f"{config.admin_port}: {exc} (AdminPort = 0 runs without the admin pages)",
+            )
     if config.workers == 1:
-        return serve_process(config, config_path, sock)
-    return supervise(config, config_path, sock)
+        return serve_process(config, config_path, sock, admin_sock=admin_sock)
+    return supervise(config, config_path, sock, admin_sock)
+
+
+def _cannot_start(config: Config, message: str) -> int:
+    """Log why cproxy cannot start, and say it on the console too when ErrorLog is a file."""
+    log.error("%s", message)
+    if config.error_log != "-":
+        print(f"cproxy: {message}", file=sys.stderr)
+    return 1
 
 
 def serve_process(
@@ -136,11 +174,16 @@ def serve_process(
     *,
     worker: int = 0,
     supervisor_pid: int | None = None,
+    admin_sock: socket.socket | None = None,
 ) -> int:
-    """Serve on ``sock`` in this process until SIGTERM or SIGINT."""
+    """Serve on ``sock`` in this process until SIGTERM or SIGINT; the admin on
+    ``admin_sock`` (bound by `serve`) in worker 0 only."""
     runtime = Runtime(config, config_path)
     runtime.supervisor_pid = supervisor_pid
-    server = ProxyServer(runtime, sock, admin=worker == 0)
+    if worker != 0 and admin_sock is not None:
+        admin_sock.close()
+        admin_sock = None
+    server = ProxyServer(runtime, sock, admin=worker == 0, admin_sock=admin_sock)
     server.start()
     stopped = gevent.event.Event()
 
@@ -166,7 +209,12 @@ def serve_process(
 _RESPAWN_PAUSE_S = 1.0
 
 
-def supervise(config: Config, config_path: str | None, sock: socket.socket) -> int:
+def supervise(
+    config: Config,
+    config_path: str | None,
+    sock: socket.socket,
+    admin_sock: socket.socket | None = None,
+) -> int:
     """Pre-fork ``Workers`` processes that accept on one shared listening socket.
 
     Why one inherited socket rather than a SO_REUSEPORT socket per worker: with
@@ -193,7 +241,12 @@ def supervise(config: Config, config_path: str | None, sock: socket.socket) -> i
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 signal.signal(signal.SIGHUP, signal.SIG_DFL)
                 code = serve_process(
-                    config, config_path, sock, worker=number, supervisor_pid=supervisor
+                    config,
+                    config_path,
+                    sock,
+                    worker=number,
+                    supervisor_pid=supervisor,
+                    admin_sock=admin_sock,
                 )
             finally:
                 os._exit(code)
