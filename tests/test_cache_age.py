@@ -8,8 +8,8 @@ from cproxy.cache import LookupKind
 from cproxy.cache.policy import age_value, current_age
 from tests.test_cache_support import T0, URL, date, make_cache, store
 
-# What an Age that is not one delta-seconds value counts as: older than any lifetime.
-OLD = 2147483648
+# RFC 9111 §1.2.2: the largest Age counted; older than any freshness lifetime.
+LARGEST = 2147483648
 
 
 @pytest.mark.parametrize(
@@ -17,24 +17,45 @@ OLD = 2147483648
     [
         (["15"], 15),
         ([" 15 "], 15),
-        (["abc"], OLD),
-        (["-7200"], OLD),
-        (["7200.0"], OLD),
-        (["7200;foo=bar"], OLD),
-        (["7200,0"], OLD),
-        (["0,7200"], OLD),
-        (["0, 0"], OLD),
-        (["0", "7200"], OLD),
-        (["7200", "0"], OLD),
-        (["0", "0"], OLD),
-        ([""], OLD),
-        (["99999999999"], 2147483648),
+        # §5.1: not a non-negative integer: ignored, as if absent.
+        (["abc"], 0),
+        (["-7200"], 0),
+        (["7200.0"], 0),
+        (["7200;foo=bar"], 0),
+        ([""], 0),
+        # §5.1: a list, in one line or several: the first member counts.
+        (["7200,0"], 7200),
+        (["0,7200"], 0),
+        (["0, 0"], 0),
+        (["0", "7200"], 0),
+        (["7200", "0"], 7200),
+        (["", "7200"], 7200),
+        (["abc, 7200"], 0),
+        # §1.2.2: 2^31 or more counts as 2^31.
+        (["2147483647"], 2147483647),
+        (["2147483648"], LARGEST),
+        (["99999999999"], LARGEST),
+        (["99999999999999999999999999"], LARGEST),
     ],
 )
-def test_5_1_age_not_one_delta_seconds_counts_as_old(lines: list[str], age: int) -> None:
-    """§5.1: anything but one valid delta-seconds value makes the response count as
-    already old (validated before reuse), the careful reading of "SHOULD ignore"."""
+def test_5_1_age_first_member_counts_and_invalid_is_ignored(lines: list[str], age: int) -> None:
     assert age_value([("Age", v) for v in lines]) == age
+
+
+@pytest.mark.parametrize("value", ["abc", "-7200", "7200.0", "0, 7200", "7200;foo=bar"])
+def test_5_1_ignored_or_young_age_leaves_the_response_fresh(value: str) -> None:
+    cache = make_cache()
+    store(cache, [("Date", date()), ("Cache-Control", "max-age=3600"), ("Age", value)])
+    assert cache.lookup("GET", URL, [], T0 + 3).kind is LookupKind.HIT
+
+
+@pytest.mark.parametrize("lines", [["7200, 0"], ["7200", "0"], ["2147483648"], ["9" * 30]])
+def test_5_1_old_first_age_makes_the_response_stale(lines: list[str]) -> None:
+    cache = make_cache()
+    store(
+        cache, [("Date", date()), ("Cache-Control", "max-age=3600")] + [("Age", v) for v in lines]
+    )
+    assert cache.lookup("GET", URL, [], T0 + 3).kind is LookupKind.MISS
 
 
 def test_4_2_3_current_age_formula() -> None:
@@ -53,16 +74,6 @@ def test_4_2_3_age_header_makes_response_stale() -> None:
     cache = make_cache()
     store(cache, [("Date", date()), ("Cache-Control", "max-age=10"), ("Age", "15")])
     assert cache.lookup("GET", URL, [], T0).kind is LookupKind.MISS
-
-
-def test_4_2_3_garbage_age_means_validate_before_reuse() -> None:
-    cache = make_cache()
-    store(
-        cache,
-        [("Date", date()), ("Cache-Control", "max-age=3600"), ("Age", "abc"), ("ETag", '"a"')],
-    )
-    result = cache.lookup("GET", URL, [], T0 + 3)
-    assert result.kind is LookupKind.VALIDATE
 
 
 def test_5_1_age_generated_and_updated_on_hits() -> None:

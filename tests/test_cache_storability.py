@@ -172,3 +172,17 @@ def test_3_not_storable_response_keeps_older_stored_one() -> None:
     assert store(cache, [("Cache-Control", "no-store, max-age=0"), ("A", "2")]) == "no-store"
     result = cache.lookup("GET", URL, [], T0 + 1)
     assert result.entry is not None and ("A", "1") in result.entry.headers
+
+
+def test_6_6_1_invalid_date_with_future_expires_is_storable_dated_when_received() -> None:
+    """RFC 9110 §6.6.1: a recipient dates a response with an invalid Date itself; the
+    caller passes that time as ``date_value``, and Expires is measured from it."""
+    resp = [("Date", "foo"), ("Expires", date(100))]
+    assert ok(resp=resp, date_value=T0) == (True, "ok")
+    assert ok(resp=resp, date_value=T0 + 200) == (False, "too-short")  # Expires passed
+    cache = make_cache()
+    assert store(cache, resp, at=T0) == "stored"
+    result = cache.lookup("GET", URL, [], T0 + 50)
+    assert result.kind is LookupKind.HIT and result.entry is not None
+    assert ("Date", date()) in result.entry.headers  # dated when received
+    assert cache.lookup("GET", URL, [], T0 + 101).kind is LookupKind.MISS

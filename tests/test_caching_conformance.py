@@ -117,6 +117,16 @@ def test_4_2_1_expires_relative_to_date_not_local_clock(
     assert not reused_after_pause(proxy, clock, origin, fields)
 
 
+@pytest.mark.parametrize("date_value", ["foo", "", "Mon, 32 Foo 2020 99:99:99 GMT"])
+def test_6_6_1_invalid_date_with_future_expires_is_stored_and_reused(
+    proxy: ProxyThread, clock: FakeClock, origin: Origin, date_value: str
+) -> None:
+    """freshness-expires-invalid-date (RFC 9110 §6.6.1): an invalid Date is replaced by the
+    time the response was received, so a future Expires still gives it freshness."""
+    fields = [("Date", date_value), ("Expires", http_date(3600))]
+    assert reused_after_pause(proxy, clock, origin, fields)
+
+
 # -- Age (RFC 9111 §5.1, §4.2.3) --------------------------------------------------------------
 
 
@@ -124,22 +134,23 @@ def test_4_2_1_expires_relative_to_date_not_local_clock(
     ("ages", "reused"),
     [
         (["7200"], False),  # freshness-max-age-age: Age counts against max-age
-        # Anything but one delta-seconds value: validated before reuse (see age_value).
-        (["abc"], False),  # age-parse-nonnumeric
-        (["-7200"], False),  # age-parse-negative
-        (["7200.0"], False),  # age-parse-float
-        (["7200;foo=bar"], False),  # age-parse-parameter
-        (["7200;foo=111"], False),  # age-parse-numeric-parameter
+        # §5.1: not a non-negative integer: ignored, as if absent, so still fresh.
+        (["abc"], True),  # age-parse-nonnumeric
+        (["-7200"], True),  # age-parse-negative
+        (["7200.0"], True),  # age-parse-float
+        (["7200;foo=bar"], True),  # age-parse-parameter
+        (["7200;foo=111"], True),  # age-parse-numeric-parameter
         (["2147483647"], False),  # age-parse-large-minus-one
         (["2147483648"], False),  # age-parse-large
         (["99999999999999999999"], False),  # age-parse-larger (far past 2^31)
+        # §5.1: a list (one line or several): the first member counts.
         (["7200, 0"], False),  # age-parse-suffix
-        (["0, 7200"], False),  # age-parse-prefix (the suite's npm version expects reuse)
+        (["0, 7200"], True),  # age-parse-prefix
         (["7200", "0"], False),  # age-parse-suffix-twoline
-        (["0", "7200"], False),  # age-parse-prefix-twoline
-        (["0, 0"], False),  # age-parse-dup-0
-        (["0", "0"], False),  # age-parse-dup-0-twoline
-        (["3600, 3600"], False),  # age-parse-dup-old
+        (["0", "7200"], True),  # age-parse-prefix-twoline
+        (["0, 0"], True),  # age-parse-dup-0
+        (["0", "0"], True),  # age-parse-dup-0-twoline
+        (["3600, 3600"], False),  # age-parse-dup-old, with max-age=3600 here: 3600 + pause
     ],
 )
 def test_5_1_age_parsing(

@@ -16,7 +16,6 @@ from dataclasses import dataclass, fields
 from typing import Any, NamedTuple
 
 from cproxy.cache.cachecontrol import (
-    MAX_DELTA_SECONDS,
     CacheControl,
     delta_seconds,
     field_names,
@@ -24,7 +23,6 @@ from cproxy.cache.cachecontrol import (
 )
 from cproxy.cache.dates import parse_http_date
 from cproxy.cache.fields import (
-    OWS,
     HeaderPairs,
     get_all,
     get_first,
@@ -388,24 +386,19 @@ def response_date(resp_headers: HeaderPairs, fallback: float | None = None) -> f
 
 
 def age_value(resp_headers: HeaderPairs) -> int:
-    """The Age header's value (§5.1): 0 when absent.
+    """The Age header's value (§5.1): 0 when absent or invalid.
 
-    §5.1 suggests using the first member of a list-valued Age and ignoring an invalid
-    one. We are more careful: an Age that is not exactly one delta-seconds value
-    (a list, several lines, negative, fractional, non-numeric, with parameters) makes
-    the response count as already old, so it is validated before it is reused. A cache
-    may always validate, so this never serves anything §5.1 forbids; it is also what
-    the required tests of the HTTP caching test suite (http-cache-tests, as published
-    on npm) expect. Values above 2^31 are capped (§1.2.2).
+    §5.1: with a list-valued Age (``0, 7200`` in one line, or several Age lines) the first
+    member is used and the rest discarded; a first member that is not a non-negative
+    integer (``abc``, ``-7200``, ``7200.0``, ``7200;foo=bar``) is ignored, as if the field
+    were absent. Values of 2^31 or more count as 2147483648 (§1.2.2), older than any
+    freshness lifetime.
     """
-    values = get_all(resp_headers, "Age")
-    if not values:
+    members = list_members(resp_headers, "Age")  # every line's members, in order
+    if not members:
         return 0
-    if len(values) == 1:
-        seconds = delta_seconds(values[0].strip(OWS))
-        if seconds is not None:
-            return seconds
-    return MAX_DELTA_SECONDS
+    seconds = delta_seconds(members[0])
+    return 0 if seconds is None else seconds
 
 
 def initial_age(

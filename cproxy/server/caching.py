@@ -37,7 +37,7 @@ from cproxy.cache import (
     normalise_url,
 )
 from cproxy.cache.fields import has_any
-from cproxy.cache.policy import VALIDATOR_REQUEST_FIELDS, storable
+from cproxy.cache.policy import VALIDATOR_REQUEST_FIELDS, response_date, storable
 from cproxy.cache.ranges import if_range_matches, requested_range
 from cproxy.directives import Config, ip_allowed
 from cproxy.errors import OriginError, OriginProtocolError
@@ -377,6 +377,8 @@ def _fetch(
             cache.http.settings,
             url_key=url_key,
             body_bytes=resp.content_length if resp.body == "length" else None,
+            # RFC 9110 §6.6.1: a missing or invalid Date is the time it was received.
+            date_value=response_date(indexed_fields, response_time),
         )
         # Membership first: TTLCache's pop() and store cost three times its lookup.
         if ok:
