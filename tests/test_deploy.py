@@ -7,6 +7,7 @@ failed before its fix.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import signal
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support import Origin, wait_for
+from tests.support import Origin, raw_connection, read_response, start_proxy, wait_for
 from tests.test_cli import ENV, RunningProxy
 
 
@@ -177,3 +178,64 @@ def test_man_page_gives_passwd_its_real_default_and_purge_its_real_port(tmp_path
     assert "PURGE requests, which drop a URL from the cache, are sent to the proxy port" in (
         description
     )
+
+
+# --- what errors say ------------------------------------------------------------------------
+
+
+class Records(logging.Handler):
+    """Collects the messages of the ``cproxy`` logger (it may not propagate to the root)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def cproxy_messages() -> Iterator[Records]:
+    logger = logging.getLogger("cproxy")
+    records, level = Records(), logger.level
+    logger.addHandler(records)
+    logger.setLevel(logging.INFO)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(records)
+        logger.setLevel(level)
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # closed again: connections are refused
+
+
+def test_the_error_page_names_a_refused_address_once() -> None:
+    port = closed_port()
+    where = f"127.0.0.1:{port}"
+    with start_proxy() as proxy, raw_connection(proxy.port) as sock:
+        sock.sendall(f"GET http://{where}/ HTTP/1.1\r\nHost: {where}\r\n\r\n".encode())
+        status, _, body = read_response(sock)
+    assert status == 502
+    page = body.decode()
+    assert f"cannot connect to {where}: Connection refused" in page, page
+    assert page.count(where) == 1, page
+
+
+def test_the_error_log_writes_a_connect_target_as_host_and_port() -> None:
+    port = closed_port()
+    where = f"127.0.0.1:{port}"
+    with (
+        cproxy_messages() as records,
+        start_proxy(ConnectPorts=str(port), LogLevel="info") as proxy,
+        raw_connection(proxy.port) as sock,
+    ):
+        sock.sendall(f"CONNECT {where} HTTP/1.1\r\nHost: {where}\r\n\r\n".encode())
+        status, _, _ = read_response(sock)
+    assert status == 502
+    lines = [m for m in records.messages if m.startswith("CONNECT ")]
+    assert lines and lines[0].startswith(f"CONNECT {where}: cannot connect"), records.messages
+    assert not any("http://" in m for m in lines), lines

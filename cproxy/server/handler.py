@@ -48,6 +48,7 @@ from cproxy.http.chunked import LAST_CHUNK, encode_chunk
 from cproxy.http.limits import IO_CHUNK_BYTES
 from cproxy.http.message import parse_response_head, response_fields_for_client
 from cproxy.origin import OriginConnection, default_resolve, open_socket, origin_key
+from cproxy.origin.connection import format_host_port
 from cproxy.server import routing
 from cproxy.server.caching import BodyTee, serve_with_cache
 from cproxy.server.fastlane import plain_get, serve_fresh_hit
@@ -821,7 +822,9 @@ class ClientConnection:
 
     def _origin_failed(self, req: Request, exc: Exception, keep: bool, outcome: _Outcome) -> bool:
         status = getattr(exc, "status", 502)
-        log.info("%s %s: %s", req.method, req.url, exc)
+        # A CONNECT's target is host:port (RFC 9110 §9.3.6), not a URL.
+        target = format_host_port(req.host, req.port) if req.method == "CONNECT" else req.url
+        log.info("%s %s: %s", req.method, target, exc)
         return self._local_error(req, status, str(exc), keep, outcome)
 
     # -- CONNECT -------------------------------------------------------------------
