@@ -59,7 +59,12 @@ from cproxy.admin.forms import (
     widget_for,
 )
 from cproxy.admin.paths import static_dir, templates_dir
-from cproxy.admin.status import RuntimeCollector, StatsHistory, status_snapshot
+from cproxy.admin.status import (
+    ConfigCollector,
+    RuntimeCollector,
+    StatsHistory,
+    status_snapshot,
+)
 from cproxy.directives.config import config_with, diff, load_config, save_changes
 from cproxy.directives.registry import DIRECTIVES, forms
 from cproxy.directives.types import RULE_KINDS, Rule, parse_rule
@@ -176,7 +181,8 @@ class AdminApp:
         self.env.filters["fmt"] = format_figure
         self.static = static_dir()
         self.metrics_registry = CollectorRegistry(auto_describe=False)
-        self.metrics_registry.register(RuntimeCollector(runtime.stats))
+        self.metrics_registry.register(RuntimeCollector(runtime.stats, self.history))
+        self.metrics_registry.register(ConfigCollector(self._pending_restart, self._file_problem))
         self._verifiers: dict[Path, auth.PasswordVerifier] = {}
         # Form posts are applied one at a time: the generation check and the apply must
         # not interleave with another admin's post.

@@ -190,6 +190,8 @@ def serve_fresh_hit(cc: ClientConnection, plain: PlainGet) -> bool | None:
         sent = len(data) + len(entry.body)
         cache.fast_hits += 1
     finally:
+        elapsed_s = time.monotonic() - started
+        rt.responses.record(entry.status, elapsed_s)
         if rt.access_log.enabled:
             rt.access_log.write(
                 cc.client_ip,
@@ -198,7 +200,7 @@ def serve_fresh_hit(cc: ClientConnection, plain: PlainGet) -> bool | None:
                 sent,
                 _first(plain.fields.index, "referer"),
                 _first(plain.fields.index, "user-agent"),
-                time.monotonic() - started,
+                elapsed_s,
                 "-",
                 "hit",
             )

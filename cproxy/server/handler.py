@@ -246,11 +246,13 @@ class ClientConnection:
             outcome.sent = self._send_error(exc.status, exc.message, close=True)
             keep = False
         finally:
+            elapsed_s = time.monotonic() - started
+            self.rt.responses.record(outcome.status, elapsed_s)
             if self.rt.access_log.enabled:
-                self._log(req, outcome, started)
+                self._log(req, outcome, elapsed_s)
         return keep
 
-    def _log(self, req: Request, outcome: _Outcome, started: float) -> None:
+    def _log(self, req: Request, outcome: _Outcome, elapsed_s: float) -> None:
         self.rt.access_log.write(
             self.client_ip,
             f"{req.method} {req.target} HTTP/1.{req.version}",
@@ -258,7 +260,7 @@ class ClientConnection:
             outcome.sent,
             req.headers.get("referer"),
             req.headers.get("user-agent"),
-            time.monotonic() - started,
+            elapsed_s,
             outcome.origin,
             outcome.cache,
         )

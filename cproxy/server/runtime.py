@@ -24,6 +24,7 @@ from cproxy.directives import DIRECTIVES, Config, diff
 from cproxy.origin import OriginPool
 from cproxy.server.accesslog import AccessLog
 from cproxy.server.caching import ProxyCache
+from cproxy.server.responsestats import ResponseStats
 
 log = logging.getLogger("cproxy")
 
@@ -87,6 +88,8 @@ class Runtime:
         self.access_log = AccessLog(config.resolve_path("AccessLog"))
         self.cache = ProxyCache(config)
         self.requests_total = 0
+        # Responses by status code and their latencies, for /metrics.
+        self.responses = ResponseStats()
         self.stopping = False
         # Answer plain fresh hits through cproxy.server.fastlane. Always on; the tests turn
         # it off to compare it with the general path, and so can a benchmark.
@@ -204,6 +207,7 @@ class Runtime:
                 "max_active": self.slots.size,
             },
             "requests_total": self.requests_total,
+            "responses": self.responses.stats(),
             "pool": self.pool.stats(),
             "cache": self.cache.stats(),
         }
