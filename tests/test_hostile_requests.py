@@ -153,6 +153,7 @@ REFUSED = [
     ("header-section-too-big", "RFC 6585 §5 (431)", get(*[f"X-{i}: {'v' * 1000}" for i in range(70)]), 431, "head"),
     ("one-huge-field", "RFC 6585 §5 (431)", get("X-Big: " + "v" * 70000), 431, "head"),
     ("too-many-fields", "RFC 6585 §5 (431)", get(*[f"X-{i}: v" for i in range(101)]), 431, "head"),
+    ("leading-empty-lines-unbounded", "9112 §2.2, counted as head (431)", b"\r\n" * 33_000 + get(), 431, "head"),
 ]  # fmt: skip
 
 

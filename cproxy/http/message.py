@@ -56,6 +56,7 @@ _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _REQUEST_LINE = re.compile(rb"([" + _TOKEN_CHARS + rb"]+) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])")
 _STATUS_LINE = re.compile(rb"HTTP/([0-9])\.([0-9]) ([0-9]{3})(?: ([\t\x20-\x7e\x80-\xff]*))?")
 _DIGITS = re.compile(r"[0-9]+")
+_EMPTY_LINES = re.compile(rb"(?:\r\n)+")
 # A block of well-formed field lines (RFC 9112 §5.1, RFC 9110 §5.5), as latin-1 text, and
 # one line of it split into name and value without leading or trailing OWS.
 _FIELD_BLOCK = re.compile("(?:[" + _TOKEN_CHARS.decode() + "]+:[^\x00-\x08\x0a-\x1f\x7f]*\r\n)*")
@@ -259,13 +260,25 @@ class Response:
         return f"<Response {self.status} {self.reason}>"
 
 
-def find_head_end(buf: bytes | bytearray, *, client: bool = True) -> int:
+def skip_empty_lines(buf: bytes | bytearray) -> int:
+    """How many bytes of empty lines (CRLF pairs) start ``buf``, found in one pass.
+
+    RFC 9112 §2.2 lets a server ignore them before a request line. Stripping them a pair
+    at a time was quadratic; they count toward `MAX_HEAD_BYTES` (``skipped`` of
+    `find_head_end`), so a client streaming CRLFs is refused like any over-long head.
+    """
+    match = _EMPTY_LINES.match(buf)
+    return match.end() if match else 0
+
+
+def find_head_end(buf: bytes | bytearray, *, client: bool = True, skipped: int = 0) -> int:
     """Index just past the blank line ending a message head in ``buf``, or -1.
 
     Raises when the head is over `MAX_HEAD_BYTES` or uses bare LFs, which RFC 9112
     §2.2 allows a recipient to accept but which some servers read differently:
     strictness here is what keeps the two ends in agreement. A complete request head
     (``client``) is returned without the bare-LF scan: `parse_request_head` makes it.
+    ``skipped``: the empty lines before it (`skip_empty_lines`), counted toward the limit.
     """
     end = buf.find(b"\r\n\r\n")
     # Any bare LF in the head, not only in its blank line, is refused at once: the
@@ -283,10 +296,10 @@ def find_head_end(buf: bytes | bytearray, *, client: bool = True) -> int:
         if line_bytes > MAX_REQUEST_LINE_BYTES:
             _fail(client, 414, "request line too long")
     if end == -1:
-        if len(buf) > MAX_HEAD_BYTES:
+        if skipped + len(buf) > MAX_HEAD_BYTES:
             _fail(client, 431, f"message head larger than {MAX_HEAD_BYTES} bytes")
         return -1
-    if end + 4 > MAX_HEAD_BYTES:
+    if skipped + end + 4 > MAX_HEAD_BYTES:
         _fail(client, 431, f"message head larger than {MAX_HEAD_BYTES} bytes")
     return end + 4
 

@@ -43,16 +43,36 @@ from cproxy.errors import (
     OriginReset,
     ProtocolError,
 )
-from cproxy.http import ChunkedDecoder, Request, Response, find_head_end, parse_request_head
-from cproxy.http.chunked import LAST_CHUNK, encode_chunk
+from cproxy.http import Request, Response, find_head_end, parse_request_head
+from cproxy.http.framing import (
+    BODY_WRITERS,
+    CLOSE,
+    LENGTH,
+    NONE,
+    BodyReader,
+    BodyWriter,
+    body_reader,
+    frame_pieces,
+    relay_framing,
+)
+from cproxy.http.heads import (
+    interim_response_head,
+    origin_request_head,
+    relayed_response_head,
+    trace_echo,
+)
 from cproxy.http.limits import IO_CHUNK_BYTES
-from cproxy.http.message import parse_response_head, response_fields_for_client
+from cproxy.http.message import (
+    parse_response_head,
+    response_fields_for_client,
+    skip_empty_lines,
+)
 from cproxy.origin import OriginConnection, default_resolve, open_socket, origin_key
 from cproxy.origin.connection import format_host_port
 from cproxy.server import routing
 from cproxy.server.caching import BodyTee, serve_with_cache
 from cproxy.server.fastlane import plain_get, serve_fresh_hit
-from cproxy.server.pages import error_response, reason
+from cproxy.server.pages import error_response
 
 if TYPE_CHECKING:
     from cproxy.server.runtime import Runtime
@@ -199,11 +219,13 @@ class ClientConnection:
                     self._send_error(408, "No request arrived in time (InputTimeout).", close=True)
                 return None
         deadline = None
+        skipped = 0
         while True:
-            # RFC 9112 §2.2: ignore empty lines before a request line.
-            while buf.startswith(b"\r\n"):
-                buf = buf[2:]
-            end = find_head_end(buf) if buf else -1
+            # RFC 9112 §2.2: ignore empty lines before a request line (counted as head).
+            if buf[:2] == b"\r\n":
+                n = skip_empty_lines(buf)
+                skipped, buf = skipped + n, buf[n:]
+            end = find_head_end(buf, skipped=skipped)
             if end != -1:
                 break
             if deadline is None:
@@ -286,7 +308,7 @@ class ClientConnection:
         if self._aims_at_self(req):
             return self._local_error(req, 403, _TO_SELF, keep, outcome)
         limit = cfg.max_request_body_bytes
-        if limit and req.body == "length" and req.content_length > limit:
+        if limit and req.body == LENGTH and req.content_length > limit:
             return self._local_error(req, 413, _body_too_large(limit), False, outcome)
         if req.method in ("OPTIONS", "TRACE"):
             answered = self._max_forwards(req, keep, outcome)
@@ -306,7 +328,7 @@ class ClientConnection:
         headers: list[tuple[str, str]] | None = None,
     ) -> bool:
         """Answer without contacting an origin. An unread request body forces a close."""
-        if req.body != "none":
+        if req.body != NONE:
             keep = False
         outcome.status = status
         outcome.sent = self._send_error(
@@ -352,17 +374,13 @@ class ClientConnection:
         if remaining > 0:
             req.headers.set("Max-Forwards", str(remaining - 1))
             return None
-        if req.body != "none":
+        if req.body != NONE:
             keep = False
         if req.method == "OPTIONS":
             head = f"HTTP/1.1 200 OK\r\nAllow: {ALLOW_METHODS}\r\nContent-Length: 0\r\n"
             body = b""
         else:
-            body = (
-                f"{req.method} {req.target} HTTP/1.{req.version}\r\n"
-                + "".join(f"{n}: {v}\r\n" for n, v in req.headers.items())
-                + "\r\n"
-            ).encode("latin-1")
+            body = trace_echo(req)
             head = (
                 f"HTTP/1.1 200 OK\r\nContent-Type: message/http\r\nContent-Length: {len(body)}\r\n"
             )
@@ -430,8 +448,8 @@ class ClientConnection:
         cfg = self.rt.config
         pool = self.rt.pool
         key = origin_key(req.scheme, req.host, req.port)
-        has_body = req.body != "none"
-        head = self._origin_request_head(req)
+        has_body = req.body != NONE
+        head = origin_request_head(req, self.rt.config.hostname)
         if req.expect_continue and has_body:
             # We answer the expectation ourselves (RFC 9110 §10.1.1 lets a proxy do so)
             # and stream the body on: the origin never sees Expect.
@@ -477,30 +495,11 @@ class ClientConnection:
                 pool.discard(conn)
                 raise
 
-    def _origin_request_head(self, req: Request) -> bytes:
-        """The forwarded head, built from the parsed request (DESIGN.md §5 rule 1)."""
-        lines = [f"{req.method} {req.path} HTTP/1.1", f"Host: {req.host_header}"]
-        for name, value in req.headers.end_to_end():
-            lname = name.lower()
-            if lname in ("host", "expect", "via"):
-                continue
-            lines.append(f"{name}: {value}")
-        via = req.headers.get_all("via")
-        own = f"1.{req.version} {self.rt.config.hostname}"
-        lines.append("Via: " + ", ".join([*via, own]))
-        if req.body == "length":
-            lines.append(f"Content-Length: {req.content_length}")
-        elif req.body == "chunked":
-            lines.append("Transfer-Encoding: chunked")
-        elif req.method in ("POST", "PUT", "PATCH"):
-            lines.append("Content-Length: 0")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-
     def _send_request(self, conn: OriginConnection, req: Request, head: bytes) -> None:
         """Send the head and stream the body. A failure before the whole request went
         out is a `_NoResponse` only if no body byte was taken from the client."""
         osock = conn.sock
-        if req.body == "none":
+        if req.body == NONE:
             try:
                 _send_all(osock, head)
             except OSError as exc:
@@ -510,10 +509,9 @@ class ClientConnection:
             _send_all(osock, head)
         except OSError as exc:
             raise OriginReset(f"sending the request to the origin failed: {exc}") from exc
-        if req.body == "length":
-            self._stream_length_body(osock, req.content_length)
-        else:
-            self._stream_chunked_body(osock)
+        self._stream_request_body(
+            osock, body_reader(req.body, req.content_length, client=True), BODY_WRITERS[req.body]
+        )
 
     def _recv_client(self) -> bytes:
         if self.buf:
@@ -533,32 +531,28 @@ class ClientConnection:
         except OSError as exc:
             raise OriginReset(f"the origin stopped taking the request body: {exc}") from exc
 
-    def _stream_length_body(self, osock: socket.socket, length: int) -> None:
-        remaining = length
-        while remaining:
-            data = self._recv_client()
-            if len(data) > remaining:
-                data, self.buf = data[:remaining], data[remaining:]
-            remaining -= len(data)
-            self._send_origin(osock, data)
-
-    def _stream_chunked_body(self, osock: socket.socket) -> None:
-        decoder = ChunkedDecoder(client=True)
+    def _stream_request_body(
+        self, osock: socket.socket, reader: BodyReader, writer: BodyWriter
+    ) -> None:
+        """Copy the request body from the client to the origin, re-framed by ``writer``;
+        what follows it stays in ``self.buf`` (the next request)."""
         limit = self.rt.config.max_request_body_bytes
         received = 0
-        while not decoder.done:
-            pieces = decoder.feed(self._recv_client())
+        while not reader.done:
+            pieces = reader.feed(self._recv_client())
             if limit:
+                # A declared length was checked against the limit before: this bounds
+                # a chunked body, whose size is only known as it arrives.
                 received += sum(len(p) for p in pieces)
                 if received > limit:
                     # The origin has part of the request: _exchange discards its socket.
                     raise ClientProtocolError(413, _body_too_large(limit))
-            out = b"".join(encode_chunk(p) for p in pieces if p)
-            if decoder.done:
-                out += LAST_CHUNK
+            out = frame_pieces(writer, pieces) if pieces else b""
+            if reader.done:
+                out += writer.end()
             if out:
                 self._send_origin(osock, out)
-        self.buf = decoder.leftover
+        self.buf = reader.leftover
 
     def _read_response_head(self, conn: OriginConnection, req: Request) -> tuple[Response, bytes]:
         """Read the final response head (interim 1xx ones are relayed to the client)."""
@@ -592,13 +586,7 @@ class ClientConnection:
                 if resp.status == 101:
                     raise OriginProtocolError("origin switched protocols, which was not asked")
                 if req.version >= 1 and resp.status != 100:
-                    self._send_client(
-                        f"HTTP/1.1 {resp.status} {resp.reason}\r\n".encode("latin-1")
-                        + b"".join(
-                            f"{n}: {v}\r\n".encode("latin-1") for n, v in resp.headers.end_to_end()
-                        )
-                        + b"\r\n"
-                    )
+                    self._send_client(interim_response_head(resp))
                 end = find_head_end(buf, client=False) if buf else -1
 
     def _wait_for_origin(self, osock: socket.socket) -> None:
@@ -653,27 +641,8 @@ class ClientConnection:
         """
         if fields is None:
             fields = response_fields_for_client(resp, self.rt.config.hostname)
-        lines = [f"HTTP/1.1 {resp.status} {resp.reason or reason(resp.status)}"]
-        lines += [f"{n}: {v}" for n, v in fields]
-        if extra:
-            lines += extra
-        if resp.body == "none":
-            framing = "none"
-            # HEAD and 304 keep the Content-Length of the representation (RFC 9110 §8.6),
-            # as the parser validated it: one canonical number.
-            if "content-length" in resp.headers and resp.status >= 200 and resp.status != 204:
-                lines.append(f"Content-Length: {resp.content_length}")
-        elif resp.body == "length":
-            framing = "length"
-            lines.append(f"Content-Length: {resp.content_length}")
-        elif req.version >= 1:
-            framing = "chunked"
-            lines.append("Transfer-Encoding: chunked")
-        else:
-            framing = "close"
-        if not keep or framing == "close":
-            lines.append("Connection: close")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"), framing
+        framing = relay_framing(resp.body, req.version)
+        return relayed_response_head(resp, fields, framing, keep=keep, extra=extra), framing
 
     def _relay_response(
         self,
@@ -699,19 +668,13 @@ class ClientConnection:
         # A response that came whole with its head goes out from memory, bounded by
         # ReadTimeout for each send like a stored one; only one whose body is still to
         # come from the origin needs OutputTimeout's timer (a gevent Timeout per response).
-        whole = resp.body == "none" or (resp.body == "length" and len(rest) >= resp.content_length)
+        whole = resp.body == NONE or (resp.body == LENGTH and len(rest) >= resp.content_length)
         timer = None if whole else gevent.Timeout(cfg.output_timeout_s, OutputTimeout)
         if timer is not None:
             timer.start()
+        reader = body_reader(resp.body, resp.content_length, client=False)
         try:
-            if resp.body == "none":
-                self._send_client(head)
-                outcome.sent = len(head)
-                clean = not rest
-            elif resp.body == "length":
-                clean = self._relay_length(conn, resp.content_length, head, rest, outcome, tee)
-            else:
-                clean = self._relay_stream(conn, resp, head, rest, framing, outcome, tee)
+            clean = self._relay_body(conn, reader, BODY_WRITERS[framing], head, rest, outcome, tee)
         except (OriginError, OriginProtocolError, ProtocolError) as exc:
             log.info("response from %s truncated: %s", req.host_header, exc)
             keep = False
@@ -728,12 +691,13 @@ class ClientConnection:
             if timer is not None:
                 timer.close()
         if tee is not None:
-            tee.complete = clean and resp.body != "close"
+            # An until-close body is never clean: it is not self-delimited.
+            tee.complete = clean
         self._done_with_origin(conn, resp, clean=clean)
         # An unclean origin socket (bytes left over, read-until-close body) is the origin
         # side's problem only: the client's response went out whole and self-delimited
         # (a truncated one raised above and cleared ``keep``), so its connection persists.
-        return keep and framing != "close"
+        return keep and framing != CLOSE
 
     def _done_with_origin(self, conn: OriginConnection, resp: Response, *, clean: bool) -> None:
         """Hand ``conn`` back to the pool after ``resp``: reused only when the response
@@ -752,75 +716,47 @@ class ClientConnection:
             raise OriginReset(f"the origin reset the connection during {what}: {exc}") from exc
         return data
 
-    def _relay_length(
+    def _relay_body(
         self,
         conn: OriginConnection,
-        length: int,
+        reader: BodyReader,
+        writer: BodyWriter,
         head: bytes,
         rest: bytes,
         outcome: _Outcome,
         tee: BodyTee | None,
     ) -> bool:
-        """Copy exactly ``length`` body bytes; True when the origin socket is clean."""
-        extra = b""
-        if len(rest) > length:
-            rest, extra = rest[:length], rest[length:]
-        self._send_client(head + rest)
-        outcome.sent = len(head) + len(rest)
-        if tee is not None and rest:
-            tee.add(rest)
-        remaining = length - len(rest)
-        while remaining:
-            data = self._recv_origin(conn, "the response body")
-            if not data:
-                raise OriginReset(f"the origin closed with {remaining} body bytes missing")
-            if len(data) > remaining:
-                data, extra = data[:remaining], data[remaining:]
-            remaining -= len(data)
-            self._send_client(data)
-            outcome.sent += len(data)
-            if tee is not None:
-                tee.add(data)
-        # Bytes after the declared length mean the origin and we disagree on framing.
-        return not extra
-
-    def _relay_stream(
-        self,
-        conn: OriginConnection,
-        resp: Response,
-        head: bytes,
-        rest: bytes,
-        framing: str,
-        outcome: _Outcome,
-        tee: BodyTee | None,
-    ) -> bool:
-        """Copy a chunked or read-until-close body, re-chunked for an HTTP/1.1 client."""
-        decoder = ChunkedDecoder(client=False) if resp.body == "chunked" else None
-        self._send_client(head)
-        outcome.sent = len(head)
-        data = rest
+        """Send ``head`` and the body ``reader`` reads from ``rest`` and then ``conn``,
+        framed by ``writer``; True when the origin socket is clean (the body ended
+        where its framing said, and nothing followed it)."""
+        outcome.sent = 0
+        try:
+            pieces = reader.feed(rest) if rest else []
+        except ProtocolError:
+            # The head goes out before the body turned out malformed: the client sees
+            # a truncated response (DESIGN.md §5 rule 3), as if it had come later.
+            self._send_client(head)
+            outcome.sent = len(head)
+            raise
+        out = head + frame_pieces(writer, pieces) if pieces else head
         while True:
-            if data:
-                pieces = decoder.feed(data) if decoder else [data]
-                if tee is not None:
-                    for piece in pieces:
-                        tee.add(piece)
-                out = b"".join(encode_chunk(p) if framing == "chunked" else p for p in pieces if p)
-                if decoder is not None and decoder.done and framing == "chunked":
-                    out += LAST_CHUNK
-                if out:
-                    self._send_client(out)
-                    outcome.sent += len(out)
-                if decoder is not None and decoder.done:
-                    return not decoder.leftover
+            if tee is not None:
+                for piece in pieces:
+                    tee.add(piece)
+            if reader.done:
+                out += writer.end()
+            if out:
+                self._send_client(out)
+                outcome.sent += len(out)
+            if reader.done:
+                return reader.clean
             data = self._recv_origin(conn, "the response body")
-            if not data:
-                if decoder is not None:
-                    raise OriginReset("the origin closed before the last chunk")
-                if framing == "chunked":
-                    self._send_client(LAST_CHUNK)
-                    outcome.sent += len(LAST_CHUNK)
-                return False
+            if data:
+                pieces = reader.feed(data)
+                out = frame_pieces(writer, pieces)
+            else:
+                reader.eof()  # raises when the body was cut short
+                pieces, out = [], b""
 
     def _origin_failed(self, req: Request, exc: Exception, keep: bool, outcome: _Outcome) -> bool:
         status = getattr(exc, "status", 502)

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import html
-from http import HTTPStatus
 
+from cproxy.http.heads import reason
 
-def reason(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Unknown"
+__all__ = ["error_response", "reason"]
 
 
 def error_response(
