@@ -146,7 +146,8 @@ def test_3_1_hop_by_hop_and_connection_listed_fields_not_stored() -> None:
         ("Age", "3"),
         ("Set-Cookie", "a=b"),
     ]
-    assert headers_to_store(resp) == [("c", "3"), ("Set-Cookie", "a=b")]
+    # Set-Cookie is never replayed from the cache (DESIGN.md §5 rule 8), so never kept.
+    assert headers_to_store(resp) == [("c", "3")]
 
 
 def test_5_2_2_4_no_cache_field_names_not_stored_and_response_reused() -> None:

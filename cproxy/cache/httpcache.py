@@ -175,7 +175,8 @@ class HttpCache:
                 # or precondition to weigh: the general path's verdict, in one step.
                 self.store.misses += 1
                 return self._result(LookupKind.MISS, fwd="uri-miss")
-        method = method.upper()
+        # Method names are case-sensitive (RFC 9110 §9.1): "gET" is not GET, so it is
+        # never answered from a GET's stored response.
         if not self.settings.caching:
             return self._result(LookupKind.BYPASS, fwd="bypass", detail="caching-off")
         if not request_cacheable_method(method):
@@ -238,7 +239,7 @@ class HttpCache:
     def client_not_modified(self, method: str, req_headers: HeaderPairs, entry: Entry) -> bool:
         """Does the client's own conditional request get a 304 from ``entry``?"""
         return client_not_modified(
-            method.upper(), req_headers, entry.headers, stored_time=entry.response_time
+            method, req_headers, entry.headers, stored_time=entry.response_time
         )
 
     # -- responses from the origin -----------------------------------------------------------

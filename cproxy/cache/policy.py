@@ -254,7 +254,7 @@ def storable(
     missing Date (the response time).
     """
     facts = _StoreFacts(
-        method=method.upper(),
+        method=method,
         status=status,
         req_cc=parse_cache_control(get_all(req_headers, "Cache-Control")),
         resp_cc=parse_cache_control(get_all(resp_headers, "Cache-Control")),
@@ -289,16 +289,25 @@ NOT_STORED_FIELDS = frozenset(
     }
 )
 
+# Fields that carry one user's state to that user (DESIGN.md §5 rule 8): the response is
+# stored and reused without them, so a hit, a 304 or stale answer from the cache, or a
+# collapsed waiter's answer never hands one client another's cookie. Only the client whose
+# own request went to the origin receives them (as Squid does). RFC 9111 §3.1 allows a
+# cache to store them; it never requires replaying them, and nothing in a stored response
+# depends on them.
+NEVER_REPLAYED_FIELDS = frozenset({"set-cookie", "set-cookie2"})
+
 
 def headers_to_store(resp_headers: HeaderPairs) -> list[tuple[str, str]]:
     """The response header fields a shared cache keeps (RFC 9111 §3.1).
 
-    Drops the hop-by-hop fields, those listed in Connection, Age, Content-Length, and the
-    fields named by ``no-cache="..."`` (§5.2.2.4: not reusable without validation, so not
-    kept) and ``private="..."`` (§5.2.2.7: a shared cache must not store them).
+    Drops the hop-by-hop fields, those listed in Connection, Age, Content-Length,
+    `NEVER_REPLAYED_FIELDS` (Set-Cookie, Set-Cookie2), and the fields named by
+    ``no-cache="..."`` (§5.2.2.4: not reusable without validation, so not kept) and
+    ``private="..."`` (§5.2.2.7: a shared cache must not store them).
     """
     cc = parse_cache_control(get_all(resp_headers, "Cache-Control"))
-    drop = set(NOT_STORED_FIELDS)
+    drop = set(NOT_STORED_FIELDS | NEVER_REPLAYED_FIELDS)
     drop.update(name.lower() for name in list_members(resp_headers, "Connection"))
     drop.update(field_names(cc.get("no-cache")))
     drop.update(field_names(cc.get("private")))
@@ -831,7 +840,7 @@ def invalidation_targets(
     §9.2.1, known or not) invalidates the target URI and the Location and Content-Location
     URIs, the latter only when they share the target's origin (scheme, host, port).
     """
-    if method.upper() in SAFE_METHODS or not 200 <= status <= 399:
+    if method in SAFE_METHODS or not 200 <= status <= 399:
         return []
     targets = [url_key]
     origin = origin_of(url_key)

@@ -37,7 +37,12 @@ from cproxy.cache import (
     normalise_url,
 )
 from cproxy.cache.fields import has_any
-from cproxy.cache.policy import VALIDATOR_REQUEST_FIELDS, response_date, storable
+from cproxy.cache.policy import (
+    NEVER_REPLAYED_FIELDS,
+    VALIDATOR_REQUEST_FIELDS,
+    response_date,
+    storable,
+)
 from cproxy.cache.ranges import if_range_matches, requested_range
 from cproxy.directives import Config, ip_allowed
 from cproxy.errors import OriginError, OriginProtocolError
@@ -153,8 +158,8 @@ def serve_with_cache(
     if req.method == "PURGE":
         return _purge(cc, cache, req, keep, outcome)
     url_key = url_key_of(req.url)
-    if req.body != "none" and req.method in ("GET", "HEAD"):
-        # A GET with a body is odd enough not to answer from, or store in, the cache.
+    if has_body_the_key_ignores(req):
+        # DESIGN.md §5 rule 8: forwarded, never answered from the cache, stored or collapsed.
         return _fetch(cc, cache, req, url_key, None, keep, outcome)
     result = cache.http.lookup(req.method, url_key, req.headers, cache.clock())
     kind = result.kind
@@ -180,6 +185,14 @@ def serve_with_cache(
     return _fetch(cc, cache, req, url_key, result, keep, outcome)
 
 
+def has_body_the_key_ignores(req: Request) -> bool:
+    """A GET or HEAD with a body ("fat GET"): the cache key (the URL) does not capture what
+    the body may change in the answer, so one client's body could poison what every other
+    client gets. Such a request goes to the origin as sent and its answer is relayed, but
+    it is never answered from the cache, never stored and never collapsed with others."""
+    return req.body != "none" and req.method in ("GET", "HEAD")
+
+
 def _send_stored(
     cc: ClientConnection,
     req: Request,
@@ -188,8 +201,13 @@ def _send_stored(
     outcome: _Outcome,
     *,
     collapsed: bool = False,
+    own_lines: bytes = b"",
 ) -> bool:
-    """Send a stored response: pre-serialised head + Age + Cache-Status, then the body."""
+    """Send a stored response: pre-serialised head + Age + Cache-Status, then the body.
+
+    ``own_lines``: pre-serialised fields that belong to this client alone (the Set-Cookie
+    of the 304 its own request got from the origin); never part of the stored response.
+    """
     entry = result.entry
     assert entry is not None
     if req.body != "none":
@@ -202,6 +220,7 @@ def _send_stored(
         extra = b"Cache-Status: %s\r\n" % status.encode("latin-1")
         if not keep:
             extra += b"Connection: close\r\n"
+    extra += own_lines
     span = _range_to_serve(req, entry) if "range" in req.headers else None
     if result.not_modified:
         head, body = entry.not_modified_head(result.age, extra), b""
@@ -357,7 +376,8 @@ def _fetch(
                 detail="revalidated",
                 name=cache.http.name,
             )
-            return _send_stored(cc, req, served, keep, outcome)
+            own = own_cookie_lines(resp_fields)
+            return _send_stored(cc, req, served, keep, outcome, own_lines=own)
         if not has_any(fields, VALIDATOR_REQUEST_FIELDS):
             # The 304 is not about what we hold and the client asked unconditionally:
             # ask again without validators.
@@ -368,7 +388,7 @@ def _fetch(
     stored_fields = response_fields_for_client(resp, cfg.hostname)
     # The same fields, indexed by name for the policy's many lookups.
     indexed_fields = Headers(stored_fields)
-    if req.method == "GET" and resp.body in ("length", "chunked", "none"):
+    if req.method == "GET" and req.body == "none" and resp.body in ("length", "chunked", "none"):
         ok, _why = storable(
             req.method,
             resp.status,
@@ -419,6 +439,17 @@ def _fetch(
             )
     cache.http.invalidate_after(req.method, resp.status, url_key, resp_fields)
     return keep
+
+
+def own_cookie_lines(resp_fields: Headers) -> bytes:
+    """The Set-Cookie and Set-Cookie2 lines of an origin's answer to this client's own
+    request, for a response otherwise served from the cache (a 304 that freshened it).
+    The store never keeps them (`NEVER_REPLAYED_FIELDS`): they reach this client only."""
+    return b"".join(
+        f"{name}: {value}\r\n".encode("latin-1", "replace")
+        for name, value in resp_fields.items()
+        if name.lower() in NEVER_REPLAYED_FIELDS
+    )
 
 
 class _NullSink:
