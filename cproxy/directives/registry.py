@@ -419,11 +419,32 @@ _DECLARED: tuple[Directive, ...] = (
         "-",
         LOGGING,
         """
-        File receiving one line per request (Common Log Format plus the cache result).
+        File receiving one line per request, in the format AccessLogFormat chooses.
 
         A dash (-) writes to standard output, which suits systemd and containers; empty
         turns the access log off. A relative file name is taken relative to the directive file's
-        directory.
+        directory. SIGUSR1 reopens it (for log rotation: see etc/cproxy.logrotate).
+        Lines are written once a second (or as soon as 4096 wait): a crash loses at most
+        the last second's lines, and a request costs no write of its own.
+        """,
+        live=True,
+    ),
+    Directive(
+        "AccessLogFormat",
+        Choice("cproxy", "combined", "squid", "json"),
+        "cproxy",
+        LOGGING,
+        """
+        Format of the access log lines: cproxy, combined, squid or json.
+
+        combined is NCSA combined, as Apache and nginx write it (GoAccess and most log
+        analysers read it); cproxy is combined followed by the response time, whether an
+        origin socket was new or reused, and the cache result; squid is Squid's native
+        format (time, elapsed ms, client, result code/status, bytes, method, URL, user,
+        hierarchy/peer, type), for tools written for Squid; json is one JSON object per line
+        (time, client, user, method, target, version, status, bytes, referer, user_agent,
+        elapsed_ms, origin, cache). The default keeps the most information in a form that
+        tools for combined logs still mostly read.
         """,
         live=True,
     ),
@@ -436,7 +457,7 @@ _DECLARED: tuple[Directive, ...] = (
         File receiving cproxy's messages (start, reloads, errors), filtered by LogLevel.
 
         A dash (-) writes to standard error; empty turns it off. A relative file name is taken
-        relative to the directive file's directory.
+        relative to the directive file's directory. SIGUSR1 reopens it.
         """,
         live=True,
     ),
@@ -632,6 +653,22 @@ _DECLARED: tuple[Directive, ...] = (
         Loopback only by default: the admin pages change how the proxy behaves.
         """,
         live=True,
+    ),
+    Directive(
+        "PidFile",
+        Text(allow_empty=True, description="a file name, or empty for none"),
+        "",
+        ADMINISTRATION,
+        """
+        File cproxy writes its process id to once it listens, and removes when it stops.
+
+        Service managers and the logrotate snippet (etc/cproxy.logrotate) find the process
+        to signal there. With Workers above 1 it is the supervisor's id, which passes
+        signals on to the workers. Empty by default: a cproxy started by hand needs none,
+        and etc/cproxy.service sets /run/cproxy/cproxy.pid. A relative name is taken
+        relative to the directive file's directory.
+        """,
+        live=False,
     ),
 )
 

@@ -7,9 +7,12 @@ held, not refused, as the Caching Proxy does.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import signal
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import gevent
@@ -127,8 +130,9 @@ class ProxyServer:
         return restart
 
 
-# SIGTERM/SIGINT stop, SIGHUP reloads; blocked from listen() until their handlers exist.
-_CONTROL_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+# SIGTERM/SIGINT stop, SIGHUP reloads, SIGUSR1 reopens the logs; blocked from listen()
+# until their handlers exist (the default action of each would end the process).
+_CONTROL_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1}
 
 
 def serve(config: Config, config_path: str | None) -> int:
@@ -154,9 +158,37 @@ def serve(config: Config, config_path: str | None) -> int:
                 f"cannot listen on the admin address {config.admin_address}:"
                 f"{config.admin_port}: {exc} (AdminPort = 0 runs without the admin pages)",
             )
-    if config.workers == 1:
-        return serve_process(config, config_path, sock, admin_sock=admin_sock)
-    return supervise(config, config_path, sock, admin_sock)
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(pid_file(config.resolve_path("PidFile")))
+        except OSError as exc:
+            sock.close()
+            return _cannot_start(config, f"cannot write the PidFile: {exc}")
+        if config.workers == 1:
+            return serve_process(config, config_path, sock, admin_sock=admin_sock)
+        return supervise(config, config_path, sock, admin_sock)
+    raise AssertionError("unreachable")  # mypy: ExitStack may swallow exceptions
+
+
+@contextlib.contextmanager
+def pid_file(path: str) -> Iterator[None]:
+    """Write this process's id to ``path`` (PidFile; nothing when empty) while inside; the
+    file is replaced atomically, so a reader never sees it half written."""
+    if not path:
+        yield
+        return
+    pid = os.getpid()
+    partial = f"{path}.{pid}.tmp"
+    with open(partial, "w", encoding="ascii") as out:
+        out.write(f"{pid}\n")
+    os.replace(partial, path)
+    try:
+        yield
+    finally:
+        # A forked worker leaves the block too: only the process that wrote it removes it.
+        if os.getpid() == pid:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
 
 
 def _cannot_start(config: Config, message: str) -> int:
@@ -198,6 +230,7 @@ def serve_process(
     gevent.signal_handler(signal.SIGTERM, on_term)
     gevent.signal_handler(signal.SIGINT, on_term)
     gevent.signal_handler(signal.SIGHUP, lambda: gevent.spawn(server.reload))
+    gevent.signal_handler(signal.SIGUSR1, runtime.reopen_logs)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _CONTROL_SIGNALS)
     stopped.wait()
     log.info("stopped")
@@ -224,7 +257,6 @@ def supervise(
     0 runs the admin listener. SIGHUP and SIGTERM are passed on to every worker; a
     worker that dies is restarted.
     """
-    import os
     import time
 
     workers: dict[int, tuple[int, float]] = {}  # pid -> (worker number, start time)
@@ -240,6 +272,7 @@ def supervise(
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 signal.signal(signal.SIGHUP, signal.SIG_DFL)
+                signal.signal(signal.SIGUSR1, signal.SIG_DFL)
                 code = serve_process(
                     config,
                     config_path,
@@ -256,6 +289,8 @@ def supervise(
         nonlocal stopping
         if signum in (signal.SIGTERM, signal.SIGINT):
             stopping = True
+        elif signum == signal.SIGUSR1:
+            configure_logging(config)  # the supervisor's own messages go to ErrorLog too
         for pid in list(workers):
             try:
                 os.kill(pid, signal.SIGTERM if signum == signal.SIGINT else signum)
@@ -264,7 +299,7 @@ def supervise(
 
     for number in range(config.workers):
         start_worker(number)
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
         signal.signal(signum, forward)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _CONTROL_SIGNALS)
     log.info("supervising %d workers", config.workers)

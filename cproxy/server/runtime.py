@@ -85,7 +85,7 @@ class Runtime:
             gc_interval_s=config.server_conn_gc_run_s,
             connect_timeout_s=config.connect_timeout_s,
         )
-        self.access_log = AccessLog(config.resolve_path("AccessLog"))
+        self.access_log = AccessLog(config.resolve_path("AccessLog"), config.access_log_format)
         self.cache = ProxyCache(config)
         self.requests_total = 0
         # Responses by status code and their latencies, for /metrics.
@@ -163,6 +163,9 @@ class Runtime:
         )
         if old.resolve_path("AccessLog") != new.resolve_path("AccessLog"):
             self.access_log.reopen(new.resolve_path("AccessLog"))
+        if old.access_log_format != new.access_log_format:
+            self.access_log.flush()  # lines written so far keep their format
+            self.access_log.format = new.access_log_format
         if (
             old.resolve_path("ErrorLog") != new.resolve_path("ErrorLog")
             or old.log_level != new.log_level
@@ -175,6 +178,13 @@ class Runtime:
         if restart:
             log.warning("takes effect at restart: %s", ", ".join(restart))
         return restart
+
+    def reopen_logs(self) -> None:
+        """Reopen AccessLog and ErrorLog under their names (SIGUSR1, after log rotation
+        moved the files): what is buffered goes to the old file, new lines to a new one."""
+        self.access_log.reopen()
+        configure_logging(self.config)
+        log.info("log files reopened")
 
     def propagate(self) -> bool:
         """With Workers > 1, have every worker re-read the directive file (after the
