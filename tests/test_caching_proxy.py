@@ -591,19 +591,20 @@ def _purge(port: int, url: str) -> int:
         return read_response(sock)[0]
 
 
-def test_purge_from_admin_access_removes_entry(proxy: ProxyThread, origin: Origin) -> None:
+def test_purge_from_purge_access_removes_entry(origin: Origin) -> None:
     route(origin, "/p", Cache_Control="max-age=100")
-    fetch(proxy, origin.url("/p"))
-    assert _purge(proxy.port, origin.url("/p")) == 200
-    assert _purge(proxy.port, origin.url("/p")) == 404
-    fetch(proxy, origin.url("/p"))
-    assert len(origin.requests) == 2
-    assert proxy.runtime.cache.stats()["purges"] == 1
+    with start_proxy(PurgeAccess="127.0.0.0/8") as proxy:
+        fetch(proxy, origin.url("/p"))
+        assert _purge(proxy.port, origin.url("/p")) == 200
+        assert _purge(proxy.port, origin.url("/p")) == 404
+        fetch(proxy, origin.url("/p"))
+        assert len(origin.requests) == 2
+        assert proxy.runtime.cache.stats()["purges"] == 1
 
 
-def test_purge_from_outside_admin_access_is_refused(origin: Origin) -> None:
+def test_purge_from_outside_purge_access_is_refused(origin: Origin) -> None:
     route(origin, "/p", Cache_Control="max-age=100")
-    with start_proxy(AdminAccess="10.0.0.0/8") as proxy:
+    with start_proxy(PurgeAccess="10.0.0.0/8") as proxy:
         fetch(proxy, origin.url("/p"))
         assert _purge(proxy.port, origin.url("/p")) == 403
         fetch(proxy, origin.url("/p"))

@@ -275,7 +275,7 @@ def test_hop_by_hop_fields_never_reach_the_origin_nor_the_client() -> None:
 
 @pytest.mark.parametrize("method", ["OPTIONS", "TRACE"])
 def test_max_forwards_zero_is_answered_by_the_proxy(origin: Origin, method: str) -> None:
-    with start_proxy(**NO_CACHE) as proxy, raw_connection(proxy.port) as sock:
+    with start_proxy(**NO_CACHE, TraceEnable="on") as proxy, raw_connection(proxy.port) as sock:
         sock.sendall(_request(method, origin.url("/mf"), extra="Max-Forwards: 0\r\n"))
         status, headers, body = read_response(sock)
     assert status == 200
@@ -289,7 +289,7 @@ def test_max_forwards_zero_is_answered_by_the_proxy(origin: Origin, method: str)
 
 @pytest.mark.parametrize("method", ["OPTIONS", "TRACE"])
 def test_max_forwards_is_decremented(origin: Origin, method: str) -> None:
-    with start_proxy(**NO_CACHE) as proxy, raw_connection(proxy.port) as sock:
+    with start_proxy(**NO_CACHE, TraceEnable="on") as proxy, raw_connection(proxy.port) as sock:
         sock.sendall(_request(method, origin.url("/mf"), extra="Max-Forwards: 2\r\n"))
         assert read_response(sock)[0] == 200
     [(m, _, headers, _)] = origin.requests

@@ -380,6 +380,40 @@ _DECLARED: tuple[Directive, ...] = (
         """,
         live=True,
     ),
+    # --- Proxy Configuration / Access Control: what one user cannot do to another (#10) ----
+    Directive(
+        "TraceEnable",
+        Switch(),
+        "off",
+        ACCESS_CONTROL,
+        """
+        Whether TRACE requests (in any letter case) are answered or forwarded; off answers
+        them with 405 Method Not Allowed.
+
+        Off by default, as Apache's TraceEnable and most deployments: a TRACE's answer
+        echoes the request, so a page that can send one reads its user's cookies and
+        credentials (cross-site tracing), and it is rarely needed. When on, cproxy still
+        removes Cookie, Authorization and Proxy-Authorization from every TRACE before it
+        answers it (Max-Forwards 0) or forwards it: TRACE never echoes credentials.
+        """,
+        live=True,
+    ),
+    Directive(
+        "PurgeAccess",
+        AddressList(),
+        "",
+        ACCESS_CONTROL,
+        """
+        Client addresses that may send PURGE requests (which drop a URL from the cache) to
+        the proxy port; others get 403.
+
+        Empty by default: PURGE carries no password, so any user who may send it can empty
+        the cache of the pages everyone else relies on (and make the origins take the
+        load). List only the hosts that publish content, e.g. 127.0.0.1/32 for a deploy
+        script on the proxy's own host.
+        """,
+        live=True,
+    ),
     # --- Request Routing --------------------------------------------------------------------
     Directive(
         "MappingRules",
@@ -607,7 +641,7 @@ _DECLARED: tuple[Directive, ...] = (
         ADMINISTRATION,
         """
         TCP port of the admin listener, which serves the configuration forms and statistics;
-        0 disables it. (PURGE requests go to the proxy port; see AdminAccess.)
+        0 disables it. (PURGE requests go to the proxy port; see PurgeAccess.)
 
         A port of its own, rather than paths on the proxy port, keeps the admin pages out of
         reach of proxy clients. The proxy never forwards requests to its own admin port.
@@ -647,8 +681,8 @@ _DECLARED: tuple[Directive, ...] = (
         "127.0.0.0/8 ::1/128",
         ADMINISTRATION,
         """
-        Client addresses that may use the admin pages (which need a password as well) and
-        send PURGE requests to the proxy port (which need none).
+        Client addresses that may use the admin pages (which need a password as well).
+        PURGE has its own list, PurgeAccess.
 
         Loopback only by default: the admin pages change how the proxy behaves.
         """,

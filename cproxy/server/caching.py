@@ -511,9 +511,10 @@ def _refresh_in_background(
 def _purge(
     cc: ClientConnection, cache: ProxyCache, req: Request, keep: bool, outcome: _Outcome
 ) -> bool:
-    """``PURGE <url>``: drop a URL from the cache; only for AdminAccess clients."""
-    if not ip_allowed(cc.rt.config.admin_access, cc.client_ip):
-        return cc._local_error(req, 403, "PURGE is allowed only from AdminAccess.", keep, outcome)
+    """``PURGE <url>``: drop a URL from the cache; only for PurgeAccess clients (none by
+    default: PURGE carries no credentials)."""
+    if not ip_allowed(cc.rt.config.purge_access, cc.client_ip):
+        return cc._local_error(req, 403, "PURGE is allowed only from PurgeAccess.", keep, outcome)
     purged = cache.store.purge(normalise_url(req.url))
     cache.purges += purged
     outcome.cache = "purge"

@@ -73,6 +73,7 @@ from cproxy.server import routing
 from cproxy.server.caching import BodyTee, serve_with_cache
 from cproxy.server.fastlane import plain_get, serve_fresh_hit
 from cproxy.server.pages import error_response
+from cproxy.server.trace import Refusal, allowed_methods, is_trace, trace_refusal
 
 if TYPE_CHECKING:
     from cproxy.server.runtime import Runtime
@@ -82,7 +83,6 @@ log = logging.getLogger("cproxy")
 # RFC 9110 §9.2.2: methods a client may repeat without changing the outcome.
 # Only these, and only without a body, are retried on a fresh socket (DESIGN.md §5 rule 5).
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
-ALLOW_METHODS = "GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH, CONNECT"
 
 # Refusals given both before contacting an origin and once its socket is open.
 _TO_SELF = "Refusing to forward a request to cproxy itself."
@@ -310,6 +310,10 @@ class ClientConnection:
         limit = cfg.max_request_body_bytes
         if limit and req.body == LENGTH and req.content_length > limit:
             return self._local_error(req, 413, _body_too_large(limit), False, outcome)
+        if is_trace(req.method):
+            refused = trace_refusal(req, cfg)
+            if refused is not None:
+                return self._refuse(req, refused, keep, outcome)
         if req.method in ("OPTIONS", "TRACE"):
             answered = self._max_forwards(req, keep, outcome)
             if answered is not None:
@@ -335,6 +339,11 @@ class ClientConnection:
             status, message, close=not keep, headers=headers, head_only=req.method == "HEAD"
         )
         return keep
+
+    def _refuse(self, req: Request, refusal: Refusal, keep: bool, outcome: _Outcome) -> bool:
+        """`_local_error` for a policy's `Refusal`."""
+        headers = list(refusal.headers)
+        return self._local_error(req, refusal.status, refusal.message, keep, outcome, headers)
 
     def _send_error(
         self,
@@ -377,7 +386,8 @@ class ClientConnection:
         if req.body != NONE:
             keep = False
         if req.method == "OPTIONS":
-            head = f"HTTP/1.1 200 OK\r\nAllow: {ALLOW_METHODS}\r\nContent-Length: 0\r\n"
+            allow = allowed_methods(self.rt.config)
+            head = f"HTTP/1.1 200 OK\r\nAllow: {allow}\r\nContent-Length: 0\r\n"
             body = b""
         else:
             body = trace_echo(req)
