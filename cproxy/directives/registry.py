@@ -20,6 +20,7 @@ from .types import (
     Choice,
     Factor,
     Host,
+    HostList,
     Integer,
     PatternList,
     PortList,
@@ -96,14 +97,16 @@ _DECLARED: tuple[Directive, ...] = (
     ),
     Directive(
         "BindAddress",
-        Host(),
+        HostList(),
         "127.0.0.1",
         NETWORK,
         """
-        Address the proxy listens on (IPv4 or IPv6 address, or a host name resolving to one).
+        Addresses the proxy listens on, all on Port: IPv4 or IPv6 addresses (or host names
+        resolving to one), separated by spaces, e.g. 127.0.0.1 ::1 for both loopbacks.
 
         The default, loopback only, means a fresh install serves nobody but the local machine;
-        set 0.0.0.0 or :: to serve a network, together with ProxyAccess.
+        set 0.0.0.0 :: to serve a network on IPv4 and IPv6, together with ProxyAccess. An
+        IPv6 address listens for IPv6 only, so the two can be listed together.
         """,
         live=False,
     ),
@@ -650,11 +653,12 @@ _DECLARED: tuple[Directive, ...] = (
     ),
     Directive(
         "AdminAddress",
-        Host(),
+        HostList(),
         "127.0.0.1",
         ADMINISTRATION,
         """
-        Address the admin listener listens on.
+        Addresses the admin listener listens on, all on AdminPort, separated by spaces
+        (e.g. 127.0.0.1 ::1).
 
         Loopback by default: reach it through an SSH tunnel, or change it together with
         AdminAccess.

@@ -356,6 +356,30 @@ class Host(ValueType):
         return value
 
 
+class HostList(ValueType):
+    """One or more `Host` values, space or comma separated; value a tuple of str.
+
+    For listen addresses: ``127.0.0.1 ::1`` serves IPv4 and IPv6 loopback at once."""
+
+    @property
+    def allowed(self) -> str:
+        return "IPv4 or IPv6 addresses or host names separated by spaces, e.g. 127.0.0.1 ::1"
+
+    def parse(self, text: str) -> tuple[str, ...]:
+        hosts: list[str] = []
+        for item in _split(text):
+            host = Host().parse(item)
+            if host in hosts:
+                raise ValueError(f"{item!r} is given twice")
+            hosts.append(host)
+        if not hosts:
+            raise ValueError("at least one address is needed")
+        return tuple(hosts)
+
+    def format(self, value: Iterable[str]) -> str:
+        return " ".join(value)
+
+
 @dataclass(frozen=True, init=False)
 class Choice(ValueType):
     """One word out of a fixed list (any case); value the canonical lower-case word."""

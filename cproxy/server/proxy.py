@@ -23,6 +23,7 @@ from gevent.server import StreamServer
 from cproxy.directives import Config, load_config
 from cproxy.errors import ConfigError
 from cproxy.server.handler import handle_client
+from cproxy.server.listeners import ListenError, bind_sockets, format_address, listen_sockets
 from cproxy.server.runtime import Runtime, configure_logging
 
 log = logging.getLogger("cproxy")
@@ -31,52 +32,41 @@ log = logging.getLogger("cproxy")
 SHUTDOWN_GRACE_S = 10.0
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A bound TCP socket, not listening yet (IPv4 or IPv6 by the address's form)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-def listen_socket(host: str, port: int, backlog: int) -> socket.socket:
-    """A bound, listening TCP socket (IPv4 or IPv6 by the address's form)."""
-    sock = bind_socket(host, port)
-    sock.listen(backlog)
-    return sock
-
-
 class ProxyServer:
     """The listener plus the runtime it serves with. `start`, then `serve_forever` or `stop`."""
 
     def __init__(
         self,
         runtime: Runtime,
-        sock: socket.socket | None = None,
+        sock: socket.socket | list[socket.socket] | None = None,
         *,
         admin: bool = True,
-        admin_sock: socket.socket | None = None,
+        admin_sock: socket.socket | list[socket.socket] | None = None,
     ) -> None:
-        """``sock``: the proxy's listening socket; ``admin_sock``: the admin's bound socket
-        (made to listen when the admin starts). Either is bound here when not given; a busy
-        address raises OSError, so a proxy never runs without the admin it was told to run."""
+        """``sock``: the proxy's listening socket(s); ``admin_sock``: the admin's bound
+        socket(s) (made to listen when the admin starts). Both are bound here, on every
+        BindAddress and AdminAddress, when not given; a busy address raises ListenError, so
+        a proxy never runs without the admin it was told to run."""
         cfg = runtime.config
         self.runtime = runtime
         if sock is None:
-            sock = listen_socket(cfg.bind_address, cfg.port, cfg.listen_backlog)
+            sock = listen_sockets(cfg.bind_address, cfg.port, cfg.listen_backlog)
         if admin and admin_sock is None and cfg.admin_port:
-            admin_sock = bind_socket(cfg.admin_address, cfg.admin_port)
-        runtime.listen_socket = sock
-        self.server = StreamServer(sock, self._handle, spawn=runtime.slots)
+            admin_sock = bind_sockets(cfg.admin_address, cfg.admin_port)
+        socks = sock if isinstance(sock, list) else [sock]
+        runtime.listen_sockets = socks
+        # One server per address, all taking slots from the one MaxActiveThreads pool.
+        self.servers = [StreamServer(s, self._handle, spawn=runtime.slots) for s in socks]
         self.admin: Any = None
-        self._admin_sock = admin_sock if admin else None
-        host, port = sock.getsockname()[:2]
-        runtime.proxy_addresses.append((host, port))
+        admin_socks = (
+            []
+            if admin_sock is None
+            else (admin_sock if isinstance(admin_sock, list) else [admin_sock])
+        )
+        self._admin_socks = admin_socks if admin else []
+        for s in socks:
+            host, port = s.getsockname()[:2]
+            runtime.proxy_addresses.append((host, port))
 
     @property
     def address(self) -> tuple[str, int]:
@@ -87,30 +77,36 @@ class ProxyServer:
 
     def start(self) -> None:
         self.runtime.start()
-        self.server.start()
+        for server in self.servers:
+            server.start()
         self._start_admin()
-        log.info("cproxy listening on %s:%d", *self.address)
+        listening = ", ".join(format_address(h, p) for h, p in self.runtime.proxy_addresses)
+        log.info("cproxy listening on %s", listening)
 
     def _start_admin(self) -> None:
-        """Start the admin on its bound socket, unless it runs or its password file is
+        """Start the admin on its bound sockets, unless it runs or its password file is
         missing (start_admin says so; a reload tries again)."""
-        if self._admin_sock is None or self.admin is not None:
+        if not self._admin_socks or self.admin is not None:
             return
         from cproxy.admin import start_admin
 
-        self.admin = start_admin(self.runtime, listener=self._admin_sock)
+        self.admin = start_admin(self.runtime, listener=self._admin_socks)
 
     def stop(self, grace_s: float = SHUTDOWN_GRACE_S) -> None:
         """Stop accepting, let in-flight requests finish within ``grace_s``, close."""
         self.runtime.stopping = True
-        self.server.close()  # stop accepting first
+        for server in self.servers:
+            server.close()  # stop accepting first
         for conn in list(self.runtime.connections):
             conn.close_if_idle()
         if self.admin is not None:
             self.admin.stop(timeout=1)
-        elif self._admin_sock is not None:
-            self._admin_sock.close()
-        self.server.stop(timeout=grace_s)
+        else:
+            for sock in self._admin_socks:
+                sock.close()
+        # Every server shares the slot pool: stopping the first waits for all handlers.
+        for server in self.servers:
+            server.stop(timeout=grace_s)
         self.runtime.close()
 
     def reload(self) -> list[str]:
@@ -142,27 +138,27 @@ def serve(config: Config, config_path: str | None) -> int:
     # control signals until their handlers are installed, or their default action kills us.
     signal.pthread_sigmask(signal.SIG_BLOCK, _CONTROL_SIGNALS)
     try:
-        sock = listen_socket(config.bind_address, config.port, config.listen_backlog)
-    except OSError as exc:
-        return _cannot_start(config, f"cannot listen on {config.bind_address}:{config.port}: {exc}")
-    admin_sock = None
+        sock = listen_sockets(config.bind_address, config.port, config.listen_backlog)
+    except ListenError as exc:
+        return _cannot_start(config, str(exc))
+    admin_sock: list[socket.socket] | None = None
     if config.admin_port:
         # Bound now so that a busy admin port stops the start, rather than leaving a
         # proxy that runs without the admin pages it was configured with.
         try:
-            admin_sock = bind_socket(config.admin_address, config.admin_port)
-        except OSError as exc:
-            sock.close()
+            admin_sock = bind_sockets(config.admin_address, config.admin_port)
+        except ListenError as exc:
+            _close(sock)
             return _cannot_start(
                 config,
-                f"cannot listen on the admin address {config.admin_address}:"
-                f"{config.admin_port}: {exc} (AdminPort = 0 runs without the admin pages)",
+                f"cannot listen on the admin address {exc.address}: "
+                f"{exc.reason.strerror or exc.reason} (AdminPort = 0 runs without the admin pages)",
             )
     with contextlib.ExitStack() as stack:
         try:
             stack.enter_context(pid_file(config.resolve_path("PidFile")))
         except OSError as exc:
-            sock.close()
+            _close(sock + (admin_sock or []))
             return _cannot_start(config, f"cannot write the PidFile: {exc}")
         if config.workers == 1:
             return serve_process(config, config_path, sock, admin_sock=admin_sock)
@@ -191,6 +187,11 @@ def pid_file(path: str) -> Iterator[None]:
                 os.unlink(path)
 
 
+def _close(socks: list[socket.socket]) -> None:
+    for sock in socks:
+        sock.close()
+
+
 def _cannot_start(config: Config, message: str) -> int:
     """Log why cproxy cannot start, and say it on the console too when ErrorLog is a file."""
     log.error("%s", message)
@@ -202,18 +203,18 @@ def _cannot_start(config: Config, message: str) -> int:
 def serve_process(
     config: Config,
     config_path: str | None,
-    sock: socket.socket,
+    sock: list[socket.socket],
     *,
     worker: int = 0,
     supervisor_pid: int | None = None,
-    admin_sock: socket.socket | None = None,
+    admin_sock: list[socket.socket] | None = None,
 ) -> int:
     """Serve on ``sock`` in this process until SIGTERM or SIGINT; the admin on
     ``admin_sock`` (bound by `serve`) in worker 0 only."""
     runtime = Runtime(config, config_path)
     runtime.supervisor_pid = supervisor_pid
     if worker != 0 and admin_sock is not None:
-        admin_sock.close()
+        _close(admin_sock)
         admin_sock = None
     server = ProxyServer(runtime, sock, admin=worker == 0, admin_sock=admin_sock)
     server.start()
@@ -245,8 +246,8 @@ _RESPAWN_PAUSE_S = 1.0
 def supervise(
     config: Config,
     config_path: str | None,
-    sock: socket.socket,
-    admin_sock: socket.socket | None = None,
+    sock: list[socket.socket],
+    admin_sock: list[socket.socket] | None = None,
 ) -> int:
     """Pre-fork ``Workers`` processes that accept on one shared listening socket.
 

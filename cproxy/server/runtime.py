@@ -100,8 +100,8 @@ class Runtime:
         # (host, port) pairs cproxy listens on; filled in by the listeners.
         self.proxy_addresses: list[tuple[str, int]] = []
         self.admin_addresses: list[tuple[str, int]] = []
-        # The proxy's listening socket (set by ProxyServer), for the backlog figure.
-        self.listen_socket: socket.socket | None = None
+        # The proxy's listening sockets (set by ProxyServer), for the backlog figure.
+        self.listen_sockets: list[socket.socket] = []
         # With Workers > 1: the supervisor's pid (see propagate).
         self.supervisor_pid: int | None = None
 
@@ -195,17 +195,8 @@ class Runtime:
         return True
 
     def waiting_connections(self) -> int:
-        """Connections queued in the kernel's listen backlog (Linux TCP_INFO), or 0."""
-        sock = self.listen_socket
-        if sock is None:
-            return 0
-        try:
-            info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
-        except OSError:
-            return 0
-        # struct tcp_info: 8 one-byte fields, then u32 rto, ato, snd_mss, rcv_mss,
-        # unacked (for a listening socket: the current accept-queue length).
-        return int(struct.unpack_from("I", info, 8 + 4 * 4)[0])
+        """Connections queued in the kernels' listen backlogs (Linux TCP_INFO), or 0."""
+        return sum(_accept_queue(sock) for sock in self.listen_sockets)
 
     def stats(self) -> dict[str, Any]:
         """Figures for the admin status page and /metrics."""
@@ -221,3 +212,14 @@ class Runtime:
             "pool": self.pool.stats(),
             "cache": self.cache.stats(),
         }
+
+
+def _accept_queue(sock: socket.socket) -> int:
+    """A listening socket's accept-queue length (Linux TCP_INFO), or 0."""
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    except OSError:
+        return 0
+    # struct tcp_info: 8 one-byte fields, then u32 rto, ato, snd_mss, rcv_mss,
+    # unacked (for a listening socket: the current accept-queue length).
+    return int(struct.unpack_from("I", info, 8 + 4 * 4)[0])
