@@ -89,5 +89,16 @@ class OriginReset(OriginError):
     """The origin closed or reset the connection before the response was complete."""
 
 
+class OriginNoResponse(OriginReset):
+    """The origin connection failed before any byte of a response arrived: perhaps a
+    pooled socket the origin had closed, so the request may be sent again
+    (`cproxy.origin.retry`)."""
+
+
 class PoolClosed(CproxyError):
     """The origin pool was closed; no connection can be taken from it."""
+
+
+class NotCheckedOut(CproxyError, ValueError):
+    """A connection handed back to a pool it was not checked out of (released twice?):
+    a bug in the caller."""

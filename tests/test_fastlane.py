@@ -301,7 +301,7 @@ def test_directives_the_fast_lane_reads_are_obeyed(
 
 def _state(req: Request) -> dict[str, object]:
     state = {slot: getattr(req, slot) for slot in Request.__slots__ if slot != "headers"}
-    return state | {"fields": list(req.headers), "index": req.headers._lookup()}
+    return state | {"fields": list(req.headers), "index": req.headers.by_name()}
 
 
 @settings(max_examples=300, deadline=None, database=None)

@@ -67,14 +67,14 @@ _OWS = " \t"
 # percent-encoded and sub-delim host names have no legitimate use in a proxy. Labels
 # are 1-63 characters: an empty one ("a..b") would make the resolver raise.
 _LABEL_TEXT = r"[A-Za-z0-9_](?:[A-Za-z0-9\-_]{0,61}[A-Za-z0-9_])?"
-_REG_NAME_TEXT = rf"(?:{_LABEL_TEXT}\.)*{_LABEL_TEXT}\.?"
-_REG_NAME = re.compile(_REG_NAME_TEXT)
+REG_NAME_TEXT = rf"(?:{_LABEL_TEXT}\.)*{_LABEL_TEXT}\.?"
+_REG_NAME = re.compile(REG_NAME_TEXT)
 # The common absolute-form target and Host value, matched in one step; anything else
 # (IPv6 literals, userinfo, odd ports) goes the long way for its exact error.
 _ABSOLUTE_HTTP = re.compile(
-    r"[hH][tT][tT][pP]://(" + _REG_NAME_TEXT + r")(?::([0-9]{1,5}))?([/?][\x21-\x7e]*)?"
+    r"[hH][tT][tT][pP]://(" + REG_NAME_TEXT + r")(?::([0-9]{1,5}))?([/?][\x21-\x7e]*)?"
 )
-_SIMPLE_AUTHORITY = re.compile(r"(" + _REG_NAME_TEXT + r")(?::([0-9]{1,5}))?")
+_SIMPLE_AUTHORITY = re.compile(r"(" + REG_NAME_TEXT + r")(?::([0-9]{1,5}))?")
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -94,7 +94,17 @@ class Headers(Sequence[tuple[str, str]]):
         self._fields: list[tuple[str, str]] = fields if fields is not None else []
         self._index: dict[str, list[str]] | None = None
 
-    def _lookup(self) -> dict[str, list[str]]:
+    @classmethod
+    def with_index(cls, fields: list[tuple[str, str]], index: dict[str, list[str]]) -> Headers:
+        """Headers whose name index is already known (a parser built it in the same pass,
+        or it is shared by requests with the same fields). Headers never change an index
+        in place (a change drops it), so sharing one is safe."""
+        headers = cls(fields)
+        headers._index = index
+        return headers
+
+    def by_name(self) -> dict[str, list[str]]:
+        """The index: lower-cased field name -> its values, in order. Read-only."""
         index = self._index
         if index is None:
             index = {}
@@ -110,29 +120,29 @@ class Headers(Sequence[tuple[str, str]]):
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of ``name``, or ``default``."""
-        values = self._lookup().get(name.lower())
+        values = self.by_name().get(name.lower())
         return values[0] if values else default
 
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name``, in order (a new list)."""
-        return list(self._lookup().get(name.lower(), ()))
+        return list(self.by_name().get(name.lower(), ()))
 
     def get_tokens(self, name: str) -> list[str]:
         """The comma-separated list elements of every ``name`` field, lower-cased."""
         return [
             item.strip(_OWS).lower()
-            for value in self._lookup().get(name.lower(), ())
+            for value in self.by_name().get(name.lower(), ())
             for item in value.split(",")
             if item.strip(_OWS)
         ]
 
     def has_any(self, names: frozenset[str]) -> bool:
         """Is a field with one of ``names`` (lower-case) present?"""
-        return not self._lookup().keys().isdisjoint(names)
+        return not self.by_name().keys().isdisjoint(names)
 
     def __contains__(self, name: object) -> bool:
         """``"name" in headers``: is a field of that name present?"""
-        return isinstance(name, str) and name.lower() in self._lookup()
+        return isinstance(name, str) and name.lower() in self.by_name()
 
     def add(self, name: str, value: str) -> None:
         self._fields.append((name, value))
@@ -173,7 +183,7 @@ class Headers(Sequence[tuple[str, str]]):
     def end_to_end(self) -> list[tuple[str, str]]:
         """The fields a proxy forwards: without hop-by-hop fields, the fields the
         Connection header names, and the framing fields (rebuilt by the sender)."""
-        index = self._lookup()
+        index = self.by_name()
         if index.keys().isdisjoint(_NOT_FORWARDED):
             return list(self._fields)  # the usual request: nothing to drop
         connection = index.get("connection")
@@ -315,7 +325,7 @@ def _fail(client: bool, status: int, message: str) -> NoReturn:
     raise OriginProtocolError(message)
 
 
-def _parse_field_block(block: bytes, client: bool) -> Headers:
+def parse_field_block(block: bytes, client: bool) -> Headers:
     """The field lines of a head, each ending in CRLF (``block`` may be empty).
 
     The common case, a block of well-formed lines, is checked by one regular
@@ -339,9 +349,7 @@ def _parse_field_block(block: bytes, client: bool) -> Headers:
                 else:
                     index[key] = [value]
         if len(fields) <= MAX_HEADER_COUNT:
-            headers = Headers(fields)
-            headers._index = index  # built in the same pass
-            return headers
+            return Headers.with_index(fields, index)  # built in the same pass
     return _parse_fields(block[:-2].split(b"\r\n") if block else [], client)
 
 
@@ -449,7 +457,7 @@ def parse_request_head(head: bytes) -> Request:
     method = method_b.decode("ascii")
     target = target_b.decode("ascii")
     # A higher 1.x minor version is answered as 1.1 (RFC 9110 §2.5).
-    fields = _parse_field_block(head[first_crlf + 2 : -2], True)
+    fields = parse_field_block(head[first_crlf + 2 : -2], True)
     req = Request(method, target, 0 if minor == b"0" else 1, fields)
     _parse_target(req)
     _parse_request_framing(req)
@@ -488,7 +496,7 @@ def _parse_target(req: Request) -> None:
     if fast is not None:
         host, port_text, path = fast.groups()
         port = int(port_text) if port_text else 80
-        if 0 < port < 65536 and (not hosts or _valid_host_field(hosts[0])):
+        if 0 < port < 65536 and (not hosts or valid_host_field(hosts[0])):
             if not path:
                 path = "/"
             elif path[0] == "?":
@@ -540,7 +548,7 @@ def _check_host_field(value: str) -> bool:
 
 # Clients repeat the same Host on every request: short values (real host names) are
 # remembered.
-_valid_host_field = memoised_when_short(_check_host_field, max_len=255, maxsize=256)
+valid_host_field = memoised_when_short(_check_host_field, max_len=255, maxsize=256)
 
 
 def _host_from_field(req: Request, hosts: list[str]) -> None:
@@ -553,7 +561,7 @@ def _host_from_field(req: Request, hosts: list[str]) -> None:
 
 def _parse_request_framing(req: Request) -> None:
     headers = req.headers
-    index = headers._lookup()
+    index = headers.by_name()
     if index.keys().isdisjoint(_REQUEST_FRAMING_FIELDS):
         # Most requests: no body, no Connection or Expect field: nothing to decide.
         if req.version == 0:
@@ -609,7 +617,7 @@ def parse_response_head(head: bytes, request_method: str) -> Response:
         0 if minor == b"0" else 1,
         status,
         (reason_b or b"").decode("latin-1"),
-        _parse_field_block(head[first_crlf + 2 : -2], False),
+        parse_field_block(head[first_crlf + 2 : -2], False),
     )
     headers = resp.headers
     te = headers.get_all("transfer-encoding")

@@ -18,6 +18,7 @@ import gevent
 import gevent.socket as gsocket
 
 from cproxy.errors import OriginConnectError, OriginConnectTimeout, OriginDNSError
+from cproxy.geventshim import raw_socket
 
 OriginKey = tuple[str, str, int]
 """``(scheme, host, port)``: host lowercased, an IPv6 literal without brackets."""
@@ -170,7 +171,7 @@ class OriginConnection:
         # The peek goes to the socket gevent wraps, which is in non-blocking mode: it
         # raises at once when nothing is waiting, where gevent's own recv() would wait.
         # (Measured: the wrapper's timeout juggling was most of a pooled miss's checkout.)
-        raw = getattr(self.sock, "_sock", None)
+        raw = raw_socket(self.sock)
         if raw is None or raw.gettimeout() != 0.0:
             return self._peer_state_via_timeout()
         try:

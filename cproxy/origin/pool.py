@@ -29,7 +29,7 @@ from typing import Any
 import gevent
 import gevent.event
 
-from cproxy.errors import OriginError, PoolClosed
+from cproxy.errors import NotCheckedOut, OriginError, PoolClosed
 from cproxy.origin.connection import (
     OriginConnection,
     OriginKey,
@@ -230,12 +230,12 @@ class OriginPool:
         Kept idle if the pool is enabled and open and the origin has fewer than
         ``max_idle_per_origin`` idle; otherwise closed (counted ``dropped_full`` when the idle
         list was full). Releasing an already closed connection does nothing; releasing one that
-        is not checked out of this pool is a bug and raises ``ValueError``.
+        is not checked out of this pool is a bug and raises ``NotCheckedOut`` (a ValueError).
         """
         if conn.closed:
             return
         if conn not in self._checked_out:
-            raise ValueError(f"{conn!r} is not checked out of this pool (released twice?)")
+            raise NotCheckedOut(f"{conn!r} is not checked out of this pool (released twice?)")
         conn.uses += 1
         origin = self._origin(conn.key)
         if self._closed or not self._enabled:

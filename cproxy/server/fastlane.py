@@ -47,7 +47,7 @@ from cproxy.cache.httpcache import DECISIVE_FIELDS
 from cproxy.errors import ClientProtocolError
 from cproxy.http import Headers, Request
 from cproxy.http.limits import MAX_REQUEST_LINE_BYTES
-from cproxy.http.message import _REG_NAME_TEXT, _parse_field_block, _valid_host_field
+from cproxy.http.message import REG_NAME_TEXT, parse_field_block, valid_host_field
 from cproxy.memo import memoised_when_short
 from cproxy.server.caching import hit_lines, send_response, url_key_of
 
@@ -60,7 +60,7 @@ if TYPE_CHECKING:
 _PLAIN_GET = re.compile(
     rb"GET (http://([a-z0-9._-]{1,253})(?::([1-9][0-9]{0,4}))?(/[\x21\x22\x24-\x7e]*)) HTTP/1\.1"
 )
-_REG_NAME = re.compile(_REG_NAME_TEXT.encode())
+_REG_NAME = re.compile(REG_NAME_TEXT.encode())
 # Fields whose presence sends the request down the general path.
 _GENERAL_PATH_FIELDS = frozenset(
     {"content-length", "transfer-encoding", "connection", "expect", "via", "range"}
@@ -91,12 +91,12 @@ def _plain_fields(block: bytes) -> _Fields | None:
     when the general parser accepts them, there is exactly one Host with a valid value,
     and none of `_GENERAL_PATH_FIELDS`; else None."""
     try:
-        headers = _parse_field_block(block, True)
+        headers = parse_field_block(block, True)
     except ClientProtocolError:
         return None
-    index = headers._lookup()
+    index = headers.by_name()
     hosts = index.get("host", ())
-    if len(hosts) != 1 or not _valid_host_field(hosts[0]):
+    if len(hosts) != 1 or not valid_host_field(hosts[0]):
         return None
     if not _GENERAL_PATH_FIELDS.isdisjoint(index):
         return None
@@ -122,8 +122,7 @@ class PlainGet:
 
     def request(self) -> Request:
         """The `Request` that `parse_request_head` makes of this head."""
-        headers = Headers(list(self.fields.pairs))
-        headers._index = self.fields.index
+        headers = Headers.with_index(list(self.fields.pairs), self.fields.index)
         req = Request("GET", self.target, 1, headers)
         req.form, req.scheme, req.host, req.port, req.path = (
             "absolute",

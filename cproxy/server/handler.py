@@ -38,11 +38,13 @@ from cproxy.directives import ip_allowed
 from cproxy.errors import (
     ClientProtocolError,
     OriginError,
+    OriginNoResponse,
     OriginProtocolError,
     OriginReadTimeout,
     OriginReset,
     ProtocolError,
 )
+from cproxy.geventshim import wait_readable_untimed
 from cproxy.http import Request, Response, find_head_end, parse_request_head
 from cproxy.http.framing import (
     BODY_WRITERS,
@@ -69,6 +71,7 @@ from cproxy.http.message import (
 )
 from cproxy.origin import OriginConnection, default_resolve, open_socket, origin_key
 from cproxy.origin.connection import format_host_port
+from cproxy.origin.retry import Retry
 from cproxy.server import routing
 from cproxy.server.caching import BodyTee, serve_with_cache
 from cproxy.server.fastlane import plain_get, serve_fresh_hit
@@ -80,9 +83,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cproxy")
 
-# RFC 9110 §9.2.2: methods a client may repeat without changing the outcome.
-# Only these, and only without a body, are retried on a fresh socket (DESIGN.md §5 rule 5).
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
 # Refusals given both before contacting an origin and once its socket is open.
 _TO_SELF = "Refusing to forward a request to cproxy itself."
@@ -205,7 +205,7 @@ class ClientConnection:
                 self.idle_deadline = time.monotonic() + cfg.persist_timeout_s
             self.idle = True
             try:
-                _wait_untimed(sock)
+                wait_readable_untimed(sock)
                 buf = sock.recv(IO_CHUNK_BYTES)
             except OSError:
                 # gevent cancels a wait on a socket shut down under it (cancel_wait_ex).
@@ -465,17 +465,12 @@ class ClientConnection:
             # and stream the body on: the origin never sees Expect.
             self._send_client(b"HTTP/1.1 100 Continue\r\n\r\n")
             req.expect_continue = False
-        retried = False
-        while True:
-            # Bodies always go on a fresh socket: a stale pooled one could
-            # swallow part of an upload that we cannot replay. The one retry goes on a
-            # fresh socket too (DESIGN.md §5 rule 5), not on the next idle one.
-            if has_body or retried:
+        retry: Retry | None = Retry(req.method, has_body)
+        while retry is not None:
+            if retry.fresh_socket:
                 conn = pool.connect(key)
             else:
-                # An idempotent request is retried once on a fresh socket if a pooled one
-                # turns out dead (below), so it needs no checkout peek.
-                conn = pool.acquire(key, verify=req.method not in IDEMPOTENT_METHODS)
+                conn = pool.acquire(key, verify=retry.verify_pooled)
             outcome.origin = "reused" if conn.reused else "new"
             if not conn.reused and self._is_own_listener(conn.sock):
                 # A name that resolved to one of our own listeners: refuse before a byte is
@@ -488,32 +483,28 @@ class ClientConnection:
                 self._send_request(conn, req, head)
                 resp, rest = self._read_response_head(conn, req)
                 return conn, resp, rest
-            except _NoResponse as exc:
+            except OriginNoResponse as exc:
                 pool.discard(conn)
-                if (
-                    conn.reused
-                    and not has_body
-                    and req.method in IDEMPOTENT_METHODS
-                    and not retried
-                ):
-                    # A stale pooled socket: the origin closed it as we used it.
-                    retried = True
-                    log.debug("retrying %s %s on a fresh socket: %s", req.method, req.url, exc)
-                    continue
-                raise OriginReset(str(exc)) from exc
+                # A stale pooled socket (the origin closed it as we used it) is worth one
+                # more try, for a request that cannot duplicate work (DESIGN.md §5 rule 5).
+                retry = retry.after_no_response(reused=conn.reused)
+                if retry is None:
+                    raise
+                log.debug("retrying %s %s on a fresh socket: %s", req.method, req.url, exc)
             except BaseException:
                 pool.discard(conn)
                 raise
+        raise AssertionError("unreachable: the loop returns or raises")
 
     def _send_request(self, conn: OriginConnection, req: Request, head: bytes) -> None:
         """Send the head and stream the body. A failure before the whole request went
-        out is a `_NoResponse` only if no body byte was taken from the client."""
+        out is a `OriginNoResponse` only if no body byte was taken from the client."""
         osock = conn.sock
         if req.body == NONE:
             try:
                 _send_all(osock, head)
             except OSError as exc:
-                raise _NoResponse(f"sending the request failed: {exc}") from exc
+                raise OriginNoResponse(f"sending the request failed: {exc}") from exc
             return
         try:
             _send_all(osock, head)
@@ -580,11 +571,11 @@ class ClientConnection:
                 ) from exc
             except OSError as exc:
                 if not buf:
-                    raise _NoResponse(f"connection failed: {exc}") from exc
+                    raise OriginNoResponse(f"connection failed: {exc}") from exc
                 raise OriginReset(f"{req.host_header} reset the connection: {exc}") from exc
             if not data:
                 if not buf:
-                    raise _NoResponse("the origin closed the connection without a response")
+                    raise OriginNoResponse("the origin closed the connection without a response")
                 raise OriginReset(f"{req.host_header} closed the connection mid-response")
             buf += data
             end = find_head_end(buf, client=False)
@@ -607,7 +598,7 @@ class ClientConnection:
         self.origin_deadline = time.monotonic() + self.rt.config.read_timeout_s
         self.awaiting_origin = osock
         try:
-            _wait_untimed(osock)
+            wait_readable_untimed(osock)
         except OSError:
             # gevent cancels a wait on a socket shut down under it (cancel_wait_ex).
             if not self.origin_expired:
@@ -810,10 +801,6 @@ class ClientConnection:
         return False
 
 
-class _NoResponse(Exception):
-    """The origin connection failed before any response byte: maybe a stale pooled socket."""
-
-
 class _Outcome:
     """What the access log records of one request."""
 
@@ -833,33 +820,6 @@ def _send_all(sock: socket.socket, data: bytes | memoryview) -> None:
     sent = sock.send(data)
     if sent < len(data):
         sock.sendall(memoryview(data)[sent:])
-
-
-def _wait_readable(sock: socket.socket) -> None:
-    """Wait (cooperatively, within the socket's timeout) until ``sock`` has bytes or EOF
-    to read.
-
-    gevent's recv() makes the system call first and waits only after EAGAIN. Between
-    requests on a busy persistent connection the next request is almost never there yet,
-    so that first call is wasted, and it raises and catches an exception too: measured,
-    about a sixth of a 1 KiB cache hit's cost. Waiting first avoids both. This uses gevent's
-    socket internals (``_wait``, ``_read_event``, unchanged since gevent 1.0); without them
-    the caller's recv() simply does the waiting.
-    """
-    wait = getattr(sock, "_wait", None)
-    event = getattr(sock, "_read_event", None)
-    if wait is not None and event is not None:
-        wait(event)
-
-
-def _wait_untimed(sock: socket.socket) -> None:
-    """`_wait_readable` without any timeout, whatever the socket's: for the waits the
-    runtime's reaper bounds (a request's first byte, an origin's response head). The socket
-    keeps its timeout (ReadTimeout), so it is not set and reset around every such wait.
-    Without gevent's read watcher, the caller's recv() does the waiting."""
-    event = getattr(sock, "_read_event", None)
-    if event is not None:
-        socket.wait(event)
 
 
 def _via_loop(req: Request, hostname: str) -> bool:

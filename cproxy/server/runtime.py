@@ -21,6 +21,7 @@ import gevent
 from gevent.pool import Pool
 
 from cproxy.directives import DIRECTIVES, Config, diff
+from cproxy.geventshim import adjust_pool_slots
 from cproxy.origin import OriginPool
 from cproxy.server.accesslog import AccessLog
 from cproxy.server.caching import ProxyCache
@@ -41,13 +42,7 @@ class SlotPool(Pool):
     def resize(self, size: int) -> None:
         delta = size - (self.size or 0)
         self.size = size
-        if delta > 0:
-            for _ in range(delta):
-                # release() also wakes a server that stopped accepting while full.
-                self._semaphore.release()
-        elif delta < 0:
-            # Negative is fine: running handlers hand their slots back one by one.
-            self._semaphore.counter += delta
+        adjust_pool_slots(self, delta)
 
 
 def configure_logging(cfg: Config) -> None:

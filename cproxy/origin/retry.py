@@ -1,0 +1,47 @@
+"""Whether a request goes out again after its origin connection failed (DESIGN.md §5 rule 5).
+
+A value object in the manner of urllib3's ``Retry``: one per request, asked at each step,
+replaced (never changed) when a retry is used, and pure, so the rule has its own tests
+(tests/test_retry.py) apart from the sockets.
+
+Only a request that cannot duplicate work is sent again: a safe or idempotent method
+(RFC 9110 §9.2.2), no body, on a socket that was reused from the pool (a fresh one that
+fails says the origin is down, not that a pooled socket went stale), when no byte of a
+response arrived; at most once, and on a fresh socket.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+# RFC 9110 §9.2.2: methods a client may repeat without changing the outcome.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Retry:
+    """The retry state of one request to an origin."""
+
+    method: str
+    has_body: bool
+    retried: bool = False
+
+    @property
+    def fresh_socket(self) -> bool:
+        """Whether the next attempt opens a fresh socket rather than take a pooled one:
+        a body always does (a stale pooled socket could swallow part of an upload that
+        cannot be replayed), and so does the retry."""
+        return self.has_body or self.retried
+
+    @property
+    def verify_pooled(self) -> bool:
+        """Whether a pooled socket is peeked at before use: only for a request that could
+        not be retried if the socket turned out dead (the peek is a system call)."""
+        return self.method not in IDEMPOTENT_METHODS
+
+    def after_no_response(self, *, reused: bool) -> Retry | None:
+        """The state for sending the request again after its connection failed before any
+        response byte arrived, or None when it must not be sent again."""
+        if reused and not self.has_body and not self.retried and self.method in IDEMPOTENT_METHODS:
+            return dataclasses.replace(self, retried=True)
+        return None

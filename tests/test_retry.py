@@ -1,0 +1,57 @@
+"""The retry decision (`cproxy.origin.retry.Retry`), apart from sockets (DESIGN.md §5 rule 5).
+
+The end-to-end behaviour (a stale pooled socket retried once on a fresh one) is in
+tests/test_pool_faults.py; this is the rule itself, over every combination.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from cproxy.origin.retry import IDEMPOTENT_METHODS, Retry
+
+METHODS = ["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE", "POST", "PATCH", "PURGE"]
+
+
+def test_idempotent_methods_are_rfc_9110s() -> None:
+    assert frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"}) == IDEMPOTENT_METHODS
+
+
+@pytest.mark.parametrize(
+    ("method", "has_body", "reused"),
+    list(itertools.product(METHODS, [False, True], [False, True])),
+)
+def test_retried_only_when_it_cannot_duplicate_work(
+    method: str, has_body: bool, reused: bool
+) -> None:
+    first = Retry(method, has_body)
+    again = first.after_no_response(reused=reused)
+    expected = method in IDEMPOTENT_METHODS and not has_body and reused
+    assert (again is not None) == expected
+    if again is not None:
+        # At most once, and on a fresh socket (whose failure is never retried: not reused).
+        assert again.retried and again.fresh_socket
+        assert again.after_no_response(reused=True) is None
+        assert again.after_no_response(reused=False) is None
+
+
+def test_a_body_always_goes_on_a_fresh_socket() -> None:
+    assert Retry("POST", True).fresh_socket
+    assert Retry("PUT", True).fresh_socket
+    assert not Retry("GET", False).fresh_socket
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_only_requests_that_cannot_be_retried_verify_the_pooled_socket(method: str) -> None:
+    assert Retry(method, False).verify_pooled == (method not in IDEMPOTENT_METHODS)
+
+
+def test_a_retry_is_a_new_value() -> None:
+    first = Retry("GET", False)
+    again = first.after_no_response(reused=True)
+    assert again is not None and again is not first
+    assert not first.retried  # unchanged
+    with pytest.raises(AttributeError):
+        first.retried = True  # type: ignore[misc]
