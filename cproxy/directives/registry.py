@@ -401,6 +401,66 @@ _DECLARED: tuple[Directive, ...] = (
         """,
         live=True,
     ),
+    # --- Proxy authentication (#15) ---
+    Directive(
+        "ProxyAuth",
+        Switch(),
+        "off",
+        ACCESS_CONTROL,
+        """
+        Whether clients must give a user name and password (HTTP Basic) to use the proxy.
+
+        On: a request or CONNECT without valid credentials gets 407 with
+        Proxy-Authenticate, and the access log records the user. Credentials are checked
+        against ProxyAuthPasswordFile (bcrypt, managed by cproxy passwd); clients in
+        ProxyAuthExempt need none. Proxy-Authorization is never forwarded. Basic sends
+        the password in the clear on each request, so use it on networks you trust.
+        Off by default: ProxyAccess already limits who may use a fresh install, and a
+        password file must exist first. While on, fresh hits take the general path (the
+        fast lane does not authenticate).
+        """,
+        live=True,
+    ),
+    Directive(
+        "ProxyAuthRealm",
+        Text(description="text on one line, shown by the browser's login prompt"),
+        "cproxy",
+        ACCESS_CONTROL,
+        """
+        Realm named in the 407's Proxy-Authenticate field; browsers show it in their
+        login prompt and keep credentials per realm.
+
+        The proxy's own name by default.
+        """,
+        live=True,
+    ),
+    Directive(
+        "ProxyAuthPasswordFile",
+        Text(allow_empty=True, description="a file name, or empty for AdminPasswordFile"),
+        "",
+        ACCESS_CONTROL,
+        """
+        File of proxy users and bcrypt hashes (cproxy passwd -f FILE USER adds one).
+
+        Empty by default: the admin's AdminPasswordFile, so one file serves a small site;
+        name a file of its own to keep proxy users from the admin pages. Re-read when it
+        changes. A relative name is taken relative to the directive file's directory.
+        """,
+        live=True,
+    ),
+    Directive(
+        "ProxyAuthExempt",
+        AddressList(),
+        "",
+        ACCESS_CONTROL,
+        """
+        Client addresses or networks that need no credentials when ProxyAuth is on
+        (e.g. 127.0.0.0/8 for local services, or a build farm).
+
+        Empty by default: when authentication is on, it is on for everyone.
+        """,
+        live=True,
+    ),
     Directive(
         "PurgeAccess",
         AddressList(),

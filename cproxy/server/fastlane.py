@@ -170,7 +170,13 @@ def serve_fresh_hit(cc: ClientConnection, plain: PlainGet) -> bool | None:
     rt = cc.rt
     cache = rt.cache
     cfg = rt.config
-    if cache is None or not cfg.caching or cfg.mapping_rules or not cache.http.shortcut_allowed:
+    if (
+        cache is None
+        or not cfg.caching
+        or cfg.mapping_rules
+        or cfg.proxy_auth  # who may have the hit is decided on the general path
+        or not cache.http.shortcut_allowed
+    ):
         return None
     if rt.listens_on_port(plain.port):
         return None  # perhaps aimed at cproxy itself: the general path decides

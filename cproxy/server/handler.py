@@ -285,10 +285,16 @@ class ClientConnection:
             elapsed_s,
             outcome.origin,
             outcome.cache,
+            outcome.user,
         )
 
     def _dispatch(self, req: Request, keep: bool, outcome: _Outcome) -> bool:
         cfg = self.rt.config
+        if cfg.proxy_auth:
+            verdict = self.rt.proxy_auth.check(req, self.client_ip, cfg)
+            if isinstance(verdict, Refusal):
+                return self._refuse(req, verdict, keep, outcome)
+            outcome.user = verdict
         if _via_loop(req, cfg.hostname):
             return self._local_error(req, 508, "Forwarding loop detected (Via).", keep, outcome)
         if req.method == "CONNECT":
@@ -804,13 +810,14 @@ class ClientConnection:
 class _Outcome:
     """What the access log records of one request."""
 
-    __slots__ = ("cache", "origin", "sent", "status")
+    __slots__ = ("cache", "origin", "sent", "status", "user")
 
     def __init__(self) -> None:
         self.status = 0
         self.sent = 0
         self.origin = "-"
         self.cache = "-"
+        self.user: str | None = None  # who authenticated (ProxyAuth), if anyone
 
 
 def _send_all(sock: socket.socket, data: bytes | memoryview) -> None:

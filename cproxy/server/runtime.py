@@ -24,6 +24,7 @@ from cproxy.directives import DIRECTIVES, Config, diff
 from cproxy.geventshim import adjust_pool_slots
 from cproxy.origin import OriginPool
 from cproxy.server.accesslog import AccessLog
+from cproxy.server.auth import ProxyAuthenticator
 from cproxy.server.caching import ProxyCache
 from cproxy.server.responsestats import ResponseStats
 
@@ -85,6 +86,8 @@ class Runtime:
         self.requests_total = 0
         # Responses by status code and their latencies, for /metrics.
         self.responses = ResponseStats()
+        # ProxyAuth's verifier and the failed attempts by address.
+        self.proxy_auth = ProxyAuthenticator()
         self.stopping = False
         # Answer plain fresh hits through cproxy.server.fastlane. Always on; the tests turn
         # it off to compare it with the general path, and so can a benchmark.
