@@ -102,3 +102,21 @@ class PoolClosed(CproxyError):
 class NotCheckedOut(CproxyError, ValueError):
     """A connection handed back to a pool it was not checked out of (released twice?):
     a bug in the caller."""
+
+
+class PoolQueueTimeout(OriginError):
+    """The origin's connection cap (MaxConnPerServer) stayed reached for the whole queue
+    wait (ServerConnQueueTimeout): the client gets 503 with ``Retry-After``."""
+
+    status = 503
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class PoolWaitAbandoned(OriginError):
+    """The client closed its connection while its request waited for an origin
+    connection: the request left the queue (nobody reads the answer)."""
+
+    status = 503

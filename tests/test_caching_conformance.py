@@ -394,6 +394,25 @@ def test_4_1_vary_field_name_case_and_whitespace(proxy: ProxyThread, origin: Ori
     assert get(proxy, origin.url("/t"), {"Foo": "1", "BAR": "2"})[2] == b"req 1"
 
 
+def test_4_1_vary_on_normalised_accept_language_and_encoding(
+    proxy: ProxyThread, origin: Origin
+) -> None:
+    """RFC 9110 §12.5.4-5: case, whitespace and the order of equal-weight members do not
+    make another variant; the variant in the most preferred language is selected."""
+    fields = [("Date", http_date()), ("Cache-Control", "max-age=3600")]
+    fields += [("Vary", "Accept-Language, Accept-Encoding"), ("Content-Language", "fr")]
+    serve(origin, "/t", (200, fields))
+    first = {"Accept-Language": "fr, de;q=0.5, en;q=0.5", "Accept-Encoding": "gzip, br"}
+    assert get(proxy, origin.url("/t"), first)[2] == b"req 1"
+    same = {"Accept-Language": "FR ,en;q=0.50,de ; q=0.5", "Accept-Encoding": "BR,gzip"}
+    assert get(proxy, origin.url("/t"), same)[2] == b"req 1"
+    french_first = {"Accept-Language": "en;q=0.9, fr-ch;q=0.1, fr", "Accept-Encoding": "br, gzip"}
+    assert get(proxy, origin.url("/t"), french_first)[2] == b"req 1"
+    english_first = {"Accept-Language": "en, fr;q=0.9", "Accept-Encoding": "gzip, br"}
+    assert get(proxy, origin.url("/t"), english_first)[2] == b"req 2"
+    assert len(origin.requests) == 2
+
+
 # -- request directives (RFC 9111 §5.2.1, §5.4) -----------------------------------------------
 
 

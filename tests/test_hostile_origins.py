@@ -169,7 +169,25 @@ def test_bad_origin_response_is_refused_or_truncated_never_cached_never_reused(
 def test_more_bytes_than_declared_are_dropped_and_the_socket_discarded(
     proxy: ProxyThread,
 ) -> None:
+    """The message ended where Content-Length said: it is complete, so it is stored and
+    served (issue #13 item 4); only the origin socket is unusable (closed, not pooled)."""
     bad = raw(head("Content-Length: 5") + b"helloEXTRA BYTES")
+    with RecordingOrigin(first_bad_then_good(bad)) as origin:
+        ex = exchange(proxy.port, get(origin, "/r"))
+        assert [(a.status, a.body) for a in ex.answers] == [(200, b"hello")] and not ex.leftover
+        again = exchange(proxy.port, get(origin, "/r"))
+        assert [(a.status, a.body) for a in again.answers] == [(200, b"hello")], again.raw
+        assert b"Cache-Status: cproxy; hit" in again.raw
+        origin.sync()
+        assert [len(_complete(c)) for c in origin.conns] == [1], "the stored copy was not used"
+        assert origin.conns[0].wait_closed(), "cproxy kept the bad origin socket open"
+
+
+def test_more_bytes_than_declared_on_an_uncacheable_response_discard_the_socket(
+    proxy: ProxyThread,
+) -> None:
+    nostore = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nCache-Control: no-store\r\n\r\n"
+    bad = raw(nostore + b"helloEXTRA BYTES")
     with RecordingOrigin(first_bad_then_good(bad)) as origin:
         ex = exchange(proxy.port, get(origin, "/r"))
         assert [(a.status, a.body) for a in ex.answers] == [(200, b"hello")] and not ex.leftover
@@ -181,7 +199,10 @@ def test_second_response_for_one_request_never_reaches_the_next_client(
 ) -> None:
     """An origin that answers twice must not poison the next request's response."""
     injected = b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n" + CC.encode() + b"\r\ninjected"
-    bad = raw(head("Content-Length: 5") + b"hello" + injected)
+    # Not storable, so that the next requests go to the origin (a stored "hello" would
+    # answer them: the first message itself is complete).
+    first = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nCache-Control: no-store\r\n\r\nhello"
+    bad = raw(first + injected)
     with RecordingOrigin(first_bad_then_good(bad)) as origin:
         o = f"127.0.0.1:{origin.port}"
         two = f"GET http://{o}/r HTTP/1.1\r\nHost: {o}\r\n\r\n" * 2

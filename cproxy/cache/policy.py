@@ -20,9 +20,11 @@ from cproxy.cache.cachecontrol import (
     delta_seconds,
     field_names,
     parse_cache_control,
+    parse_targeted_cache_control,
 )
 from cproxy.cache.dates import parse_http_date
 from cproxy.cache.fields import (
+    OWS,
     HeaderPairs,
     get_all,
     get_first,
@@ -51,6 +53,7 @@ class CacheSettings:
     cache_time_margin_s: float = 0.0
     no_caching: tuple[str, ...] = ()
     cache_queries: bool = True
+    cache_targeted_fields: tuple[str, ...] = ()
 
     @classmethod
     def from_config(cls, cfg: Any) -> CacheSettings:
@@ -62,7 +65,7 @@ class CacheSettings:
         for f in fields(cls):
             if hasattr(cfg, f.name):
                 value = getattr(cfg, f.name)
-                values[f.name] = tuple(value) if f.name == "no_caching" else value
+                values[f.name] = tuple(value) if isinstance(value, (tuple, list)) else value
         return cls(**values)
 
 
@@ -86,6 +89,30 @@ def url_excluded(url_key: str, settings: CacheSettings) -> str | None:
     if regex is not None and regex.match(url_key):
         return "no-caching"
     return None
+
+
+class ResponseControl(NamedTuple):
+    """The cache directives this cache obeys for a response, and where they came from."""
+
+    cc: CacheControl
+    targeted: str | None  # the targeted field used (RFC 9213), None for Cache-Control
+
+
+def response_cache_control(resp_headers: HeaderPairs, settings: CacheSettings) -> ResponseControl:
+    """The response directives for this cache's storage and freshness decisions.
+
+    RFC 9213 §2.2: the first field of CacheTargetedFields (in that order) that the response
+    carries with a valid value replaces Cache-Control (and Expires, see
+    ``freshness_lifetime``) for this cache; an invalid one is ignored, as if absent.
+    Without one, Cache-Control decides. The response itself is passed on unchanged.
+    """
+    for name in settings.cache_targeted_fields:
+        values = get_all(resp_headers, name)
+        if values:
+            cc = parse_targeted_cache_control(", ".join(values))
+            if cc is not None:
+                return ResponseControl(cc, name)
+    return ResponseControl(parse_cache_control(get_all(resp_headers, "Cache-Control")), None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -135,6 +162,7 @@ class _StoreFacts(NamedTuple):
     url_key: str | None
     body_bytes: int | None
     date_value: float | None
+    targeted: bool
 
 
 def _has_validator(headers: HeaderPairs) -> bool:
@@ -152,7 +180,7 @@ def _explicit_or_allowed(f: _StoreFacts) -> bool:
         "public" in cc
         or "s-maxage" in cc
         or "max-age" in cc
-        or get_first(f.resp_headers, "Expires") is not None
+        or (get_first(f.resp_headers, "Expires") is not None and not f.targeted)
         or f.status in HEURISTIC_STATUSES
     )
 
@@ -169,6 +197,7 @@ def _worthless(f: _StoreFacts) -> bool:
         heuristic_allowed(f.status, f.resp_cc),
         date_value=f.date_value,
         resp_cc=f.resp_cc,
+        expires_ignored=f.targeted,
     )
     too_short = lifetime <= 0 or lifetime < f.settings.cache_time_margin_s
     return too_short and not _has_validator(f.resp_headers)
@@ -251,19 +280,22 @@ def storable(
     ``authorization``, ``vary-star``, ``url`` (CacheQueries / NoCaching), ``not-cacheable``
     (nothing in §3 allows it), ``too-large`` (CacheFileSizeLimit) or ``too-short`` (no
     freshness beyond CacheTimeMargin and no validator). ``date_value`` stands in for a
-    missing Date (the response time).
+    missing or invalid Date (the response time). The response's directives are those of
+    ``response_cache_control``: a valid targeted field (RFC 9213) replaces Cache-Control.
     """
+    control = response_cache_control(resp_headers, settings)
     facts = _StoreFacts(
         method=method,
         status=status,
         req_cc=parse_cache_control(get_all(req_headers, "Cache-Control")),
-        resp_cc=parse_cache_control(get_all(resp_headers, "Cache-Control")),
+        resp_cc=control.cc,
         req_headers=req_headers,
         resp_headers=resp_headers,
         settings=settings,
         url_key=url_key,
         body_bytes=body_bytes,
         date_value=date_value,
+        targeted=control.targeted is not None,
     )
     for reason, refuses in _STORE_RULES:
         if refuses(facts):
@@ -298,15 +330,18 @@ NOT_STORED_FIELDS = frozenset(
 NEVER_REPLAYED_FIELDS = frozenset({"set-cookie", "set-cookie2"})
 
 
-def headers_to_store(resp_headers: HeaderPairs) -> list[tuple[str, str]]:
+def headers_to_store(
+    resp_headers: HeaderPairs, resp_cc: CacheControl | None = None
+) -> list[tuple[str, str]]:
     """The response header fields a shared cache keeps (RFC 9111 §3.1).
 
     Drops the hop-by-hop fields, those listed in Connection, Age, Content-Length,
     `NEVER_REPLAYED_FIELDS` (Set-Cookie, Set-Cookie2), and the fields named by
     ``no-cache="..."`` (§5.2.2.4: not reusable without validation, so not kept) and
-    ``private="..."`` (§5.2.2.7: a shared cache must not store them).
+    ``private="..."`` (§5.2.2.7: a shared cache must not store them), read from
+    ``resp_cc`` when given (the directives this cache obeys), else from Cache-Control.
     """
-    cc = parse_cache_control(get_all(resp_headers, "Cache-Control"))
+    cc = parse_cache_control(get_all(resp_headers, "Cache-Control")) if resp_cc is None else resp_cc
     drop = set(NOT_STORED_FIELDS | NEVER_REPLAYED_FIELDS)
     drop.update(name.lower() for name in list_members(resp_headers, "Connection"))
     drop.update(field_names(cc.get("no-cache")))
@@ -343,6 +378,7 @@ def freshness_lifetime(
     *,
     date_value: float | None = None,
     resp_cc: CacheControl | None = None,
+    expires_ignored: bool = False,
 ) -> float:
     """The freshness lifetime in seconds (RFC 9111 §4.2.1), capped by CacheMaxExpiry.
 
@@ -350,9 +386,13 @@ def freshness_lifetime(
     ``heuristic_allowed``, CacheLastModifiedFactor x (Date - Last-Modified) (§4.2.2), else
     CacheDefaultExpiry. An invalid s-maxage or max-age gives 0 (stale: the most
     restrictive reading, §4.2.1). ``date_value`` stands in for a missing or invalid Date.
+    ``resp_cc`` is the directives this cache obeys (``response_cache_control``); with
+    ``expires_ignored`` (a targeted field decides, RFC 9213 §2.2) Expires is not read.
     """
     cc = parse_cache_control(get_all(resp_headers, "Cache-Control")) if resp_cc is None else resp_cc
-    lifetime = _uncapped_lifetime(resp_headers, cc, settings, heuristic_allowed, date_value)
+    lifetime = _uncapped_lifetime(
+        resp_headers, cc, settings, heuristic_allowed, date_value, expires_ignored
+    )
     if settings.cache_max_expiry_s > 0:
         lifetime = min(lifetime, settings.cache_max_expiry_s)
     return max(0.0, lifetime)
@@ -364,13 +404,14 @@ def _uncapped_lifetime(
     settings: CacheSettings,
     heuristic_ok: bool,
     date_value: float | None,
+    expires_ignored: bool,
 ) -> float:
     for directive in ("s-maxage", "max-age"):
         if directive in cc:
             seconds = delta_seconds(cc[directive])
             return 0.0 if seconds is None else float(seconds)
     date = response_date(resp_headers, date_value)
-    if get_first(resp_headers, "Expires") is not None:
+    if not expires_ignored and get_first(resp_headers, "Expires") is not None:
         expires = _expires_value(resp_headers)
         if date is None or expires == -math.inf:
             return 0.0
@@ -606,11 +647,59 @@ def vary_fields(resp_headers: HeaderPairs) -> tuple[str, ...] | None:
     return tuple(sorted(names))
 
 
+SecondaryKey = tuple[tuple[str, str | None], ...]
+
+_QVALUE = re.compile(r"(?:0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?)\Z")
+
+
+def weighted_members(members: Sequence[str]) -> list[tuple[str, float]] | None:
+    """The ``(value, weight)`` pairs of an Accept-style list (RFC 9110 §12.4.2), values
+    lowercased and without whitespace; None when a member does not parse (a ``q`` that
+    is not a qvalue, an empty value). Parameters other than ``q`` are dropped: these
+    fields (Accept-Language, Accept-Encoding) define none."""
+    pairs: list[tuple[str, float]] = []
+    for member in members:
+        value, *params = (part.strip(OWS) for part in member.split(";"))
+        if not value:
+            return None
+        weight = 1.0
+        for param in params:
+            key, _, argument = param.partition("=")
+            if key.strip(OWS).lower() == "q":
+                argument = argument.strip(OWS)
+                if not _QVALUE.match(argument):
+                    return None
+                weight = float(argument)
+        pairs.append((value.lower(), weight))
+    return pairs
+
+
+def _normalise_weighted(members: list[str]) -> str:
+    """RFC 9110 §12.5.4-5: case-insensitive values whose order means nothing among equal
+    weights. Sorted by weight (highest first), then by value; ``q`` written only below 1.
+    A list that does not parse is compared as sent (exact, the safe reading)."""
+    pairs = weighted_members(members)
+    if pairs is None:
+        return ", ".join(members)
+    ordered = sorted(pairs, key=lambda pair: (-pair[1], pair[0]))
+    return ", ".join(v if q == 1.0 else f"{v};q={q:g}" for v, q in ordered)
+
+
+# Request fields whose Vary comparison knows their syntax (RFC 9110 §12.5.4, §12.5.3):
+# values that differ only in case, whitespace or the order of equal-weight members select
+# the same stored response. Other fields compare by their trimmed list members.
+_VARY_NORMALISERS: dict[str, Callable[[list[str]], str]] = {
+    "accept-language": _normalise_weighted,
+    "accept-encoding": _normalise_weighted,
+}
+
+
 def normalised_field(req_headers: HeaderPairs, name: str) -> str | None:
     """A request field's value normalised for Vary matching (§4.1), or None when absent.
 
     Field lines are combined and list members trimmed of whitespace, so ``1,2``,
-    `` 1, 2 `` and two lines ``1`` and ``2`` compare equal.
+    `` 1, 2 `` and two lines ``1`` and ``2`` compare equal; ``_VARY_NORMALISERS`` say
+    what else is the same for the fields whose syntax cproxy knows.
     """
     values = get_all(req_headers, name)
     if not values:
@@ -618,10 +707,44 @@ def normalised_field(req_headers: HeaderPairs, name: str) -> str | None:
     members: list[str] = []
     for value in values:
         members.extend(split_list(value))
-    return ", ".join(members)
+    normalise = _VARY_NORMALISERS.get(name.lower())
+    return ", ".join(members) if normalise is None else normalise(members)
 
 
-SecondaryKey = tuple[tuple[str, str | None], ...]
+def preferred_language(req_headers: HeaderPairs) -> str | None:
+    """The request's one most preferred language (RFC 9110 §12.5.4), lowercased: the
+    Accept-Language member of the highest weight, when no other member shares that
+    weight and it is a language (not ``*``) with a weight above 0; else None."""
+    pairs = weighted_members(list_members(req_headers, "Accept-Language"))
+    if not pairs:
+        return None
+    best = max(q for _, q in pairs)
+    top = [v for v, q in pairs if q == best]
+    if len(top) != 1 or top[0] == "*" or best <= 0:
+        return None
+    return top[0]
+
+
+def selected_by_language(
+    vary: Sequence[str],
+    stored_key: SecondaryKey,
+    stored_headers: HeaderPairs,
+    req_headers: HeaderPairs,
+) -> bool:
+    """Does a stored response varying on Accept-Language serve this request although the
+    Accept-Language texts differ? Yes when its Content-Language is exactly the request's
+    most preferred language (``preferred_language``) and every other Vary field matches:
+    the response is in the language the client wants most (RFC 9110 §12.5.4, §8.5)."""
+    if "accept-language" not in vary:
+        return False
+    wanted = preferred_language(req_headers)
+    languages = [m.lower() for m in list_members(stored_headers, "Content-Language")]
+    if wanted is None or languages != [wanted]:
+        return False
+    return all(
+        name == "accept-language" or normalised_field(req_headers, name) == stored
+        for name, stored in stored_key
+    )
 
 
 def secondary_key(fields_: Sequence[str], req_headers: HeaderPairs) -> SecondaryKey:

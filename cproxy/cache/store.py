@@ -17,7 +17,7 @@ from typing import Any
 
 from cachetools import Cache, LRUCache
 
-from cproxy.cache.cachecontrol import CacheControl, parse_cache_control
+from cproxy.cache.cachecontrol import CacheControl
 from cproxy.cache.dates import format_http_date, parse_http_date
 from cproxy.cache.fields import HeaderPairs, get_all, get_first
 from cproxy.cache.policy import (
@@ -31,8 +31,10 @@ from cproxy.cache.policy import (
     initial_age,
     not_modified_headers,
     parse_etag,
+    response_cache_control,
     response_date,
     secondary_key,
+    selected_by_language,
     update_headers,
     vary_fields,
 )
@@ -64,8 +66,10 @@ class Entry:
     """One stored response (a GET's), ready to serve.
 
     ``headers`` are the stored header fields (hop-by-hop fields, Content-Length and Age
-    removed, Date added when the origin sent none). ``lifetime_s`` and ``initial_age_s``
-    are computed once at store time (§4.2.1, §4.2.3) so a hit is a lookup, an age, a send.
+    removed, Date added when the origin sent none). ``cc`` is the directives this cache
+    obeys: a valid targeted field's (RFC 9213) or Cache-Control's. ``lifetime_s`` and
+    ``initial_age_s`` are computed once at store time (§4.2.1, §4.2.3) so a hit is a
+    lookup, an age, a send.
     """
 
     url_key: str
@@ -107,16 +111,21 @@ class Entry:
         received (§4.2.3). A missing or invalid Date is replaced by the response time, as a
         recipient with a clock must (RFC 9110 §6.6.1).
         """
-        headers = headers_to_store(resp_headers)
+        cc, targeted = response_cache_control(resp_headers, settings)
+        headers = headers_to_store(resp_headers, cc)
         if parse_http_date(get_first(headers, "Date")) is None:
             headers = _dated(headers, response_time)
         date_value = response_date(headers, response_time)
         assert date_value is not None  # a valid Date was ensured just above
-        cc = parse_cache_control(get_all(headers, "Cache-Control"))
         vary = vary_fields(headers)
         age = age_value(resp_headers)
         lifetime = freshness_lifetime(
-            headers, settings, heuristic_allowed(status, cc), date_value=date_value, resp_cc=cc
+            headers,
+            settings,
+            heuristic_allowed(status, cc),
+            date_value=date_value,
+            resp_cc=cc,
+            expires_ignored=targeted is not None,
         )
         lines = [f"HTTP/1.1 {status} {reason}\r\n".encode("latin-1", "replace")]
         lines.extend(_encode(f"{name}: {value}\r\n") for name, value in headers)
@@ -197,6 +206,13 @@ class Entry:
         if self.vary is None:
             return False
         return secondary_key(self.vary, req_headers) == self.secondary_key
+
+    def matches_by_language(self, req_headers: HeaderPairs) -> bool:
+        """Does this variant serve the request by its Content-Language (RFC 9110 §12.5.4)?
+        See ``policy.selected_by_language``."""
+        if not self.vary:
+            return False
+        return selected_by_language(self.vary, self.secondary_key, self.headers, req_headers)
 
     def validators(self) -> Validators:
         """This entry's validators for RFC 9111 §4.3.4 selection."""
@@ -313,6 +329,10 @@ class CacheStore:
             self.hits += 1
             return variants[0]
         matching = [entry for entry in variants if entry.matches(req_headers)]
+        if not matching:
+            # RFC 9110 §12.5.4: a variant in the client's most preferred language serves
+            # it even when the Accept-Language texts differ.
+            matching = [entry for entry in variants if entry.matches_by_language(req_headers)]
         if not matching:
             self.misses += 1
             return None

@@ -23,6 +23,7 @@ from .types import (
     AddressList,
     Choice,
     Factor,
+    FieldNameList,
     Host,
     HostList,
     Integer,
@@ -54,6 +55,7 @@ _SYNTAX: dict[type[ValueType], Callable[[ValueType], str]] = {
     Choice: lambda t: "|".join(t.choices) if isinstance(t, Choice) else "word",
     AddressList: lambda t: "networks",
     PortList: lambda t: "ports",
+    FieldNameList: lambda t: "fields",
     PatternList: lambda t: "patterns",
     RuleList: lambda t: "rules",
 }

@@ -19,6 +19,7 @@ from .types import (
     AddressList,
     Choice,
     Factor,
+    FieldNameList,
     Host,
     HostList,
     Integer,
@@ -335,6 +336,73 @@ _DECLARED: tuple[Directive, ...] = (
         When it runs out the client gets 504 Gateway Timeout. 10 seconds allows for a
         retransmitted SYN (the first retry comes after 1 to 3 seconds) without making users
         wait long for an unreachable host.
+        """,
+        live=True,
+    ),
+    # Caps of the origin pool (issue #11): one block, kept together.
+    Directive(
+        "MaxConnPerServer",
+        Integer(0, 100_000),
+        "0",
+        CONNECTION_POOL,
+        """
+        Most connections open to one origin server (scheme, host and port) at a time: idle,
+        in use and being opened together. 0 sets no cap.
+
+        A request that finds the cap reached waits, in arrival order, for a connection to
+        be released (at most ServerConnQueueTimeout); a client that closes its connection
+        meanwhile leaves the queue. This protects small origins from a flood of proxy
+        connections. No cap by default: a forward proxy cannot know what each origin
+        takes, and a cap there only queues requests a big site would serve at once; set it
+        for the origins of a reverse proxy.
+        """,
+        live=True,
+    ),
+    Directive(
+        "ServerConnQueueTimeout",
+        Time(_MIN_TIMEOUT_S, 600.0),
+        "10 seconds",
+        CONNECTION_POOL,
+        """
+        Longest time a request waits for a connection to an origin that is at its
+        MaxConnPerServer cap. Past it the client gets 503 Service Unavailable with a
+        Retry-After header, and the error log a warning.
+
+        10 seconds absorbs a burst (a few response times of a slow origin) while answering
+        long before clients give up on their own (browsers wait minutes), so users see a
+        clear error rather than a hang. A queued request holds its MaxActiveThreads slot.
+        """,
+        live=True,
+    ),
+    Directive(
+        "MaxPersistRequestPerServer",
+        Integer(0, 100_000_000),
+        "0",
+        CONNECTION_POOL,
+        """
+        Requests sent on one origin connection before it is closed instead of being pooled
+        again. 0 sets no limit.
+
+        Some origins leak per-connection state; a limit makes the proxy open fresh
+        connections to them regularly. No limit by default: origins that need one
+        usually close connections themselves (nginx after 1000 requests), and every close
+        costs a new connection's round trip.
+        """,
+        live=True,
+    ),
+    Directive(
+        "MaxIdleSockets",
+        Integer(0, 1_000_000),
+        "512",
+        CONNECTION_POOL,
+        """
+        Most idle pooled connections over all origin servers together. 0 sets no cap.
+
+        When a released connection would exceed it, the least recently used idle
+        connection of any origin is closed, so a forward proxy that meets thousands of
+        origins cannot pile up idle sockets and file descriptors. 512 is half the common
+        1024 file-descriptor limit per process, leaving the rest for clients and origin
+        connections in use, and still keeps 8 origins at the MaxSocketPerServer default.
         """,
         live=True,
     ),
@@ -694,6 +762,31 @@ _DECLARED: tuple[Directive, ...] = (
         On follows RFC 9111, which treats query URLs like any other: the same freshness
         rules, the Last-Modified heuristic included, apply to them.
         """,
+        live=True,
+    ),
+    Directive(
+        "CacheTargetedFields",
+        FieldNameList(),
+        "",
+        CACHE_SETTINGS,
+        """
+        Targeted cache-control fields this cache obeys (RFC 9213), in order of precedence,
+        e.g. CDN-Cache-Control. The first one a response carries with a valid value (a
+        structured-field dictionary such as max-age=600, no-store) replaces its
+        Cache-Control and Expires for this cache's own storage and freshness decisions
+        (max-age, s-maxage, no-store, no-cache, private, must-revalidate); an invalid one is
+        ignored. Responses are passed on with every field intact, so clients and caches
+        further on still see the origin's Cache-Control. A change applies to responses
+        stored from then on.
+
+        Empty by default: cproxy is a forward proxy working for its clients, not for the
+        origins, and CDN-Cache-Control is an origin's instruction to its own CDN, which it
+        can purge; obeying it here would keep responses longer than the origin allows
+        caches it cannot reach. List a field when this proxy is part of the origin's
+        delivery (a reverse-proxy Proxy rule), or a field of your own that your origins send
+        for this proxy only.
+        """,
+        example="Cproxy-Cache-Control CDN-Cache-Control",
         live=True,
     ),
     # --- Server Configuration / Administration -----------------------------------------------

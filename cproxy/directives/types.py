@@ -474,6 +474,32 @@ class PortList(ValueType):
         return " ".join(str(p) for p in value)
 
 
+# RFC 9110 §5.1: a field name is a token.
+_FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+
+
+@dataclass(frozen=True)
+class FieldNameList(ValueType):
+    """HTTP field names (RFC 9110 §5.1), space or comma separated, in order; value a tuple
+    of str as typed (field names compare case-insensitively)."""
+
+    @property
+    def allowed(self) -> str:
+        return "HTTP field names separated by spaces, e.g. CDN-Cache-Control (may be empty)"
+
+    def parse(self, text: str) -> tuple[str, ...]:
+        names: list[str] = []
+        for item in _split(text):
+            if not _FIELD_NAME.match(item):
+                raise ValueError(f"{item!r} is not an HTTP field name")
+            if item.lower() not in (n.lower() for n in names):
+                names.append(item)
+        return tuple(names)
+
+    def format(self, value: Iterable[str]) -> str:
+        return " ".join(value)
+
+
 # A pattern is matched against the request target as the server sees it: an absolute URL
 # ("http://host/path") for proxy requests, a path ("/path") for requests sent to cproxy as a
 # web server. "*" alone matches everything.

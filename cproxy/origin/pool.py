@@ -1,4 +1,4 @@
-"""The server-side connection pool: idle proxy-to-origin sockets kept for reuse.
+"""The server-side connection pool: idle proxy-to-origin sockets kept for reuse, and caps.
 
 Modelled on IBM Caching Proxy's ``ServerConnPool`` (``MaxSocketPerServer`` idle sockets per
 origin, ``ServerConnTimeout``, a collector every ``ServerConnGCRun``) and on urllib3's
@@ -10,9 +10,21 @@ for free, and on request a non-blocking peek that also catches what arrived sinc
 last looked. The handler skips the peek for idempotent requests without a body, which are
 retried once on a fresh socket if a pooled one turns out dead (DESIGN §5 rule 5).
 
+Caps (NetScaler's ``maxconn``/``maxreq``, RustSocks' ``max_total_idle``):
+- ``max_conn_per_origin`` bounds every socket the pool holds to one origin: idle, in use and
+  being opened. A request that finds it reached waits in a FIFO queue; a socket released or
+  closed is handed to the first waiter (an idle socket itself, or the right to open one), so
+  later arrivals never overtake. The wait is bounded (``queue_timeout_s``: ``PoolQueueTimeout``)
+  and ends early when the waiting client closes its connection (``PoolWaitAbandoned``). A
+  request that needs a fresh socket at the cap closes the oldest idle one to make room.
+- ``max_requests_per_conn`` retires a socket after that many exchanges (``retired``).
+- ``max_idle_total`` bounds idle sockets across all origins: a release past it closes the
+  least recently used idle socket of any origin (``evicted``).
+
 Concurrency: gevent switches greenlets only on I/O. Every bookkeeping step here is done without
-yielding, except opening a connection, which is counted in ``pending_connects`` while it waits.
-Idle lists and counters are therefore consistent whenever another greenlet can run.
+yielding, except opening a connection, which is counted in ``pending_connects`` while it waits
+(from the moment a queued request is granted the right to open it), and waiting in the queue.
+Idle lists, queues and counters are therefore consistent whenever another greenlet can run.
 
 Accounting: every connection the pool opens is counted once in ``created`` and, when it is
 closed by whatever path, once in ``closed``; so per origin and in total
@@ -22,14 +34,23 @@ closed by whatever path, once in ``closed``; so per origin and in total
 from __future__ import annotations
 
 import logging
+import math
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import gevent
 import gevent.event
+import gevent.socket as gsocket
 
-from cproxy.errors import NotCheckedOut, OriginError, PoolClosed
+from cproxy.errors import (
+    NotCheckedOut,
+    OriginError,
+    PoolClosed,
+    PoolQueueTimeout,
+    PoolWaitAbandoned,
+)
 from cproxy.origin.connection import (
     OriginConnection,
     OriginKey,
@@ -39,6 +60,7 @@ from cproxy.origin.connection import (
     open_socket,
     origin_key,
 )
+from cproxy.origin.telemetry import PoolEvents, WaitHistogram
 
 log = logging.getLogger(__name__)
 
@@ -50,17 +72,37 @@ COUNTERS = (
     "dropped_dead",
     "dropped_full",
     "discarded",
+    "retired",
+    "evicted",
     "connect_failures",
     "closed",
+    "waits",
+    "wait_timeouts",
+    "wait_abandoned",
 )
-# Gauges: current values, summed over origins for the totals.
-GAUGES = ("idle", "in_use", "pending_connects")
+# Gauges: current values, summed over origins for the totals. ``waiting`` is the queue length.
+GAUGES = ("idle", "in_use", "pending_connects", "waiting")
+
+# What a queued request is handed (besides an idle connection).
+_SLOT = "slot"  # the right to open a connection, already counted in pending_connects
+_GONE = "gone"  # the waiting client closed its connection
+_CLOSED = "closed"  # the pool was closed
+
+
+class _Waiter:
+    """One request in an origin's queue; ``grant`` is set once, by whoever serves it."""
+
+    __slots__ = ("fresh", "grant")
+
+    def __init__(self, fresh: bool) -> None:
+        self.fresh = fresh  # wants a new socket (a request body, a retry), never an idle one
+        self.grant: gevent.event.AsyncResult = gevent.event.AsyncResult()
 
 
 class _Origin:
-    """Bookkeeping for one origin: its idle sockets (oldest first) and its counters."""
+    """Bookkeeping for one origin: its idle sockets (oldest first), queue and counters."""
 
-    __slots__ = ("counts", "idle", "in_use", "key", "pending_connects")
+    __slots__ = ("counts", "idle", "in_use", "key", "pending_connects", "serving", "waiters")
 
     def __init__(self, key: OriginKey) -> None:
         self.key = key
@@ -68,23 +110,38 @@ class _Origin:
         self.idle: list[OriginConnection] = []
         self.in_use = 0
         self.pending_connects = 0
+        self.waiters: deque[_Waiter] = deque()
+        self.serving = False  # _serve_waiters is running for this origin (no re-entry)
         self.counts = dict.fromkeys(COUNTERS, 0)
 
+    def held(self) -> int:
+        """Sockets counted against the connection cap: idle, in use and being opened."""
+        return len(self.idle) + self.in_use + self.pending_connects
+
     def unused(self) -> bool:
-        """True when no socket of this origin is idle, in use or being opened."""
-        return not self.idle and self.in_use == 0 and self.pending_connects == 0
+        """True when no socket of this origin is idle, in use or being opened, and no
+        request waits for one."""
+        return self.held() == 0 and not self.waiters
 
     def snapshot(self) -> dict[str, int]:
         return {
             "idle": len(self.idle),
             "in_use": self.in_use,
             "pending_connects": self.pending_connects,
+            "waiting": len(self.waiters),
             **self.counts,
         }
 
 
 def _check_settings(
-    max_idle_per_origin: int, idle_timeout_s: float, gc_interval_s: float, connect_timeout_s: float
+    max_idle_per_origin: int,
+    idle_timeout_s: float,
+    gc_interval_s: float,
+    connect_timeout_s: float,
+    max_conn_per_origin: int,
+    queue_timeout_s: float,
+    max_requests_per_conn: int,
+    max_idle_total: int,
 ) -> None:
     if max_idle_per_origin < 0:
         raise ValueError(f"max_idle_per_origin must be >= 0, not {max_idle_per_origin}")
@@ -94,6 +151,18 @@ def _check_settings(
         raise ValueError(f"gc_interval_s must be >= 0 (0 = no collector), not {gc_interval_s}")
     if connect_timeout_s <= 0:
         raise ValueError(f"connect_timeout_s must be > 0, not {connect_timeout_s}")
+    if max_conn_per_origin < 0:
+        raise ValueError(
+            f"max_conn_per_origin must be >= 0 (0 = no cap), not {max_conn_per_origin}"
+        )
+    if queue_timeout_s <= 0:
+        raise ValueError(f"queue_timeout_s must be > 0, not {queue_timeout_s}")
+    if max_requests_per_conn < 0:
+        raise ValueError(
+            f"max_requests_per_conn must be >= 0 (0 = no limit), not {max_requests_per_conn}"
+        )
+    if max_idle_total < 0:
+        raise ValueError(f"max_idle_total must be >= 0 (0 = no cap), not {max_idle_total}")
 
 
 class OriginPool:
@@ -103,10 +172,10 @@ class OriginPool:
     ``release`` takes back a clean socket (DESIGN §5 rule 4: the exchange was complete and neither
     side asked to close), ``discard`` closes one that must not be reused.
 
-    ``clock`` ages idle sockets (tests inject a fake one); connect timeouts and the collector's
-    interval are real time. ``resolve(host, port)`` returns getaddrinfo 5-tuples (default:
-    gevent's resolver). ``gc_interval_s == 0`` means no collector runs; age is still checked at
-    checkout.
+    ``clock`` ages idle sockets and rate-limits warnings (tests inject a fake one); connect
+    timeouts, the queue wait and the collector's interval are real time. ``resolve(host, port)``
+    returns getaddrinfo 5-tuples (default: gevent's resolver). ``gc_interval_s == 0`` means no
+    collector runs; age is still checked at checkout. For the caps see the module docstring.
     """
 
     # Per-origin entries with no socket idle, in use or being opened are forgotten (their counts
@@ -123,24 +192,46 @@ class OriginPool:
         idle_timeout_s: float = 10.0,
         gc_interval_s: float = 30.0,
         connect_timeout_s: float = 10.0,
+        max_conn_per_origin: int = 0,
+        queue_timeout_s: float = 10.0,
+        max_requests_per_conn: int = 0,
+        max_idle_total: int = 0,
         clock: Callable[[], float] = time.monotonic,
         resolve: Resolver | None = None,
     ) -> None:
-        _check_settings(max_idle_per_origin, idle_timeout_s, gc_interval_s, connect_timeout_s)
+        _check_settings(
+            max_idle_per_origin,
+            idle_timeout_s,
+            gc_interval_s,
+            connect_timeout_s,
+            max_conn_per_origin,
+            queue_timeout_s,
+            max_requests_per_conn,
+            max_idle_total,
+        )
         self._enabled = bool(enabled)
         self._max_idle_per_origin = max_idle_per_origin
         self._idle_timeout_s = idle_timeout_s
         self._gc_interval_s = gc_interval_s
         self._connect_timeout_s = connect_timeout_s
+        self._max_conn_per_origin = max_conn_per_origin
+        self._queue_timeout_s = queue_timeout_s
+        self._max_requests_per_conn = max_requests_per_conn
+        self._max_idle_total = max_idle_total
         self._clock = clock
         self._resolve: Resolver = resolve if resolve is not None else default_resolve
         self._origins: dict[OriginKey, _Origin] = {}
         self._totals = dict.fromkeys(COUNTERS, 0)
         self._checked_out: set[OriginConnection] = set()
+        # Every idle socket of every origin, least recently released first (dicts keep
+        # insertion order): the global idle cap closes from the front.
+        self._idle_lru: dict[OriginConnection, None] = {}
         self._closed = False
         self._collector: gevent.Greenlet | None = None
         # Set to make the collector re-read its interval (reconfigure) or stop (close).
         self._wake = gevent.event.Event()
+        self.events = PoolEvents(clock)
+        self.wait_times = WaitHistogram()
 
     # -- settings -----------------------------------------------------------------------------
 
@@ -170,6 +261,28 @@ class OriginPool:
         return self._connect_timeout_s
 
     @property
+    def max_conn_per_origin(self) -> int:
+        """Most sockets per origin, idle + in use + being opened (``MaxConnPerServer``); 0 = no
+        cap."""
+        return self._max_conn_per_origin
+
+    @property
+    def queue_timeout_s(self) -> float:
+        """Longest wait for a socket at the cap (``ServerConnQueueTimeout``)."""
+        return self._queue_timeout_s
+
+    @property
+    def max_requests_per_conn(self) -> int:
+        """Exchanges after which a socket is closed (``MaxPersistRequestPerServer``); 0 = no
+        limit."""
+        return self._max_requests_per_conn
+
+    @property
+    def max_idle_total(self) -> int:
+        """Most idle sockets over all origins (``MaxIdleSockets``); 0 = no cap."""
+        return self._max_idle_total
+
+    @property
     def closed(self) -> bool:
         """True once ``close()`` was called."""
         return self._closed
@@ -181,56 +294,63 @@ class OriginPool:
 
     # -- checkout and return ------------------------------------------------------------------
 
-    def acquire(self, key: OriginKey, *, verify: bool = True) -> OriginConnection:
+    def acquire(
+        self,
+        key: OriginKey,
+        *,
+        verify: bool = True,
+        abandon_on_eof: gsocket.socket | None = None,
+    ) -> OriginConnection:
         """Return a connection to ``key``: the most recently released usable idle one, or new.
 
         Idle sockets past ``idle_timeout_s`` are closed (``expired``); ones the origin closed or
         that have unexpected bytes waiting are closed (``dropped_dead``): noticed by the event
         loop while they were idle, and, with ``verify``, by a non-blocking peek now, which
         also catches what arrived since the loop last looked. A caller that may simply retry
-        on a fresh socket (an idempotent request without a body) can skip the peek. Raises
-        ``PoolClosed`` after ``close()``, and the ``OriginError`` subclasses of ``connect``
-        for a new one.
+        on a fresh socket (an idempotent request without a body) can skip the peek.
+
+        At the connection cap the caller waits in the origin's queue (see the module
+        docstring); ``abandon_on_eof`` is the client's socket, whose EOF ends that wait with
+        ``PoolWaitAbandoned``. Raises ``PoolClosed`` after ``close()``, ``PoolQueueTimeout``
+        when the wait runs out, and the ``OriginError`` subclasses of ``connect`` for a new
+        one.
         """
         if self._closed:
             raise PoolClosed("the origin connection pool is closed")
-        key = origin_key(*key)
-        if self._enabled:
-            origin = self._origin(key)
-            while origin.idle:
-                conn = origin.idle.pop()
-                conn.unwatch_idle()
-                if self._expired(conn, self._clock()):
-                    self._count(origin, "expired")
-                    conn.close()
-                    continue
-                if conn.heard_while_idle or (verify and conn.peer_state() != "ok"):
-                    self._count(origin, "dropped_dead")
-                    conn.close()
-                    continue
-                self._hand_out(origin, conn)
-                conn._checkout()
-                self._count(origin, "reused")
+        origin = self._origin(origin_key(*key))
+        if self._enabled and not origin.waiters:
+            # Idle sockets are only there when nobody waits (a release serves the queue first).
+            conn = self._take_idle(origin, verify)
+            if conn is not None:
                 return conn
-        return self._connect(key)
+        return self._new_connection(origin, fresh=False, abandon_on_eof=abandon_on_eof)
 
-    def connect(self, key: OriginKey) -> OriginConnection:
+    def connect(
+        self, key: OriginKey, *, abandon_on_eof: gsocket.socket | None = None
+    ) -> OriginConnection:
         """Open a fresh connection to ``key``, never an idle one (request bodies, retries).
 
-        Raises ``OriginDNSError``, ``OriginConnectError`` or ``OriginConnectTimeout`` (message
-        names ``host:port`` and the cause), or ``PoolClosed``.
+        At the connection cap, the oldest idle socket of the origin is closed to make room
+        (``evicted``), or, when none is idle, the caller queues as in ``acquire``. Raises
+        ``OriginDNSError``, ``OriginConnectError`` or ``OriginConnectTimeout`` (message
+        names ``host:port`` and the cause), ``PoolQueueTimeout``, ``PoolWaitAbandoned`` or
+        ``PoolClosed``.
         """
         if self._closed:
             raise PoolClosed("the origin connection pool is closed")
-        return self._connect(origin_key(*key))
+        origin = self._origin(origin_key(*key))
+        return self._new_connection(origin, fresh=True, abandon_on_eof=abandon_on_eof)
 
     def release(self, conn: OriginConnection) -> None:
         """Take back a connection whose exchange completed cleanly (DESIGN §5 rule 4).
 
-        Kept idle if the pool is enabled and open and the origin has fewer than
-        ``max_idle_per_origin`` idle; otherwise closed (counted ``dropped_full`` when the idle
-        list was full). Releasing an already closed connection does nothing; releasing one that
-        is not checked out of this pool is a bug and raises ``NotCheckedOut`` (a ValueError).
+        Handed to the first queued request for its origin if any; else kept idle if the pool
+        is enabled and open and the origin has fewer than ``max_idle_per_origin`` idle;
+        otherwise closed (counted ``dropped_full`` when the idle list was full, ``retired``
+        after ``max_requests_per_conn`` exchanges). Keeping it may close the least recently
+        used idle socket of any origin (``max_idle_total``, counted ``evicted``). Releasing an
+        already closed connection does nothing; releasing one that is not checked out of this
+        pool is a bug and raises ``NotCheckedOut`` (a ValueError).
         """
         if conn.closed:
             return
@@ -241,15 +361,18 @@ class OriginPool:
         if self._closed or not self._enabled:
             conn.close()
             return
-        if len(origin.idle) >= self._max_idle_per_origin:
+        if self._max_requests_per_conn and conn.uses >= self._max_requests_per_conn:
+            self._count(origin, "retired")
+            conn.close()
+            return
+        if not origin.waiters and len(origin.idle) >= self._max_idle_per_origin:
             self._count(origin, "dropped_full")
+            self._note(origin, "idle_full")
             conn.close()
             return
         self._checked_out.discard(conn)
         origin.in_use -= 1
-        conn.idle_since = self._clock()
-        conn.watch_idle()
-        origin.idle.append(conn)
+        self._put_idle(origin, conn)
 
     def discard(self, conn: OriginConnection) -> None:
         """Close a connection that must not be reused (error, ``Connection: close``, leftovers).
@@ -317,20 +440,47 @@ class OriginPool:
         idle_timeout_s: float,
         gc_interval_s: float,
         connect_timeout_s: float,
+        max_conn_per_origin: int | None = None,
+        queue_timeout_s: float | None = None,
+        max_requests_per_conn: int | None = None,
+        max_idle_total: int | None = None,
     ) -> None:
-        """Apply new settings live.
+        """Apply new settings live (the caps left as None keep their values).
 
         Disabling closes every idle socket; a lower ``max_idle_per_origin`` closes the oldest
-        idle sockets above it (counted ``dropped_full``); the collector picks up a new interval
-        without a restart. Connections in use are unaffected until released. Invalid values
-        raise ``ValueError`` and change nothing.
+        idle sockets above it (counted ``dropped_full``), a lower ``max_idle_total`` the least
+        recently used ones (``evicted``); a higher connection cap serves queued requests at
+        once; the collector picks up a new interval without a restart. Connections in use are
+        unaffected until released, also by a lower cap or request limit. Invalid values raise
+        ``ValueError`` and change nothing.
         """
-        _check_settings(max_idle_per_origin, idle_timeout_s, gc_interval_s, connect_timeout_s)
+        if max_conn_per_origin is None:
+            max_conn_per_origin = self._max_conn_per_origin
+        if queue_timeout_s is None:
+            queue_timeout_s = self._queue_timeout_s
+        if max_requests_per_conn is None:
+            max_requests_per_conn = self._max_requests_per_conn
+        if max_idle_total is None:
+            max_idle_total = self._max_idle_total
+        _check_settings(
+            max_idle_per_origin,
+            idle_timeout_s,
+            gc_interval_s,
+            connect_timeout_s,
+            max_conn_per_origin,
+            queue_timeout_s,
+            max_requests_per_conn,
+            max_idle_total,
+        )
         self._enabled = bool(enabled)
         self._max_idle_per_origin = max_idle_per_origin
         self._idle_timeout_s = idle_timeout_s
         self._gc_interval_s = gc_interval_s
         self._connect_timeout_s = connect_timeout_s
+        self._max_conn_per_origin = max_conn_per_origin
+        self._queue_timeout_s = queue_timeout_s
+        self._max_requests_per_conn = max_requests_per_conn
+        self._max_idle_total = max_idle_total
         for origin in list(self._origins.values()):
             if not self._enabled:
                 self._close_idle(origin, len(origin.idle))
@@ -338,15 +488,24 @@ class OriginPool:
                 self._close_idle(
                     origin, len(origin.idle) - max_idle_per_origin, counter="dropped_full"
                 )
+            if origin.waiters:
+                self._serve_waiters(origin)
+        self._enforce_idle_total()
         self._wake.set()
 
     def close(self) -> None:
         """Close every idle socket and stop the collector; later ``acquire`` raises ``PoolClosed``.
 
-        Connections in use stay with their holders and are closed when released.
+        Queued requests get ``PoolClosed``. Connections in use stay with their holders and are
+        closed when released.
         """
         self._closed = True
         for origin in list(self._origins.values()):
+            # The queue first, so closing idle sockets grants nothing to it.
+            while origin.waiters:
+                waiter = origin.waiters.popleft()
+                if not waiter.grant.ready():
+                    waiter.grant.set(_CLOSED)
             self._close_idle(origin, len(origin.idle))
         self._wake.set()
         collector, self._collector = self._collector, None
@@ -361,9 +520,10 @@ class OriginPool:
     def stats(self) -> dict[str, Any]:
         """Counters and gauges per origin (keyed ``scheme://host:port``) and in total.
 
-        Each has ``idle``, ``in_use``, ``pending_connects`` (now) and ``created``, ``reused``,
-        ``expired``, ``dropped_dead``, ``dropped_full``, ``discarded``, ``connect_failures``,
-        ``closed`` (since start). Totals include origins no longer tracked.
+        Each has ``idle``, ``in_use``, ``pending_connects``, ``waiting`` (now) and the
+        counters of ``COUNTERS`` (since start). Totals include origins no longer tracked.
+        ``wait_times`` is the histogram of queue waits (``WaitHistogram.snapshot``),
+        ``events`` the recent cap events, newest first.
         """
         origins = {format_origin(key): o.snapshot() for key, o in self._origins.items()}
         totals: dict[str, int] = dict.fromkeys(GAUGES, 0)
@@ -371,7 +531,12 @@ class OriginPool:
             for gauge in GAUGES:
                 totals[gauge] += snap[gauge]
         totals.update(self._totals)
-        return {"origins": origins, "totals": totals}
+        return {
+            "origins": origins,
+            "totals": totals,
+            "wait_times": self.wait_times.snapshot(),
+            "events": self.events.recent(),
+        }
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -396,14 +561,62 @@ class OriginPool:
         origin.counts[counter] += 1
         self._totals[counter] += 1
 
+    def _note(self, origin: _Origin, kind: str, detail: str = "") -> None:
+        self.events.note(format_origin(origin.key), kind, detail)
+
     def _expired(self, conn: OriginConnection, now: float) -> bool:
         """Idle for longer than ``idle_timeout_s`` (checked at checkout and by ``collect``)."""
         return now - conn.idle_since > self._idle_timeout_s
+
+    def _room(self, origin: _Origin) -> bool:
+        """May one more socket to ``origin`` be opened now (the connection cap)?"""
+        cap = self._max_conn_per_origin
+        return cap == 0 or origin.held() < cap
 
     def _hand_out(self, origin: _Origin, conn: OriginConnection) -> None:
         """Count ``conn`` as in use by the caller (a reused idle socket or a new one)."""
         self._checked_out.add(conn)
         origin.in_use += 1
+
+    def _take_idle(self, origin: _Origin, verify: bool) -> OriginConnection | None:
+        """Check out the newest usable idle socket of ``origin``, closing unusable ones."""
+        while origin.idle:
+            conn = origin.idle.pop()
+            del self._idle_lru[conn]
+            conn.unwatch_idle()
+            if self._expired(conn, self._clock()):
+                self._count(origin, "expired")
+                conn.close()
+                continue
+            if conn.heard_while_idle or (verify and conn.peer_state() != "ok"):
+                self._count(origin, "dropped_dead")
+                conn.close()
+                continue
+            self._hand_out(origin, conn)
+            conn._checkout()
+            self._count(origin, "reused")
+            return conn
+        return None
+
+    def _put_idle(self, origin: _Origin, conn: OriginConnection) -> None:
+        """Keep ``conn`` (already not counted in use) idle, then serve the queue and caps."""
+        conn.idle_since = self._clock()
+        conn.watch_idle()
+        origin.idle.append(conn)
+        self._idle_lru[conn] = None
+        if origin.waiters:
+            self._serve_waiters(origin)
+        self._enforce_idle_total()
+
+    def _enforce_idle_total(self) -> None:
+        """Close least recently used idle sockets of any origin down to ``max_idle_total``."""
+        cap = self._max_idle_total
+        while cap and len(self._idle_lru) > cap:
+            victim = next(iter(self._idle_lru))
+            origin = self._origin(victim.key)
+            self._count(origin, "evicted")
+            self._note(origin, "evicted")
+            victim.close()  # _on_conn_close takes it off the idle lists
 
     def _close_idle(self, origin: _Origin, n: int, counter: str | None = None) -> None:
         """Close the ``n`` oldest idle sockets of ``origin``, counting them under ``counter``."""
@@ -413,19 +626,133 @@ class OriginPool:
                 self._count(origin, counter)
             conn.close()
 
-    def _connect(self, key: OriginKey) -> OriginConnection:
-        origin = self._origin(key)
-        host, port = key[1], key[2]
-        # Counted while this greenlet yields in DNS/connect, so stats show work under way and
-        # the entry is not forgotten meanwhile.
-        origin.pending_connects += 1
+    def _new_connection(
+        self, origin: _Origin, *, fresh: bool, abandon_on_eof: gsocket.socket | None
+    ) -> OriginConnection:
+        """Open a connection to ``origin`` within its cap, queueing when it is reached."""
+        if not origin.waiters and not self._room(origin) and fresh and origin.idle:
+            # A fresh socket is wanted and an idle one holds the room: close the oldest.
+            self._count(origin, "evicted")
+            origin.idle[0].close()
+        if origin.waiters or not self._room(origin):
+            granted = self._wait_in_queue(origin, fresh, abandon_on_eof)
+            if isinstance(granted, OriginConnection):
+                return granted
+            return self._connect(origin, reserved=True)
+        return self._connect(origin, reserved=False)
+
+    def _serve_waiters(self, origin: _Origin) -> None:
+        """Hand what is free (an idle socket, or room under the cap) to queued requests, in
+        arrival order. Called whenever a socket of ``origin`` is released or closed."""
+        if origin.serving:
+            return  # a close below re-entered us: the loop that is running goes on
+        origin.serving = True
         try:
-            sock = open_socket(host, port, timeout_s=self._connect_timeout_s, resolve=self._resolve)
-        except OriginError:
-            self._count(origin, "connect_failures")
+            while origin.waiters:
+                waiter = origin.waiters[0]
+                if waiter.grant.ready():  # its client left; the waiter removes itself later
+                    origin.waiters.popleft()
+                    continue
+                if not waiter.fresh and self._enabled:
+                    conn = self._take_idle(origin, verify=False)
+                    if conn is not None:
+                        origin.waiters.popleft()
+                        waiter.grant.set(conn)
+                        continue
+                if self._room(origin):
+                    origin.waiters.popleft()
+                    origin.pending_connects += 1  # reserved for the waiter, which connects
+                    waiter.grant.set(_SLOT)
+                    continue
+                if origin.idle:
+                    # Only for a waiter that needs a fresh socket: make room.
+                    self._count(origin, "evicted")
+                    origin.idle[0].close()
+                    continue
+                break
+        finally:
+            origin.serving = False
+
+    def _wait_in_queue(
+        self, origin: _Origin, fresh: bool, abandon_on_eof: gsocket.socket | None
+    ) -> OriginConnection | str:
+        """Wait in ``origin``'s queue; returns a checked-out idle connection or ``_SLOT``."""
+        waiter = _Waiter(fresh)
+        origin.waiters.append(waiter)
+        self._count(origin, "waits")
+        self._note(origin, "queued", f"cap {self._max_conn_per_origin}")
+        watch = _watch_for_eof(abandon_on_eof, waiter) if abandon_on_eof is not None else None
+        started = time.monotonic()
+        try:
+            waiter.grant.wait(self._queue_timeout_s)
+        except BaseException:
+            # Killed while queued (the client's greenlet ended, a caller's timeout): leave
+            # the queue, and pass on whatever was granted meanwhile.
+            self._leave_queue(origin, waiter)
             raise
         finally:
+            if watch is not None:
+                watch.close()
+            self.wait_times.observe(time.monotonic() - started)
+        granted = waiter.grant.value if waiter.grant.ready() else None
+        if isinstance(granted, OriginConnection):
+            return granted  # checked out (and counted) by _serve_waiters
+        if granted == _SLOT:
+            return _SLOT
+        self._leave_queue(origin, waiter)
+        where = format_origin(origin.key)
+        if granted == _CLOSED:
+            raise PoolClosed("the origin connection pool is closed")
+        if granted == _GONE:
+            self._count(origin, "wait_abandoned")
+            raise PoolWaitAbandoned(f"the client left while waiting for a connection to {where}")
+        self._count(origin, "wait_timeouts")
+        self._note(origin, "queue_timeout", f"{self._queue_timeout_s:g} s")
+        raise PoolQueueTimeout(
+            f"{where} is at its connection limit ({self._max_conn_per_origin}); no connection "
+            f"became free within {self._queue_timeout_s:g} s",
+            retry_after_s=max(1, math.ceil(self._queue_timeout_s)),
+        )
+
+    def _leave_queue(self, origin: _Origin, waiter: _Waiter) -> None:
+        """Take ``waiter`` out of the queue; give back what it was granted but did not use."""
+        try:
+            origin.waiters.remove(waiter)
+        except ValueError:
+            pass  # already served (or the pool closed)
+        if not waiter.grant.ready():
+            waiter.grant.set(_GONE)  # nobody may serve it from now on
+            return
+        granted = waiter.grant.value
+        if isinstance(granted, OriginConnection):
+            self._checked_out.discard(granted)
+            origin.in_use -= 1
+            if self._closed or not self._enabled:
+                granted.close()
+            else:
+                self._put_idle(origin, granted)
+        elif granted == _SLOT:
             origin.pending_connects -= 1
+            self._serve_waiters(origin)
+
+    def _connect(self, origin: _Origin, *, reserved: bool) -> OriginConnection:
+        key = origin.key
+        host, port = key[1], key[2]
+        # Counted while this greenlet yields in DNS/connect (from the grant, for a queued
+        # request), so the cap holds, stats show work under way and the entry stays tracked.
+        if not reserved:
+            origin.pending_connects += 1
+        try:
+            sock = open_socket(host, port, timeout_s=self._connect_timeout_s, resolve=self._resolve)
+        except BaseException as exc:
+            origin.pending_connects -= 1
+            if isinstance(exc, OriginError):
+                self._count(origin, "connect_failures")
+            if origin.waiters:
+                self._serve_waiters(origin)  # the room this attempt held is free again
+            raise
+        # No yield from here on: the room moves from pending to in use without a gap.
+        origin.pending_connects -= 1
         if self._closed:
             # close() ran while we were connecting: nobody may use this socket now.
             sock.close()
@@ -436,11 +763,39 @@ class OriginPool:
         return conn
 
     def _on_conn_close(self, conn: OriginConnection) -> None:
-        """Called by ``OriginConnection.close()`` whoever closes it: keeps the counts exact."""
+        """Called by ``OriginConnection.close()`` whoever closes it: keeps the counts exact,
+        and passes the room the socket held to the origin's queue."""
         origin = self._origin(conn.key)
         if conn in self._checked_out:
             self._checked_out.discard(conn)
             origin.in_use -= 1
-        elif conn in origin.idle:
-            origin.idle.remove(conn)
+        elif conn in self._idle_lru:
+            del self._idle_lru[conn]
+            if conn in origin.idle:
+                origin.idle.remove(conn)
         self._count(origin, "closed")
+        if origin.waiters:
+            self._serve_waiters(origin)
+
+
+def _watch_for_eof(sock: gsocket.socket, waiter: _Waiter) -> Any:
+    """Watch the waiting client's socket: at EOF (the client closed), the waiter is told to
+    leave the queue. Bytes waiting instead (a pipelined next request) say nothing about
+    the client leaving, so the watch ends there. Returns the loop watcher (``close()`` it)."""
+    watch = gevent.get_hub().loop.io(sock.fileno(), 1)
+
+    def readable() -> None:
+        watch.stop()
+        raw = getattr(sock, "_sock", sock)
+        try:
+            data = raw.recv(1, gsocket.MSG_PEEK | gsocket.MSG_DONTWAIT)
+        except BlockingIOError:
+            watch.start(readable)  # spurious wake-up
+            return
+        except OSError:
+            data = b""  # reset: gone as well
+        if not data and not waiter.grant.ready():
+            waiter.grant.set(_GONE)
+
+    watch.start(readable)
+    return watch

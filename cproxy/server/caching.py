@@ -46,11 +46,12 @@ from cproxy.cache.policy import (
 from cproxy.cache.ranges import if_range_matches, requested_range
 from cproxy.directives import Config, ip_allowed
 from cproxy.errors import OriginError, OriginProtocolError
-from cproxy.http import Headers, Request
+from cproxy.http import Headers, Request, Response
 from cproxy.http.message import response_fields_for_client
 from cproxy.memo import memoised_when_short
 
 if TYPE_CHECKING:
+    from cproxy.origin import OriginConnection
     from cproxy.server.handler import ClientConnection, _Outcome
 
 log = logging.getLogger("cproxy")
@@ -407,8 +408,18 @@ def _fetch(
                 del cache.uncacheable[url_key]
         elif url_key not in cache.uncacheable:
             cache.uncacheable[url_key] = True
+    stored = False
+    times = (request_time, response_time)
+    if tee is not None and resp.body == "length" and resp.content_length <= _JOIN_BODY_BYTES:
+        rest = _read_small_body(cc, conn, resp, rest)
+    in_hand = _body_in_hand(resp, rest) if tee is not None else None
+    if in_hand is not None:
+        # The whole body came with the head: store it before the head goes out, so that
+        # Cache-Status says "stored" only when it really was (RFC 9211 §2.7).
+        stored = _store(cache, req, url_key, resp, indexed_fields, in_hand, times)
+        tee = None
     status_value = (
-        result.cache_status(fwd_status=resp.status, stored=tee is not None)
+        result.cache_status(fwd_status=resp.status, stored=stored)
         if result is not None
         else f"{cache.http.name}; fwd=bypass; fwd-status={resp.status}"
     )
@@ -424,19 +435,13 @@ def _fetch(
         fields=stored_fields,
     )
     if tee is not None:
+        # A streamed body: stored once it has come whole; its Cache-Status went out
+        # without "stored" (it could not know), the access log says what happened.
         body = tee.body()
         if body is not None:
-            cache.http.store_response(
-                req.method,
-                url_key,
-                fields,
-                resp.status,
-                resp.reason,
-                indexed_fields,
-                body,
-                request_time=request_time,
-                response_time=response_time,
-            )
+            stored = _store(cache, req, url_key, resp, indexed_fields, body, times)
+    if stored:
+        outcome.cache += ";stored"
     cache.http.invalidate_after(req.method, resp.status, url_key, resp_fields)
     return keep
 
@@ -450,6 +455,65 @@ def own_cookie_lines(resp_fields: Headers) -> bytes:
         for name, value in resp_fields.items()
         if name.lower() in NEVER_REPLAYED_FIELDS
     )
+
+
+def _read_small_body(
+    cc: ClientConnection, conn: OriginConnection, resp: Response, rest: bytes
+) -> bytes:
+    """``rest`` with the rest of a small Content-Length body read from the origin, so a
+    storable response is stored before its head goes out (and Cache-Status can say so
+    truthfully, whatever the packets were); the body then goes out with its head in one
+    send. Each read is bounded by ReadTimeout and all of them by OutputTimeout (a
+    trickling origin); a failure or the deadline stops the reading, and the relay, with
+    its own OutputTimeout, meets the problem again and handles it."""
+    # A silent Timeout (False) ends the with-block quietly when it fires.
+    with gevent.Timeout(cc.rt.config.output_timeout_s, False):
+        try:
+            while len(rest) < resp.content_length:
+                data = cc._recv_origin(conn, "the response body")
+                if not data:
+                    break
+                rest += data
+        except OriginError as exc:
+            log.debug("reading a small body ahead stopped: %s", exc)
+    return rest
+
+
+def _body_in_hand(resp: Response, rest: bytes) -> bytes | None:
+    """The whole body when it arrived with the head (``rest``), else None (still to come).
+
+    Bytes after a Content-Length body belong to no message (RFC 9112 §6.3): they make the
+    origin socket unusable, not the response incomplete, so they are left out."""
+    if resp.body == "none":
+        return b""
+    if resp.body == "length" and len(rest) >= resp.content_length:
+        return rest[: resp.content_length]
+    return None
+
+
+def _store(
+    cache: ProxyCache,
+    req: Request,
+    url_key: str,
+    resp: Response,
+    fields: Headers,
+    body: bytes,
+    times: tuple[float, float],
+) -> bool:
+    """Store a complete origin response (RFC 9111 §3), requested and received at
+    ``times``; True when it was stored."""
+    entry, _why = cache.http.store_response(
+        req.method,
+        url_key,
+        req.headers,
+        resp.status,
+        resp.reason,
+        fields,
+        body,
+        request_time=times[0],
+        response_time=times[1],
+    )
+    return entry is not None
 
 
 class _NullSink:

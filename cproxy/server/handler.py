@@ -42,6 +42,7 @@ from cproxy.errors import (
     OriginProtocolError,
     OriginReadTimeout,
     OriginReset,
+    PoolQueueTimeout,
     ProtocolError,
 )
 from cproxy.geventshim import wait_readable_untimed
@@ -473,10 +474,11 @@ class ClientConnection:
             req.expect_continue = False
         retry: Retry | None = Retry(req.method, has_body)
         while retry is not None:
+            # At MaxConnPerServer the request queues; the client closing leaves the queue.
             if retry.fresh_socket:
-                conn = pool.connect(key)
+                conn = pool.connect(key, abandon_on_eof=self.sock)
             else:
-                conn = pool.acquire(key, verify=retry.verify_pooled)
+                conn = pool.acquire(key, verify=retry.verify_pooled, abandon_on_eof=self.sock)
             outcome.origin = "reused" if conn.reused else "new"
             if not conn.reused and self._is_own_listener(conn.sock):
                 # A name that resolved to one of our own listeners: refuse before a byte is
@@ -698,8 +700,10 @@ class ClientConnection:
             if timer is not None:
                 timer.close()
         if tee is not None:
-            # An until-close body is never clean: it is not self-delimited.
-            tee.complete = clean
+            # Complete: the body ended where its own framing said. Bytes after it spoil
+            # the origin socket (not clean), not the message; an until-close body is not
+            # self-delimited, so it never counts as complete.
+            tee.complete = reader.done and resp.body != CLOSE
         self._done_with_origin(conn, resp, clean=clean)
         # An unclean origin socket (bytes left over, read-until-close body) is the origin
         # side's problem only: the client's response went out whole and self-delimited
@@ -770,7 +774,9 @@ class ClientConnection:
         # A CONNECT's target is host:port (RFC 9110 §9.3.6), not a URL.
         target = format_host_port(req.host, req.port) if req.method == "CONNECT" else req.url
         log.info("%s %s: %s", req.method, target, exc)
-        return self._local_error(req, status, str(exc), keep, outcome)
+        return self._local_error(
+            req, status, str(exc), keep, outcome, headers=origin_error_headers(exc)
+        )
 
     # -- CONNECT -------------------------------------------------------------------
 
@@ -805,6 +811,14 @@ class ClientConnection:
         finally:
             osock.close()
         return False
+
+
+def origin_error_headers(exc: Exception) -> list[tuple[str, str]] | None:
+    """Extra fields for the error page of an origin failure: Retry-After on the 503 of a
+    request that waited ServerConnQueueTimeout at an origin's MaxConnPerServer cap."""
+    if isinstance(exc, PoolQueueTimeout):
+        return [("Retry-After", str(exc.retry_after_s))]
+    return None
 
 
 class _Outcome:

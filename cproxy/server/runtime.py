@@ -66,6 +66,16 @@ def configure_logging(cfg: Config) -> None:
     root.propagate = False
 
 
+def pool_caps(cfg: Config) -> dict[str, Any]:
+    """The origin pool's caps (issue #11) from the directives."""
+    return {
+        "max_conn_per_origin": cfg.max_conn_per_server,
+        "queue_timeout_s": cfg.server_conn_queue_timeout_s,
+        "max_requests_per_conn": cfg.max_persist_request_per_server,
+        "max_idle_total": cfg.max_idle_sockets,
+    }
+
+
 class Runtime:
     """What every part of a running cproxy shares. Construct, then `start`."""
 
@@ -80,6 +90,7 @@ class Runtime:
             idle_timeout_s=config.server_conn_timeout_s,
             gc_interval_s=config.server_conn_gc_run_s,
             connect_timeout_s=config.connect_timeout_s,
+            **pool_caps(config),
         )
         self.access_log = AccessLog(config.resolve_path("AccessLog"), config.access_log_format)
         self.cache = ProxyCache(config)
@@ -158,6 +169,7 @@ class Runtime:
             idle_timeout_s=new.server_conn_timeout_s,
             gc_interval_s=new.server_conn_gc_run_s,
             connect_timeout_s=new.connect_timeout_s,
+            **pool_caps(new),
         )
         if old.resolve_path("AccessLog") != new.resolve_path("AccessLog"):
             self.access_log.reopen(new.resolve_path("AccessLog"))
