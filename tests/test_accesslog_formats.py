@@ -101,7 +101,8 @@ def test_json_lines(origin: Origin, tmp_path: Path) -> None:
     records = [json.loads(line) for line in serve_three(origin, tmp_path, "json")]
     miss, hit, connect = records
     assert miss["method"] == "GET" and miss["target"] == origin.url("/kept")
-    assert (miss["status"], miss["cache"], miss["origin"]) == (200, "uri-miss", "new")
+    assert (miss["status"], miss["origin"]) == (200, "new")
+    assert miss["cache"].startswith("uri-miss")
     assert miss["user_agent"] == 'agent "quoted"' and miss["referer"] == "http://ref.test/"
     assert miss["user"] is None and miss["version"] == "HTTP/1.1"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", miss["time"])
