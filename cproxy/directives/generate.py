@@ -22,6 +22,7 @@ from .registry import Directive, forms
 from .types import (
     AddressList,
     Choice,
+    DirectList,
     Factor,
     FieldNameList,
     Host,
@@ -52,6 +53,7 @@ _SYNTAX: dict[type[ValueType], Callable[[ValueType], str]] = {
     Text: lambda t: "file" if "file" in t.allowed else "text",
     Host: lambda t: "host",
     HostList: lambda t: "hosts",
+    DirectList: lambda t: "domains-and-networks",
     Choice: lambda t: "|".join(t.choices) if isinstance(t, Choice) else "word",
     AddressList: lambda t: "networks",
     PortList: lambda t: "ports",

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from .types import (
     AddressList,
     Choice,
+    DirectList,
     Factor,
     FieldNameList,
     Host,
@@ -40,6 +41,7 @@ TIMEOUTS = ("Server Configuration", "System Management", "Timeouts")
 ADMINISTRATION = ("Server Configuration", "Administration")
 PROXY_PERFORMANCE = ("Proxy Configuration", "Proxy Performance")
 CONNECTION_POOL = ("Proxy Configuration", "Connection Pool")
+PROXY_CHAINING = ("Proxy Configuration", "Proxy Chaining")
 ACCESS_CONTROL = ("Proxy Configuration", "Access Control")
 REQUEST_ROUTING = ("Request Routing",)
 LOGGING = ("Logging",)
@@ -526,6 +528,51 @@ _DECLARED: tuple[Directive, ...] = (
         (e.g. 127.0.0.0/8 for local services, or a build farm).
 
         Empty by default: when authentication is on, it is on for everyone.
+        """,
+        live=True,
+    ),
+    # --- Proxy chaining and the PAC file (#15) ---
+    Directive(
+        "NoProxy",
+        DirectList(),
+        "",
+        PROXY_CHAINING,
+        """
+        Domains and IP networks reached directly: never through a ParentProxy, and
+        DIRECT in the PAC file (e.g. intranet.example 10.0.0.0/8).
+
+        A domain covers the names under it (example.com covers www.example.com); a network
+        covers address literals (a name is not resolved to decide). Empty by default.
+        """,
+        live=True,
+    ),
+    Directive(
+        "ProxyPac",
+        Switch(),
+        "on",
+        PROXY_CHAINING,
+        """
+        Whether the proxy port serves a proxy auto-config file at /proxy.pac and
+        /wpad.dat (the same file), so browsers can be pointed at one URL
+        (chromium --proxy-pac-url=http://proxy:8080/proxy.pac).
+
+        Generated from the directives: NoProxy goes DIRECT, the rest through this proxy
+        (PacProxyAddress). On by default: it tells a client only what it needs to use the
+        proxy, and ProxyAccess still decides who may fetch it. Served without ProxyAuth
+        (browsers fetch it before they have credentials).
+        """,
+        live=True,
+    ),
+    Directive(
+        "PacProxyAddress",
+        Text(allow_empty=True, description="host:port, or empty for the address used"),
+        "",
+        PROXY_CHAINING,
+        """
+        The proxy address the PAC file names, as host:port (e.g. proxy.example:8080).
+
+        Empty by default: the host and port the browser fetched the PAC file from, which
+        is an address it can reach; set it when clients must use another name.
         """,
         live=True,
     ),

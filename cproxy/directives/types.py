@@ -442,6 +442,52 @@ class AddressList(ValueType):
         return " ".join(str(n) for n in value)
 
 
+@dataclass(frozen=True)
+class DirectList(ValueType):
+    """Domains and IP networks, space or comma separated; value a tuple whose items are
+    lower-case domain names (str, without a leading dot) or ip networks.
+
+    A domain covers itself and every name under it: ``example.com`` matches
+    ``example.com`` and ``www.example.com``; ``.example.com`` and ``*.example.com`` are
+    accepted as the same thing, as people write it in no_proxy lists.
+    """
+
+    @property
+    def allowed(self) -> str:
+        return "domains and IP networks separated by spaces, e.g. example.com 10.0.0.0/8"
+
+    def parse(self, text: str) -> tuple[str | IPNetwork, ...]:
+        items: list[str | IPNetwork] = []
+        for item in _split(text):
+            try:
+                items.append(ipaddress.ip_network(item, strict=True))
+                continue
+            except ValueError:
+                pass
+            domain = item.lower().removeprefix("*.").removeprefix(".").rstrip(".")
+            if "/" in item or not _DNS_NAME.fullmatch(domain):
+                raise ValueError(f"{item!r} is neither a domain nor an IP network")
+            items.append(domain)
+        return tuple(items)
+
+    def format(self, value: Iterable[str | IPNetwork]) -> str:
+        return " ".join(str(item) for item in value)
+
+
+def direct_match(items: Iterable[str | IPNetwork], host: str) -> bool:
+    """True when ``host`` (a name or an address literal) is covered by a DirectList."""
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        name = host.lower().rstrip(".")
+        return any(
+            isinstance(item, str) and (name == item or name.endswith("." + item)) for item in items
+        )
+    return any(
+        not isinstance(item, str) and ip.version == item.version and ip in item for item in items
+    )
+
+
 def ip_allowed(networks: Iterable[IPNetwork], address: str) -> bool:
     """True when ``address`` (as the socket reports it) lies in one of ``networks``.
 

@@ -76,6 +76,7 @@ from cproxy.origin.retry import Retry
 from cproxy.server import routing
 from cproxy.server.caching import BodyTee, serve_with_cache
 from cproxy.server.fastlane import plain_get, serve_fresh_hit
+from cproxy.server.pac import is_pac_request, pac_response
 from cproxy.server.pages import error_response
 from cproxy.server.trace import Refusal, allowed_methods, is_trace, trace_refusal
 
@@ -291,6 +292,8 @@ class ClientConnection:
 
     def _dispatch(self, req: Request, keep: bool, outcome: _Outcome) -> bool:
         cfg = self.rt.config
+        if is_pac_request(req, cfg):  # before ProxyAuth: browsers fetch it without a login
+            return self._send_pac(req, keep, outcome)
         if cfg.proxy_auth:
             verdict = self.rt.proxy_auth.check(req, self.client_ip, cfg)
             if isinstance(verdict, Refusal):
@@ -345,6 +348,18 @@ class ClientConnection:
         outcome.sent = self._send_error(
             status, message, close=not keep, headers=headers, head_only=req.method == "HEAD"
         )
+        return keep
+
+    def _send_pac(self, req: Request, keep: bool, outcome: _Outcome) -> bool:
+        """The PAC file (ProxyPac), naming the host:port the browser reached us on."""
+        if req.body != NONE:
+            keep = False
+        # An HTTP/1.0 request may have no Host: name the address it reached then.
+        local = self.sock.getsockname()
+        reached = req.host_header if req.host else format_host_port(local[0], local[1])
+        data = pac_response(req, self.rt.config, reached, keep)
+        self._send_client(data)
+        outcome.status, outcome.sent = 200, len(data)
         return keep
 
     def _refuse(self, req: Request, refusal: Refusal, keep: bool, outcome: _Outcome) -> bool:
