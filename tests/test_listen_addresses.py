@@ -83,10 +83,10 @@ def test_logs_print_ipv6_in_brackets_and_the_admin_serves_both(tmp_path: Path) -
 
 
 def test_a_busy_second_address_stops_the_start(tmp_path: Path) -> None:
+    port = free_port_on_both()  # so 127.0.0.1 binds and ::1 is the address that fails
     with socket.socket(socket.AF_INET6) as busy:
-        busy.bind(("::1", 0))
+        busy.bind(("::1", port))
         busy.listen(1)
-        port = busy.getsockname()[1]
         conf = tmp_path / "cproxy.conf"
         conf.write_text(
             f"Port = {port}\nBindAddress = 127.0.0.1 ::1\nAdminPort = 0\nErrorLog = e.log\n"
