@@ -24,6 +24,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from cproxy.admin.poolmetrics import origin_label, pool_families
+
 # Sampling every 5 seconds for 10 minutes: 120 points, enough detail for a small chart.
 SAMPLE_INTERVAL_S = 5.0
 HISTORY_SAMPLES = 120
@@ -100,14 +102,6 @@ class StatsHistory:
         return points
 
 
-def origin_label(key: object) -> str:
-    """Show an origin key ((scheme, host, port) or text) as ``scheme://host:port``."""
-    if isinstance(key, tuple) and len(key) == 3:
-        scheme, host, port = key
-        return f"{scheme}://{host}:{port}"
-    return str(key)
-
-
 def status_snapshot(stats: Stats, history: StatsHistory) -> dict[str, Any]:
     """The document served as ``/status.json`` (and rendered by the status page)."""
     connections = stats.get("connections") or {}
@@ -138,24 +132,20 @@ def status_snapshot(stats: Stats, history: StatsHistory) -> dict[str, Any]:
         "requests_per_s": current_rps,
         "responses_by_status": dict((stats.get("responses") or {}).get("by_status") or {}),
         "cache": cache_doc,
-        "pool": {"origins": origins, "totals": dict(pool.get("totals") or {})},
+        "pool": {
+            "origins": origins,
+            "totals": dict(pool.get("totals") or {}),
+            # Cap events (issue #11), newest first, for the status page.
+            "events": [
+                {**e, "at": time.strftime("%H:%M:%S UTC", time.gmtime(e.get("time", 0)))}
+                for e in pool.get("events") or []
+            ],
+        },
         "series": series,
         "sample_interval_s": SAMPLE_INTERVAL_S,
         # The span the charts cover: a full ring of samples.
         "window_s": SAMPLE_INTERVAL_S * history.maxlen,
     }
-
-
-# Per-origin pool figures: key in runtime.stats() -> (metric suffix, counter?, help).
-_POOL_FIGURES: dict[str, tuple[str, bool, str]] = {
-    "idle": ("idle", False, "Idle pooled connections to the origin"),
-    "in_use": ("in_use", False, "Connections to the origin in use by a request"),
-    "created": ("created", True, "Connections opened to the origin"),
-    "reused": ("reused", True, "Requests sent on a pooled connection"),
-    "expired": ("expired", True, "Pooled connections closed for age"),
-    "discarded": ("discarded", True, "Connections discarded instead of pooled"),
-    "stale": ("stale", True, "Pooled connections found closed by the origin at checkout"),
-}
 
 
 def _number(value: object) -> float | None:
@@ -228,22 +218,7 @@ class RuntimeCollector(Collector):
             if ratio is not None:
                 yield _gauge("cproxy_cache_hit_ratio", "Hits / (hits + misses) since start", ratio)
 
-        origins = (stats.get("pool") or {}).get("origins") or {}
-        for key, (suffix, is_counter, help_text) in _POOL_FIGURES.items():
-            family: GaugeMetricFamily | CounterMetricFamily
-            name = f"cproxy_origin_pool_{suffix}"
-            if is_counter:
-                family = CounterMetricFamily(name, help_text, labels=["origin"])
-            else:
-                family = GaugeMetricFamily(name, help_text, labels=["origin"])
-            seen = False
-            for origin, values in origins.items():
-                value = _number(values.get(key))
-                if value is not None:
-                    family.add_metric([origin_label(origin)], value)
-                    seen = True
-            if seen:
-                yield family
+        yield from pool_families(stats.get("pool") or {})
 
 
 def _response_metrics(responses: Stats) -> Iterator[Metric]:

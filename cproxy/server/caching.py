@@ -1,8 +1,10 @@
 """The cache on the forwarding path: hits, validation, request collapsing, stale content, PURGE.
 
-`cproxy.cache` decides (RFC 9111, pure and clock-free); this module does the I/O
-those decisions call for, through the client connection's own forwarding methods,
-so a cached response and a forwarded one share one code path for the origin.
+`cproxy.cache` decides (RFC 9111, pure and clock-free); this module, the cache front,
+does the I/O those decisions call for. It goes to origins through the same `Exchange`
+as plain forwarding (`cproxy.server.exchange`), and writes answers to the requester's
+`ClientSink`: it knows nothing of the client connection (a background refresh is a
+`Requester` with a `DiscardSink`).
 
 - HIT: the stored head (with Age and Cache-Status) and body in one send.
 - STALE_WHILE_REVALIDATE (RFC 5861): serve the stale response, refresh it in a
@@ -21,7 +23,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import gevent
 import gevent.event
@@ -47,12 +49,12 @@ from cproxy.cache.ranges import if_range_matches, requested_range
 from cproxy.directives import Config, ip_allowed
 from cproxy.errors import OriginError, OriginProtocolError
 from cproxy.http import Headers, Request, Response
+from cproxy.http.framing import CHUNKED, LENGTH, NONE
 from cproxy.http.message import response_fields_for_client
 from cproxy.memo import memoised_when_short
-
-if TYPE_CHECKING:
-    from cproxy.origin import OriginConnection
-    from cproxy.server.handler import ClientConnection, _Outcome
+from cproxy.server.exchange import Requester
+from cproxy.server.respond import Outcome, local_answer, origin_failed
+from cproxy.server.sink import JOIN_BODY_BYTES, DiscardSink
 
 log = logging.getLogger("cproxy")
 
@@ -61,11 +63,6 @@ log = logging.getLogger("cproxy")
 # more, and its answer remembers the URL again).
 UNCACHEABLE_URLS = 4096
 UNCACHEABLE_TTL_S = 10.0
-
-# A body up to this size is joined to its head for one send(); a larger one goes with its
-# head in one sendmsg(), not copied. Measured (bench/compare.py, issue #5): sendmsg() made
-# 16 KiB hits no faster than joining, and 1 MiB hits 1.4x faster than two send()s.
-_JOIN_BODY_BYTES = 65536
 
 
 # The cache key of a request's URL: hits repeat the same URLs, so the keys of
@@ -152,28 +149,51 @@ class ProxyCache:
         return min(limit, cfg.cache_memory_bytes)
 
 
+def caching_on(cfg: Config, cache: ProxyCache | None) -> bool:
+    """Whether requests go through the cache front at all."""
+    return cache is not None and cfg.caching
+
+
+def fast_lane_gate(cfg: Config, cache: ProxyCache | None) -> bool:
+    """Whether the configuration lets a plain GET's fresh hit be decided from its URL
+    alone (the fast lane, `cproxy.server.fastlane`): the cache front is on
+    (`caching_on`, as the general path asks), no mapping rule could refuse, redirect or
+    rewrite the URL (routing runs before the cache on the general path), and no cache
+    rule (NoCaching, CacheQueries...) looks at the URL (`HttpCache.shortcut_allowed`).
+    tests/test_fastlane.py checks, over generated configurations, that the fast lane
+    answers exactly as the general path wherever this lets it answer."""
+    return (
+        caching_on(cfg, cache)
+        and not cfg.mapping_rules
+        and not cfg.proxy_auth  # who may have the hit is decided on the general path
+        and cache is not None
+        and cache.http.shortcut_allowed
+    )
+
+
 def serve_with_cache(
-    cc: ClientConnection, cache: ProxyCache, req: Request, keep: bool, outcome: _Outcome
+    who: Requester, cache: ProxyCache, req: Request, keep: bool, outcome: Outcome
 ) -> bool:
     """Answer ``req`` using the cache where RFC 9111 allows; returns the keep-alive verdict."""
     if req.method == "PURGE":
-        return _purge(cc, cache, req, keep, outcome)
+        return _purge(who, cache, req, keep, outcome)
     url_key = url_key_of(req.url)
     if has_body_the_key_ignores(req):
         # DESIGN.md §5 rule 8: forwarded, never answered from the cache, stored or collapsed.
-        return _fetch(cc, cache, req, url_key, None, keep, outcome)
+        return _fetch(who, cache, req, url_key, None, keep, outcome)
     result = cache.http.lookup(req.method, url_key, req.headers, cache.clock())
     kind = result.kind
     if kind is LookupKind.HIT:
         outcome.cache = "hit"
-        return _send_stored(cc, req, result, keep, outcome)
+        return _send_stored(who, cache, req, result, keep, outcome)
     if kind is LookupKind.STALE_WHILE_REVALIDATE:
         outcome.cache = "stale-while-revalidate"
-        _refresh_in_background(cc, cache, req, url_key, result)
-        return _send_stored(cc, req, result, keep, outcome)
+        _refresh_in_background(who, cache, req, url_key, result)
+        return _send_stored(who, cache, req, result, keep, outcome)
     if kind is LookupKind.ONLY_IF_CACHED:
         outcome.cache = "only-if-cached"
-        return cc._local_error(
+        return _local(
+            who,
             req,
             504,
             "The response is not in the cache and the request said only-if-cached.",
@@ -182,8 +202,8 @@ def serve_with_cache(
             [("Cache-Status", result.cache_status())],
         )
     if kind is LookupKind.MISS and req.method == "GET" and result.entry is None:
-        return _collapsed_miss(cc, cache, req, url_key, result, keep, outcome)
-    return _fetch(cc, cache, req, url_key, result, keep, outcome)
+        return _collapsed_miss(who, cache, req, url_key, result, keep, outcome)
+    return _fetch(who, cache, req, url_key, result, keep, outcome)
 
 
 def has_body_the_key_ignores(req: Request) -> bool:
@@ -191,15 +211,16 @@ def has_body_the_key_ignores(req: Request) -> bool:
     the body may change in the answer, so one client's body could poison what every other
     client gets. Such a request goes to the origin as sent and its answer is relayed, but
     it is never answered from the cache, never stored and never collapsed with others."""
-    return req.body != "none" and req.method in ("GET", "HEAD")
+    return req.body != NONE and req.method in ("GET", "HEAD")
 
 
 def _send_stored(
-    cc: ClientConnection,
+    who: Requester,
+    cache: ProxyCache,
     req: Request,
     result: Lookup,
     keep: bool,
-    outcome: _Outcome,
+    outcome: Outcome,
     *,
     collapsed: bool = False,
     own_lines: bytes = b"",
@@ -211,11 +232,11 @@ def _send_stored(
     """
     entry = result.entry
     assert entry is not None
-    if req.body != "none":
+    if req.body != NONE:
         keep = False
     if result.kind is LookupKind.HIT and not (collapsed or result.fwd or result.detail):
         # The plain hit, formatted without the general Cache-Status builder.
-        extra = hit_lines(cc.rt.cache.hit_status, result.ttl or 0.0, keep)
+        extra = hit_lines(cache.hit_status, result.ttl or 0.0, keep)
     else:
         status = result.cache_status(collapsed=collapsed)
         extra = b"Cache-Status: %s\r\n" % status.encode("latin-1")
@@ -235,18 +256,9 @@ def _send_stored(
         head = entry.head_with_age(result.age, extra)
         body = b"" if req.method == "HEAD" else entry.body
         outcome.status = entry.status
-    send_response(cc, head, body)
+    who.sink.send_response(head, body)
     outcome.sent = len(head) + len(body)
     return keep
-
-
-def send_response(cc: ClientConnection, head: bytes, body: bytes) -> None:
-    """Send a response whose body is in memory, in one system call when the socket
-    takes it all."""
-    if len(body) <= _JOIN_BODY_BYTES:
-        cc._send_client(head + body)
-    else:
-        cc._send_client_parts(head, body)
 
 
 def hit_lines(hit_status: bytes, ttl: float, keep: bool) -> bytes:
@@ -259,17 +271,18 @@ def hit_lines(hit_status: bytes, ttl: float, keep: bool) -> bytes:
 
 
 def _send_stale(
-    cc: ClientConnection,
+    who: Requester,
     cache: ProxyCache,
     req: Request,
     stale: Lookup,
     keep: bool,
-    outcome: _Outcome,
+    outcome: Outcome,
 ) -> bool:
     """stale-if-error (RFC 5861 §4): a stored response stands in for a failed origin."""
-    cache.stale_served += 1
+    if who.sink.for_client:  # a background refresh served nobody
+        cache.stale_served += 1
     outcome.cache = "stale-if-error"
-    return _send_stored(cc, req, stale, keep, outcome)
+    return _send_stored(who, cache, req, stale, keep, outcome)
 
 
 def _range_to_serve(req: Request, entry: Any) -> tuple[int, int] | None:
@@ -282,33 +295,33 @@ def _range_to_serve(req: Request, entry: Any) -> tuple[int, int] | None:
 
 
 def _collapsed_miss(
-    cc: ClientConnection,
+    who: Requester,
     cache: ProxyCache,
     req: Request,
     url_key: str,
     result: Lookup,
     keep: bool,
-    outcome: _Outcome,
+    outcome: Outcome,
 ) -> bool:
     """One origin request for concurrent misses of one URL; the rest wait for its result."""
     if url_key in cache.uncacheable:
         # It just answered with something we could not store: waiting for another
         # request's answer would only add its round trip to ours.
-        return _fetch(cc, cache, req, url_key, result, keep, outcome)
+        return _fetch(who, cache, req, url_key, result, keep, outcome)
     leader = cache.inflight.get(url_key)
     if leader is not None:
-        leader.wait(timeout=cc.rt.config.read_timeout_s)
+        leader.wait(timeout=who.config.read_timeout_s)
         again = cache.http.lookup(req.method, url_key, req.headers, cache.clock())
         if again.kind is LookupKind.HIT:
             cache.collapsed += 1
             outcome.cache = "hit-collapsed"
-            return _send_stored(cc, req, again, keep, outcome, collapsed=True)
+            return _send_stored(who, cache, req, again, keep, outcome, collapsed=True)
         # Nothing usable was stored (not storable, another variant, failure): go ourselves.
-        return _fetch(cc, cache, req, url_key, again, keep, outcome)
+        return _fetch(who, cache, req, url_key, again, keep, outcome)
     done = gevent.event.Event()
     cache.inflight[url_key] = done
     try:
-        return _fetch(cc, cache, req, url_key, result, keep, outcome)
+        return _fetch(who, cache, req, url_key, result, keep, outcome)
     finally:
         del cache.inflight[url_key]
         done.set()
@@ -321,16 +334,16 @@ def _with_headers(req: Request, fields: tuple[tuple[str, str], ...]) -> Request:
 
 
 def _fetch(
-    cc: ClientConnection,
+    who: Requester,
     cache: ProxyCache,
     req: Request,
     url_key: str,
     result: Lookup | None,
     keep: bool,
-    outcome: _Outcome,
+    outcome: Outcome,
 ) -> bool:
     """Forward to the origin (conditionally when validating), relay, store, invalidate."""
-    cfg = cc.rt.config
+    cfg = who.config
     validating = result is not None and result.origin_headers is not None
     entry = result.entry if result is not None else None
     sent = _with_headers(req, result.origin_headers) if validating else req  # type: ignore[union-attr,arg-type]
@@ -339,21 +352,22 @@ def _fetch(
     if outcome.cache == "-":
         outcome.cache = result.fwd or result.kind.value if result is not None else "bypass"
     try:
-        conn, resp, rest = cc._exchange(sent, outcome)
+        exchange = who.exchange(sent, outcome)
     except (OriginError, OriginProtocolError) as exc:
         if entry is not None:
             stale = cache.http.serve_stale_on_error(entry, fields, cache.clock(), None)
             if stale is not None:
-                return _send_stale(cc, cache, req, stale, keep, outcome)
-        return cc._origin_failed(req, exc, keep, outcome)
+                return _send_stale(who, cache, req, stale, keep, outcome)
+        return origin_failed(who.sink, who.config.hostname, req, exc, keep, outcome)
     response_time = cache.clock()
+    resp, rest = exchange.resp, exchange.rest
     resp_fields = resp.headers
 
     if entry is not None and resp.status in (500, 502, 503, 504):
         stale = cache.http.serve_stale_on_error(entry, fields, response_time, resp.status)
         if stale is not None:
-            cc.rt.pool.discard(conn)
-            return _send_stale(cc, cache, req, stale, keep, outcome)
+            exchange.discard()
+            return _send_stale(who, cache, req, stale, keep, outcome)
 
     if validating and resp.status == 304:
         fresh = cache.http.handle_304(
@@ -365,7 +379,7 @@ def _fetch(
             validated=entry,
         )
         if fresh is not None:
-            cc._done_with_origin(conn, resp, clean=not rest)
+            exchange.finish(clean=not rest)
             outcome.cache = "revalidated"
             served = Lookup(
                 LookupKind.HIT,
@@ -378,18 +392,18 @@ def _fetch(
                 name=cache.http.name,
             )
             own = own_cookie_lines(resp_fields)
-            return _send_stored(cc, req, served, keep, outcome, own_lines=own)
+            return _send_stored(who, cache, req, served, keep, outcome, own_lines=own)
         if not has_any(fields, VALIDATOR_REQUEST_FIELDS):
             # The 304 is not about what we hold and the client asked unconditionally:
             # ask again without validators.
-            cc._done_with_origin(conn, resp, clean=not rest)
-            return _fetch(cc, cache, req, url_key, None, keep, outcome)
+            exchange.finish(clean=not rest)
+            return _fetch(who, cache, req, url_key, None, keep, outcome)
 
     tee = None
     stored_fields = response_fields_for_client(resp, cfg.hostname)
     # The same fields, indexed by name for the policy's many lookups.
     indexed_fields = Headers(stored_fields)
-    if req.method == "GET" and req.body == "none" and resp.body in ("length", "chunked", "none"):
+    if req.method == "GET" and req.body == NONE and resp.body in (LENGTH, CHUNKED, NONE):
         ok, _why = storable(
             req.method,
             resp.status,
@@ -397,7 +411,7 @@ def _fetch(
             indexed_fields,
             cache.http.settings,
             url_key=url_key,
-            body_bytes=resp.content_length if resp.body == "length" else None,
+            body_bytes=resp.content_length if resp.body == LENGTH else None,
             # RFC 9110 §6.6.1: a missing or invalid Date is the time it was received.
             date_value=response_date(indexed_fields, response_time),
         )
@@ -410,8 +424,11 @@ def _fetch(
             cache.uncacheable[url_key] = True
     stored = False
     times = (request_time, response_time)
-    if tee is not None and resp.body == "length" and resp.content_length <= _JOIN_BODY_BYTES:
-        rest = _read_small_body(cc, conn, resp, rest)
+    if tee is not None and resp.body == LENGTH and resp.content_length <= JOIN_BODY_BYTES:
+        # A small storable body is read whole first, so it is stored before its head goes
+        # out (and Cache-Status can say so truthfully, whatever the packets were).
+        exchange.read_body_ahead()
+        rest = exchange.rest
     in_hand = _body_in_hand(resp, rest) if tee is not None else None
     if in_hand is not None:
         # The whole body came with the head: store it before the head goes out, so that
@@ -423,13 +440,8 @@ def _fetch(
         if result is not None
         else f"{cache.http.name}; fwd=bypass; fwd-status={resp.status}"
     )
-    keep = cc._relay_response(
-        req,
-        conn,
-        resp,
-        rest,
+    keep = exchange.relay(
         keep,
-        outcome,
         tee=tee,
         extra=[f"Cache-Status: {status_value}"],
         fields=stored_fields,
@@ -457,36 +469,14 @@ def own_cookie_lines(resp_fields: Headers) -> bytes:
     )
 
 
-def _read_small_body(
-    cc: ClientConnection, conn: OriginConnection, resp: Response, rest: bytes
-) -> bytes:
-    """``rest`` with the rest of a small Content-Length body read from the origin, so a
-    storable response is stored before its head goes out (and Cache-Status can say so
-    truthfully, whatever the packets were); the body then goes out with its head in one
-    send. Each read is bounded by ReadTimeout and all of them by OutputTimeout (a
-    trickling origin); a failure or the deadline stops the reading, and the relay, with
-    its own OutputTimeout, meets the problem again and handles it."""
-    # A silent Timeout (False) ends the with-block quietly when it fires.
-    with gevent.Timeout(cc.rt.config.output_timeout_s, False):
-        try:
-            while len(rest) < resp.content_length:
-                data = cc._recv_origin(conn, "the response body")
-                if not data:
-                    break
-                rest += data
-        except OriginError as exc:
-            log.debug("reading a small body ahead stopped: %s", exc)
-    return rest
-
-
 def _body_in_hand(resp: Response, rest: bytes) -> bytes | None:
     """The whole body when it arrived with the head (``rest``), else None (still to come).
 
     Bytes after a Content-Length body belong to no message (RFC 9112 §6.3): they make the
     origin socket unusable, not the response incomplete, so they are left out."""
-    if resp.body == "none":
+    if resp.body == NONE:
         return b""
-    if resp.body == "length" and len(rest) >= resp.content_length:
+    if resp.body == LENGTH and len(rest) >= resp.content_length:
         return rest[: resp.content_length]
     return None
 
@@ -516,38 +506,15 @@ def _store(
     return entry is not None
 
 
-class _NullSink:
-    """Stands in for a client socket when cproxy fetches for itself (background refresh)."""
-
-    def send(self, data: bytes) -> int:
-        return len(data)
-
-    def sendall(self, data: bytes) -> None:
-        pass
-
-    def sendmsg(self, buffers: list[bytes]) -> int:
-        return sum(len(b) for b in buffers)
-
-    def settimeout(self, timeout: float | None) -> None:
-        pass
-
-    def setsockopt(self, *args: Any) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 def _refresh_in_background(
-    cc: ClientConnection, cache: ProxyCache, req: Request, url_key: str, result: Lookup
+    who: Requester, cache: ProxyCache, req: Request, url_key: str, result: Lookup
 ) -> None:
     """RFC 5861 §3: revalidate a stale-while-revalidate response off the client's path."""
     if url_key in cache.refreshing:
         return
     cache.refreshing.add(url_key)
-    from cproxy.server.handler import ClientConnection, _Outcome
-
-    background = ClientConnection(cc.rt, _NullSink(), ("background-refresh", 0))  # type: ignore[arg-type]
+    # cproxy asks for itself: nobody reads the answer, and no client counter moves.
+    background = Requester(who.state, DiscardSink(), "background-refresh")
     refresh = Lookup(
         LookupKind.VALIDATE,
         entry=result.entry,
@@ -560,28 +527,38 @@ def _refresh_in_background(
 
     def run() -> None:
         # Registered like a client connection: the reaper bounds its wait for the origin.
-        cc.rt.connections.add(background)
+        who.state.connections.add(background)
         try:
-            _fetch(background, cache, clone, url_key, refresh, False, _Outcome())
+            _fetch(background, cache, clone, url_key, refresh, False, Outcome())
         except Exception as exc:  # a refresh must never take the process down; log it
             log.warning("background refresh of %s failed: %s", url_key, exc)
         finally:
-            cc.rt.connections.discard(background)
+            who.state.connections.discard(background)
             cache.refreshing.discard(url_key)
 
     gevent.spawn(run)
 
 
-def _purge(
-    cc: ClientConnection, cache: ProxyCache, req: Request, keep: bool, outcome: _Outcome
-) -> bool:
+def _purge(who: Requester, cache: ProxyCache, req: Request, keep: bool, outcome: Outcome) -> bool:
     """``PURGE <url>``: drop a URL from the cache; only for PurgeAccess clients (none by
     default: PURGE carries no credentials)."""
-    if not ip_allowed(cc.rt.config.purge_access, cc.client_ip):
-        return cc._local_error(req, 403, "PURGE is allowed only from PurgeAccess.", keep, outcome)
+    if not ip_allowed(who.config.purge_access, who.client_ip):
+        return _local(who, req, 403, "PURGE is allowed only from PurgeAccess.", keep, outcome)
     purged = cache.store.purge(normalise_url(req.url))
     cache.purges += purged
     outcome.cache = "purge"
     status = 200 if purged else 404
     message = "Purged from the cache." if purged else "The URL was not in the cache."
-    return cc._local_error(req, status, message, keep, outcome)
+    return _local(who, req, status, message, keep, outcome)
+
+
+def _local(
+    who: Requester,
+    req: Request,
+    status: int,
+    message: str,
+    keep: bool,
+    outcome: Outcome,
+    headers: list[tuple[str, str]] | None = None,
+) -> bool:
+    return local_answer(who.sink, who.config.hostname, req, status, message, keep, outcome, headers)

@@ -41,18 +41,20 @@ from __future__ import annotations
 import functools
 import re
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from cproxy.cache.httpcache import DECISIVE_FIELDS
+from cproxy.directives import Config
 from cproxy.errors import ClientProtocolError
 from cproxy.http import Headers, Request
 from cproxy.http.limits import MAX_REQUEST_LINE_BYTES
 from cproxy.http.message import REG_NAME_TEXT, parse_field_block, valid_host_field
 from cproxy.memo import memoised_when_short
-from cproxy.server.caching import hit_lines, send_response, url_key_of
-
-if TYPE_CHECKING:
-    from cproxy.server.handler import ClientConnection
+from cproxy.server.accesslog import AccessLog
+from cproxy.server.caching import ProxyCache, fast_lane_gate, hit_lines, url_key_of
+from cproxy.server.respond import Outcome, log_request
+from cproxy.server.responsestats import ResponseStats
+from cproxy.server.sink import ClientSink
 
 # The request line. The target is a normal-form absolute http URL: a lower-case host of
 # at most 253 characters, as DNS allows (checked by `_plain_host`), a port only when it is
@@ -160,54 +162,58 @@ def plain_get(head: bytes) -> PlainGet | None:
     )
 
 
-def serve_fresh_hit(cc: ClientConnection, plain: PlainGet) -> bool | None:
+class FastLaneState(Protocol):
+    """What the fast lane needs of the running proxy (`cproxy.server.runtime.Runtime`)."""
+
+    config: Config
+    access_log: AccessLog
+    responses: ResponseStats
+
+    @property
+    def cache(self) -> ProxyCache | None: ...
+
+    def listens_on_port(self, port: int | None) -> bool: ...
+
+
+def serve_fresh_hit(
+    state: FastLaneState, sink: ClientSink, client_ip: str, plain: PlainGet, keep: bool
+) -> bool | None:
     """Answer ``plain`` from the cache if it has a fresh stored response.
 
-    Returns None, having done nothing, when the general path must serve the request;
-    otherwise the keep-alive verdict, as `ClientConnection._serve` would return it.
+    ``keep`` is the client side's keep-alive verdict for a request that asks to persist
+    (a plain GET does). Returns None, having done nothing, when the general path must
+    serve the request; otherwise the keep-alive verdict, as the general path returns it.
     """
     started = time.monotonic()
-    rt = cc.rt
-    cache = rt.cache
-    cfg = rt.config
-    if (
-        cache is None
-        or not cfg.caching
-        or cfg.mapping_rules
-        or cfg.proxy_auth  # who may have the hit is decided on the general path
-        or not cache.http.shortcut_allowed
-    ):
+    cache = state.cache
+    if cache is None or not fast_lane_gate(state.config, cache):
         return None
-    if rt.listens_on_port(plain.port):
+    if state.listens_on_port(plain.port):
         return None  # perhaps aimed at cproxy itself: the general path decides
     url = plain.target
     fresh = cache.http.fresh_entry(url_key_of(url), cache.clock())
     if fresh is None:
         return None
     entry, age = fresh
-    keep = cfg.proxy_persistence and cc.served < cfg.max_persist_request and not rt.stopping
     data = entry.head_with_age(int(age), hit_lines(cache.hit_status, entry.lifetime_s - age, keep))
-    if cc.sock.timeout != cfg.read_timeout_s:
-        cc.sock.settimeout(cfg.read_timeout_s)
-    sent = 0
+    outcome = Outcome(entry.status, 0, "-", "hit")
     try:
-        send_response(cc, data, entry.body)
-        sent = len(data) + len(entry.body)
+        sink.send_response(data, entry.body)
+        outcome.sent = len(data) + len(entry.body)
         cache.fast_hits += 1
     finally:
         elapsed_s = time.monotonic() - started
-        rt.responses.record(entry.status, elapsed_s)
-        if rt.access_log.enabled:
-            rt.access_log.write(
-                cc.client_ip,
+        state.responses.record(outcome.status, elapsed_s)
+        if state.access_log.enabled:
+            index = plain.fields.index
+            log_request(
+                state.access_log,
+                client_ip,
                 f"GET {url} HTTP/1.1",
-                entry.status,
-                sent,
-                _first(plain.fields.index, "referer"),
-                _first(plain.fields.index, "user-agent"),
+                outcome,
+                _first(index, "referer"),
+                _first(index, "user-agent"),
                 elapsed_s,
-                "-",
-                "hit",
             )
     return keep
 

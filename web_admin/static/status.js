@@ -89,6 +89,38 @@
     tbody.replaceChildren(...rows);
   }
 
+  function eventsTable(tbody, events) {
+    const rows = (events || []).map((e) => {
+      const tr = document.createElement("tr");
+      const cells = [
+        e.at, e.origin, e.message, String(e.repeats),
+      ];
+      cells.forEach((text, i) => {
+        const td = document.createElement("td");
+        if (i === 1) {
+          const code = document.createElement("code");
+          code.textContent = text;
+          td.appendChild(code);
+        } else {
+          td.textContent = text;
+        }
+        if (i === 0) td.className = "muted";
+        if (i === 3) td.className = "num";
+        tr.appendChild(td);
+      });
+      return tr;
+    });
+    if (rows.length === 0) {
+      const tr = document.createElement("tr");
+      const td = document.createElement("td");
+      td.colSpan = 4; td.className = "empty";
+      td.textContent = "No cap was hit: no idle list full, eviction, queueing or timeout.";
+      tr.appendChild(td);
+      rows.push(tr);
+    }
+    tbody.replaceChildren(...rows);
+  }
+
   function render(doc) {
     for (const node of document.querySelectorAll("[data-stat]")) {
       node.textContent = fmt(lookup(doc, node.dataset.stat), node.dataset.format);
@@ -99,6 +131,7 @@
     chart(document.getElementById("chart-hit"),
       doc.series.map((p) => ({ age_s: p.age_s, value: p.hit_ratio })), windowS, 1, "ratio");
     originsTable(document.getElementById("origins"), doc.pool.origins);
+    eventsTable(document.getElementById("pool-events"), doc.pool.events);
   }
 
   async function refresh() {

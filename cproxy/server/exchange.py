@@ -1,0 +1,489 @@
+"""One origin round trip: the `Exchange`, and the `Requester` that makes exchanges.
+
+An exchange takes a socket from the pool (or opens one), sends the request's head and
+body, reads the final response head (relaying interim 1xx heads), relays the body to a
+`ClientSink`, and gives the socket back to the pool or closes it by DESIGN.md §5 rule 4.
+Misses, validations, background refreshes and plain forwarding all use it; it knows
+nothing of the cache (a cache front passes a tee that collects the body) and nothing of
+the client connection (it writes to a sink and reads a request body from a
+`RequestBody`).
+
+The wait for an origin's response head has no timer of its own: the runtime's reaper
+calls `Requester.expire_if_idle`, which ends a wait past ReadTimeout (see handler.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Protocol
+
+import gevent
+from gevent import socket
+
+from cproxy.directives import Config
+from cproxy.errors import (
+    ClientProtocolError,
+    OriginError,
+    OriginNoResponse,
+    OriginProtocolError,
+    OriginReadTimeout,
+    OriginReset,
+    ProtocolError,
+)
+from cproxy.geventshim import wait_readable_untimed
+from cproxy.http import Request, Response, find_head_end
+from cproxy.http.framing import (
+    BODY_WRITERS,
+    CLOSE,
+    LENGTH,
+    NONE,
+    BodyReader,
+    BodyWriter,
+    body_reader,
+    frame_pieces,
+    relay_framing,
+)
+from cproxy.http.heads import interim_response_head, origin_request_head, relayed_response_head
+from cproxy.http.limits import IO_CHUNK_BYTES
+from cproxy.http.message import parse_response_head, response_fields_for_client
+from cproxy.origin import OriginConnection, OriginPool, origin_key
+from cproxy.origin.retry import Retry
+from cproxy.server.respond import Outcome
+from cproxy.server.sink import ClientGone, ClientSink, OutputTimeout, send_all
+
+log = logging.getLogger("cproxy")
+
+TO_SELF = "Refusing to forward a request to cproxy itself."
+
+
+def body_too_large(limit_bytes: int) -> str:
+    return f"The request body is larger than {limit_bytes} bytes (MaxRequestBody)."
+
+
+class ProxyState(Protocol):
+    """What an exchange needs of the running proxy (`cproxy.server.runtime.Runtime`)."""
+
+    config: Config
+    pool: OriginPool
+    connections: set[Any]
+
+    def own_addresses(self) -> list[tuple[str, int]]: ...
+
+
+class RequestBody(Protocol):
+    """Where a request's body comes from (the client connection)."""
+
+    def recv(self) -> bytes:
+        """The next bytes from the client; raises `ClientGone` at EOF and
+        `ClientProtocolError` (408) when they stall."""
+        ...
+
+    def unread(self, data: bytes) -> None:
+        """Bytes after the body (the next request), handed back."""
+        ...
+
+
+class Tee(Protocol):
+    """Collects a relayed body (the cache's `BodyTee`); ``complete`` is set after the relay:
+    whether the body arrived whole and self-delimited (DESIGN.md §5 rule 3)."""
+
+    complete: bool
+
+    def add(self, data: bytes) -> None: ...
+
+
+class Requester:
+    """Who asks for exchanges: a client connection, or cproxy itself (a background refresh,
+    with a `DiscardSink` and no body). The reaper reaches the current exchange through it."""
+
+    __slots__ = ("abandon_on_eof", "body", "client_ip", "current", "sink", "state")
+
+    def __init__(
+        self,
+        state: ProxyState,
+        sink: ClientSink,
+        client_ip: str,
+        body: RequestBody | None = None,
+        abandon_on_eof: socket.socket | None = None,
+    ) -> None:
+        self.state = state
+        self.sink = sink
+        self.client_ip = client_ip
+        self.body = body
+        # The client's socket: a request queued at an origin's connection cap leaves the
+        # queue when it closes (`OriginPool.acquire`). None for cproxy's own requests.
+        self.abandon_on_eof = abandon_on_eof
+        self.current: Exchange | None = None
+
+    @property
+    def config(self) -> Config:
+        return self.state.config
+
+    def exchange(self, req: Request, outcome: Outcome) -> Exchange:
+        """Send ``req`` to its origin and read the final response head: the exchange, with
+        its connection holding the body. Raises OriginError / OriginProtocolError (the
+        socket is discarded), or ClientProtocolError (403) for a target that resolved to
+        one of cproxy's own listeners."""
+        exchange = self.current = Exchange(self, req, outcome)
+        exchange.start()
+        return exchange
+
+    def expire_if_idle(self, now: float) -> None:
+        """Called by the runtime's reaper: end a wait for a response head past ReadTimeout."""
+        exchange = self.current
+        if exchange is not None:
+            exchange.expire_if_idle(now)
+
+    def close_if_idle(self) -> None:
+        """At shutdown: nothing to do (an exchange is never idle)."""
+
+
+class Exchange:
+    """One request to an origin and its response (see the module's docstring)."""
+
+    __slots__ = (
+        "awaiting",
+        "conn",
+        "deadline",
+        "expired",
+        "outcome",
+        "req",
+        "requester",
+        "resp",
+        "rest",
+    )
+
+    conn: OriginConnection
+    resp: Response
+
+    def __init__(self, requester: Requester, req: Request, outcome: Outcome) -> None:
+        self.requester = requester
+        self.req = req
+        self.outcome = outcome
+        self.rest = b""
+        # The origin socket whose response head is awaited, until deadline (ReadTimeout):
+        # the runtime's reaper ends that wait (see _wait_for_origin).
+        self.awaiting: socket.socket | None = None
+        self.deadline = 0.0
+        self.expired = False
+
+    # -- sending the request, reading the response head ----------------------------
+
+    def start(self) -> None:
+        requester = self.requester
+        cfg = requester.config
+        pool = requester.state.pool
+        req = self.req
+        key = origin_key(req.scheme, req.host, req.port)
+        has_body = req.body != NONE
+        head = origin_request_head(req, cfg.hostname)
+        if req.expect_continue and has_body:
+            # We answer the expectation ourselves (RFC 9110 §10.1.1 lets a proxy do so)
+            # and stream the body on: the origin never sees Expect.
+            requester.sink.interim(b"HTTP/1.1 100 Continue\r\n\r\n")
+            req.expect_continue = False
+        retry: Retry | None = Retry(req.method, has_body)
+        while retry is not None:
+            # At MaxConnPerServer the request queues; the client closing leaves the queue.
+            abandon = requester.abandon_on_eof
+            if retry.fresh_socket:
+                conn = pool.connect(key, abandon_on_eof=abandon)
+            else:
+                conn = pool.acquire(key, verify=retry.verify_pooled, abandon_on_eof=abandon)
+            self.outcome.origin = "reused" if conn.reused else "new"
+            if not conn.reused and self._is_own_listener(conn.sock):
+                # A name that resolved to one of our own listeners: refuse before a byte is
+                # sent, rather than wait for the Via loop check on the second pass.
+                pool.discard(conn)
+                raise ClientProtocolError(403, TO_SELF)
+            try:
+                if conn.sock.timeout != cfg.read_timeout_s:  # a pooled socket has it already
+                    conn.sock.settimeout(cfg.read_timeout_s)
+                self._send_request(conn, head)
+                self.resp, self.rest = self._read_response_head(conn)
+                self.conn = conn
+                return
+            except OriginNoResponse as exc:
+                pool.discard(conn)
+                # A stale pooled socket (the origin closed it as we used it) is worth one
+                # more try, for a request that cannot duplicate work (DESIGN.md §5 rule 5).
+                retry = retry.after_no_response(reused=conn.reused)
+                if retry is None:
+                    raise
+                log.debug("retrying %s %s on a fresh socket: %s", req.method, req.url, exc)
+            except BaseException:
+                pool.discard(conn)
+                raise
+
+    def _is_own_listener(self, sock: socket.socket) -> bool:
+        """Is ``sock`` connected to one of cproxy's own listening sockets?"""
+        try:
+            peer_ip, peer_port = sock.getpeername()[:2]
+        except OSError:
+            return False
+        for host, port in self.requester.state.own_addresses():
+            if port != peer_port:
+                continue
+            if host == peer_ip or host in ("0.0.0.0", "::"):
+                return True
+        return False
+
+    def _send_request(self, conn: OriginConnection, head: bytes) -> None:
+        """Send the head and stream the body. A failure before the whole request went
+        out is an `OriginNoResponse` only if no body byte was taken from the client."""
+        req = self.req
+        osock = conn.sock
+        if req.body == NONE:
+            try:
+                send_all(osock, head)
+            except OSError as exc:
+                raise OriginNoResponse(f"sending the request failed: {exc}") from exc
+            return
+        try:
+            send_all(osock, head)
+        except OSError as exc:
+            raise OriginReset(f"sending the request to the origin failed: {exc}") from exc
+        self._stream_request_body(
+            osock, body_reader(req.body, req.content_length, client=True), BODY_WRITERS[req.body]
+        )
+
+    def _stream_request_body(
+        self, osock: socket.socket, reader: BodyReader, writer: BodyWriter
+    ) -> None:
+        """Copy the request body from the client to the origin, re-framed by ``writer``;
+        what follows it goes back to the client side (the next request)."""
+        source = self.requester.body
+        if source is None:
+            raise AssertionError("a request with a body needs a RequestBody to read it from")
+        limit = self.requester.config.max_request_body_bytes
+        received = 0
+        while not reader.done:
+            pieces = reader.feed(source.recv())
+            if limit:
+                # A declared length was checked against the limit before: this bounds
+                # a chunked body, whose size is only known as it arrives.
+                received += sum(len(p) for p in pieces)
+                if received > limit:
+                    # The origin has part of the request: start() discards its socket.
+                    raise ClientProtocolError(413, body_too_large(limit))
+            out = frame_pieces(writer, pieces) if pieces else b""
+            if reader.done:
+                out += writer.end()
+            if out:
+                try:
+                    osock.sendall(out)
+                except OSError as exc:
+                    raise OriginReset(f"the origin stopped taking the request body: {exc}") from exc
+        source.unread(reader.leftover)
+
+    def _read_response_head(self, conn: OriginConnection) -> tuple[Response, bytes]:
+        """Read the final response head (interim 1xx ones go to the sink)."""
+        req = self.req
+        osock = conn.sock
+        buf = b""
+        while True:
+            try:
+                if not buf:
+                    # The origin is still working on the request: no speculative recv.
+                    self._wait_for_origin(osock)
+                data = osock.recv(IO_CHUNK_BYTES)
+            except TimeoutError as exc:
+                raise OriginReadTimeout(
+                    f"{req.host_header} sent no response within ReadTimeout"
+                ) from exc
+            except OSError as exc:
+                if not buf:
+                    raise OriginNoResponse(f"connection failed: {exc}") from exc
+                raise OriginReset(f"{req.host_header} reset the connection: {exc}") from exc
+            if not data:
+                if not buf:
+                    raise OriginNoResponse("the origin closed the connection without a response")
+                raise OriginReset(f"{req.host_header} closed the connection mid-response")
+            buf += data
+            end = find_head_end(buf, client=False)
+            while end != -1:
+                resp = parse_response_head(buf[:end], req.method)
+                buf = buf[end:]
+                if resp.status >= 200:
+                    return resp, buf
+                if resp.status == 101:
+                    raise OriginProtocolError("origin switched protocols, which was not asked")
+                if req.version >= 1 and resp.status != 100:
+                    self.requester.sink.interim(interim_response_head(resp))
+                end = find_head_end(buf, client=False) if buf else -1
+
+    def _wait_for_origin(self, osock: socket.socket) -> None:
+        """Wait until the origin starts its response, for at most ReadTimeout (raises
+        TimeoutError). The deadline is kept by the runtime's reaper rather than a gevent
+        timer, which would cost a few µs per exchange (measured: 3.7 µs to start and close
+        one); it fires at most one reaper tick late."""
+        self.deadline = time.monotonic() + self.requester.config.read_timeout_s
+        self.awaiting = osock
+        try:
+            wait_readable_untimed(osock)
+        except OSError:
+            # gevent cancels a wait on a socket shut down under it (cancel_wait_ex).
+            if not self.expired:
+                raise
+        finally:
+            self.awaiting = None
+        if self.expired:
+            self.expired = False
+            raise TimeoutError("no response within ReadTimeout")
+
+    def expire_if_idle(self, now: float) -> None:
+        """End a wait for the response head that is past its deadline: the waiting greenlet
+        wakes (EOF) and, seeing ``expired``, reports the timeout; the socket is discarded,
+        never reused."""
+        osock = self.awaiting
+        if osock is not None and now >= self.deadline:
+            self.awaiting = None
+            self.expired = True
+            try:
+                osock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    # -- relaying the response -----------------------------------------------------
+
+    def relay(
+        self,
+        keep: bool,
+        *,
+        tee: Tee | None = None,
+        extra: list[str] | None = None,
+        fields: list[tuple[str, str]] | None = None,
+    ) -> bool:
+        """Send the response to the sink, streaming its body from the origin; returns
+        whether the client connection may carry another request.
+
+        ``tee`` collects the body for the cache; ``tee.complete`` tells whether it
+        arrived whole and self-delimited (DESIGN.md §5 rule 3: nothing else is stored).
+        ``fields``: `response_fields_for_client` of the response, when the caller has them.
+        """
+        req, resp, conn, outcome = self.req, self.resp, self.conn, self.outcome
+        cfg = self.requester.config
+        pool = self.requester.state.pool
+        if fields is None:
+            fields = response_fields_for_client(resp, cfg.hostname)
+        framing = relay_framing(resp.body, req.version)
+        head = relayed_response_head(resp, fields, framing, keep=keep, extra=extra)
+        outcome.status = resp.status
+        rest = self.rest
+        # A response that came whole with its head goes out from memory, bounded by
+        # ReadTimeout for each send like a stored one; only one whose body is still to
+        # come from the origin needs OutputTimeout's timer (a gevent Timeout per response).
+        whole = resp.body == NONE or (resp.body == LENGTH and len(rest) >= resp.content_length)
+        timer = None if whole else gevent.Timeout(cfg.output_timeout_s, OutputTimeout)
+        if timer is not None:
+            timer.start()
+        reader = body_reader(resp.body, resp.content_length, client=False)
+        clean = False
+        try:
+            clean = self._relay_body(reader, BODY_WRITERS[framing], head, tee)
+        except (OriginError, OriginProtocolError, ProtocolError) as exc:
+            log.info("response from %s truncated: %s", req.host_header, exc)
+            keep = False
+        except OutputTimeout:
+            log.info("OutputTimeout sending %s to %s", req.url, self.requester.client_ip)
+            pool.discard(conn)
+            raise
+        except ClientGone:
+            # The client stopped reading (ReadTimeout) or went away: the origin socket
+            # still holds the rest of the body, so it can only be closed.
+            pool.discard(conn)
+            raise
+        finally:
+            if timer is not None:
+                timer.close()
+        if tee is not None:
+            # Complete: the body ended where its own framing said. Bytes after it spoil
+            # the origin socket (not clean), not the message; an until-close body is not
+            # self-delimited, so it never counts as complete.
+            tee.complete = reader.done and resp.body != CLOSE
+        self.finish(clean=clean)
+        # An unclean origin socket (bytes left over, read-until-close body) is the origin
+        # side's problem only: the client's response went out whole and self-delimited
+        # (a truncated one raised above and cleared ``keep``), so its connection persists.
+        return keep and framing != CLOSE
+
+    def _relay_body(
+        self, reader: BodyReader, writer: BodyWriter, head: bytes, tee: Tee | None
+    ) -> bool:
+        """Send ``head`` and the body ``reader`` reads from what came with the head and then
+        from the origin, framed by ``writer``; True when the origin socket is clean (the
+        body ended where its framing said, and nothing followed it)."""
+        sink, outcome, rest = self.requester.sink, self.outcome, self.rest
+        outcome.sent = 0
+        try:
+            pieces = reader.feed(rest) if rest else []
+        except ProtocolError:
+            # The head goes out before the body turned out malformed: the client sees
+            # a truncated response (DESIGN.md §5 rule 3), as if it had come later.
+            sink.send(head)
+            outcome.sent = len(head)
+            raise
+        out = head + frame_pieces(writer, pieces) if pieces else head
+        while True:
+            if tee is not None:
+                for piece in pieces:
+                    tee.add(piece)
+            if reader.done:
+                out += writer.end()
+            if out:
+                sink.send(out)
+                outcome.sent += len(out)
+            if reader.done:
+                return reader.clean
+            data = self._recv_origin()
+            if data:
+                pieces = reader.feed(data)
+                out = frame_pieces(writer, pieces)
+            else:
+                reader.eof()  # raises when the body was cut short
+                pieces, out = [], b""
+
+    def read_body_ahead(self) -> None:
+        """Read the rest of a Content-Length body into ``rest`` before relaying (for a
+        small body the cache stores before its head goes out). Each read is bounded by
+        ReadTimeout and all of them by OutputTimeout (a trickling origin); a failure or the
+        deadline stops the reading, and the relay, with its own OutputTimeout, meets the
+        problem again and handles it."""
+        resp = self.resp
+        rest = self.rest
+        # A silent Timeout (False) ends the with-block quietly when it fires.
+        with gevent.Timeout(self.requester.config.output_timeout_s, False):
+            try:
+                while len(rest) < resp.content_length:
+                    data = self._recv_origin()
+                    if not data:
+                        break
+                    rest += data
+            except OriginError as exc:
+                log.debug("reading a small body ahead stopped: %s", exc)
+        self.rest = rest
+
+    def _recv_origin(self) -> bytes:
+        try:
+            return self.conn.sock.recv(IO_CHUNK_BYTES)
+        except TimeoutError as exc:
+            raise OriginReadTimeout("the origin stalled during the response body") from exc
+        except OSError as exc:
+            raise OriginReset(
+                f"the origin reset the connection during the response body: {exc}"
+            ) from exc
+
+    def finish(self, *, clean: bool) -> None:
+        """Hand the socket back to the pool after the response: reused only when the
+        response ended exactly (``clean``: no bytes left over) and the origin keeps it
+        open (DESIGN.md §5 rule 4); otherwise closed."""
+        pool = self.requester.state.pool
+        if clean and self.resp.keep_alive:
+            pool.release(self.conn)
+        else:
+            pool.discard(self.conn)
+
+    def discard(self) -> None:
+        """Close the socket without reading the response's body."""
+        self.requester.state.pool.discard(self.conn)

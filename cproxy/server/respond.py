@@ -1,0 +1,125 @@
+"""What one request's answer records, cproxy's own answers, and the access-log line.
+
+Shared by the client side, the cache front and the fast lane, so an answer of cproxy's
+own and a logged request look the same whichever path produced them.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from cproxy.errors import PoolQueueTimeout
+from cproxy.http import Request
+from cproxy.http.framing import NONE
+from cproxy.origin.connection import format_host_port
+from cproxy.server.accesslog import AccessLog
+from cproxy.server.pages import error_response
+from cproxy.server.sink import ClientGone, ClientSink
+
+log = logging.getLogger("cproxy")
+
+
+class Outcome:
+    """What the access log records of one request."""
+
+    __slots__ = ("cache", "origin", "sent", "status", "user")
+
+    def __init__(self, status: int = 0, sent: int = 0, origin: str = "-", cache: str = "-") -> None:
+        self.status = status
+        self.sent = sent
+        self.origin = origin
+        self.cache = cache
+        self.user: str | None = None  # who authenticated (ProxyAuth), if anyone
+
+
+def send_page(
+    sink: ClientSink,
+    hostname: str,
+    status: int,
+    message: str,
+    *,
+    close: bool,
+    headers: list[tuple[str, str]] | None = None,
+    head_only: bool = False,
+) -> int:
+    """Send an error page of cproxy's own; returns the bytes sent (0 if the client is gone)."""
+    data = error_response(
+        status, message, hostname=hostname, close=close, extra_headers=headers, head_only=head_only
+    )
+    try:
+        sink.send(data)
+    except ClientGone:
+        return 0
+    return len(data)
+
+
+def local_answer(
+    sink: ClientSink,
+    hostname: str,
+    req: Request,
+    status: int,
+    message: str,
+    keep: bool,
+    outcome: Outcome,
+    headers: list[tuple[str, str]] | None = None,
+) -> bool:
+    """Answer ``req`` without contacting an origin; returns the keep-alive verdict. An
+    unread request body forces a close."""
+    if req.body != NONE:
+        keep = False
+    outcome.status = status
+    outcome.sent = send_page(
+        sink,
+        hostname,
+        status,
+        message,
+        close=not keep,
+        headers=headers,
+        head_only=req.method == "HEAD",
+    )
+    return keep
+
+
+def origin_failed(
+    sink: ClientSink, hostname: str, req: Request, exc: Exception, keep: bool, outcome: Outcome
+) -> bool:
+    """Answer for an origin that failed before its response head (502, 504...)."""
+    status = getattr(exc, "status", 502)
+    # A CONNECT's target is host:port (RFC 9110 §9.3.6), not a URL.
+    target = format_host_port(req.host, req.port) if req.method == "CONNECT" else req.url
+    log.info("%s %s: %s", req.method, target, exc)
+    headers = origin_error_headers(exc)
+    return local_answer(sink, hostname, req, status, str(exc), keep, outcome, headers)
+
+
+def origin_error_headers(exc: Exception) -> list[tuple[str, str]] | None:
+    """Extra fields for the error page of an origin failure: Retry-After on the 503 of a
+    request that waited ServerConnQueueTimeout at an origin's MaxConnPerServer cap."""
+    if isinstance(exc, PoolQueueTimeout):
+        return [("Retry-After", str(exc.retry_after_s))]
+    return None
+
+
+def log_request(
+    access_log: AccessLog,
+    client_ip: str,
+    request_line: str,
+    outcome: Outcome,
+    referer: str | None,
+    user_agent: str | None,
+    elapsed_s: float,
+) -> None:
+    """The access-log line of one request: the general path and the fast lane both write
+    it here."""
+    access_log.write(
+        client_ip,
+        request_line,
+        outcome.status,
+        outcome.sent,
+        referer,
+        user_agent,
+        elapsed_s,
+        outcome.origin,
+        outcome.cache,
+        outcome.user,
+    )
