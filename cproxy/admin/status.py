@@ -131,6 +131,7 @@ def status_snapshot(stats: Stats, history: StatsHistory) -> dict[str, Any]:
         "requests_total": stats.get("requests_total", 0),
         "requests_per_s": current_rps,
         "responses_by_status": dict((stats.get("responses") or {}).get("by_status") or {}),
+        "parents": list(stats.get("parents") or []),
         "cache": cache_doc,
         "pool": {
             "origins": origins,

@@ -23,6 +23,7 @@ from .types import (
     FieldNameList,
     Host,
     HostList,
+    HostPortList,
     Integer,
     PatternList,
     PortList,
@@ -543,6 +544,54 @@ _DECLARED: tuple[Directive, ...] = (
 
         A domain covers the names under it (example.com covers www.example.com); a network
         covers address literals (a name is not resolved to decide). Empty by default.
+        """,
+        live=True,
+    ),
+    Directive(
+        "ParentProxy",
+        HostPortList(),
+        "",
+        PROXY_CHAINING,
+        """
+        Parent proxies to send requests through, as host:port, in order of preference
+        (e.g. proxy1.corp.example:3128 proxy2.corp.example:3128).
+
+        Requests go to the first parent that is up: plain HTTP in absolute form over the
+        connection pool, HTTPS as a CONNECT through the parent. A parent that cannot be
+        reached is marked down for ParentRetry and the next one is used; when all are
+        down, requests get 502 rather than going direct (networks that require a parent
+        forbid that). NoProxy lists what goes direct. The status page shows each parent's
+        state. Empty by default: cproxy reaches origins itself.
+        """,
+        live=True,
+    ),
+    Directive(
+        "ParentProxyCredentials",
+        Text(allow_empty=True, description="a file name, or empty for none"),
+        "",
+        PROXY_CHAINING,
+        """
+        File of credentials for parents that need a login: one host:port user:password
+        line per parent (# starts a comment), sent as cproxy's own Proxy-Authorization.
+
+        A file, not a directive value, so the password stays out of the directive file and
+        the admin forms; keep it readable by cproxy only. Read at start and at each reload.
+        A client's Proxy-Authorization is never passed to a parent. A relative name is
+        taken relative to the directive file's directory.
+        """,
+        live=True,
+    ),
+    Directive(
+        "ParentRetry",
+        Time(1.0, _DAY_S),
+        "30 seconds",
+        PROXY_CHAINING,
+        """
+        How long a parent proxy that could not be reached is skipped before it is tried
+        again.
+
+        30 seconds: long enough not to make every request wait on a dead parent's
+        connect timeout, short enough that a restarted parent is used again soon.
         """,
         live=True,
     ),

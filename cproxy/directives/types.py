@@ -443,6 +443,37 @@ class AddressList(ValueType):
 
 
 @dataclass(frozen=True)
+class HostPortList(ValueType):
+    """``host:port`` entries (``[v6]:port`` for IPv6; an ``http://`` prefix and a trailing
+    ``/`` are accepted, as people copy proxy URLs), space separated; value a tuple of
+    (host, port) with the host as `Host` gives it."""
+
+    @property
+    def allowed(self) -> str:
+        return "host:port entries separated by spaces, e.g. parent.example:3128 [::1]:8080"
+
+    def parse(self, text: str) -> tuple[tuple[str, int], ...]:
+        items: list[tuple[str, int]] = []
+        for item in text.split():
+            bare = item.removeprefix("http://").rstrip("/")
+            host, sep, port = bare.rpartition(":")
+            if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{item!r} is not host:port")
+            if host.startswith("[") and host.endswith("]"):
+                host = host[1:-1]
+            elif ":" in host:
+                raise ValueError(f"{item!r}: write an IPv6 address in brackets, [::1]:8080")
+            entry = (Host().parse(host), int(port))
+            if entry in items:
+                raise ValueError(f"{item!r} is given twice")
+            items.append(entry)
+        return tuple(items)
+
+    def format(self, value: Iterable[tuple[str, int]]) -> str:
+        return " ".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in value)
+
+
+@dataclass(frozen=True)
 class DirectList(ValueType):
     """Domains and IP networks, space or comma separated; value a tuple whose items are
     lower-case domain names (str, without a leading dot) or ip networks.

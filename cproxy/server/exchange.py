@@ -48,6 +48,7 @@ from cproxy.http.heads import interim_response_head, origin_request_head, relaye
 from cproxy.http.limits import IO_CHUNK_BYTES
 from cproxy.http.message import parse_response_head, response_fields_for_client
 from cproxy.origin import OriginConnection, OriginPool, origin_key
+from cproxy.origin.parents import CONNECT_FAILURES, ParentSet, parent_request_head
 from cproxy.origin.retry import Retry
 from cproxy.server.respond import Outcome
 from cproxy.server.sink import ClientGone, ClientSink, OutputTimeout, send_all
@@ -66,6 +67,7 @@ class ProxyState(Protocol):
 
     config: Config
     pool: OriginPool
+    parents: ParentSet
     connections: set[Any]
 
     def own_addresses(self) -> list[tuple[str, int]]: ...
@@ -175,9 +177,16 @@ class Exchange:
         cfg = requester.config
         pool = requester.state.pool
         req = self.req
-        key = origin_key(req.scheme, req.host, req.port)
         has_body = req.body != NONE
         head = origin_request_head(req, cfg.hostname)
+        # ParentProxy: the request goes to the first parent that is up, in absolute form,
+        # on a pooled socket to the parent (unless NoProxy sends it direct).
+        parents = requester.state.parents
+        parent = parents.pick(req.host) if parents.active else None
+        key = parent.key if parent else origin_key(req.scheme, req.host, req.port)
+        sent_head = (
+            parent_request_head(head, req.method, req.url, parent.authorization) if parent else head
+        )
         if req.expect_continue and has_body:
             # We answer the expectation ourselves (RFC 9110 §10.1.1 lets a proxy do so)
             # and stream the body on: the origin never sees Expect.
@@ -187,10 +196,24 @@ class Exchange:
         while retry is not None:
             # At MaxConnPerServer the request queues; the client closing leaves the queue.
             abandon = requester.abandon_on_eof
-            if retry.fresh_socket:
-                conn = pool.connect(key, abandon_on_eof=abandon)
-            else:
-                conn = pool.acquire(key, verify=retry.verify_pooled, abandon_on_eof=abandon)
+            try:
+                if retry.fresh_socket:
+                    conn = pool.connect(key, abandon_on_eof=abandon)
+                else:
+                    conn = pool.acquire(key, verify=retry.verify_pooled, abandon_on_eof=abandon)
+            except CONNECT_FAILURES as exc:
+                if parent is None:
+                    raise
+                # The parent cannot be reached: the next one (pick raises when none is up).
+                parents.mark_down(parent, str(exc))
+                parent = parents.pick(req.host)
+                if parent is None:  # NoProxy changed meanwhile
+                    raise
+                key = parent.key
+                sent_head = parent_request_head(head, req.method, req.url, parent.authorization)
+                continue
+            if parent is not None:
+                parents.mark_up(parent)
             self.outcome.origin = "reused" if conn.reused else "new"
             if not conn.reused and self._is_own_listener(conn.sock):
                 # A name that resolved to one of our own listeners: refuse before a byte is
@@ -200,7 +223,7 @@ class Exchange:
             try:
                 if conn.sock.timeout != cfg.read_timeout_s:  # a pooled socket has it already
                     conn.sock.settimeout(cfg.read_timeout_s)
-                self._send_request(conn, head)
+                self._send_request(conn, sent_head)
                 self.resp, self.rest = self._read_response_head(conn)
                 self.conn = conn
                 return

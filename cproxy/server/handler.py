@@ -55,6 +55,7 @@ from cproxy.http.message import (
 )
 from cproxy.origin import default_resolve, open_socket
 from cproxy.origin.connection import format_host_port
+from cproxy.origin.parents import CONNECT_FAILURES, tunnel_through
 from cproxy.server import routing
 from cproxy.server.caching import caching_on, serve_with_cache
 from cproxy.server.exchange import TO_SELF, Requester, body_too_large
@@ -444,19 +445,14 @@ class ClientConnection:
             self._local_error(req, 403, "Refusing to tunnel to cproxy itself.", False, outcome)
             return False
         try:
-            osock = open_socket(
-                req.host,
-                req.port,
-                timeout_s=cfg.connect_timeout_s,
-                resolve=default_resolve,
-            )
+            osock, early = self._open_tunnel(req)
         except OriginError as exc:
             origin_failed(self.sink, cfg.hostname, req, exc, False, outcome)
             return False
         outcome.origin = "new"
         outcome.status = 200
         try:
-            self.sink.send(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+            self.sink.send(b"HTTP/1.1 200 Connection Established\r\n\r\n" + early)
             if self.buf:
                 osock.sendall(self.buf)
                 self.buf = b""
@@ -464,6 +460,40 @@ class ClientConnection:
         finally:
             osock.close()
         return False
+
+    def _open_tunnel(self, req: Request) -> tuple[socket.socket, bytes]:
+        """The socket a CONNECT tunnel relays to: the target itself, or a ParentProxy
+        that agreed to tunnel (then also the bytes it sent after its answer)."""
+        cfg = self.rt.config
+        parents = self.rt.parents
+        parent = parents.pick(req.host) if parents.active else None
+        if parent is None:
+            sock = open_socket(
+                req.host, req.port, timeout_s=cfg.connect_timeout_s, resolve=default_resolve
+            )
+            return sock, b""
+        while True:
+            try:
+                sock = open_socket(
+                    parent.host,
+                    parent.port,
+                    timeout_s=cfg.connect_timeout_s,
+                    resolve=default_resolve,
+                )
+            except CONNECT_FAILURES as exc:
+                parents.mark_down(parent, str(exc))
+                next_parent = parents.pick(req.host)  # raises when none is up
+                if next_parent is None:
+                    raise
+                parent = next_parent
+                continue
+            parents.mark_up(parent)
+            try:
+                target = format_host_port(req.host, req.port)
+                return sock, tunnel_through(sock, parent, target, cfg.read_timeout_s)
+            except BaseException:
+                sock.close()
+                raise
 
 
 def _via_loop(req: Request, hostname: str) -> bool:

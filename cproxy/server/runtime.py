@@ -23,6 +23,7 @@ from gevent.pool import Pool
 from cproxy.directives import DIRECTIVES, Config, diff
 from cproxy.geventshim import adjust_pool_slots
 from cproxy.origin import OriginPool
+from cproxy.origin.parents import ParentSet
 from cproxy.server.accesslog import AccessLog
 from cproxy.server.auth import ProxyAuthenticator
 from cproxy.server.caching import ProxyCache
@@ -99,6 +100,9 @@ class Runtime:
         self.responses = ResponseStats()
         # ProxyAuth's verifier and the failed attempts by address.
         self.proxy_auth = ProxyAuthenticator()
+        # ParentProxy: the parents in order and their up/down state.
+        self.parents = ParentSet()
+        self.parents.configure(config)
         self.stopping = False
         # Answer plain fresh hits through cproxy.server.fastlane. Always on; the tests turn
         # it off to compare it with the general path, and so can a benchmark.
@@ -182,6 +186,7 @@ class Runtime:
         ):
             configure_logging(new)
         self.cache.reconfigure(new)
+        self.parents.configure(new)
         restart = [name for name in changed if not DIRECTIVES[name].live]
         if changed:
             log.info("configuration changed: %s", ", ".join(changed))
@@ -219,6 +224,7 @@ class Runtime:
             },
             "requests_total": self.requests_total,
             "responses": self.responses.stats(),
+            "parents": self.parents.stats(),
             "pool": self.pool.stats(),
             "cache": self.cache.stats(),
         }
