@@ -127,6 +127,15 @@ def test_6_6_1_invalid_date_with_future_expires_is_stored_and_reused(
     assert reused_after_pause(proxy, clock, origin, fields)
 
 
+def test_6_6_1_no_date_with_future_expires_is_stored_and_reused(
+    proxy: ProxyThread, clock: FakeClock, origin: Origin
+) -> None:
+    """freshness-expires-future without Date: RFC 9110 §6.6.1 dates it at reception, so
+    the storability check (which needs a Date to weigh Expires against) stores it, as
+    HttpCache.store_response would (issue #12)."""
+    assert reused_after_pause(proxy, clock, origin, [("Expires", http_date(3600))])
+
+
 # -- Age (RFC 9111 §5.1, §4.2.3) --------------------------------------------------------------
 
 

@@ -582,6 +582,35 @@ def test_background_refresh_that_falls_back_to_a_large_stale_copy_does_not_fail(
     assert not [r for r in caplog.records if "background refresh" in r.getMessage()]
 
 
+def test_a_failed_background_refresh_counts_no_stale_served(origin: Origin) -> None:
+    """stale_served counts stale responses clients received because the origin failed; a
+    background refresh that fell back to its stored copy (stale-if-error) sent it to
+    nobody, so it must not count (issue #12)."""
+    calls = {"n": 0}
+
+    def handler(h: OriginHandler) -> None:
+        calls["n"] += 1
+        if calls["n"] > 1:
+            h.reply(503, b"down", {"Content-Type": "text/plain"})
+            return
+        cc = "max-age=1, stale-while-revalidate=1000, stale-if-error=1000"
+        h.reply(200, b"v1", {"Cache-Control": cc})
+
+    origin.routes["/swr-fail"] = handler
+    with start_proxy() as proxy:
+        clock = FakeClock()
+        proxy.runtime.cache.clock = clock
+        key = normalise_url(origin.url("/swr-fail"))
+        assert fetch(proxy, origin.url("/swr-fail"))[2] == b"v1"
+        clock.advance(30)
+        status, _headers, body = fetch(proxy, origin.url("/swr-fail"))  # stale; refresh starts
+        assert (status, body) == (200, b"v1")
+        wait_for(lambda: calls["n"] == 2, what="the background refresh")
+        wait_for(lambda: not proxy.call(lambda: key in proxy.runtime.cache.refreshing))
+        stats = proxy.call(proxy.runtime.cache.stats)
+    assert stats["stale_served"] == 0
+
+
 # -- PURGE and the cache directives ----------------------------------------------------------
 
 

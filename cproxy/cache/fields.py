@@ -1,18 +1,29 @@
 """Header-field helpers for the cache: headers are a sequence of ``(name, value)`` str pairs.
 
 The cache does not depend on the HTTP layer's ``Headers`` class: every function here takes
-plain pairs, compares field names case-insensitively (RFC 9110 §5.1) and splits list-based
-fields (RFC 9110 §5.6.1) without breaking quoted strings (RFC 9110 §5.6.4).
+plain pairs and compares field names case-insensitively (RFC 9110 §5.1); list-based fields
+are split by `cproxy.http.syntax.split_list` without breaking quoted strings.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-HeaderPairs = Sequence[tuple[str, str]]
+# The list and quoted-string syntax is the protocol's (one splitter for all of cproxy).
+from cproxy.http.syntax import OWS, split_list, unquote
 
-# RFC 9110 §5.6.3: optional whitespace is SP / HTAB.
-OWS = " \t"
+__all__ = [
+    "OWS",
+    "HeaderPairs",
+    "get_all",
+    "get_first",
+    "has_any",
+    "list_members",
+    "split_list",
+    "unquote",
+]
+
+HeaderPairs = Sequence[tuple[str, str]]
 
 
 def get_all(headers: HeaderPairs, name: str) -> list[str]:
@@ -45,60 +56,9 @@ def has_any(headers: HeaderPairs, names: frozenset[str]) -> bool:
     return any(key.lower() in names for key, _ in headers)
 
 
-def split_list(value: str) -> list[str]:
-    """Split a list-based field value at top-level commas (RFC 9110 §5.6.1).
-
-    Commas inside quoted strings (with backslash escapes) do not split; members are
-    stripped of OWS and empty members are dropped, as recipients must accept them.
-    """
-    members: list[str] = []
-    current: list[str] = []
-    in_quote = False
-    escaped = False
-    for char in value:
-        if in_quote:
-            current.append(char)
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_quote = False
-        elif char == '"':
-            in_quote = True
-            current.append(char)
-        elif char == ",":
-            members.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    members.append("".join(current))
-    return [m.strip(OWS) for m in members if m.strip(OWS)]
-
-
 def list_members(headers: HeaderPairs, name: str) -> list[str]:
     """The members of a list-based field across all its field lines."""
     members: list[str] = []
     for value in get_all(headers, name):
         members.extend(split_list(value))
     return members
-
-
-def unquote(text: str) -> str:
-    """The content of a quoted-string (RFC 9110 §5.6.4) with escapes removed.
-
-    Text that is not a complete quoted-string is returned unchanged.
-    """
-    if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
-        out: list[str] = []
-        escaped = False
-        for char in text[1:-1]:
-            if escaped:
-                out.append(char)
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            else:
-                out.append(char)
-        return "".join(out)
-    return text

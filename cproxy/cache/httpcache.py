@@ -93,11 +93,15 @@ class Lookup:
             detail=self.detail,
         )
 
-    def response_head(self, *, collapsed: bool = False) -> bytes:
-        """The head to send for a HIT: the stored head (or a 304) with Age and Cache-Status."""
+    def response_head(self, extra: bytes | None = None, *, collapsed: bool = False) -> bytes:
+        """The head to send for a HIT: the stored head (or a 304 for the client's own
+        conditional request) with Age and the ``extra`` lines, by default the Cache-Status
+        field; the server passes its own (Cache-Status, Connection, this client's cookie)."""
         if self.entry is None:
             raise ValueError(f"no stored response to send for a {self.kind.value} lookup")
-        extra = f"Cache-Status: {self.cache_status(collapsed=collapsed)}\r\n".encode("latin-1")
+        if extra is None:
+            status = self.cache_status(collapsed=collapsed)
+            extra = f"Cache-Status: {status}\r\n".encode("latin-1")
         if self.not_modified:
             return self.entry.not_modified_head(self.age, extra)
         return self.entry.head_with_age(self.age, extra)

@@ -32,6 +32,7 @@ from cproxy.cache.fields import (
     split_list,
 )
 from cproxy.cache.urlkey import origin_of, resolve_reference
+from cproxy.http.syntax import HOP_BY_HOP
 
 # ---------------------------------------------------------------------------------------------
 # Settings
@@ -303,23 +304,9 @@ def storable(
     return True, "ok"
 
 
-# RFC 9110 §7.6.1 hop-by-hop fields, removed before forwarding and therefore before storing
-# (RFC 9111 §3.1). Content-Length is re-derived from the stored body. Age is regenerated on
-# every use (§5.1). Proxy-Authentication-Info belongs to one proxy hop (§3.1).
-NOT_STORED_FIELDS = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "transfer-encoding",
-        "upgrade",
-        "trailer",
-        "content-length",
-        "age",
-        "proxy-authentication-info",
-    }
-)
+# Not stored (RFC 9111 §3.1): the hop-by-hop fields (the one list, shared with forwarding),
+# Content-Length (re-derived from the stored body) and Age (regenerated on every use, §5.1).
+NOT_STORED_FIELDS = HOP_BY_HOP | {"content-length", "age"}
 
 # Fields that carry one user's state to that user (DESIGN.md §5 rule 8): the response is
 # stored and reused without them, so a hit, a 304 or stale answer from the cache, or a

@@ -32,6 +32,7 @@ from .types import (
     PatternList,
     PortList,
     RuleList,
+    SharedCacheURL,
     Size,
     Switch,
     Text,
@@ -62,6 +63,7 @@ _SYNTAX: dict[type[ValueType], Callable[[ValueType], str]] = {
     FieldNameList: lambda t: "fields",
     PatternList: lambda t: "patterns",
     RuleList: lambda t: "rules",
+    SharedCacheURL: lambda t: "url",
 }
 
 

@@ -28,6 +28,7 @@ from .types import (
     PatternList,
     PortList,
     RuleList,
+    SharedCacheURL,
     Size,
     Switch,
     Text,
@@ -47,6 +48,7 @@ ACCESS_CONTROL = ("Proxy Configuration", "Access Control")
 REQUEST_ROUTING = ("Request Routing",)
 LOGGING = ("Logging",)
 CACHE_SETTINGS = ("Cache Configuration", "Cache Settings")
+SHARED_CACHE = ("Cache Configuration", "Shared Cache")
 
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
@@ -884,6 +886,130 @@ _DECLARED: tuple[Directive, ...] = (
         """,
         example="Cproxy-Cache-Control CDN-Cache-Control",
         live=True,
+    ),
+    # --- Cache Configuration / Shared Cache (issue #14) ----------------------------------------
+    Directive(
+        "SharedCache",
+        SharedCacheURL(),
+        "",
+        SHARED_CACHE,
+        """
+        A second cache tier on Redis (or Valkey), shared by every worker and every cproxy
+        node that names the same server: redis://host:port/db, rediss://host:port/db for
+        TLS, or redis+cluster://host:port,host:port naming seed nodes of a Redis Cluster
+        (rediss+cluster:// with TLS). A user name may come before the host (user@host);
+        the password never goes in the URL: see SharedCachePasswordFile.
+
+        Empty, the default, keeps cproxy a single process with nothing else to run. The
+        in-process cache (CacheMemory) is asked first; a response found only in the shared
+        tier is served and copied into it. The shared tier is an accelerator, never a
+        dependency: when Redis is slow or down requests are answered as without it.
+        """,
+        example="redis://127.0.0.1:6379/0",
+        live=False,
+    ),
+    Directive(
+        "SharedCachePasswordFile",
+        Text(description="a file name", allow_empty=True),
+        "",
+        SHARED_CACHE,
+        """
+        File whose first line is the password (Redis AUTH) for SharedCache; empty when the
+        server needs none. A relative name is taken relative to the directive file's
+        directory.
+
+        A file, not a directive value, so the password is never shown on the forms, in
+        the sample file or in logs; make it readable by cproxy's user only.
+        """,
+        live=False,
+    ),
+    Directive(
+        "SharedCacheNamespace",
+        Text(description="a key prefix"),
+        "cproxy",
+        SHARED_CACHE,
+        """
+        Prefix of every key and pub/sub channel cproxy uses in the shared tier.
+
+        Nodes with the same namespace share one cache; give each cproxy cluster its own
+        when several share one Redis.
+        """,
+        live=False,
+    ),
+    Directive(
+        "SharedCacheTimeout",
+        Time(_MIN_TIMEOUT_S, 10.0),
+        "50 ms",
+        SHARED_CACHE,
+        """
+        Longest wait for one call to the shared tier (connecting included); a call that
+        takes longer counts as a failure and the request goes on without the tier.
+
+        A LAN round trip to Redis is well under a millisecond and a 1 M value takes about
+        10 ms at 1 Gbit/s, so 50 ms only fails a Redis that is really in trouble, while
+        bounding what it can add to a request. Lower it to a few ms on a fast LAN.
+        """,
+        live=False,
+    ),
+    Directive(
+        "SharedCacheRetry",
+        Time(_MIN_TIMEOUT_S, 600.0),
+        "2 seconds",
+        SHARED_CACHE,
+        """
+        After three calls in a row fail, cproxy stops calling the shared tier (the circuit
+        breaker opens) for this long, then lets one call probe it: when that succeeds, the
+        tier is used again (reconnecting as needed).
+
+        2 seconds keeps a dead Redis from costing every request a timeout, and brings the
+        tier back soon after Redis returns.
+        """,
+        live=False,
+    ),
+    Directive(
+        "SharedCacheMaxEntry",
+        Size(1024, 512 << 20),
+        "1 M",
+        SHARED_CACHE,
+        """
+        Largest stored response (head and body) written to the shared tier; larger ones
+        stay in the in-process cache only.
+
+        One large value occupies Redis (single-threaded) and the network for its whole
+        transfer; 1 M keeps a value within a few ms on a LAN, well inside
+        SharedCacheTimeout.
+        """,
+        live=False,
+    ),
+    Directive(
+        "SharedCacheWriteQueue",
+        Integer(1, 1_000_000),
+        "1000",
+        SHARED_CACHE,
+        """
+        Most writes (stores, purges, lease releases) waiting to go to the shared tier.
+        Writes leave the client's path: a response is sent first, then queued; when the
+        queue is full a write is dropped and counted, never waited for.
+
+        1000 rides out a burst of a few hundred milliseconds of misses while bounding
+        the memory held (at most this many entries of SharedCacheMaxEntry).
+        """,
+        live=False,
+    ),
+    Directive(
+        "SharedCacheLease",
+        Time(_MIN_TIMEOUT_S, 600.0),
+        "5 seconds",
+        SHARED_CACHE,
+        """
+        Concurrent misses for one URL on several nodes are collapsed: the node that takes
+        the URL's lease in Redis fetches it, the others wait for its entry at most this
+        long, then fetch it themselves.
+
+        5 seconds covers an ordinary origin response; a slower one is fetched a second
+        time rather than holding clients back longer.
+        """,
+        live=False,
     ),
     # --- Server Configuration / Administration -----------------------------------------------
     Directive(

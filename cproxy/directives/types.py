@@ -743,3 +743,85 @@ class RuleList(ValueType):
 
     def format(self, value: Iterable[Rule]) -> str:
         return "\n".join(str(rule) for rule in value)
+
+
+# --- the shared cache tier's address (issue #14) -----------------------------------------------
+
+# Schemes of SharedCache: (TLS, Redis Cluster) for each.
+_SHARED_SCHEMES = {
+    "redis": (False, False),
+    "rediss": (True, False),
+    "redis+cluster": (False, True),
+    "rediss+cluster": (True, True),
+}
+_REDIS_NODE = re.compile(r"\[?(?P<host>[A-Za-z0-9.:-]+?)\]?(?::(?P<port>\d{1,5}))?")
+
+
+@dataclass(frozen=True)
+class RedisTarget:
+    """Where the shared tier lives: one Redis server, or the seed nodes of a Redis Cluster."""
+
+    tls: bool
+    cluster: bool
+    nodes: tuple[tuple[str, int], ...]
+    db: int = 0
+    username: str = ""
+
+    def __str__(self) -> str:
+        scheme = ("rediss" if self.tls else "redis") + ("+cluster" if self.cluster else "")
+        user = f"{self.username}@" if self.username else ""
+        hosts = ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in self.nodes)
+        db = f"/{self.db}" if self.db else ""
+        return f"{scheme}://{user}{hosts}{db}"
+
+
+@dataclass(frozen=True)
+class SharedCacheURL(ValueType):
+    """``redis://host:port/db``, ``rediss://`` (TLS), ``redis+cluster://h1:p1,h2:p2`` (Redis
+    Cluster seed nodes; ``rediss+cluster://`` with TLS), or empty for none; value a
+    `RedisTarget` or None. A password in the URL is refused: it would be shown on the forms
+    and in logs, so it is read from a file instead."""
+
+    @property
+    def allowed(self) -> str:
+        return (
+            "empty, or redis://[user@]host[:port][/db], rediss://... (TLS), or "
+            "redis+cluster://host:port,host:port (rediss+cluster:// with TLS)"
+        )
+
+    def parse(self, text: str) -> RedisTarget | None:
+        value = text.strip()
+        if not value:
+            return None
+        scheme, sep, rest = value.partition("://")
+        if not sep or scheme.lower() not in _SHARED_SCHEMES:
+            raise ValueError(f"{value!r}: the scheme must be one of {', '.join(_SHARED_SCHEMES)}")
+        tls, cluster = _SHARED_SCHEMES[scheme.lower()]
+        authority, _, path = rest.partition("/")
+        user, at, hosts = authority.rpartition("@")
+        if at and ":" in user:
+            raise ValueError("no password in the URL: put it in SharedCachePasswordFile")
+        if at and not user:
+            raise ValueError("an empty user name before @")
+        nodes = []
+        for item in hosts.split(","):
+            match = _REDIS_NODE.fullmatch(item.strip())
+            if match is None or not item.strip():
+                raise ValueError(f"{item.strip()!r} is not host[:port]")
+            port = int(match["port"] or 6379)
+            if not 1 <= port <= 65535:
+                raise ValueError(f"port {port} is not between 1 and 65535")
+            nodes.append((Host().parse(match["host"]), port))
+        if len(nodes) > 1 and not cluster:
+            raise ValueError("several hosts are only for redis+cluster:// seed nodes")
+        db = 0
+        if path:
+            if not path.isdigit() or int(path) > 15:
+                raise ValueError(f"database {path!r} is not a number from 0 to 15")
+            db = int(path)
+            if cluster and db:
+                raise ValueError("Redis Cluster has only database 0")
+        return RedisTarget(tls, cluster, tuple(nodes), db, user)
+
+    def format(self, value: RedisTarget | None) -> str:
+        return "" if value is None else str(value)

@@ -26,24 +26,9 @@ from cproxy.http.limits import (
     MAX_HEADER_COUNT,
     MAX_REQUEST_LINE_BYTES,
 )
+from cproxy.http.syntax import HOP_BY_HOP, split_list
 from cproxy.memo import memoised_when_short
 
-# Hop-by-hop fields (RFC 9110 §7.6.1) plus the proxy-only ones: never forwarded.
-# Content-Length and Transfer-Encoding are not in this set: framing is rebuilt
-# separately from the parsed body kind.
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "proxy-authorization",
-        "proxy-authenticate",
-    }
-)
 _FRAMING = frozenset({"content-length", "transfer-encoding"})
 _NOT_FORWARDED = HOP_BY_HOP | _FRAMING
 # The fields _parse_request_framing looks at.
@@ -128,13 +113,12 @@ class Headers(Sequence[tuple[str, str]]):
         return list(self.by_name().get(name.lower(), ()))
 
     def get_tokens(self, name: str) -> list[str]:
-        """The comma-separated list elements of every ``name`` field, lower-cased."""
-        return [
-            item.strip(_OWS).lower()
-            for value in self.by_name().get(name.lower(), ())
-            for item in value.split(",")
-            if item.strip(_OWS)
-        ]
+        """The list members of every ``name`` field (RFC 9110 §5.6.1: a comma inside a
+        quoted string does not split), lower-cased."""
+        values = self.by_name().get(name.lower())
+        if not values:
+            return []
+        return [member.lower() for value in values for member in split_list(value)]
 
     def has_any(self, names: frozenset[str]) -> bool:
         """Is a field with one of ``names`` (lower-case) present?"""

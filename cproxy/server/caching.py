@@ -54,6 +54,7 @@ from cproxy.http.message import response_fields_for_client
 from cproxy.memo import memoised_when_short
 from cproxy.server.exchange import Requester
 from cproxy.server.respond import Outcome, local_answer, origin_failed
+from cproxy.server.sharedcache import from_shared_tier, lead_or_wait, open_tier
 from cproxy.server.sink import JOIN_BODY_BYTES, DiscardSink
 
 log = logging.getLogger("cproxy")
@@ -124,6 +125,8 @@ class ProxyCache:
         self.stale_served = 0
         self.purges = 0
         self.fast_hits = 0  # hits answered by the fast lane (cproxy.server.fastlane)
+        # The shared tier (SharedCache), None when there is none; started by the runtime.
+        self.tier = open_tier(cfg, self)
 
     def reconfigure(self, cfg: Config) -> None:
         self.store.resize(cfg.cache_memory_bytes)
@@ -141,6 +144,8 @@ class ProxyCache:
             purges=self.purges,
             fast_hits=self.fast_hits,
         )
+        if self.tier is not None:
+            stats["shared"] = self.tier.stats()
         return stats
 
     def store_limit_bytes(self, cfg: Config) -> int:
@@ -182,6 +187,8 @@ def serve_with_cache(
         # DESIGN.md §5 rule 8: forwarded, never answered from the cache, stored or collapsed.
         return _fetch(who, cache, req, url_key, None, keep, outcome)
     result = cache.http.lookup(req.method, url_key, req.headers, cache.clock())
+    if cache.tier is not None and result.entry is None and result.kind in _SHARED_KINDS:
+        result = from_shared_tier(cache, req.method, url_key, req.headers) or result
     kind = result.kind
     if kind is LookupKind.HIT:
         outcome.cache = "hit"
@@ -204,6 +211,10 @@ def serve_with_cache(
     if kind is LookupKind.MISS and req.method == "GET" and result.entry is None:
         return _collapsed_miss(who, cache, req, url_key, result, keep, outcome)
     return _fetch(who, cache, req, url_key, result, keep, outcome)
+
+
+# In-process outcomes after which the shared tier is asked.
+_SHARED_KINDS = (LookupKind.MISS, LookupKind.ONLY_IF_CACHED)
 
 
 def has_body_the_key_ignores(req: Request) -> bool:
@@ -244,18 +255,15 @@ def _send_stored(
             extra += b"Connection: close\r\n"
     extra += own_lines
     span = _range_to_serve(req, entry) if "range" in req.headers else None
-    if result.not_modified:
-        head, body = entry.not_modified_head(result.age, extra), b""
-        outcome.status = 304
-    elif span is not None:
+    if span is not None and not result.not_modified:
         first, last = span
         head = entry.partial_head(result.age, first, last, extra)
         body = entry.body[first : last + 1] if first >= 0 else b""
         outcome.status = 206 if first >= 0 else 416
     else:
-        head = entry.head_with_age(result.age, extra)
-        body = b"" if req.method == "HEAD" else entry.body
-        outcome.status = entry.status
+        head = result.response_head(extra)
+        body = b"" if result.not_modified or req.method == "HEAD" else entry.body
+        outcome.status = 304 if result.not_modified else entry.status
     who.sink.send_response(head, body)
     outcome.sent = len(head) + len(body)
     return keep
@@ -321,8 +329,19 @@ def _collapsed_miss(
     done = gevent.event.Event()
     cache.inflight[url_key] = done
     try:
+        if cache.tier is not None:
+            # Across nodes: the node holding the URL's lease fetches, the others take
+            # its entry from the shared tier.
+            shared = lead_or_wait(cache, req.method, url_key, req.headers)
+            if shared is not None and shared.kind is LookupKind.HIT:
+                cache.collapsed += 1
+                outcome.cache = "hit-collapsed"
+                return _send_stored(who, cache, req, shared, keep, outcome, collapsed=True)
+            result = shared or result
         return _fetch(who, cache, req, url_key, result, keep, outcome)
     finally:
+        if cache.tier is not None:
+            cache.tier.settle(url_key)
         del cache.inflight[url_key]
         done.set()
 
@@ -380,6 +399,8 @@ def _fetch(
         )
         if fresh is not None:
             exchange.finish(clean=not rest)
+            if cache.tier is not None:
+                cache.tier.store(fresh)  # the freshened headers, for every node
             outcome.cache = "revalidated"
             served = Lookup(
                 LookupKind.HIT,
@@ -454,7 +475,10 @@ def _fetch(
             stored = _store(cache, req, url_key, resp, indexed_fields, body, times)
     if stored:
         outcome.cache += ";stored"
-    cache.http.invalidate_after(req.method, resp.status, url_key, resp_fields)
+    invalidated = cache.http.invalidate_after(req.method, resp.status, url_key, resp_fields)
+    if invalidated and cache.tier is not None:
+        for target in invalidated:
+            cache.tier.invalidate(target)  # in the shared tier and on every node
     return keep
 
 
@@ -503,6 +527,8 @@ def _store(
         request_time=times[0],
         response_time=times[1],
     )
+    if entry is not None and cache.tier is not None:
+        cache.tier.store(entry)  # queued: off the client's path
     return entry is not None
 
 
@@ -540,11 +566,14 @@ def _refresh_in_background(
 
 
 def _purge(who: Requester, cache: ProxyCache, req: Request, keep: bool, outcome: Outcome) -> bool:
-    """``PURGE <url>``: drop a URL from the cache; only for PurgeAccess clients (none by
-    default: PURGE carries no credentials)."""
+    """``PURGE <url>``: drop a URL from the cache (and the shared tier, on every node);
+    only for PurgeAccess clients (none by default: PURGE carries no credentials)."""
     if not ip_allowed(who.config.purge_access, who.client_ip):
         return _local(who, req, 403, "PURGE is allowed only from PurgeAccess.", keep, outcome)
-    purged = cache.store.purge(normalise_url(req.url))
+    url_key = normalise_url(req.url)
+    purged = cache.store.purge(url_key)
+    if cache.tier is not None:
+        purged = cache.tier.purge(url_key) or purged
     cache.purges += purged
     outcome.cache = "purge"
     status = 200 if purged else 404

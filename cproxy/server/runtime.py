@@ -129,6 +129,8 @@ class Runtime:
     def start(self) -> None:
         self.pool.start()
         self.access_log.start()
+        if self.cache.tier is not None:
+            self.cache.tier.start()
         if self._reaper is None:
             self._reaper = gevent.spawn(self._reap_idle_connections)
 
@@ -138,6 +140,8 @@ class Runtime:
             self._reaper = None
         self.pool.close()
         self.access_log.close()
+        if self.cache.tier is not None:
+            self.cache.tier.close()
 
     def reaper_tick_s(self) -> float:
         """How often client connections are checked against their deadlines (waits for a

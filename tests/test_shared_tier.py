@@ -1,0 +1,413 @@
+"""The shared cache tier (SharedCache) with Debian's redis-server and several cproxy nodes.
+
+Each node is a cproxy of its own (its own runtime, in-process cache, gevent hub and
+Redis connections) in a thread of the test process, so its counters can be read; the
+Workers test runs cproxy as a separate process with two workers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from email.utils import formatdate
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from cproxy.cache.shared import entry_key
+from cproxy.cache.urlkey import normalise_url
+from tests import support
+from tests.redisserver import RedisCluster, RedisServer, free_port
+from tests.support import FakeClock, Origin, OriginHandler, ProxyThread, wait_for
+
+# Generous: the machine is shared and loaded; a slower call would only count as a miss.
+TIER = {"SharedCacheTimeout": "2 seconds", "SharedCacheRetry": "200 ms", "PurgeAccess": "127.0.0.1"}
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    with RedisServer(tmp_path / "redis") as server:
+        yield server
+
+
+@contextlib.contextmanager
+def nodes(
+    url: str, count: int, *, subscribed: bool = True, **directives: str
+) -> Iterator[list[ProxyThread]]:
+    with contextlib.ExitStack() as stack:
+        started = [
+            stack.enter_context(
+                ProxyThread(support.test_config(SharedCache=url, **{**TIER, **directives}))
+            )
+            for _ in range(count)
+        ]
+        for node in started:
+            if subscribed:
+                wait_for(lambda node=node: tier(node).subscribed, what="the node to subscribe")
+        yield started
+
+
+def tier(node: ProxyThread) -> Any:
+    return node.runtime.cache.tier
+
+
+def get(node: ProxyThread, url: str, **headers: str) -> requests.Response:
+    proxies = {"http": node.url}
+    return requests.get(url, proxies=proxies, headers=headers, timeout=30)
+
+
+def origin_gets(origin: Origin, path: str) -> int:
+    with origin.lock:
+        return sum(1 for method, p, _, _ in origin.requests if method == "GET" and p == path)
+
+
+def cacheable(h: OriginHandler) -> None:
+    h.reply(200, f"body of {h.path}".encode(), {"Cache-Control": "max-age=300"})
+
+
+def written(node: ProxyThread, count: int = 1) -> None:
+    wait_for(lambda: tier(node).writes >= count, what="the shared-tier write")
+
+
+def test_a_response_fetched_through_one_node_is_served_by_another(
+    origin: Origin, redis_server: RedisServer
+) -> None:
+    origin.routes["/shared"] = cacheable
+    with nodes(redis_server.url, 2) as (a, b):
+        first = get(a, origin.url("/shared"))
+        assert first.status_code == 200
+        written(a)
+        second = get(b, origin.url("/shared"))
+        assert second.status_code == 200
+        assert second.content == first.content == b"body of /shared"
+        assert origin_gets(origin, "/shared") == 1
+        assert tier(b).hits == 1
+        # Copied in-process: B's next hit does not ask Redis.
+        calls = tier(b).calls
+        assert get(b, origin.url("/shared")).content == b"body of /shared"
+        assert tier(b).calls == calls
+        assert "hit" in second.headers["Cache-Status"]
+        assert int(second.headers["Age"]) >= 0
+
+
+def test_purge_through_one_node_is_honoured_by_the_others(
+    origin: Origin, redis_server: RedisServer
+) -> None:
+    origin.routes["/purged"] = cacheable
+    url = origin.url("/purged")
+    key = normalise_url(url)
+    with nodes(redis_server.url, 2) as (a, b):
+        get(a, url)
+        written(a)
+        get(b, url)
+        assert key in a.runtime.cache.store and key in b.runtime.cache.store
+        purge = requests.request("PURGE", url, proxies={"http": b.url}, timeout=30)
+        assert purge.status_code == 200
+        started = time.monotonic()
+        wait_for(lambda: key not in a.runtime.cache.store, what="A to drop its copy")
+        # The documented bound is the pub/sub delivery time: well under a second here.
+        assert time.monotonic() - started < 2.0
+        assert not redis_server.client().exists(entry_key("cproxy", key))
+        get(a, url)
+        assert origin_gets(origin, "/purged") == 2
+
+
+def test_an_unsafe_request_through_one_node_invalidates_on_every_node(
+    origin: Origin, redis_server: RedisServer
+) -> None:
+    origin.routes["/doc"] = cacheable
+    url = origin.url("/doc")
+    key = normalise_url(url)
+    with nodes(redis_server.url, 2) as (a, b):
+        get(a, url)
+        written(a)
+        get(b, url)
+        assert requests.post(url, data=b"x", proxies={"http": b.url}, timeout=30).ok
+        wait_for(lambda: key not in a.runtime.cache.store, what="A to drop its copy")
+        wait_for(lambda: not redis_server.client().exists(entry_key("cproxy", key)))
+        get(a, url)
+        assert origin_gets(origin, "/doc") == 2
+
+
+def test_fifty_concurrent_requests_over_three_nodes_reach_the_origin_once(
+    origin: Origin, redis_server: RedisServer
+) -> None:
+    release = threading.Event()
+
+    def slow(h: OriginHandler) -> None:
+        release.wait(10)  # hold the response until every client has asked
+        cacheable(h)
+
+    origin.routes["/hot"] = slow
+    url = origin.url("/hot")
+    with nodes(redis_server.url, 3) as three:
+        results: list[requests.Response] = []
+        lock = threading.Lock()
+
+        def client(i: int) -> None:
+            response = get(three[i % 3], url)
+            with lock:
+                results.append(response)
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(50)]
+        for thread in threads:
+            thread.start()
+        # Every node has its clients waiting: one for the origin, the rest for it.
+        wait_for(lambda: origin_gets(origin, "/hot") >= 1, what="the first origin request")
+        wait_for(
+            lambda: sum(tier(n).lease_waits for n in three) == 2,
+            what="the other two nodes to wait for the lease",
+        )
+        release.set()
+        for thread in threads:
+            thread.join(30)
+        assert len(results) == 50
+        assert all(r.status_code == 200 and r.content == b"body of /hot" for r in results)
+        assert origin_gets(origin, "/hot") == 1
+
+
+def test_vary_variants_are_shared(origin: Origin, redis_server: RedisServer) -> None:
+    def varied(h: OriginHandler) -> None:
+        lang = h.headers.get("Accept-Language", "none")
+        h.reply(
+            200,
+            f"in {lang}".encode(),
+            {"Cache-Control": "max-age=300", "Vary": "Accept-Language"},
+        )
+
+    origin.routes["/v"] = varied
+    url = origin.url("/v")
+    with nodes(redis_server.url, 2) as (a, b):
+        assert get(a, url, **{"Accept-Language": "en"}).content == b"in en"
+        assert get(a, url, **{"Accept-Language": "fr"}).content == b"in fr"
+        written(a, 2)
+        assert get(b, url, **{"Accept-Language": "fr"}).content == b"in fr"
+        assert get(b, url, **{"Accept-Language": "en"}).content == b"in en"
+        assert origin_gets(origin, "/v") == 2
+        assert get(b, url, **{"Accept-Language": "de"}).content == b"in de"
+        assert origin_gets(origin, "/v") == 3
+
+
+def test_a_304_freshens_the_entry_for_every_node(origin: Origin, redis_server: RedisServer) -> None:
+    clock = FakeClock()
+
+    def validated(h: OriginHandler) -> None:
+        # The origin's clock is the nodes' clock, as in a real deployment.
+        h.date_time_string = lambda timestamp=None: formatdate(clock.now, usegmt=True)  # type: ignore[method-assign]
+        if h.headers.get("If-None-Match") == '"v1"':
+            h.reply(304, b"", {"ETag": '"v1"', "Cache-Control": "max-age=10"})
+        else:
+            h.reply(200, b"version 1", {"ETag": '"v1"', "Cache-Control": "max-age=10"})
+
+    origin.routes["/e"] = validated
+    url = origin.url("/e")
+    with nodes(redis_server.url, 3) as (a, b, c):
+        for node in (a, b, c):
+            node.runtime.cache.clock = clock
+        assert get(a, url).content == b"version 1"
+        written(a)
+        clock.advance(30)  # stale everywhere now
+        served = get(b, url)  # B takes the stale entry from Redis and validates it
+        assert served.content == b"version 1"
+        assert "revalidated" in served.headers["Cache-Status"]
+        written(b)
+        conditional = [r for r in origin.requests if r[1] == "/e" and "If-None-Match" in r[2]]
+        assert len(conditional) == 1
+        fresh = get(c, url)  # C finds the freshened entry: fresh, no origin request
+        assert fresh.content == b"version 1"
+        assert len(origin.requests) == 2
+        assert int(fresh.headers["Age"]) < 10
+
+
+def test_a_value_written_into_the_namespace_by_hand_is_never_served(
+    origin: Origin, redis_server: RedisServer
+) -> None:
+    origin.routes["/forged"] = cacheable
+    origin.routes["/other"] = cacheable
+    url = origin.url("/forged")
+    key = entry_key("cproxy", normalise_url(url))
+    with nodes(redis_server.url, 2) as (a, b):
+        r = redis_server.client()
+        # Garbage, an entry of another version, and a valid entry of another URL.
+        get(a, origin.url("/other"))
+        written(a)
+        other = r.hgetall(entry_key("cproxy", normalise_url(origin.url("/other"))))
+        (valid_for_other,) = other.values()
+        r.hset(key, mapping={"x": b"forged body", "y": b"CPXE\x09" + valid_for_other[5:]})
+        r.hset(key, "z", valid_for_other)
+        response = get(b, url)
+        assert response.content == b"body of /forged"
+        assert origin_gets(origin, "/forged") == 1
+        assert tier(b).malformed >= 3  # each look counts them
+        # A value of the wrong Redis type is not served either, and breaks nothing.
+        r.delete(key)
+        r.set(key, b"a string, not a hash")
+        assert b.runtime.cache.store.purge(normalise_url(url))
+        errors = tier(b).errors
+        assert get(b, url).content == b"body of /forged"
+        assert origin_gets(origin, "/forged") == 2
+        assert tier(b).errors > errors
+        assert tier(b).breaker.state.value == "closed"  # Redis answered: it is not down
+
+
+def test_stopping_redis_loses_no_request_and_the_tier_comes_back(
+    origin: Origin, redis_server: RedisServer
+) -> None:
+    origin.routes["/after"] = cacheable
+    with nodes(redis_server.url, 2) as (a, b):
+        failures: list[str] = []
+        stop = threading.Event()
+        count = [0]
+
+        def client(node: ProxyThread, name: str) -> None:
+            i = 0
+            while not stop.is_set():
+                i += 1
+                try:
+                    response = get(node, origin.url(f"/{name}/{i % 20}"))
+                    if response.status_code != 200:
+                        failures.append(f"{name} {i}: {response.status_code}")
+                except requests.RequestException as exc:
+                    failures.append(f"{name} {i}: {exc}")
+                count[0] += 1
+
+        threads = [
+            threading.Thread(target=client, args=(node, name))
+            for node, name in ((a, "a"), (b, "b"))
+        ]
+        for thread in threads:
+            thread.start()
+        wait_for(lambda: count[0] >= 20, what="some traffic")
+        redis_server.stop()
+        wait_for(lambda: tier(a).breaker.state.value != "closed", what="A's breaker to open")
+        served = count[0]
+        wait_for(lambda: count[0] >= served + 40, what="traffic without Redis")
+        redis_server.start()
+        for node in (a, b):
+            wait_for(lambda node=node: tier(node).subscribed, what="the subscription back")
+        served = count[0]
+        wait_for(lambda: count[0] >= served + 20, what="traffic with Redis back")
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+        assert failures == []
+        # The tier works again by itself: A fetches, B is served from Redis.
+        get(a, origin.url("/after"))
+        wait_for(
+            lambda: redis_server.client().exists(
+                entry_key("cproxy", normalise_url(origin.url("/after")))
+            )
+        )
+        get(b, origin.url("/after"))
+        assert origin_gets(origin, "/after") == 1
+        assert tier(a).breaker.state.value == "closed"
+
+
+def test_a_stalled_redis_does_not_delay_other_clients_hits(
+    origin: Origin, redis_server: RedisServer
+) -> None:
+    origin.routes["/warm"] = cacheable
+    origin.routes["/cold"] = cacheable
+    with nodes(redis_server.url, 1, SharedCacheTimeout="5 seconds") as (a,):
+        get(a, origin.url("/warm"))
+        written(a)
+        redis_server.pause()
+        try:
+            # This miss waits for Redis (up to the 5 s timeout) ...
+            cold = threading.Thread(target=get, args=(a, origin.url("/cold")))
+            cold.start()
+            wait_for(lambda: tier(a)._reads, what="the miss to wait for Redis")
+            # ... while hits of other clients go on at once.
+            for _ in range(5):
+                started = time.monotonic()
+                assert get(a, origin.url("/warm")).content == b"body of /warm"
+                assert time.monotonic() - started < 1.0
+            assert tier(a)._reads  # the miss is still waiting: the hits did not wait for it
+        finally:
+            redis_server.resume()
+        cold.join(30)
+        assert origin_gets(origin, "/cold") == 1
+
+
+def test_workers_of_one_machine_fetch_a_url_once(
+    tmp_path: Path, origin: Origin, redis_server: RedisServer
+) -> None:
+    origin.routes["/w"] = cacheable
+    port = free_port()
+    conf = tmp_path / "cproxy.conf"
+    conf.write_text(
+        f"Port = {port}\nWorkers = 2\nAdminPort = 0\nAccessLog =\nLogLevel = warning\n"
+        f"SharedCache = {redis_server.url}\nSharedCacheTimeout = 2 seconds\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-m", "cproxy", "-c", str(conf)])
+    try:
+        proxies = {"http": f"http://127.0.0.1:{port}"}
+        # Both workers subscribe to the events channel.
+        wait_for(
+            lambda: redis_server.client().pubsub_numsub("cproxy:events")[0][1] == 2,
+            what="both workers to subscribe",
+        )
+        sessions = [requests.Session() for _ in range(8)]
+        for s in sessions:
+            s.trust_env = False
+        first = sessions[0].get(origin.url("/w"), proxies=proxies, timeout=30)
+        assert first.status_code == 200
+        key = entry_key("cproxy", normalise_url(origin.url("/w")))
+        wait_for(lambda: redis_server.client().exists(key), what="the entry in Redis")
+        for s in sessions:
+            for _ in range(3):
+                assert s.get(origin.url("/w"), proxies=proxies, timeout=30).ok
+        assert origin_gets(origin, "/w") == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def test_password_from_a_file(tmp_path: Path, origin: Origin) -> None:
+    origin.routes["/p"] = cacheable
+    secret = "s3cret-for-the-test"
+    (tmp_path / "redis.pass").write_text(secret + "\n")
+    with RedisServer(tmp_path / "redis", password=secret) as server:
+        directives = {"SharedCachePasswordFile": str(tmp_path / "redis.pass")}
+        with nodes(server.url, 2, **directives) as (a, b):
+            get(a, origin.url("/p"))
+            written(a)
+            get(b, origin.url("/p"))
+            assert origin_gets(origin, "/p") == 1
+            assert secret not in repr(tier(a).settings)
+        # Without it, Redis refuses every call; requests are answered all the same.
+        with nodes(server.url, 1, subscribed=False) as (c,):
+            assert get(c, origin.url("/p")).content == b"body of /p"
+            wait_for(lambda: tier(c).errors >= 1, what="the refusal to be counted")
+            assert not tier(c).subscribed
+            assert secret not in tier(c).last_error
+
+
+def test_redis_cluster(tmp_path: Path, origin: Origin) -> None:
+    origin.routes["/c1"] = cacheable
+    origin.routes["/c2"] = cacheable
+    with RedisCluster(tmp_path / "cluster") as cluster, nodes(cluster.url, 2) as (a, b):
+        for path in ("/c1", "/c2"):
+            get(a, origin.url(path))
+        written(a, 2)
+        for path in ("/c1", "/c2"):
+            assert get(b, origin.url(path)).content == f"body of {path}".encode()
+        assert origin_gets(origin, "/c1") == origin_gets(origin, "/c2") == 1
+        url = origin.url("/c1")
+        purge = requests.request("PURGE", url, proxies={"http": b.url}, timeout=30)
+        assert purge.status_code == 200
+        wait_for(lambda: normalise_url(url) not in a.runtime.cache.store, what="A to drop it")
+        get(a, url)
+        assert origin_gets(origin, "/c1") == 2
