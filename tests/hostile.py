@@ -460,6 +460,10 @@ class RecordingOrigin(RawServer["OriginConn"]):
     def paths(self) -> list[str]:
         return [r.req.path for r in self.requests()]
 
+    def wait_for_bytes(self, n: int, timeout_s: float = WAIT_S) -> None:
+        """Return once the connections together have received at least ``n`` bytes."""
+        wait_for(lambda: sum(map(len, self.received())) >= n, timeout_s, f"{n} bytes at the origin")
+
     def wait_requests(self, n: int, timeout_s: float = WAIT_S) -> list[Received]:
         wait_for(lambda: len(self.requests()) >= n, timeout_s, f"{n} origin requests")
         return self.requests()

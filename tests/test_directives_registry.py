@@ -55,6 +55,8 @@ def test_forms_group_every_directive_once() -> None:
         "ReadTimeout",
         "OutputTimeout",
         "PersistTimeout",
+        "RequestBodyTimeout",
+        "RequestBodyMinRate",
     ]
 
 

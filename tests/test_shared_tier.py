@@ -411,3 +411,59 @@ def test_redis_cluster(tmp_path: Path, origin: Origin) -> None:
         wait_for(lambda: normalise_url(url) not in a.runtime.cache.store, what="A to drop it")
         get(a, url)
         assert origin_gets(origin, "/c1") == 2
+
+
+def test_status_page_and_metrics_show_the_tier(
+    tmp_path: Path, origin: Origin, redis_server: RedisServer
+) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from cproxy.admin.status import RuntimeCollector
+    from tests.test_admin import CONF_TEXT, AdminSite
+
+    def metrics(node: ProxyThread) -> dict[str, Any]:
+        registry = CollectorRegistry()
+        registry.register(RuntimeCollector(node.runtime.stats))
+        text = generate_latest(registry).decode()
+        return {
+            sample.name + str(sample.labels.get("state", "")): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+
+    origin.routes["/m"] = cacheable
+    with nodes(redis_server.url, 2) as (a, b):
+        get(a, origin.url("/m"))
+        written(a)
+        get(b, origin.url("/m"))
+        figures = metrics(b)
+        assert figures["cproxy_shared_cache_hits_total"] == 1
+        assert figures["cproxy_shared_cache_stateclosed"] == 1
+        assert figures["cproxy_shared_cache_subscribed"] == 1
+        assert figures["cproxy_shared_cache_call_seconds_count"] >= 1
+        redis_server.stop()
+        for i in range(5):  # misses that find Redis gone
+            assert get(b, origin.url(f"/m?{i}")).status_code == 200
+        figures = metrics(b)
+        assert figures["cproxy_shared_cache_stateopen"] == 1
+        assert figures["cproxy_shared_cache_errors_total"] >= 3
+        assert figures["cproxy_shared_cache_breaker_opens_total"] >= 1
+
+    # The status page of a runtime with SharedCache (its password never shown).
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "redis.pass").write_text("never-shown\n")
+    conf = CONF_TEXT + "SharedCache = redis://127.0.0.1:1/0\nSharedCachePasswordFile = redis.pass\n"
+    site = AdminSite(tmp_path / "site", conf_text=conf)
+    try:
+        doc = site.get("/status.json").json()
+        assert doc["shared"]["state"] == "closed"
+        assert doc["shared"]["hits"] == 0
+        page = site.get("/").text
+        assert "Shared cache tier" in page and 'data-stat="shared.state"' in page
+        form = site.get("/config/cache-configuration/shared-cache")
+        assert form.status_code == 200 and "SharedCachePasswordFile" in form.text
+        for text in (page, form.text, site.get("/metrics").text, site.conf.read_text()):
+            assert "never-shown" not in text
+    finally:
+        site.close()

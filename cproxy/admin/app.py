@@ -563,9 +563,11 @@ _RULE_FIELDS = ("kind", "pattern", "target")
 
 
 def format_figure(value: Any, kind: str) -> str:
-    """Show a status figure as static/status.js does (int, rate, ratio, bytes)."""
+    """Show a status figure as static/status.js does (int, rate, ratio, bytes, text)."""
     if value is None:
         return "\u2013"
+    if kind == "text":
+        return str(value)
     if kind == "ratio":
         return f"{value * 100:.1f} %"
     if kind == "rate":

@@ -102,6 +102,75 @@ class StatsHistory:
         return points
 
 
+def shared_snapshot(stats: Stats) -> dict[str, Any] | None:
+    """The shared cache tier's figures for the status page (None without SharedCache)."""
+    shared = (stats.get("cache") or {}).get("shared")
+    if not shared:
+        return None
+    calls = shared.get("calls", 0)
+    doc = {key: shared.get(key) for key in _SHARED_SHOWN}
+    doc["subscribed"] = "yes" if shared.get("subscribed") else "no"
+    doc["hit_ratio"] = hit_ratio(int(shared.get("hits", 0)), int(shared.get("misses", 0)))
+    doc["mean_latency_ms"] = 1000 * shared.get("latency_sum_s", 0.0) / calls if calls else None
+    return doc
+
+
+_SHARED_SHOWN = ("state", "hits", "misses", "errors", "malformed", "dropped_writes", "writes")
+
+# The shared tier's counters in runtime.stats()["cache"]["shared"] -> /metrics help text.
+_SHARED_COUNTERS = {
+    "hits": "Lookups the shared cache tier answered with a stored response",
+    "misses": "Lookups the shared cache tier had nothing for",
+    "errors": "Shared cache tier calls that failed or timed out",
+    "malformed": "Values read from the shared cache tier that did not check out (ignored)",
+    "skipped": "Shared cache tier calls not made because its circuit breaker was open",
+    "writes": "Responses written to the shared cache tier",
+    "dropped_writes": "Writes to the shared cache tier dropped (queue full, breaker open, failed)",
+    "too_large": "Responses too large for the shared cache tier (SharedCacheMaxEntry)",
+    "purges_received": "Purges received from other nodes through the shared cache tier",
+    "lease_waits": "Misses that waited for another node's fetch (cross-node collapsing)",
+    "breaker_opens": "Times the shared cache tier's circuit breaker opened",
+    "subscriptions_lost": "Times the shared cache tier's event subscription was lost",
+}
+_BREAKER_STATES = ("closed", "open", "half-open")
+
+
+def shared_families(shared: Stats) -> Iterator[Metric]:
+    """/metrics families of the shared cache tier."""
+    state = GaugeMetricFamily(
+        "cproxy_shared_cache_state",
+        "State of the shared cache tier's circuit breaker (1 for the current one)",
+        labels=["state"],
+    )
+    for name in _BREAKER_STATES:
+        state.add_metric([name], 1.0 if shared.get("state") == name else 0.0)
+    yield state
+    yield _gauge(
+        "cproxy_shared_cache_subscribed",
+        "1 while the node is subscribed to the shared cache tier's events",
+        1 if shared.get("subscribed") else 0,
+    )
+    yield _gauge(
+        "cproxy_shared_cache_queued_writes",
+        "Writes waiting for the shared cache tier",
+        shared.get("queued_writes", 0),
+    )
+    for key, help_text in _SHARED_COUNTERS.items():
+        counter = CounterMetricFamily(f"cproxy_shared_cache_{key}", help_text)
+        counter.add_metric([], float(shared.get(key, 0)))
+        yield counter
+    buckets, total = [], 0
+    for bound, count in (shared.get("latency_buckets") or {}).items():
+        total += int(count)
+        buckets.append((bound, float(total)))
+    yield HistogramMetricFamily(
+        "cproxy_shared_cache_call_seconds",
+        "Duration of successful shared cache tier calls",
+        buckets=buckets,
+        sum_value=float(shared.get("latency_sum_s", 0.0)),
+    )
+
+
 def status_snapshot(stats: Stats, history: StatsHistory) -> dict[str, Any]:
     """The document served as ``/status.json`` (and rendered by the status page)."""
     connections = stats.get("connections") or {}
@@ -133,6 +202,7 @@ def status_snapshot(stats: Stats, history: StatsHistory) -> dict[str, Any]:
         "responses_by_status": dict((stats.get("responses") or {}).get("by_status") or {}),
         "parents": list(stats.get("parents") or []),
         "cache": cache_doc,
+        "shared": shared_snapshot(stats),
         "pool": {
             "origins": origins,
             "totals": dict(pool.get("totals") or {}),
@@ -218,6 +288,8 @@ class RuntimeCollector(Collector):
             ratio = hit_ratio(*_cache_counts(stats))
             if ratio is not None:
                 yield _gauge("cproxy_cache_hit_ratio", "Hits / (hits + misses) since start", ratio)
+            if cache.get("shared"):
+                yield from shared_families(cache["shared"])
 
         yield from pool_families(stats.get("pool") or {})
 

@@ -255,6 +255,57 @@ _DECLARED: tuple[Directive, ...] = (
         """,
         live=True,
     ),
+    # --- Client connections and request bodies (issue #10; DESIGN.md §5 rule 9) -------------
+    Directive(
+        "RequestBodyBuffer",
+        Size(0, 1 << 30),
+        "64 K",
+        PERFORMANCE,
+        """
+        Request bodies up to this size are received whole before the origin sees any of
+        the request; larger ones are streamed on once this much has arrived.
+
+        A malformed body (a bad chunk size, one over MaxRequestBody) is then answered with
+        its 4xx and the origin receives nothing, and a slow upload holds no
+        MaxActiveThreads slot while it arrives. Bodies wait in memory, so the most this
+        can take is MaxClientConnections times this size: 64 K covers the usual form
+        posts and API calls (nginx keeps 8-16 K in memory and the rest in a temporary
+        file) while 500 connections stay within 32 MiB. 0 streams every body at once.
+        """,
+        live=True,
+    ),
+    Directive(
+        "RequestBodyTimeout",
+        Time(_MIN_TIMEOUT_S, _DAY_S),
+        "20 seconds",
+        TIMEOUTS,
+        """
+        Time allowed to receive a request body, from the end of its head; every
+        RequestBodyMinRate bytes that arrive add one second. When it passes the client
+        gets 408 and the connection is closed (the event is logged).
+
+        ReadTimeout alone bounds each wait, so a client sending one byte a minute could
+        hold an upload open for ever; this bounds the whole body. 20 seconds plus one per
+        500 bytes is Apache's mod_reqtimeout default (body=20,MinRate=500): any real
+        uplink is far faster.
+        """,
+        live=True,
+    ),
+    Directive(
+        "RequestBodyMinRate",
+        Size(0, 1 << 30),
+        "500 bytes",
+        TIMEOUTS,
+        """
+        Least rate, per second, at which a request body must arrive: each this many bytes
+        received extend RequestBodyTimeout by one second. 0 makes RequestBodyTimeout a
+        fixed limit for the whole body.
+
+        500 bytes a second is Apache's mod_reqtimeout MinRate default: a modem's pace,
+        so only a deliberately slow client is cut.
+        """,
+        live=True,
+    ),
     # --- Proxy Configuration / Proxy Performance -------------------------------------------
     Directive(
         "ProxyPersistence",
@@ -448,11 +499,12 @@ _DECLARED: tuple[Directive, ...] = (
         Largest request body a client may send through the proxy; 0 means no limit.
 
         A larger declared Content-Length is answered with 413 before anything reaches the
-        origin; a chunked body that grows past the limit is cut off, the origin connection
-        closed and the client answered with 413. Bodies are streamed in bounded memory
-        whatever this says, so the default sets no limit: uploads of any size pass, as
-        they do through Squid by default. Set it to keep clients from using the proxy to
-        push large uploads.
+        origin; a chunked body that grows past the limit is answered with 413 too (if it
+        had grown past RequestBodyBuffer, the origin connection that saw part of it is
+        closed). Bodies past RequestBodyBuffer are streamed in bounded memory whatever
+        this says, so the default sets no limit: uploads of any size pass, as they do
+        through Squid by default. Set it to keep clients from using the proxy to push
+        large uploads.
         """,
         live=True,
     ),

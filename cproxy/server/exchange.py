@@ -15,6 +15,7 @@ calls `Requester.expire_if_idle`, which ends a wait past ReadTimeout (see handle
 from __future__ import annotations
 
 import logging
+import select
 import time
 from typing import Any, Protocol
 
@@ -147,6 +148,7 @@ class Exchange:
     __slots__ = (
         "awaiting",
         "conn",
+        "cut",
         "deadline",
         "expired",
         "outcome",
@@ -169,6 +171,8 @@ class Exchange:
         self.awaiting: socket.socket | None = None
         self.deadline = 0.0
         self.expired = False
+        # The origin answered before it had the whole request body (see _early_response).
+        self.cut = False
 
     # -- sending the request, reading the response head ----------------------------
 
@@ -223,8 +227,13 @@ class Exchange:
             try:
                 if conn.sock.timeout != cfg.read_timeout_s:  # a pooled socket has it already
                     conn.sock.settimeout(cfg.read_timeout_s)
-                self._send_request(conn, sent_head)
-                self.resp, self.rest = self._read_response_head(conn)
+                try:
+                    self._send_request(conn, sent_head)
+                except _EarlyResponse as early:
+                    self.cut = True
+                    self.resp, self.rest = self._early_response(conn, early)
+                else:
+                    self.resp, self.rest = self._read_response_head(conn)
                 self.conn = conn
                 return
             except OriginNoResponse as exc:
@@ -238,6 +247,20 @@ class Exchange:
             except BaseException:
                 pool.discard(conn)
                 raise
+
+    def _early_response(
+        self, conn: OriginConnection, early: _EarlyResponse
+    ) -> tuple[Response, bytes]:
+        """The origin answered (or closed) before taking the whole body, as a server
+        refusing an upload does (413, 401...): its answer, if it sent a whole head, is
+        relayed with ``Connection: close`` (the rest of the client's body is never read:
+        the client side closes with a lingering close), and the origin socket is closed."""
+        try:
+            resp, rest = self._read_response_head(conn)
+        except OriginNoResponse as exc:
+            raise OriginReset(str(early)) from exc
+        log.info("%s %s: the origin answered before the whole body", self.req.method, self.req.url)
+        return resp, rest
 
     def _is_own_listener(self, sock: socket.socket) -> bool:
         """Is ``sock`` connected to one of cproxy's own listening sockets?"""
@@ -281,6 +304,10 @@ class Exchange:
             raise AssertionError("a request with a body needs a RequestBody to read it from")
         limit = self.requester.config.max_request_body_bytes
         received = 0
+        # An origin may answer before it has the whole body: polled before each send, so
+        # that answer is read (and relayed) rather than lost in a reset.
+        watch = select.poll()
+        watch.register(osock.fileno(), select.POLLIN)
         while not reader.done:
             pieces = reader.feed(source.recv())
             if limit:
@@ -294,10 +321,13 @@ class Exchange:
             if reader.done:
                 out += writer.end()
             if out:
+                if watch.poll(0):
+                    raise _EarlyResponse("the origin answered before the whole body was sent")
                 try:
                     osock.sendall(out)
                 except OSError as exc:
-                    raise OriginReset(f"the origin stopped taking the request body: {exc}") from exc
+                    # The origin closed: it may have answered first (see _early_response).
+                    raise _EarlyResponse(f"the origin stopped taking the body: {exc}") from exc
         source.unread(reader.leftover)
 
     def _read_response_head(self, conn: OriginConnection) -> tuple[Response, bytes]:
@@ -387,6 +417,8 @@ class Exchange:
         """
         req, resp, conn, outcome = self.req, self.resp, self.conn, self.outcome
         cfg = self.requester.config
+        # After an early answer the client's body is unread: this response closes.
+        keep = keep and not self.cut
         pool = self.requester.state.pool
         if fields is None:
             fields = response_fields_for_client(resp, cfg.hostname)
@@ -502,7 +534,7 @@ class Exchange:
         response ended exactly (``clean``: no bytes left over) and the origin keeps it
         open (DESIGN.md §5 rule 4); otherwise closed."""
         pool = self.requester.state.pool
-        if clean and self.resp.keep_alive:
+        if clean and self.resp.keep_alive and not self.cut:
             pool.release(self.conn)
         else:
             pool.discard(self.conn)
@@ -510,3 +542,7 @@ class Exchange:
     def discard(self) -> None:
         """Close the socket without reading the response's body."""
         self.requester.state.pool.discard(self.conn)
+
+
+class _EarlyResponse(Exception):
+    """The origin sent something (or closed) before it had the whole request body."""

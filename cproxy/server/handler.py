@@ -13,6 +13,8 @@ The timeouts, precisely (each is a directive, see cproxy.conf(5)):
   client's body stalled, 502 if the origin stopped taking the body; otherwise the
   connection is closed. A CONNECT tunnel ends when neither side sent anything for
   ReadTimeout, or when one side took nothing we sent for that long.
+- RequestBodyTimeout (+ one second per RequestBodyMinRate bytes received): the whole
+  request body, from the end of its head. Fires -> 408, close (cproxy.server.clientbody).
 - OutputTimeout: from sending the head of a response relayed from an origin until
   the last byte of its body, including waits for the origin's body. Fires -> close.
   Stored (cache) and cproxy's own responses, and relayed ones that arrived whole with
@@ -58,8 +60,10 @@ from cproxy.origin.connection import format_host_port
 from cproxy.origin.parents import CONNECT_FAILURES, tunnel_through
 from cproxy.server import routing
 from cproxy.server.caching import caching_on, serve_with_cache
+from cproxy.server.clientbody import ClientBody
 from cproxy.server.exchange import TO_SELF, Requester, body_too_large
 from cproxy.server.fastlane import plain_get, serve_fresh_hit
+from cproxy.server.lingering import linger_close
 from cproxy.server.pac import is_pac_request, pac_response
 from cproxy.server.respond import Outcome, local_answer, log_request, origin_failed, send_page
 from cproxy.server.sink import ClientGone, OutputTimeout, SocketSink
@@ -85,6 +89,11 @@ class ClientConnection:
         self.client_ip = address[0]
         self.buf = b""
         self.served = 0
+        # Set once an answer went out that ends the connection while the client may
+        # still be sending: it is then closed by `linger_close`, not at once.
+        self.linger = False
+        # The body of the request being served, once received (see _receive_body).
+        self.body: ClientBody | None = None
         # True while waiting for the first byte of a request: shutdown may close it at once,
         # and the runtime's reaper ends the wait at idle_deadline (see _read_head).
         self.idle = False
@@ -134,7 +143,10 @@ class ClientConnection:
             pass
         finally:
             self.rt.connections.discard(self)
-            self.sock.close()
+            if self.linger:
+                linger_close(self.sock)
+            else:
+                self.sock.close()
 
     def expire_if_idle(self, now: float) -> None:
         """Called by the runtime's reaper: end a wait for a request, or for an origin's
@@ -237,8 +249,14 @@ class ClientConnection:
         started = time.monotonic()
         keep = req.keep_alive and self.persists()
         outcome = Outcome()
+        self.body = None
         try:
             keep = self._dispatch(req, keep, outcome)
+            if req.body != NONE and not (self.body is not None and self.body.consumed):
+                # Part of the body is unread (refused, or the origin answered early): the
+                # connection ends, without a reset for a client still sending.
+                keep = False
+                self.linger = True
         except ClientProtocolError as exc:
             outcome.status = exc.status
             outcome.sent = self._send_error(exc.status, exc.message, close=True)
@@ -340,6 +358,9 @@ class ClientConnection:
         head_only: bool = False,
     ) -> int:
         """An error page for the connection itself (refused client, bad or late head)."""
+        if close:
+            # Input may be unread (a refused head or body): close without a reset.
+            self.linger = True
         try:
             self.sock.settimeout(self.rt.config.read_timeout_s)
         except OSError:
@@ -404,6 +425,8 @@ class ClientConnection:
     # -- forwarding ----------------------------------------------------------------
 
     def _forward(self, req: Request, keep: bool, outcome: Outcome) -> bool:
+        if req.body != NONE:
+            self.body = self._receive_body(req)
         cache = self.rt.cache
         if cache is not None and caching_on(self.rt.config, cache):
             return serve_with_cache(self.requester, cache, req, keep, outcome)
@@ -415,8 +438,24 @@ class ClientConnection:
 
     # -- the request body, read by the exchange (exchange.RequestBody) ---------------
 
+    def _receive_body(self, req: Request) -> ClientBody:
+        """Read the request body up to RequestBodyBuffer before anything goes to an
+        origin (see cproxy.server.clientbody): a malformed one gets its 4xx here."""
+        cfg = self.rt.config
+        if req.expect_continue:
+            # We answer the expectation ourselves (RFC 9110 §10.1.1 lets a proxy do so):
+            # the origin never sees Expect.
+            self.sink.interim(b"HTTP/1.1 100 Continue\r\n\r\n")
+            req.expect_continue = False
+        body = ClientBody(self.sock, self.buf, req, cfg)
+        self.buf = b""
+        body.buffer(cfg.request_body_buffer_bytes)
+        return body
+
     def recv(self) -> bytes:
         """The next bytes of the request from the client."""
+        if self.body is not None:
+            return self.body.recv()
         if self.buf:
             data, self.buf = self.buf, b""
             return data

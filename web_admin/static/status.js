@@ -7,6 +7,7 @@
 
   function fmt(value, kind) {
     if (value === null || value === undefined) return "–";
+    if (kind === "text") return String(value);
     if (kind === "ratio") return (value * 100).toFixed(1) + " %";
     if (kind === "rate") return value < 10 ? value.toFixed(2) : value.toFixed(0);
     if (kind === "bytes") {
