@@ -205,3 +205,36 @@ def test_a_pid_file_that_cannot_be_written_stops_the_start(tmp_path: Path) -> No
     )
     assert out.returncode == 1
     assert "cannot write the PidFile" in out.stderr
+
+
+def test_with_workers_the_pid_file_is_the_supervisors_and_sigusr1_reaches_every_worker(
+    tmp_path: Path, origin: Origin
+) -> None:
+    pid_path = tmp_path / "cproxy.pid"
+    with running(tmp_path, f"Workers = 2\nPidFile = {pid_path}\n") as proxy:
+        assert proxy.proc is not None
+        wait_for(pid_path.exists, what="the PidFile")
+        assert int(pid_path.read_text()) == proxy.proc.pid  # the supervisor
+        children = Path(f"/proc/{proxy.proc.pid}/task/{proxy.proc.pid}/children")
+        wait_for(lambda: len(children.read_text().split()) == 2, what="two workers")
+        moved = tmp_path / "access.log.1"
+        proxy.access_log.touch()
+        proxy.access_log.rename(moved)
+        os.kill(int(pid_path.read_text()), signal.SIGUSR1)
+        # Each worker says so in the (shared) error log.
+        wait_for(
+            lambda: proxy.log_text().count("log files reopened") >= 2,
+            what="both workers to reopen their logs",
+        )
+        with requests.Session() as s:
+            s.proxies = {"http": proxy.url}
+            for n in range(6):  # whichever worker takes them
+                assert s.get(origin.url(f"/after-{n}"), timeout=10).ok
+                s.close()
+        wait_for(
+            lambda: proxy.access_log.exists()
+            and proxy.access_log.read_text().count("/after-") == 6,
+            what="the new lines in the new file",
+        )
+        assert "/after-" not in moved.read_text()
+    assert not pid_path.exists()
