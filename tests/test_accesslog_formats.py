@@ -232,8 +232,9 @@ def test_with_workers_the_pid_file_is_the_supervisors_and_sigusr1_reaches_every_
                 assert s.get(origin.url(f"/after-{n}"), timeout=10).ok
                 s.close()
         wait_for(
-            lambda: proxy.access_log.exists()
-            and proxy.access_log.read_text().count("/after-") == 6,
+            lambda: (
+                proxy.access_log.exists() and proxy.access_log.read_text().count("/after-") == 6
+            ),
             what="the new lines in the new file",
         )
         assert "/after-" not in moved.read_text()
