@@ -79,6 +79,10 @@ class OriginConnectTimeout(OriginError):
     status = 504
 
 
+class OriginTLSError(OriginError):
+    """TLS to the origin failed: its certificate did not verify, or the handshake failed."""
+
+
 class OriginReadTimeout(OriginError):
     """The origin sent nothing for ReadTimeout."""
 

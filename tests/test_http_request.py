@@ -412,10 +412,21 @@ TARGET_ERRORS = [
     ("absolute-bad-port", get(line="GET http://a.test:x/ HTTP/1.1"), 400),
     ("absolute-ipv6-zone", get(line="GET http://[fe80::1%25eth0]/ HTTP/1.1"), 400),
     ("absolute-ipv6-unbracketed", get(line="GET http://::1/ HTTP/1.1"), 400),
-    # RFC 9110 §4.2.2: https is reached with CONNECT; a forward proxy here does not
-    # originate TLS for the client (501 Not Implemented).
-    ("https-absolute-form", get(line="GET https://a.test/ HTTP/1.1"), 501),
 ]
+
+
+def test_an_https_absolute_form_target_is_parsed_for_the_proxy_to_fetch_over_tls() -> None:
+    # Issue #11: the proxy originates TLS for an absolute https:// target (RFC 9110 §4.2.2
+    # lets clients send one to a proxy); the port defaults to 443.
+    req = parse_request_head(get(line="GET https://A.test/x?y HTTP/1.1"))
+    assert (req.form, req.scheme, req.host, req.port, req.path) == (
+        "absolute",
+        "https",
+        "a.test",
+        443,
+        "/x?y",
+    )
+    assert req.url == "https://a.test/x?y"
 
 
 @pytest.mark.parametrize(

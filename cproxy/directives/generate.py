@@ -18,6 +18,7 @@ from pathlib import Path
 from cproxy import __version__
 
 from .config import encode_value
+from .origintypes import OriginList, StandbyList
 from .registry import Directive, forms
 from .types import (
     AddressList,
@@ -63,6 +64,8 @@ _SYNTAX: dict[type[ValueType], Callable[[ValueType], str]] = {
     FieldNameList: lambda t: "fields",
     PatternList: lambda t: "patterns",
     RuleList: lambda t: "rules",
+    OriginList: lambda t: "origins",
+    StandbyList: lambda t: "origin count lines",
     SharedCacheURL: lambda t: "url",
 }
 

@@ -15,6 +15,7 @@ import inspect
 import re
 from dataclasses import dataclass, field
 
+from .origintypes import OriginList
 from .types import (
     AddressList,
     Choice,
@@ -460,6 +461,38 @@ _DECLARED: tuple[Directive, ...] = (
         1024 file-descriptor limit per process, leaving the rest for clients and origin
         connections in use, and still keeps 8 origins at the MaxSocketPerServer default.
         """,
+        live=True,
+    ),
+    Directive(
+        "ServerSSLCAFile",
+        Text(allow_empty=True, description="a PEM file of CA certificates, or empty"),
+        "",
+        CONNECTION_POOL,
+        """
+        CA certificates (a PEM file) that origin servers' certificates are verified
+        against, for https:// mapping targets and https:// request targets. Empty uses the
+        system's CA store.
+
+        The system store by default, as browsers do: a name the public CAs vouch for is
+        what a user of a forward proxy expects. Name a file for a reverse proxy whose
+        origins use a private CA.
+        """,
+        live=True,
+    ),
+    Directive(
+        "ServerSSLNoVerify",
+        OriginList(("https",)),
+        "",
+        CONNECTION_POOL,
+        """
+        https origins whose certificates are not verified: for test labs with self-signed
+        certificates only. Each is written https://host[:port]; wildcards are not allowed.
+
+        Empty by default, and there is no switch to turn verification off for every
+        origin: an unverified connection can be intercepted by anyone on the path, so it
+        must be asked for origin by origin, never granted globally by accident.
+        """,
+        example="https://127.0.0.1:8443",
         live=True,
     ),
     # --- Proxy Configuration / Access Control ----------------------------------------------

@@ -493,8 +493,7 @@ def _parse_target(req: Request) -> None:
     scheme = scheme.lower()
     if not sep or scheme not in DEFAULT_PORTS:
         raise ClientProtocolError(400, "request target is neither absolute-form nor origin-form")
-    if scheme != "http":
-        raise ClientProtocolError(501, "https requests must use CONNECT")
+    # An https target is fetched over TLS by the proxy (issue #11: pooled TLS to origins).
     host, port, path = split_authority_path(rest)
     if not host:
         raise ClientProtocolError(400, "empty host in request target")

@@ -82,6 +82,7 @@ class OriginConnection:
         "idle_since",
         "key",
         "sock",
+        "tls",
         "uses",
     )
 
@@ -91,9 +92,12 @@ class OriginConnection:
         sock: gsocket.socket,
         created_at: float,
         on_close: Callable[[OriginConnection], None] | None = None,
+        tls: Any = None,
     ) -> None:
         self.key = key
         self.sock = sock
+        # The TLSSettings an https connection was made with (part of its pool key), or None.
+        self.tls = tls
         self.created_at = created_at
         self.idle_since = created_at
         self.uses = 0
@@ -168,6 +172,9 @@ class OriginConnection:
         """
         if self._closed or self.sock.fileno() < 0:
             return "error"
+        pending = getattr(self.sock, "pending", None)
+        if pending is not None and pending():
+            return "garbage"  # TLS: decrypted bytes nobody asked for are buffered already
         # The peek goes to the socket gevent wraps, which is in non-blocking mode: it
         # raises at once when nothing is waiting, where gevent's own recv() would wait.
         # (Measured: the wrapper's timeout juggling was most of a pooled miss's checkout.)

@@ -61,6 +61,7 @@ from cproxy.origin.connection import (
     origin_key,
 )
 from cproxy.origin.telemetry import PoolEvents, WaitHistogram
+from cproxy.origin.tls import DEFAULT_TLS, TLSSettings, start_tls, tls_session
 
 log = logging.getLogger(__name__)
 
@@ -102,10 +103,23 @@ class _Waiter:
 class _Origin:
     """Bookkeeping for one origin: its idle sockets (oldest first), queue and counters."""
 
-    __slots__ = ("counts", "idle", "in_use", "key", "pending_connects", "serving", "waiters")
+    __slots__ = (
+        "counts",
+        "idle",
+        "in_use",
+        "key",
+        "pending_connects",
+        "serving",
+        "tls",
+        "tls_session",
+        "waiters",
+    )
 
-    def __init__(self, key: OriginKey) -> None:
+    def __init__(self, key: OriginKey, tls: TLSSettings | None) -> None:
         self.key = key
+        self.tls = tls  # None for http
+        # The latest TLS session of this origin, offered for resumption on the next handshake.
+        self.tls_session: Any = None
         # LIFO: released sockets are appended, checkouts pop from the end, trims cut the front.
         self.idle: list[OriginConnection] = []
         self.in_use = 0
@@ -196,6 +210,7 @@ class OriginPool:
         queue_timeout_s: float = 10.0,
         max_requests_per_conn: int = 0,
         max_idle_total: int = 0,
+        tls_for: Callable[[OriginKey], TLSSettings] | None = None,
         clock: Callable[[], float] = time.monotonic,
         resolve: Resolver | None = None,
     ) -> None:
@@ -220,7 +235,9 @@ class OriginPool:
         self._max_idle_total = max_idle_total
         self._clock = clock
         self._resolve: Resolver = resolve if resolve is not None else default_resolve
-        self._origins: dict[OriginKey, _Origin] = {}
+        # ``tls_for(key)``: the TLS settings for an https origin (part of the pool key).
+        self._tls_for = tls_for if tls_for is not None else _default_tls
+        self._origins: dict[tuple[OriginKey, TLSSettings | None], _Origin] = {}
         self._totals = dict.fromkeys(COUNTERS, 0)
         self._checked_out: set[OriginConnection] = set()
         # Every idle socket of every origin, least recently released first (dicts keep
@@ -317,7 +334,7 @@ class OriginPool:
         """
         if self._closed:
             raise PoolClosed("the origin connection pool is closed")
-        origin = self._origin(origin_key(*key))
+        origin = self._origin_for(origin_key(*key))
         if self._enabled and not origin.waiters:
             # Idle sockets are only there when nobody waits (a release serves the queue first).
             conn = self._take_idle(origin, verify)
@@ -338,7 +355,7 @@ class OriginPool:
         """
         if self._closed:
             raise PoolClosed("the origin connection pool is closed")
-        origin = self._origin(origin_key(*key))
+        origin = self._origin_for(origin_key(*key))
         return self._new_connection(origin, fresh=True, abandon_on_eof=abandon_on_eof)
 
     def release(self, conn: OriginConnection) -> None:
@@ -357,10 +374,13 @@ class OriginPool:
         if conn not in self._checked_out:
             raise NotCheckedOut(f"{conn!r} is not checked out of this pool (released twice?)")
         conn.uses += 1
-        origin = self._origin(conn.key)
+        origin = self._origin(conn.key, conn.tls)
         if self._closed or not self._enabled:
             conn.close()
             return
+        if origin.tls is not None:
+            # Read after the exchange: a TLS 1.3 session ticket arrives after the handshake.
+            origin.tls_session = tls_session(conn.sock) or origin.tls_session
         if self._max_requests_per_conn and conn.uses >= self._max_requests_per_conn:
             self._count(origin, "retired")
             conn.close()
@@ -382,7 +402,7 @@ class OriginPool:
         if conn.closed:
             return
         if conn in self._checked_out:
-            self._count(self._origin(conn.key), "discarded")
+            self._count(self._origin(conn.key, conn.tls), "discarded")
         conn.close()
 
     # -- ageing -------------------------------------------------------------------------------
@@ -444,8 +464,11 @@ class OriginPool:
         queue_timeout_s: float | None = None,
         max_requests_per_conn: int | None = None,
         max_idle_total: int | None = None,
+        tls_for: Callable[[OriginKey], TLSSettings] | None = None,
     ) -> None:
-        """Apply new settings live (the caps left as None keep their values).
+        """Apply new settings live (the caps and ``tls_for`` left as None keep their values).
+
+        Idle TLS sockets made under other TLS settings than ``tls_for`` now gives are closed.
 
         Disabling closes every idle socket; a lower ``max_idle_per_origin`` closes the oldest
         idle sockets above it (counted ``dropped_full``), a lower ``max_idle_total`` the least
@@ -481,7 +504,11 @@ class OriginPool:
         self._queue_timeout_s = queue_timeout_s
         self._max_requests_per_conn = max_requests_per_conn
         self._max_idle_total = max_idle_total
+        if tls_for is not None:
+            self._tls_for = tls_for
         for origin in list(self._origins.values()):
+            if origin.tls is not None and origin.tls != self._tls_for(origin.key):
+                self._close_idle(origin, len(origin.idle))
             if not self._enabled:
                 self._close_idle(origin, len(origin.idle))
             elif len(origin.idle) > max_idle_per_origin:
@@ -525,7 +552,10 @@ class OriginPool:
         ``wait_times`` is the histogram of queue waits (``WaitHistogram.snapshot``),
         ``events`` the recent cap events, newest first.
         """
-        origins = {format_origin(key): o.snapshot() for key, o in self._origins.items()}
+        origins = {
+            format_origin(o.key) + (o.tls.label() if o.tls else ""): o.snapshot()
+            for o in self._origins.values()
+        }
         totals: dict[str, int] = dict.fromkeys(GAUGES, 0)
         for snap in origins.values():
             for gauge in GAUGES:
@@ -540,12 +570,16 @@ class OriginPool:
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _origin(self, key: OriginKey) -> _Origin:
-        origin = self._origins.get(key)
+    def _origin_for(self, key: OriginKey) -> _Origin:
+        """The entry for ``key`` under the TLS settings that apply to it now."""
+        return self._origin(key, self._tls_for(key) if key[0] == "https" else None)
+
+    def _origin(self, key: OriginKey, tls: TLSSettings | None) -> _Origin:
+        origin = self._origins.get((key, tls))
         if origin is None:
             if len(self._origins) >= self.max_tracked_origins:
                 self._forget_unused()
-            origin = self._origins[key] = _Origin(key)
+            origin = self._origins[key, tls] = _Origin(key, tls)
         return origin
 
     def _forget_unused(self) -> None:
@@ -613,7 +647,7 @@ class OriginPool:
         cap = self._max_idle_total
         while cap and len(self._idle_lru) > cap:
             victim = next(iter(self._idle_lru))
-            origin = self._origin(victim.key)
+            origin = self._origin(victim.key, victim.tls)
             self._count(origin, "evicted")
             self._note(origin, "evicted")
             victim.close()  # _on_conn_close takes it off the idle lists
@@ -742,8 +776,15 @@ class OriginPool:
         # request), so the cap holds, stats show work under way and the entry stays tracked.
         if not reserved:
             origin.pending_connects += 1
+        deadline = time.monotonic() + self._connect_timeout_s
         try:
             sock = open_socket(host, port, timeout_s=self._connect_timeout_s, resolve=self._resolve)
+            if origin.tls is not None:
+                # The handshake shares the connect budget: together they are "connecting".
+                sock = start_tls(
+                    sock, host, port, origin.tls, session=origin.tls_session, deadline=deadline
+                )
+                origin.tls_session = tls_session(sock) or origin.tls_session
         except BaseException as exc:
             origin.pending_connects -= 1
             if isinstance(exc, OriginError):
@@ -757,7 +798,9 @@ class OriginPool:
             # close() ran while we were connecting: nobody may use this socket now.
             sock.close()
             raise PoolClosed("the origin connection pool is closed")
-        conn = OriginConnection(key, sock, self._clock(), on_close=self._on_conn_close)
+        conn = OriginConnection(
+            key, sock, self._clock(), on_close=self._on_conn_close, tls=origin.tls
+        )
         self._count(origin, "created")
         self._hand_out(origin, conn)
         return conn
@@ -765,7 +808,7 @@ class OriginPool:
     def _on_conn_close(self, conn: OriginConnection) -> None:
         """Called by ``OriginConnection.close()`` whoever closes it: keeps the counts exact,
         and passes the room the socket held to the origin's queue."""
-        origin = self._origin(conn.key)
+        origin = self._origin(conn.key, conn.tls)
         if conn in self._checked_out:
             self._checked_out.discard(conn)
             origin.in_use -= 1
@@ -776,6 +819,10 @@ class OriginPool:
         self._count(origin, "closed")
         if origin.waiters:
             self._serve_waiters(origin)
+
+
+def _default_tls(key: OriginKey) -> TLSSettings:
+    return DEFAULT_TLS
 
 
 def _watch_for_eof(sock: gsocket.socket, waiter: _Waiter) -> Any:

@@ -51,6 +51,7 @@ from cproxy.http.message import parse_response_head, response_fields_for_client
 from cproxy.origin import OriginConnection, OriginPool, origin_key
 from cproxy.origin.parents import CONNECT_FAILURES, ParentSet, parent_request_head
 from cproxy.origin.retry import Retry
+from cproxy.origin.tls import tls_buffered
 from cproxy.server.respond import Outcome
 from cproxy.server.sink import ClientGone, ClientSink, OutputTimeout, send_all
 
@@ -337,7 +338,7 @@ class Exchange:
         buf = b""
         while True:
             try:
-                if not buf:
+                if not buf and not tls_buffered(osock):
                     # The origin is still working on the request: no speculative recv.
                     self._wait_for_origin(osock)
                 data = osock.recv(IO_CHUNK_BYTES)

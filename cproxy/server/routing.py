@@ -54,10 +54,10 @@ def route(req: Request, rules: tuple) -> Route:
 
 
 def retarget(req: Request, url: str) -> None:
-    """Point ``req`` at absolute http URL ``url`` (scheme, host, port, path)."""
+    """Point ``req`` at absolute http or https URL ``url`` (scheme, host, port, path)."""
     scheme, sep, rest = url.partition("://")
     scheme = scheme.lower()
-    if not sep or scheme != "http":
+    if not sep or scheme not in DEFAULT_PORTS:
         raise ClientProtocolError(502, f"mapping rule produced an unusable URL {url!r}")
     host, port, path = split_authority_path(rest)
     req.scheme, req.host, req.path = scheme, host, path

@@ -24,6 +24,7 @@ from cproxy.directives import DIRECTIVES, Config, diff
 from cproxy.geventshim import adjust_pool_slots
 from cproxy.origin import OriginPool
 from cproxy.origin.parents import ParentSet
+from cproxy.origin.tls import tls_policy
 from cproxy.server.accesslog import AccessLog
 from cproxy.server.auth import ProxyAuthenticator
 from cproxy.server.caching import ProxyCache
@@ -74,6 +75,7 @@ def pool_caps(cfg: Config) -> dict[str, Any]:
         "queue_timeout_s": cfg.server_conn_queue_timeout_s,
         "max_requests_per_conn": cfg.max_persist_request_per_server,
         "max_idle_total": cfg.max_idle_sockets,
+        "tls_for": tls_policy(cfg.server_sslca_file, frozenset(cfg.server_ssl_no_verify)),
     }
 
 

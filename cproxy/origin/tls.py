@@ -1,0 +1,142 @@
+"""TLS to origins (issue #11): the settings a pooled connection is keyed by, their contexts,
+and the client handshake, with the standard ``ssl`` module through gevent (``gevent.ssl``,
+so a handshake yields to other greenlets instead of blocking the process).
+
+Certificates are verified against the system store unless ``ServerSSLCAFile`` names
+another CA file; verification is off only for origins listed in ``ServerSSLNoVerify``
+(test labs), never by a global switch. SNI is sent for host names. TLS sessions are
+resumed: the pool keeps the latest session per origin and offers it on the next handshake
+(sessions belong to one SSLContext, so contexts are made once per settings).
+"""
+
+from __future__ import annotations
+
+import functools
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import gevent
+import gevent.socket as gsocket
+import gevent.ssl as gssl
+
+from cproxy.errors import OriginConnectTimeout, OriginTLSError
+
+
+@dataclass(frozen=True)
+class TLSSettings:
+    """How a TLS connection to an origin is checked: part of the pool key, so sockets made
+    under other settings are never handed out for these."""
+
+    verify: bool = True
+    ca_file: str = ""  # "" = the system store
+
+    def label(self) -> str:
+        """A suffix for the stats key when the settings are not the default."""
+        if not self.verify:
+            return " (unverified)"
+        return f" (CA {self.ca_file})" if self.ca_file else ""
+
+
+DEFAULT_TLS = TLSSettings()
+
+
+@functools.lru_cache(maxsize=32)
+def client_context(settings: TLSSettings) -> ssl.SSLContext:
+    """The SSLContext for ``settings`` (one per settings: sessions are tied to it).
+
+    Raises ``OSError``/``ssl.SSLError`` when the CA file cannot be read.
+    """
+    # gevent's SSLContext, so sockets it wraps are cooperative (its create_default_context
+    # would give the stdlib's). PROTOCOL_TLS_CLIENT: certificate and host name checked,
+    # TLS 1.2 at least, as create_default_context sets up.
+    ctx = gssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if settings.ca_file:
+        ctx.load_verify_locations(cafile=settings.ca_file)
+    else:
+        ctx.load_default_certs()
+    if not settings.verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def tls_policy(
+    ca_file: str, unverified: frozenset[tuple[str, str, int]]
+) -> Callable[[tuple[str, str, int]], TLSSettings]:
+    """``tls_for(key)`` for the pool: verification off only for the ``unverified`` origins
+    (ServerSSLNoVerify), the CA file of ServerSSLCAFile (or the system store) for the rest."""
+    verified = TLSSettings(verify=True, ca_file=ca_file)
+    lab = TLSSettings(verify=False)
+
+    def tls_for(key: tuple[str, str, int]) -> TLSSettings:
+        return lab if key in unverified else verified
+
+    return tls_for
+
+
+def start_tls(
+    sock: gsocket.socket,
+    host: str,
+    port: int,
+    settings: TLSSettings,
+    *,
+    session: ssl.SSLSession | None,
+    deadline: float,
+) -> ssl.SSLSocket:
+    """Wrap connected ``sock`` and do the client handshake by ``deadline`` (monotonic).
+
+    Sends SNI for a host name (RFC 6066 forbids it for an address; the certificate is then
+    checked against the address), offers ``session`` for resumption. On failure closes
+    ``sock`` and raises ``OriginTLSError`` (the cause, e.g. the certificate did not
+    verify) or ``OriginConnectTimeout``.
+    """
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        ctx = client_context(settings)
+        tls = ctx.wrap_socket(
+            sock,
+            server_hostname=host,
+            do_handshake_on_connect=False,
+            session=session,
+        )
+    except (OSError, ValueError) as exc:
+        sock.close()
+        raise OriginTLSError(f"TLS to {where} cannot start: {exc}") from exc
+    remaining = deadline - time.monotonic()
+    timer = gevent.Timeout(max(remaining, 0.001))
+    timer.start()
+    try:
+        tls.do_handshake()
+    except gevent.Timeout as exc:
+        tls.close()
+        if exc is not timer:
+            raise
+        raise OriginConnectTimeout(f"TLS handshake with {where} timed out") from None
+    except ssl.SSLCertVerificationError as exc:
+        tls.close()
+        reason = exc.verify_message or exc.reason or str(exc)
+        raise OriginTLSError(f"the certificate of {where} did not verify: {reason}") from exc
+    except (ssl.SSLError, OSError) as exc:
+        tls.close()
+        raise OriginTLSError(f"TLS handshake with {where} failed: {exc}") from exc
+    except BaseException:
+        tls.close()
+        raise
+    finally:
+        timer.close()
+    return tls
+
+
+def tls_buffered(sock: object) -> bool:
+    """True when a TLS socket holds decrypted bytes already: waiting for the socket to
+    become readable would then wait for bytes that have arrived."""
+    pending = getattr(sock, "pending", None)
+    return bool(pending is not None and pending())
+
+
+def tls_session(sock: object) -> ssl.SSLSession | None:
+    """The TLS session of ``sock`` worth offering again, or None (plain socket, none yet)."""
+    session = getattr(sock, "session", None)
+    return session if isinstance(session, ssl.SSLSession) else None
