@@ -29,12 +29,13 @@ import os
 import re
 import tempfile
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import configobj
 
 from cproxy.errors import ConfigError
 
+from .attributes import ConfigAttributes
 from .registry import DIRECTIVES, Directive, lookup
 
 __all__ = [
@@ -49,7 +50,7 @@ __all__ = [
 _ATTRS: dict[str, str] = {d.attr: name for name, d in DIRECTIVES.items()}
 
 
-class Config:
+class Config(ConfigAttributes):
     """An immutable, typed snapshot of every directive's value.
 
     Values are read as attributes named by ``Directive.attr`` (``cfg.max_active_threads``,
@@ -83,11 +84,15 @@ class Config:
         object.__setattr__(self, "source_path", source_path)
         self.__dict__.update({DIRECTIVES[name].attr: v for name, v in ordered.items()})
 
-    def __getattr__(self, attr: str) -> Any:
-        # Only called for names not found normally, i.e. not a directive's attribute.
-        close = difflib.get_close_matches(attr, _ATTRS, n=1)
-        hint = f"; did you mean {close[0]}?" if close else ""
-        raise AttributeError(f"Config has no attribute {attr!r}{hint}")
+    if not TYPE_CHECKING:
+        # Hidden from mypy: with a __getattr__ every attribute would type as Any, and a
+        # misspelt cfg.<attr> would pass; the generated ConfigAttributes declares them all.
+
+        def __getattr__(self, attr: str) -> Any:
+            # Only called for names not found normally, i.e. not a directive's attribute.
+            close = difflib.get_close_matches(attr, _ATTRS, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise AttributeError(f"Config has no attribute {attr!r}{hint}")
 
     def __setattr__(self, attr: str, value: object) -> None:
         raise AttributeError("Config is immutable; use config_with() to derive a new one")

@@ -1,8 +1,9 @@
-"""Generate man/cproxy.conf.5 and etc/cproxy.conf from the directive registry.
+"""Generate man/cproxy.conf.5, etc/cproxy.conf and cproxy/directives/attributes.py (the
+static types of `Config`'s attributes) from the directive registry.
 
 Usage: ``python -m cproxy.directives.generate [--check] [--root DIR]``
 
-Without ``--check`` the two files are (re)written under DIR (default: the source tree this
+Without ``--check`` the generated files are (re)written under DIR (default: the source tree this
 module lives in). With ``--check`` nothing is written and the exit status is 1 when either
 file differs from what the registry produces, so a stale file fails CI and the tests.
 """
@@ -10,6 +11,8 @@ file differs from what the registry produces, so a stale file fails CI and the t
 from __future__ import annotations
 
 import argparse
+import inspect
+import re
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
@@ -19,7 +22,7 @@ from cproxy import __version__
 
 from .config import encode_value
 from .origintypes import OriginList, StandbyList
-from .registry import Directive, forms
+from .registry import DIRECTIVES, Directive, forms
 from .types import (
     AddressList,
     Choice,
@@ -280,7 +283,59 @@ def _file_value(d: Directive) -> str:
 # ---------------------------------------------------------------------------------------------
 # Command line
 
-RENDERERS: dict[Path, Callable[[], str]] = {MAN_PATH: render_man, SAMPLE_PATH: render_sample}
+# ---------------------------------------------------------------------------------------------
+# cproxy/directives/attributes.py: the static types of Config's attributes
+
+ATTRIBUTES_PATH = Path("cproxy/directives/attributes.py")
+
+
+def attribute_type(d: Directive) -> str:
+    """The Python type of ``d``'s value, as its value type's ``parse`` declares it."""
+    annotation = inspect.signature(type(d.type).parse).return_annotation
+    return annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "Any")
+
+
+def _annotation_imports() -> dict[str, set[str]]:
+    """Module -> the names the annotations use from it: each capitalised name that the
+    value type's own module defines (``Any`` and the like come from typing)."""
+    imports: dict[str, set[str]] = {}
+    for d in DIRECTIVES.values():
+        module = sys.modules[type(d.type).__module__]
+        for name in re.findall(r"\b[A-Z][A-Za-z0-9_]*\b", attribute_type(d)):
+            if name == "Any":
+                imports.setdefault("typing", set()).add(name)
+            elif hasattr(module, name):
+                imports.setdefault(module.__name__, set()).add(name)
+    return imports
+
+
+def render_attributes() -> str:
+    """A class of annotations, one per directive, that `Config` inherits: mypy then knows
+    every ``cfg.<attr>`` and its type, and refuses a misspelt one."""
+    lines = [f"    {d.attr}: {attribute_type(d)}  # {d.name}" for d in DIRECTIVES.values()]
+    imports = "".join(
+        f"from {module} import {', '.join(sorted(names))}\n"
+        for module, names in sorted(_annotation_imports().items(), key=lambda kv: kv[0])
+    )
+    return (
+        f'"""GENERATED from the directive registry by {GENERATOR}; do not edit.\n\n'
+        "The static type of each `Config` attribute (mypy reads them, so a misspelt or\n"
+        "mistyped ``cfg.<attr>`` is an error). The values themselves are set by `Config`.\n"
+        '"""\n\n'
+        "from __future__ import annotations\n\n"
+        + (imports + "\n" if imports else "")
+        + "\nclass ConfigAttributes:\n"
+        + "    __slots__ = ()\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
+
+
+RENDERERS: dict[Path, Callable[[], str]] = {
+    MAN_PATH: render_man,
+    SAMPLE_PATH: render_sample,
+    ATTRIBUTES_PATH: render_attributes,
+}
 
 
 def default_root() -> Path:

@@ -1,0 +1,72 @@
+"""GENERATED from the directive registry by python -m cproxy.directives.generate; do not edit.
+
+The static type of each `Config` attribute (mypy reads them, so a misspelt or
+mistyped ``cfg.<attr>`` is an error). The values themselves are set by `Config`.
+"""
+
+from __future__ import annotations
+
+from cproxy.directives.origintypes import Origin
+from cproxy.directives.types import IPNetwork, Pattern, RedisTarget, Rule
+
+
+class ConfigAttributes:
+    __slots__ = ()
+
+    port: int  # Port
+    bind_address: str  # BindAddress
+    hostname: str  # Hostname
+    max_active_threads: int  # MaxActiveThreads
+    listen_backlog: int  # ListenBacklog
+    max_persist_request: int  # MaxPersistRequest
+    workers: int  # Workers
+    input_timeout_s: float  # InputTimeout
+    read_timeout_s: float  # ReadTimeout
+    output_timeout_s: float  # OutputTimeout
+    persist_timeout_s: float  # PersistTimeout
+    request_body_buffer_bytes: int  # RequestBodyBuffer
+    request_body_timeout_s: float  # RequestBodyTimeout
+    request_body_min_rate_bytes: int  # RequestBodyMinRate
+    proxy_persistence: bool  # ProxyPersistence
+    server_conn_pool: bool  # ServerConnPool
+    max_socket_per_server: int  # MaxSocketPerServer
+    server_conn_timeout_s: float  # ServerConnTimeout
+    server_conn_gc_run_s: float  # ServerConnGCRun
+    connect_timeout_s: float  # ConnectTimeout
+    max_conn_per_server: int  # MaxConnPerServer
+    server_conn_queue_timeout_s: float  # ServerConnQueueTimeout
+    max_persist_request_per_server: int  # MaxPersistRequestPerServer
+    max_idle_sockets: int  # MaxIdleSockets
+    server_sslca_file: str  # ServerSSLCAFile
+    server_ssl_no_verify: tuple[Origin, ...]  # ServerSSLNoVerify
+    proxy_access: tuple[IPNetwork, ...]  # ProxyAccess
+    connect_ports: tuple[int, ...]  # ConnectPorts
+    max_request_body_bytes: int  # MaxRequestBody
+    trace_enable: bool  # TraceEnable
+    purge_access: tuple[IPNetwork, ...]  # PurgeAccess
+    mapping_rules: tuple[Rule, ...]  # MappingRules
+    access_log: str  # AccessLog
+    error_log: str  # ErrorLog
+    log_level: str  # LogLevel
+    caching: bool  # Caching
+    cache_memory_bytes: int  # CacheMemory
+    cache_file_size_limit_bytes: int  # CacheFileSizeLimit
+    cache_max_expiry_s: float  # CacheMaxExpiry
+    cache_default_expiry_s: float  # CacheDefaultExpiry
+    cache_last_modified_factor: float  # CacheLastModifiedFactor
+    cache_time_margin_s: float  # CacheTimeMargin
+    no_caching: tuple[Pattern, ...]  # NoCaching
+    cache_queries: bool  # CacheQueries
+    cache_targeted_fields: tuple[str, ...]  # CacheTargetedFields
+    shared_cache: RedisTarget | None  # SharedCache
+    shared_cache_password_file: str  # SharedCachePasswordFile
+    shared_cache_namespace: str  # SharedCacheNamespace
+    shared_cache_timeout_s: float  # SharedCacheTimeout
+    shared_cache_retry_s: float  # SharedCacheRetry
+    shared_cache_max_entry_bytes: int  # SharedCacheMaxEntry
+    shared_cache_write_queue: int  # SharedCacheWriteQueue
+    shared_cache_lease_s: float  # SharedCacheLease
+    admin_port: int  # AdminPort
+    admin_address: str  # AdminAddress
+    admin_password_file: str  # AdminPasswordFile
+    admin_access: tuple[IPNetwork, ...]  # AdminAccess
