@@ -31,6 +31,8 @@ DEBIAN_PACKAGES = {
     "squid": "squid",
     "wrk": "wrk",
     "taskset": "util-linux",
+    "redis-server": "redis-server",
+    "redis-cli": "redis-tools",
 }
 
 #: the origin's files: name -> size in bytes

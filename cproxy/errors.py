@@ -53,6 +53,15 @@ class ClientProtocolError(ProtocolError):
         self.message = message
 
 
+class DestinationRefused(ClientProtocolError):
+    """cproxy will not connect where the request points (SafePorts, RefusedDestinations,
+    LoopbackDestinations): answered with 403 and a page naming the rule. Raised before
+    any connection to the refused address is attempted."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(403, message)
+
+
 class OriginProtocolError(ProtocolError):
     """The origin sent a malformed response: the client gets a 502."""
 

@@ -10,8 +10,8 @@ cproxy silently falling back to slower paths (or, for the slot pool, miscounting
   timer (`wait_readable_untimed`).
 - ``socket._sock``: the non-blocking stdlib socket gevent wraps, for a peek that neither
   waits nor juggles timeouts (`raw_socket`).
-- ``Pool._semaphore``: the counter gevent's StreamServer waits on while the pool is full,
-  which must move with a live resize (`adjust_pool_slots`).
+- ``Semaphore.counter``: the free count of the MaxActiveThreads slots, which must move
+  with a live resize (`adjust_semaphore`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from __future__ import annotations
 import socket as stdlib_socket
 
 from gevent import socket as gsocket
-from gevent.pool import Pool
+from gevent.lock import Semaphore
 
 
 def wait_readable_untimed(sock: gsocket.socket) -> None:
@@ -45,14 +45,13 @@ def raw_socket(sock: gsocket.socket) -> stdlib_socket.SocketType | None:
     return raw if isinstance(raw, stdlib_socket.SocketType) else None
 
 
-def adjust_pool_slots(pool: Pool, delta: int) -> None:
-    """Move the free-slot counter of ``pool`` by ``delta`` after its size changed.
+def adjust_semaphore(semaphore: Semaphore, delta: int) -> None:
+    """Move the free-slot counter of ``semaphore`` by ``delta`` after its size changed.
 
-    A positive delta releases slots one by one, which also wakes a StreamServer that
-    stopped accepting while the pool was full; a negative one may take the counter below
-    zero: running handlers hand their slots back one by one.
+    A positive delta releases slots one by one, which also wakes greenlets waiting for
+    one; a negative one may take the counter below zero: running holders hand their
+    slots back one by one.
     """
-    semaphore = pool._semaphore
     if delta > 0:
         for _ in range(delta):
             semaphore.release()

@@ -514,6 +514,11 @@ class ProxyProcess:
         wait_for(up, WAIT_S, "cproxy subprocess listening")
         return self
 
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
     def status(self, field_name: str) -> int:
         """A ``/proc/<pid>/status`` figure in KiB (VmHWM, VmRSS)."""
         assert self.proc is not None

@@ -17,6 +17,8 @@ from cproxy.directives.types import (
     Pattern,
     PatternList,
     PortList,
+    PortRangeList,
+    PortRanges,
     Rule,
     RuleList,
     Size,
@@ -266,6 +268,18 @@ def test_port_list() -> None:
     for bad in ("0", "65536", "https", "-1"):
         with pytest.raises(ValueError):
             PortList().parse(bad)
+
+
+def test_port_range_list() -> None:
+    ports = PortRangeList().parse("80, 443 1025-65535 21")
+    assert ports == PortRanges(((80, 80), (443, 443), (1025, 65535), (21, 21)))
+    assert PortRangeList().format(ports) == "80 443 1025-65535 21"
+    assert 80 in ports and 1025 in ports and 65535 in ports and 21 in ports
+    assert 25 not in ports and 1024 not in ports and "80" not in ports
+    assert PortRangeList().parse("") == PortRanges(())
+    for bad in ("0", "65536", "https", "-1", "1-", "5-3", "1-70000", "1--2"):
+        with pytest.raises(ValueError):
+            PortRangeList().parse(bad)
 
 
 def test_pattern_list_and_matching() -> None:

@@ -12,9 +12,9 @@ import socket as stdlib_socket
 import gevent
 import gevent.event
 from gevent import socket as gsocket
-from gevent.pool import Pool
+from gevent.lock import Semaphore
 
-from cproxy.geventshim import adjust_pool_slots, raw_socket, wait_readable_untimed
+from cproxy.geventshim import adjust_semaphore, raw_socket, wait_readable_untimed
 
 
 def pair() -> tuple[gsocket.socket, gsocket.socket]:
@@ -79,14 +79,15 @@ def test_raw_socket_peeks_without_waiting() -> None:
         client.close()
 
 
-def test_pool_semaphore_moves_with_adjust_pool_slots() -> None:
-    pool = Pool(2)
-    assert hasattr(pool, "_semaphore"), "gevent renamed Pool._semaphore"
-    assert pool.free_count() == 2
-    pool.size = 4
-    adjust_pool_slots(pool, 2)
-    assert pool.free_count() == 4
-    pool.size = 1
-    adjust_pool_slots(pool, -3)
-    assert pool.free_count() == 1
-    assert pool._semaphore.counter == 1
+def test_semaphore_counter_moves_with_adjust_semaphore() -> None:
+    sem = Semaphore(2)
+    assert sem.counter == 2, "gevent renamed Semaphore.counter"
+    adjust_semaphore(sem, 2)
+    assert sem.counter == 4
+    for _ in range(4):
+        assert sem.acquire(blocking=False)
+    adjust_semaphore(sem, -3)  # a shrink below the slots in use: they are handed back
+    assert sem.counter == -3
+    for _ in range(4):
+        sem.release()
+    assert sem.counter == 1

@@ -18,6 +18,7 @@ import contextlib
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -405,3 +406,23 @@ def test_different_resources_never_share_a_key() -> None:
         )
     }
     assert len(keys) == 6
+
+
+def test_set_cookie_never_reaches_another_node_through_the_shared_tier(tmp_path: Path) -> None:
+    from tests.redisserver import RedisServer
+    from tests.test_shared_tier import nodes, tier, written
+
+    def login(r: Received) -> tuple[str, bytes]:
+        return "Cache-Control: max-age=600\r\nSet-Cookie: session=alice\r\n", b"page"
+
+    with (
+        RedisServer(tmp_path / "redis") as server,
+        RecordingOrigin(routed({"/login": login})) as origin,
+        nodes(server.url, 2) as (a, b),
+    ):
+        assert fetch(a, origin.url("/login"))[1]["set-cookie"] == "session=alice"
+        written(a)
+        status, fields, body = fetch(b, origin.url("/login"))
+        assert (status, body) == (200, b"page") and tier(b).hits == 1
+        assert "set-cookie" not in fields, fields
+        assert len(origin.requests()) == 1

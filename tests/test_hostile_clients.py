@@ -16,7 +16,7 @@ import time
 import pytest
 
 from tests.hostile import OriginConn, RecordingOrigin, parse_requests, parse_responses
-from tests.support import WAIT_S, start_proxy
+from tests.support import WAIT_S, start_proxy, wait_for
 
 MIB = 1 << 20
 
@@ -172,3 +172,59 @@ def test_a_body_trickling_below_the_minimum_rate_gets_408_and_reaches_no_origin(
         assert elapsed < WAIT_S / 2
         origin.sync()
         assert not any(origin.received())
+
+
+def connect_from(source_ip: str, port: int) -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(WAIT_S)
+    s.bind((source_ip, 0))
+    s.connect(("127.0.0.1", port))
+    return s
+
+
+def test_at_the_per_address_cap_the_longest_waiting_connection_makes_room() -> None:
+    """MaxClientConnectionsPerAddress 3: a fourth connection from 127.0.0.2 closes the
+    one that has waited longest for a request head; other addresses are not touched."""
+    with RecordingOrigin() as origin, start_proxy(MaxClientConnectionsPerAddress="3") as proxy:
+        other = connect_from("127.0.0.3", proxy.port)
+        socks = [connect_from("127.0.0.2", proxy.port) for _ in range(3)]
+        wait_for(lambda: len(proxy.runtime.connections) == 4, what="4 connections")
+        socks.append(connect_from("127.0.0.2", proxy.port))
+        data, end = read_to_end(socks[0])
+        assert (data, end) == (b"", "eof")  # closed quietly: it had sent nothing
+        # The others still serve requests, the newest one included.
+        o = f"127.0.0.1:{origin.port}"
+        for s in [*socks[1:], other]:
+            s.sendall(
+                f"GET http://{o}/x HTTP/1.1\r\nHost: {o}\r\nConnection: close\r\n\r\n".encode()
+            )
+            answers, _ = parse_responses(read_to_end(s)[0])
+            assert [a.status for a in answers] == [200]
+        for s in [*socks, other]:
+            s.close()
+
+
+def test_a_connection_being_served_is_never_cut_to_admit_another() -> None:
+    """MaxClientConnectionsPerAddress 1: while 127.0.0.2's one connection is being served
+    (its origin holds the answer), a second one from that address is refused with 503;
+    the first gets its answer."""
+    release = threading.Event()
+
+    def held(conn: OriginConn) -> None:
+        if conn.read_request() is not None:
+            release.wait(WAIT_S)
+            conn.reply(b"held")
+
+    with RecordingOrigin(held) as origin, start_proxy(MaxClientConnectionsPerAddress="1") as proxy:
+        o = f"127.0.0.1:{origin.port}"
+        served = connect_from("127.0.0.2", proxy.port)
+        served.sendall(f"GET http://{o}/h HTTP/1.1\r\nHost: {o}\r\n\r\n".encode())
+        origin.wait_requests(1)
+        with contextlib.closing(connect_from("127.0.0.2", proxy.port)) as late:
+            answers, _ = parse_responses(read_to_end(late)[0])
+        assert [a.status for a in answers] == [503]
+        release.set()
+        with contextlib.closing(served):
+            served.settimeout(WAIT_S)
+            answers, _ = parse_responses(served.recv(65536), eof=False)
+        assert [(a.status, a.body) for a in answers] == [(200, b"held")]

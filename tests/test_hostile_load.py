@@ -15,6 +15,7 @@ by TCP's retransmission back-off) instead of being refused.
 from __future__ import annotations
 
 import contextlib
+import os
 import resource
 import selectors
 import socket
@@ -31,6 +32,7 @@ from tests.hostile import (
     ProxyProcess,
     RecordingOrigin,
     free_port,
+    keep_alive,
     many_sockets,
     parse_responses,
     read_answers,
@@ -71,8 +73,12 @@ def origin() -> Iterator[RecordingOrigin]:
 def test_1000_slowloris_connections_do_not_slow_a_normal_client(origin: RecordingOrigin) -> None:
     raise_nofile(3 * SLOWLORIS + 500)
     with (
+        # All from one address: the per-address cap is lifted (it is tested on its own).
         start_proxy(
-            MaxActiveThreads="1200", ListenBacklog="1024", InputTimeout="6 seconds"
+            ListenBacklog="1024",
+            InputTimeout="6 seconds",
+            MaxClientConnections="2000",
+            MaxClientConnectionsPerAddress="2000",
         ) as proxy,
         many_sockets(SLOWLORIS) as lorises,
     ):
@@ -169,9 +175,10 @@ def keep_alive_big(body: bytes):  # type: ignore[no-untyped-def]
     return script
 
 
-def test_clients_past_max_active_threads_wait_in_the_backlog_and_are_all_served() -> None:
-    """5 slots, backlog 20: 25 clients connect at once; the 20 beyond the slots wait in
-    the kernel's backlog (their connect succeeds) and all are served once slots free."""
+def test_requests_past_max_active_threads_wait_for_a_slot_and_are_all_served() -> None:
+    """5 slots: 25 clients connect at once and are all accepted; 5 requests are served
+    (held at the origin) while the 20 others wait for a slot, and all are answered once
+    slots free up: held, not refused."""
     release = threading.Event()
 
     def held(conn: OriginConn) -> None:
@@ -181,7 +188,7 @@ def test_clients_past_max_active_threads_wait_in_the_backlog_and_are_all_served(
 
     with (
         RecordingOrigin(held) as origin,
-        start_proxy(MaxActiveThreads="5", ListenBacklog="20", Caching="off") as proxy,
+        start_proxy(MaxActiveThreads="5", Caching="off") as proxy,
         many_sockets(25) as socks,
     ):
         for i in range(25):
@@ -189,13 +196,16 @@ def test_clients_past_max_active_threads_wait_in_the_backlog_and_are_all_served(
             s.sendall(get(origin, f"/c{i}"))
             socks.append(s)
         wait_for(lambda: len(origin.requests()) >= 5, what="5 held requests")
-        assert len(proxy.runtime.connections) == 5  # the others are not accepted yet
+        wait_for(lambda: len(proxy.runtime.connections) == 25, what="all 25 accepted")
+        # Every head is in, yet only the 5 requests with a slot reached the origin.
+        assert proxy.call(lambda: len(proxy.runtime.slots)) == 5
+        assert len(origin.requests()) == 5
         release.set()
         bodies = []
         for s in socks:
             answers, _ = read_answers(s, 1)
             bodies.append(answers[0].body)
-        assert bodies == [f"/c{i}".encode() for i in range(25)]
+        assert sorted(bodies) == sorted(f"/c{i}".encode() for i in range(25))
 
 
 def write_conf(tmp_path: Path, **directives: str) -> tuple[str, int]:
@@ -212,7 +222,14 @@ def test_flood_of_1000_connections_peak_rss(tmp_path: Path, origin: RecordingOri
     peak RSS (VmHWM) printed."""
     n = 1000
     raise_nofile(3 * n + 500)
-    conf, port = write_conf(tmp_path, MaxActiveThreads="1200", ListenBacklog="1024")
+    # All from one address: the per-address cap is lifted (it is tested on its own).
+    conf, port = write_conf(
+        tmp_path,
+        MaxActiveThreads="1200",
+        ListenBacklog="1024",
+        MaxClientConnections="2000",
+        MaxClientConnectionsPerAddress="2000",
+    )
     with ProxyProcess(conf, port) as proxy, many_sockets(n) as socks:
         base_kib = proxy.status("VmHWM")
         sel = selectors.DefaultSelector()
@@ -284,3 +301,113 @@ def echo_path(conn: OriginConn) -> None:
     while (r := conn.read_request()) is not None:
         if not conn.reply(r.req.path.encode()):
             return
+
+
+SILENT = 1000
+TRICKLING = 200
+
+
+def from_address(source_ip: str, port: int) -> socket.socket:
+    """A non-blocking client socket connecting to cproxy from ``source_ip`` (any of
+    127.0.0.0/8). The connect is not waited for: a proxy that stops accepting (a full
+    backlog) must not stall the test, only fail it."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setblocking(False)
+    s.bind((source_ip, 0))
+    s.connect_ex(("127.0.0.1", port))
+    return s
+
+
+def p99_of_gets(port: int, data: bytes, n: int, timeout_s: float) -> float:
+    """p99 of `timed_get` over ``n`` GETs; ``timeout_s`` as soon as 3 of them got no
+    answer in time (the p99 of 200 is then a timeout anyway)."""
+    latencies = []
+    for _ in range(n):
+        latencies.append(timed_get(port, data, timeout_s))
+        if sum(t >= timeout_s for t in latencies) >= 3:
+            return timeout_s
+    return float(statistics.quantiles(latencies, n=100)[98])
+
+
+def timed_get(port: int, data: bytes, timeout_s: float) -> float:
+    """Seconds for one GET on a fresh connection, from connect to the whole answer;
+    ``timeout_s`` when no answer came in that time."""
+    t0 = time.perf_counter()
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=timeout_s)
+    except TimeoutError:
+        return timeout_s
+    with contextlib.closing(s):
+        s.sendall(data)
+        answers, _ = read_answers(s, 1, timeout_s=timeout_s)
+    if not answers or answers[-1].status != 200:
+        return timeout_s
+    return time.perf_counter() - t0
+
+
+def test_silent_and_trickling_connections_from_one_address_do_not_delay_another_client(
+    tmp_path: Path,
+) -> None:
+    """Issue #10 item 5, with the defaults: 1,000 connections that send nothing and 200
+    POSTs trickling their bodies, all from 127.0.0.2, while a client on 127.0.0.1 makes
+    200 cached GETs, each on a fresh connection: p99 under 100 ms; cproxy's descriptors
+    and memory stay bounded (MaxClientConnectionsPerAddress closes the longest-waiting
+    silent connections; waiting takes no MaxActiveThreads slot).
+
+    The machine may be loaded by other work: the 200 GETs are measured up to three times
+    and the best round must meet the bound (a regression fails every round: on the old
+    code the GETs waited seconds for a slot)."""
+    raise_nofile(3 * (SILENT + TRICKLING) + 500)
+    conf, port = write_conf(tmp_path)
+    with (
+        RecordingOrigin(keep_alive(b"cached", "Cache-Control: max-age=600\r\n")) as origin,
+        ProxyProcess(conf, port) as proxy,
+        many_sockets(SILENT + TRICKLING) as hostile,
+    ):
+        hit = get(origin, "/hit")
+        assert timed_get(port, hit, WAIT_S) < WAIT_S  # now stored
+        base_kib = proxy.status("VmRSS")
+        for _ in range(SILENT):
+            hostile.append(from_address("127.0.0.2", port))
+        o = f"127.0.0.1:{origin.port}"
+        post = f"POST http://{o}/up HTTP/1.1\r\nHost: {o}\r\nContent-Length: 100000\r\n\r\n"
+        # Each trickling socket is sent its head once connected, then one body byte
+        # every half second.
+        trickling = {from_address("127.0.0.2", port): post.encode() for _ in range(TRICKLING)}
+        hostile += trickling
+        stop = threading.Event()
+
+        def trickle() -> None:
+            while True:
+                for s, pending in trickling.items():
+                    with contextlib.suppress(OSError):
+                        sent = s.send(pending or b"x")
+                        trickling[s] = pending[sent:]
+                if stop.wait(0.5):
+                    return
+
+        trickler = threading.Thread(target=trickle, daemon=True)
+        trickler.start()
+        try:
+            rounds = []
+            for _ in range(3):
+                rounds.append(p99_of_gets(port, hit, 200, 2.0))
+                if rounds[-1] < 0.1:
+                    break
+            fds = len(os.listdir(f"/proc/{proxy.pid}/fd"))
+            rss_kib = proxy.status("VmRSS")
+        finally:
+            stop.set()
+            trickler.join(WAIT_S)
+    print(
+        f"\nhostile: cached-GET p99 with {SILENT} silent + {TRICKLING} trickling "
+        f"connections from one address: {min(rounds) * 1000:.1f} ms over 200 requests "
+        f"(rounds: {', '.join(f'{r * 1000:.1f}' for r in rounds)} ms); cproxy {fds} fds, "
+        f"VmRSS {rss_kib / 1024:.1f} MiB (before {base_kib / 1024:.1f} MiB)"
+    )
+    assert min(rounds) < 0.1, rounds
+    # The per-address cap (256) bounds what 127.0.0.2 holds open: not 1,200 descriptors.
+    assert fds < 256 + 100
+    assert rss_kib - base_kib < 64 * 1024
+    # None of the trickling bodies reached the origin (they are read before it is asked).
+    assert "/up" not in origin.paths()

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from cproxy.admin.passwd import set_password
-from cproxy.directives.types import HostList
+from cproxy.directives.types import ListenHosts
 from tests.support import Origin, start_proxy
 from tests.test_cli import ENV, RunningProxy
 from tests.test_deploy import launched
@@ -37,7 +37,7 @@ def free_port_on_both() -> int:
 
 
 def test_host_list_values() -> None:
-    hosts = HostList()
+    hosts = ListenHosts()
     assert hosts.parse("127.0.0.1 ::1") == ("127.0.0.1", "::1")
     assert hosts.parse("127.0.0.1, 0:0::1") == ("127.0.0.1", "::1")
     assert hosts.format(("127.0.0.1", "::1")) == "127.0.0.1 ::1"

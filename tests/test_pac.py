@@ -71,7 +71,7 @@ def test_chromium_follows_the_pac_file(origin: Origin, monkeypatch: pytest.Monke
 
     with start_proxy(NoProxy="direct.test") as proxy:
         # The test's stand-in for DNS: cproxy resolves only the proxied name, to loopback.
-        monkeypatch.setattr(proxy.runtime.pool, "_resolve", resolve)
+        monkeypatch.setattr(proxy.runtime.pool, "resolve", resolve)
 
         def browse(url: str) -> str:
             out = subprocess.run(

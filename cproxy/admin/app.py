@@ -4,10 +4,13 @@ Every request goes through the same gate, in this order:
 
 1. the client address must be in ``AdminAccess`` (else 403, before any credentials are
    looked at);
-2. static files (CSS, JavaScript) are then served without credentials: they are public;
-3. HTTP Basic against the password file (else 401; wrong passwords are logged with the
-   client address);
-4. a POST must be url-encoded, carry the user's CSRF token and, when the browser names
+2. the Host field must name the admin (localhost, Hostname, AdminHostNames, one of its
+   addresses; else 421: DNS rebinding, see hosts.py);
+3. static files (CSS, JavaScript) are then served without credentials: they are public;
+4. HTTP Basic against the password file (else 401; wrong passwords are logged with the
+   client address, and an address with too many failures gets 429 for a while without
+   its password being checked: see auth.LoginThrottle);
+5. a POST must be url-encoded, carry the user's CSRF token and, when the browser names
    its origin, come from the admin's own host and port (else 403, nothing changed).
 
 Routes::
@@ -35,6 +38,7 @@ from __future__ import annotations
 import http
 import json
 import logging
+import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -58,6 +62,7 @@ from cproxy.admin.forms import (
     generation,
     widget_for,
 )
+from cproxy.admin.hosts import admin_host_allowed
 from cproxy.admin.paths import static_dir, templates_dir
 from cproxy.admin.status import (
     ConfigCollector,
@@ -166,6 +171,7 @@ class AdminApp:
         *,
         history: StatsHistory | None = None,
         csrf_secret: bytes | None = None,
+        login_throttle: auth.LoginThrottle | None = None,
     ) -> None:
         self.runtime = runtime
         self.history = history if history is not None else StatsHistory()
@@ -184,6 +190,7 @@ class AdminApp:
         self.metrics_registry.register(RuntimeCollector(runtime.stats, self.history))
         self.metrics_registry.register(ConfigCollector(self._pending_restart, self._file_problem))
         self._verifiers: dict[Path, auth.PasswordVerifier] = {}
+        self.login_throttle = login_throttle if login_throttle is not None else auth.LoginThrottle()
         # Form posts are applied one at a time: the generation check and the apply must
         # not interleave with another admin's post.
         self._apply_lock = gevent.lock.RLock()
@@ -221,6 +228,7 @@ class AdminApp:
             log.warning("admin request from %s refused: not in AdminAccess", client)
             raise HTTPProblem(403, "Your address may not use the cproxy admin (AdminAccess).")
 
+        self._check_host(environ, config, client)
         path = environ.get("PATH_INFO") or "/"
         method = environ.get("REQUEST_METHOD", "GET")
         if path.startswith("/static/"):
@@ -268,6 +276,19 @@ class AdminApp:
             allow = [("Allow", ", ".join(allowed))]
             raise HTTPProblem(405, f"Method {method} not allowed here.", allow)
 
+    def _check_host(self, environ: dict[str, Any], config: Any, client: str) -> None:
+        """421 unless the Host field names this admin (DNS rebinding; see hosts.py)."""
+        header = environ.get("HTTP_HOST")
+        bound = [host for host, _ in getattr(self.runtime, "admin_addresses", [])]
+        names = (config.hostname, *config.admin_host_names)
+        if not admin_host_allowed(header, names=names, listening_on=bound):
+            log.warning("admin request from %s refused: Host %r is not the admin's", client, header)
+            raise HTTPProblem(
+                421,
+                "This is the cproxy admin: it answers only to its own names "
+                "(localhost, Hostname, AdminHostNames) and addresses.",
+            )
+
     def _verifier(self, config: Any) -> auth.PasswordVerifier:
         path = password_file_path(config)
         verifier = self._verifiers.get(path)
@@ -280,13 +301,25 @@ class AdminApp:
         header = environ.get("HTTP_AUTHORIZATION")
         if header is None:
             return None
+        throttle = self.login_throttle
+        wait_s = throttle.retry_after_s(client)
+        if wait_s > 0:
+            # Locked out: no password is even looked at, right or wrong.
+            raise HTTPProblem(
+                429,
+                "Too many failed logins from your address: try again later.",
+                [("Retry-After", str(math.ceil(wait_s)))],
+            )
         credentials = auth.parse_basic_authorization(header)
         if credentials is None:
             log.warning("admin login from %s failed: malformed Authorization header", client)
+            throttle.failed(client)
             return None
         if not self._verifier(config).verify(credentials.user, credentials.password):
             log.warning("admin login from %s failed for user %r", client, credentials.user)
+            throttle.failed(client)
             return None
+        throttle.succeeded(client)
         return credentials.user
 
     def _read_post(self, environ: dict[str, Any], user: str) -> dict[str, str]:

@@ -23,6 +23,7 @@ import logging
 import os
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,18 @@ VERIFY_CACHE_TTL_S = 60.0
 VERIFY_CACHE_MAX_ENTRIES = 256
 # Longest Authorization header value we decode; real ones are far shorter.
 MAX_AUTHORIZATION_CHARS = 4096
+
+
+# Failed logins an address may make before it is locked out (a mistyped password or two,
+# a password manager's stale entry), then how long the first lockout lasts; each further
+# failure doubles it, up to the longest. 5 guesses, then 1 s, 2 s, 4 s ... 5 minutes: a
+# guesser gets a few hundred tries a day per address, a user who mistyped waits a second.
+LOGIN_FREE_FAILURES = 5
+LOGIN_LOCKOUT_FIRST_S = 1.0
+LOGIN_LOCKOUT_MAX_S = 300.0
+# Addresses remembered at once (bounded: a flood of addresses cannot grow memory; the
+# oldest are forgotten first).
+LOGIN_THROTTLE_MAX_ADDRESSES = 4096
 
 
 class PasswordFileError(ValueError):
@@ -148,6 +161,64 @@ class PasswordVerifier:
             verdict = self._run(lambda: _checkpw(password, hashed))
             self._cache[key] = verdict
         return verdict
+
+
+class LoginThrottle:
+    """Failed admin logins per client address, and the lockouts they earn.
+
+    Each address has its own count: a guesser at one address is locked out (answered 429
+    with Retry-After, with no password check at all, so it cannot keep the bcrypt
+    threads busy either) while logins from every other address go on as before. A
+    successful login clears its address's count. A lockout is logged once, when it
+    starts; so is every failure (by the caller).
+    """
+
+    def __init__(
+        self,
+        *,
+        free_failures: int = LOGIN_FREE_FAILURES,
+        first_lockout_s: float = LOGIN_LOCKOUT_FIRST_S,
+        max_lockout_s: float = LOGIN_LOCKOUT_MAX_S,
+        max_addresses: int = LOGIN_THROTTLE_MAX_ADDRESSES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.free_failures = free_failures
+        self.first_lockout_s = first_lockout_s
+        self.max_lockout_s = max_lockout_s
+        self.clock = clock
+        # address -> [failures, locked until]; an entry outlives its longest lockout.
+        self._failures: cachetools.TTLCache[str, list[float]] = cachetools.TTLCache(
+            maxsize=max_addresses, ttl=max_lockout_s * 2, timer=clock
+        )
+
+    def retry_after_s(self, address: str) -> float:
+        """Seconds until ``address`` may try again; 0 when it may now."""
+        state = self._failures.get(address)
+        if state is None:
+            return 0.0
+        return max(0.0, state[1] - self.clock())
+
+    def failed(self, address: str) -> float:
+        """Count a failed login from ``address``; returns the lockout it now has (0: none)."""
+        state = self._failures.get(address) or [0, 0.0]
+        state[0] += 1
+        over = int(state[0]) - self.free_failures
+        lockout = 0.0
+        if over > 0:
+            lockout = min(self.max_lockout_s, self.first_lockout_s * 2 ** min(over - 1, 30))
+            state[1] = self.clock() + lockout
+            log.warning(
+                "admin logins from %s locked out for %g s after %d failures",
+                address,
+                lockout,
+                int(state[0]),
+            )
+        self._failures[address] = state  # (re)sets the entry's time to live
+        return lockout
+
+    def succeeded(self, address: str) -> None:
+        """A successful login: ``address`` starts again with a clean count."""
+        self._failures.pop(address, None)
 
 
 def _checkpw(password: str, hashed: bytes) -> bool:

@@ -26,8 +26,10 @@ from .types import (
     HostList,
     HostPortList,
     Integer,
+    ListenHosts,
     PatternList,
     PortList,
+    PortRangeList,
     RuleList,
     SharedCacheURL,
     Size,
@@ -104,7 +106,7 @@ _DECLARED: tuple[Directive, ...] = (
     ),
     Directive(
         "BindAddress",
-        HostList(),
+        ListenHosts(),
         "127.0.0.1",
         NETWORK,
         """
@@ -137,13 +139,14 @@ _DECLARED: tuple[Directive, ...] = (
         "100",
         PERFORMANCE,
         """
-        Most client connections served at once (each by one greenlet).
+        Most requests served at once (each by one greenlet).
 
-        When all are busy, cproxy stops accepting: further clients wait in the kernel's
-        listen queue (see ListenBacklog) and are served as slots free up; they are not
-        refused. An idle persistent connection holds a slot until PersistTimeout ends it.
-        100 is IBM Caching Proxy's default and suits a small site; raise it for many
-        concurrent clients (memory per connection is small, a few tens of KB).
+        A slot is held from the moment a request's head (and its body, up to
+        RequestBodyBuffer) is in until its response is sent. Connections waiting for a
+        first or next request head hold none (MaxClientConnections bounds those), so
+        silent, slow or idle clients cannot keep others waiting. When all slots are busy,
+        further requests wait for one in order; they are not refused. 100 is IBM Caching
+        Proxy's default and suits a small site; raise it for many concurrent clients.
         """,
         live=True,
     ),
@@ -155,8 +158,9 @@ _DECLARED: tuple[Directive, ...] = (
         """
         Connections the kernel queues, not yet accepted, before it refuses new clients.
 
-        This queue is where clients wait while MaxActiveThreads connections are being served.
-        511 is what nginx and Redis use; the kernel caps it at net.core.somaxconn.
+        cproxy accepts connections as they come (up to MaxClientConnections), so the queue
+        only holds the moment's burst. 511 is what nginx and Redis use; the kernel caps it
+        at net.core.somaxconn.
         """,
         live=False,
     ),
@@ -201,8 +205,8 @@ _DECLARED: tuple[Directive, ...] = (
         first byte (the wait for that byte is PersistTimeout); until the blank line ending
         the head. When it passes the client gets 408 and the connection is closed.
 
-        It bounds slow-header ("slowloris") clients, which otherwise hold a MaxActiveThreads
-        slot indefinitely.
+        It bounds slow-header ("slowloris") clients, which otherwise hold a connection
+        (not a MaxActiveThreads slot) indefinitely.
         """,
         live=True,
     ),
@@ -250,13 +254,48 @@ _DECLARED: tuple[Directive, ...] = (
         Idle time allowed between requests on a persistent client connection: after a
         response, the next request must start within this time or the connection is closed.
 
-        An idle persistent connection holds one MaxActiveThreads slot, so it is kept short:
-        4 seconds covers a browser's follow-up requests for a page's resources while idle
-        clients give their slots back quickly.
+        An idle persistent connection holds no MaxActiveThreads slot, but it does hold a
+        socket (see MaxClientConnections), so it is kept short: 4 seconds covers a
+        browser's follow-up requests for a page's resources.
         """,
         live=True,
     ),
     # --- Client connections and request bodies (issue #10; DESIGN.md §5 rule 9) -------------
+    Directive(
+        "MaxClientConnections",
+        Integer(0, 10_000_000),
+        "0",
+        PERFORMANCE,
+        """
+        Most client connections open at once; 0 (the default) sizes it to the process's
+        file-descriptor limit: half of RLIMIT_NOFILE, less 64 kept for listeners and logs,
+        the other half left for origin sockets.
+
+        Only MaxActiveThreads of them are being served at a time; the others wait for a
+        request head (or receive a body up to RequestBodyBuffer) at the cost of a socket
+        and a few KB. At the cap a new client is still admitted: the connection that has
+        waited longest for a request head is closed to make room. Connections being
+        served are never cut; only when all are being served is a new one refused.
+        Raise the descriptor limit (ulimit -n, LimitNOFILE=) to serve more.
+        """,
+        live=True,
+    ),
+    Directive(
+        "MaxClientConnectionsPerAddress",
+        Integer(1, 10_000_000),
+        "256",
+        PERFORMANCE,
+        """
+        Most connections open at once from one client address. At the cap a new
+        connection from that address closes its longest-waiting idle one (or, if all of
+        them are being served, is refused), so one address cannot hold every connection.
+
+        A browser opens 6 connections per site and up to 32 to a proxy; 256 leaves room
+        for several browsers and tools behind one address (a NAT, a CI runner) while one
+        address still cannot fill MaxClientConnections on its own.
+        """,
+        live=True,
+    ),
     Directive(
         "RequestBodyBuffer",
         Size(0, 1 << 30),
@@ -728,6 +767,60 @@ _DECLARED: tuple[Directive, ...] = (
         """,
         live=True,
     ),
+    Directive(
+        "SafePorts",
+        PortRangeList(),
+        "80 21 443 70 210 1025-65535 280 488 591 777",
+        ACCESS_CONTROL,
+        """
+        Ports a plain HTTP request (and a mapping rule's target) may reach; others get 403.
+        CONNECT has its own list, ConnectPorts.
+
+        The default is Squid's Safe_ports: the ports of HTTP and the protocols browsers
+        used to speak, and every unprivileged port. The ports below 1024 left out are
+        those of services that would read an HTTP request as their own protocol (SMTP on
+        25, SSH on 22, ...): a proxy that forwards to them lets web pages talk to mail
+        and login servers behind it.
+        """,
+        live=True,
+    ),
+    Directive(
+        "RefusedDestinations",
+        AddressList(),
+        "0.0.0.0/8 ::/128 169.254.0.0/16 fe80::/10",
+        ACCESS_CONTROL,
+        """
+        Addresses cproxy never connects to, for any client: each connection it opens
+        (forwarding, each retry, a mapping rule's target, a CONNECT tunnel) is checked on
+        the address the name resolved to, the one it then connects to, so a name that
+        resolves somewhere else from one moment to the next (DNS rebinding) cannot get
+        round it. A refused destination gets 403 with a page that names this directive.
+
+        The default refuses the unspecified addresses ("this host", which Linux connects
+        to the proxy's own host) and the link-local networks, where cloud providers
+        answer metadata requests with the host's credentials (169.254.169.254). Add your
+        internal networks to keep proxy clients out of them.
+        """,
+        live=True,
+    ),
+    Directive(
+        "LoopbackDestinations",
+        AddressList(),
+        "127.0.0.0/8 ::1/128",
+        ACCESS_CONTROL,
+        """
+        Addresses only clients whose own address is in one of these networks may reach
+        through cproxy; checked like RefusedDestinations, on the resolved address of
+        every connection. Others get 403 with a page that names this directive.
+
+        The default is loopback: services that listen only on the proxy's own host
+        (databases, admin consoles, development servers) expect to be reached by local
+        users only, and a proxy would otherwise hand them to every client on the network.
+        Clients on the host itself keep reaching them. A Proxy mapping rule to a loopback
+        back end for remote clients needs its address taken out of this list.
+        """,
+        live=True,
+    ),
     # --- Request Routing --------------------------------------------------------------------
     Directive(
         "MappingRules",
@@ -1113,7 +1206,7 @@ _DECLARED: tuple[Directive, ...] = (
     ),
     Directive(
         "AdminAddress",
-        HostList(),
+        ListenHosts(),
         "127.0.0.1",
         ADMINISTRATION,
         """
@@ -1136,6 +1229,25 @@ _DECLARED: tuple[Directive, ...] = (
         A relative name is taken relative to the directive file's directory (or the working
         directory when cproxy runs on built-in defaults). Without the file nobody can log in
         to the admin pages.
+        """,
+        live=True,
+    ),
+    Directive(
+        "AdminHostNames",
+        HostList(),
+        "",
+        ADMINISTRATION,
+        """
+        Names (besides localhost, Hostname and the machine's own host name) by which
+        browsers reach the admin listener; a request whose Host field names anything else
+        gets 421 Misdirected Request. An IP address in Host is accepted when it is one of
+        the listener's own (any, when it listens on all addresses).
+
+        Empty by default, which is enough when the admin is reached on loopback or by
+        address (an SSH tunnel, 127.0.0.1:8081). The check stops DNS rebinding: a web page
+        whose own name is made to resolve to the admin's address would otherwise be
+        served the admin pages, and the browser would let that page read them. List the
+        names you type in the browser, e.g. proxy.office.lan.
         """,
         live=True,
     ),

@@ -356,10 +356,26 @@ class Host(ValueType):
         return value
 
 
+@dataclass(frozen=True)
 class HostList(ValueType):
-    """One or more `Host` values, space or comma separated; value a tuple of str.
+    """Host names or IP addresses, space or comma separated; value a tuple of str (names in
+    lower case, addresses in their canonical form)."""
 
-    For listen addresses: ``127.0.0.1 ::1`` serves IPv4 and IPv6 loopback at once."""
+    @property
+    def allowed(self) -> str:
+        return "host names or IP addresses separated by spaces, e.g. proxy.example.lan 10.0.0.5"
+
+    def parse(self, text: str) -> tuple[str, ...]:
+        return tuple(Host().parse(item) for item in _split(text))
+
+    def format(self, value: Iterable[str]) -> str:
+        return " ".join(value)
+
+
+@dataclass(frozen=True)
+class ListenHosts(HostList):
+    """Addresses to listen on (BindAddress, AdminAddress): a `HostList` of at least one
+    entry, none twice. ``127.0.0.1 ::1`` serves IPv4 and IPv6 loopback at once."""
 
     @property
     def allowed(self) -> str:
@@ -375,9 +391,6 @@ class HostList(ValueType):
         if not hosts:
             raise ValueError("at least one address is needed")
         return tuple(hosts)
-
-    def format(self, value: Iterable[str]) -> str:
-        return " ".join(value)
 
 
 @dataclass(frozen=True, init=False)
@@ -549,6 +562,42 @@ class PortList(ValueType):
 
     def format(self, value: Iterable[int]) -> str:
         return " ".join(str(p) for p in value)
+
+
+@dataclass(frozen=True)
+class PortRanges:
+    """Ports and port ranges, inclusive: ``443 in ports`` asks whether 443 is covered."""
+
+    ranges: tuple[tuple[int, int], ...]
+
+    def __contains__(self, port: object) -> bool:
+        return isinstance(port, int) and any(lo <= port <= hi for lo, hi in self.ranges)
+
+
+@dataclass(frozen=True)
+class PortRangeList(ValueType):
+    """TCP ports and inclusive ranges (``1025-65535``), space or comma separated, as Squid's
+    ``Safe_ports``; value a `PortRanges`."""
+
+    @property
+    def allowed(self) -> str:
+        return "port numbers or ranges from 1 to 65535 separated by spaces, e.g. 80 443 1025-65535"
+
+    def parse(self, text: str) -> PortRanges:
+        ranges = []
+        for item in _split(text):
+            lo_text, dash, hi_text = item.partition("-")
+            bounds = (lo_text, hi_text) if dash else (lo_text, lo_text)
+            if not all(b.isdigit() and 1 <= int(b) <= 65535 for b in bounds):
+                raise ValueError(f"{item!r} is not a port number or range")
+            lo, hi = int(bounds[0]), int(bounds[1])
+            if lo > hi:
+                raise ValueError(f"{item!r} is an empty range; did you mean {hi}-{lo}?")
+            ranges.append((lo, hi))
+        return PortRanges(tuple(ranges))
+
+    def format(self, value: PortRanges) -> str:
+        return " ".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in value.ranges)
 
 
 # RFC 9110 §5.1: a field name is a token.

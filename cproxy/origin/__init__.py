@@ -7,6 +7,7 @@
 """
 
 from cproxy.origin.connection import (
+    AddressCheck,
     OriginConnection,
     OriginKey,
     Resolver,
@@ -18,6 +19,7 @@ from cproxy.origin.connection import (
 from cproxy.origin.pool import OriginPool
 
 __all__ = [
+    "AddressCheck",
     "OriginConnection",
     "OriginKey",
     "OriginPool",

@@ -17,11 +17,20 @@ from typing import Any
 import gevent
 import gevent.socket as gsocket
 
-from cproxy.errors import OriginConnectError, OriginConnectTimeout, OriginDNSError
+from cproxy.errors import (
+    DestinationRefused,
+    OriginConnectError,
+    OriginConnectTimeout,
+    OriginDNSError,
+)
 from cproxy.geventshim import raw_socket
 
 OriginKey = tuple[str, str, int]
 """``(scheme, host, port)``: host lowercased, an IPv6 literal without brackets."""
+
+AddressCheck = Callable[[str], None]
+"""``admit(address)`` raises `DestinationRefused` when cproxy must not connect to the
+numeric ``address`` (DESIGN.md §5 rule 10); returns None otherwise."""
 
 Resolver = Callable[[str, int], list[tuple[Any, ...]]]
 """``resolve(host, port)`` returns ``getaddrinfo``-style 5-tuples
@@ -76,6 +85,7 @@ class OriginConnection:
         "_closed",
         "_idle_watch",
         "_on_close",
+        "_peer_ip",
         "_reused",
         "created_at",
         "heard_while_idle",
@@ -106,11 +116,23 @@ class OriginConnection:
         self._on_close = on_close
         self._idle_watch: Any = None
         self.heard_while_idle = False
+        self._peer_ip: str | None = None
 
     @property
     def reused(self) -> bool:
         """True when this checkout came from the idle pool (``uses > 0`` at checkout time)."""
         return self._reused
+
+    @property
+    def peer_ip(self) -> str:
+        """The numeric address the socket is connected to (checked again, for the client
+        at hand, each time a pooled socket is reused); "" when the socket cannot say."""
+        if self._peer_ip is None:
+            try:
+                self._peer_ip = str(self.sock.getpeername()[0])
+            except (OSError, IndexError, TypeError):
+                self._peer_ip = ""
+        return self._peer_ip
 
     @property
     def closed(self) -> bool:
@@ -224,8 +246,21 @@ def _sockaddr_text(family: int, sockaddr: tuple[Any, ...]) -> str:
     return str(sockaddr)
 
 
-def open_socket(host: str, port: int, *, timeout_s: float, resolve: Resolver) -> gsocket.socket:
+def open_socket(
+    host: str,
+    port: int,
+    *,
+    timeout_s: float,
+    resolve: Resolver,
+    admit: AddressCheck | None = None,
+) -> gsocket.socket:
     """Resolve ``host`` and connect to the first address that accepts, within ``timeout_s``.
+
+    ``admit`` is asked about each resolved address before connecting to it, and the
+    connection goes to exactly the address it admitted (one lookup, so a name cannot
+    resolve to a checked address and then to another). Addresses it refuses are skipped;
+    when it refuses all of them, its first `DestinationRefused` is raised and nothing was
+    connected.
 
     The budget covers resolution and every address tried: a black-holed first address must not
     make a later good one wait a second full timeout. Raises ``OriginDNSError`` (name does not
@@ -253,7 +288,17 @@ def open_socket(host: str, port: int, *, timeout_s: float, resolve: Resolver) ->
         raise OriginDNSError(f"cannot resolve {where}: no addresses")
 
     failures: list[str] = []
+    refusals: list[DestinationRefused] = []
     for family, socktype, proto, _canonname, sockaddr in infos:
+        if admit is not None and family in (gsocket.AF_INET, gsocket.AF_INET6):
+            try:
+                admit(str(sockaddr[0]))
+            except DestinationRefused as refusal:
+                refusals.append(refusal)
+                continue
+        elif admit is not None:
+            refusals.append(DestinationRefused(f"Refusing to connect to {sockaddr!r}."))
+            continue
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
@@ -277,6 +322,8 @@ def open_socket(host: str, port: int, *, timeout_s: float, resolve: Resolver) ->
             raise
         return sock
 
+    if refusals and not failures:
+        raise refusals[0]
     causes = "; ".join(failures) if failures else "no address tried"
     if time.monotonic() >= deadline:
         raise OriginConnectTimeout(

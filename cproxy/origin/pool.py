@@ -52,6 +52,7 @@ from cproxy.errors import (
     PoolWaitAbandoned,
 )
 from cproxy.origin.connection import (
+    AddressCheck,
     OriginConnection,
     OriginKey,
     Resolver,
@@ -311,12 +312,22 @@ class OriginPool:
 
     # -- checkout and return ------------------------------------------------------------------
 
+    @property
+    def resolve(self) -> Resolver:
+        """The resolver every connection of this pool uses (tests may replace it)."""
+        return self._resolve
+
+    @resolve.setter
+    def resolve(self, resolve: Resolver) -> None:
+        self._resolve = resolve
+
     def acquire(
         self,
         key: OriginKey,
         *,
         verify: bool = True,
         abandon_on_eof: gsocket.socket | None = None,
+        admit: AddressCheck | None = None,
     ) -> OriginConnection:
         """Return a connection to ``key``: the most recently released usable idle one, or new.
 
@@ -330,7 +341,8 @@ class OriginPool:
         docstring); ``abandon_on_eof`` is the client's socket, whose EOF ends that wait with
         ``PoolWaitAbandoned``. Raises ``PoolClosed`` after ``close()``, ``PoolQueueTimeout``
         when the wait runs out, and the ``OriginError`` subclasses of ``connect`` for a new
-        one.
+        one. ``admit`` checks each resolved address of a new connection (see
+        ``open_socket``); an idle socket handed out is the caller's to check.
         """
         if self._closed:
             raise PoolClosed("the origin connection pool is closed")
@@ -340,10 +352,14 @@ class OriginPool:
             conn = self._take_idle(origin, verify)
             if conn is not None:
                 return conn
-        return self._new_connection(origin, fresh=False, abandon_on_eof=abandon_on_eof)
+        return self._new_connection(origin, fresh=False, abandon_on_eof=abandon_on_eof, admit=admit)
 
     def connect(
-        self, key: OriginKey, *, abandon_on_eof: gsocket.socket | None = None
+        self,
+        key: OriginKey,
+        *,
+        abandon_on_eof: gsocket.socket | None = None,
+        admit: AddressCheck | None = None,
     ) -> OriginConnection:
         """Open a fresh connection to ``key``, never an idle one (request bodies, retries).
 
@@ -356,7 +372,7 @@ class OriginPool:
         if self._closed:
             raise PoolClosed("the origin connection pool is closed")
         origin = self._origin_for(origin_key(*key))
-        return self._new_connection(origin, fresh=True, abandon_on_eof=abandon_on_eof)
+        return self._new_connection(origin, fresh=True, abandon_on_eof=abandon_on_eof, admit=admit)
 
     def release(self, conn: OriginConnection) -> None:
         """Take back a connection whose exchange completed cleanly (DESIGN §5 rule 4).
@@ -661,7 +677,12 @@ class OriginPool:
             conn.close()
 
     def _new_connection(
-        self, origin: _Origin, *, fresh: bool, abandon_on_eof: gsocket.socket | None
+        self,
+        origin: _Origin,
+        *,
+        fresh: bool,
+        abandon_on_eof: gsocket.socket | None,
+        admit: AddressCheck | None = None,
     ) -> OriginConnection:
         """Open a connection to ``origin`` within its cap, queueing when it is reached."""
         if not origin.waiters and not self._room(origin) and fresh and origin.idle:
@@ -672,8 +693,8 @@ class OriginPool:
             granted = self._wait_in_queue(origin, fresh, abandon_on_eof)
             if isinstance(granted, OriginConnection):
                 return granted
-            return self._connect(origin, reserved=True)
-        return self._connect(origin, reserved=False)
+            return self._connect(origin, reserved=True, admit=admit)
+        return self._connect(origin, reserved=False, admit=admit)
 
     def _serve_waiters(self, origin: _Origin) -> None:
         """Hand what is free (an idle socket, or room under the cap) to queued requests, in
@@ -769,7 +790,9 @@ class OriginPool:
             origin.pending_connects -= 1
             self._serve_waiters(origin)
 
-    def _connect(self, origin: _Origin, *, reserved: bool) -> OriginConnection:
+    def _connect(
+        self, origin: _Origin, *, reserved: bool, admit: AddressCheck | None = None
+    ) -> OriginConnection:
         key = origin.key
         host, port = key[1], key[2]
         # Counted while this greenlet yields in DNS/connect (from the grant, for a queued
@@ -778,7 +801,9 @@ class OriginPool:
             origin.pending_connects += 1
         deadline = time.monotonic() + self._connect_timeout_s
         try:
-            sock = open_socket(host, port, timeout_s=self._connect_timeout_s, resolve=self._resolve)
+            sock = open_socket(
+                host, port, timeout_s=self._connect_timeout_s, resolve=self._resolve, admit=admit
+            )
             if origin.tls is not None:
                 # The handshake shares the connect budget: together they are "connecting".
                 sock = start_tls(

@@ -540,7 +540,9 @@ def _refresh_in_background(
         return
     cache.refreshing.add(url_key)
     # cproxy asks for itself: nobody reads the answer, and no client counter moves.
-    background = Requester(who.state, DiscardSink(), "background-refresh")
+    # On behalf of the client whose request found the response stale: its address decides
+    # where the refresh may connect (cproxy.server.destinations).
+    background = Requester(who.state, DiscardSink(), who.client_ip)
     refresh = Lookup(
         LookupKind.VALIDATE,
         entry=result.entry,

@@ -52,6 +52,7 @@ from cproxy.origin import OriginConnection, OriginPool, origin_key
 from cproxy.origin.parents import CONNECT_FAILURES, ParentSet, parent_request_head
 from cproxy.origin.retry import Retry
 from cproxy.origin.tls import tls_buffered
+from cproxy.server.destinations import admit_reused, policy_for
 from cproxy.server.respond import Outcome
 from cproxy.server.sink import ClientGone, ClientSink, OutputTimeout, send_all
 
@@ -197,15 +198,25 @@ class Exchange:
             # and stream the body on: the origin never sees Expect.
             requester.sink.interim(b"HTTP/1.1 100 Continue\r\n\r\n")
             req.expect_continue = False
+        # Every connection opened or reused for this request, including a retry's, is
+        # checked on its resolved address (DESIGN.md §5 rule 10).
+        admit = policy_for(cfg).admit(requester.client_ip)
         retry: Retry | None = Retry(req.method, has_body)
         while retry is not None:
             # At MaxConnPerServer the request queues; the client closing leaves the queue.
             abandon = requester.abandon_on_eof
+            # A parent is configured by the administrator, not chosen by the client: the
+            # destination policy applies to the origin (at the parent), not to the parent.
+            check = admit if parent is None else None
             try:
                 if retry.fresh_socket:
-                    conn = pool.connect(key, abandon_on_eof=abandon)
+                    conn = pool.connect(key, abandon_on_eof=abandon, admit=check)
                 else:
-                    conn = pool.acquire(key, verify=retry.verify_pooled, abandon_on_eof=abandon)
+                    conn = pool.acquire(
+                        key, verify=retry.verify_pooled, abandon_on_eof=abandon, admit=check
+                    )
+                    if conn.reused and check is not None:
+                        admit_reused(pool, conn, check)
             except CONNECT_FAILURES as exc:
                 if parent is None:
                     raise

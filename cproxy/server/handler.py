@@ -55,16 +55,18 @@ from cproxy.http.limits import IO_CHUNK_BYTES
 from cproxy.http.message import (
     skip_empty_lines,
 )
-from cproxy.origin import default_resolve, open_socket
+from cproxy.origin import open_socket
 from cproxy.origin.connection import format_host_port
 from cproxy.origin.parents import CONNECT_FAILURES, tunnel_through
 from cproxy.server import routing
 from cproxy.server.caching import caching_on, serve_with_cache
 from cproxy.server.clientbody import ClientBody
+from cproxy.server.destinations import destination_refusal, policy_for
 from cproxy.server.exchange import TO_SELF, Requester, body_too_large
 from cproxy.server.fastlane import plain_get, serve_fresh_hit
 from cproxy.server.lingering import linger_close
 from cproxy.server.pac import is_pac_request, pac_response
+from cproxy.server.pages import error_response
 from cproxy.server.respond import Outcome, local_answer, log_request, origin_failed, send_page
 from cproxy.server.sink import ClientGone, OutputTimeout, SocketSink
 from cproxy.server.trace import Refusal, allowed_methods, is_trace, trace_refusal
@@ -77,7 +79,29 @@ log = logging.getLogger("cproxy")
 
 def handle_client(runtime: Runtime, sock: socket.socket, address: tuple) -> None:
     """gevent StreamServer handler."""
-    ClientConnection(runtime, sock, address).run()
+    conn = ClientConnection(runtime, sock, address)
+    if runtime.admission.admit(conn):
+        conn.run()
+    else:
+        refuse_connection(runtime, sock)
+
+
+def refuse_connection(runtime: Runtime, sock: socket.socket) -> None:
+    """At a connection cap with every connection being served: a 503 and a close."""
+    page = error_response(
+        503,
+        "Too many connections are being served; try again shortly.",
+        hostname=runtime.config.hostname,
+        close=True,
+        extra_headers=[("Retry-After", "1")],
+    )
+    try:
+        sock.settimeout(1.0)
+        sock.sendall(page)
+    except OSError:
+        pass  # the refusal is a courtesy: the client may already be gone
+    finally:
+        sock.close()
 
 
 class ClientConnection:
@@ -94,6 +118,8 @@ class ClientConnection:
         self.linger = False
         # The body of the request being served, once received (see _receive_body).
         self.body: ClientBody | None = None
+        # Closed by admission (cproxy.server.admission) to make room for a new client.
+        self.evicted = False
         # True while waiting for the first byte of a request: shutdown may close it at once,
         # and the runtime's reaper ends the wait at idle_deadline (see _read_head).
         self.idle = False
@@ -127,11 +153,16 @@ class ClientConnection:
                 self.rt.requests_total += 1
                 self._ready_to_answer()
                 plain = plain_get(head) if self.rt.fast_lane else None
-                keep = (
-                    serve_fresh_hit(self.rt, self.sink, self.client_ip, plain, self.persists())
-                    if plain is not None
-                    else None
-                )
+                keep = None
+                if plain is not None:
+                    slots = self.rt.slots
+                    slots.acquire()
+                    try:
+                        keep = serve_fresh_hit(
+                            self.rt, self.sink, self.client_ip, plain, self.persists()
+                        )
+                    finally:
+                        slots.release()
                 if keep is None:
                     req = plain.request() if plain is not None else parse_request_head(head)
                     keep = self._serve(req)
@@ -143,10 +174,23 @@ class ClientConnection:
             pass
         finally:
             self.rt.connections.discard(self)
-            if self.linger:
+            admission = self.rt.admission
+            if self.linger and not self.evicted:
+                # Lingering is waiting too: admission may cut it short for a new client.
+                admission.wait(self)
                 linger_close(self.sock)
             else:
                 self.sock.close()
+            admission.leave(self)
+
+    def evict(self) -> None:
+        """Admission closes this connection, which is waiting for a request head (or
+        lingering), to admit another: its wait ends at once (EOF), quietly."""
+        self.evicted = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def expire_if_idle(self, now: float) -> None:
         """Called by the runtime's reaper: end a wait for a request, or for an origin's
@@ -169,7 +213,16 @@ class ClientConnection:
                 pass
 
     def _read_head(self) -> bytes | None:
-        """The next request head, or None when the client is done (EOF or idle)."""
+        """The next request head, or None when the client is done (EOF, idle, evicted).
+        While it waits the connection holds no slot and may be evicted."""
+        admission = self.rt.admission
+        admission.wait(self)
+        try:
+            return self._receive_head()
+        finally:
+            admission.served(self)
+
+    def _receive_head(self) -> bytes | None:
         cfg = self.rt.config
         sock = self.sock
         first = self.served == 0
@@ -303,6 +356,9 @@ class ClientConnection:
             )
         if self._aims_at_self(req):
             return self._local_error(req, 403, TO_SELF, keep, outcome)
+        off_limits = destination_refusal(req, cfg, self.client_ip)
+        if off_limits is not None:
+            return self._local_error(req, 403, off_limits, keep, outcome)
         limit = cfg.max_request_body_bytes
         if limit and req.body == LENGTH and req.content_length > limit:
             return self._local_error(req, 413, body_too_large(limit), False, outcome)
@@ -427,6 +483,15 @@ class ClientConnection:
     def _forward(self, req: Request, keep: bool, outcome: Outcome) -> bool:
         if req.body != NONE:
             self.body = self._receive_body(req)
+        # The request is in: it takes a slot for as long as it is served.
+        slots = self.rt.slots
+        slots.acquire()
+        try:
+            return self._forward_in_slot(req, keep, outcome)
+        finally:
+            slots.release()
+
+    def _forward_in_slot(self, req: Request, keep: bool, outcome: Outcome) -> bool:
         cache = self.rt.cache
         if cache is not None and caching_on(self.rt.config, cache):
             return serve_with_cache(self.requester, cache, req, keep, outcome)
@@ -474,6 +539,15 @@ class ClientConnection:
     # -- CONNECT -------------------------------------------------------------------
 
     def _tunnel(self, req: Request, outcome: Outcome) -> bool:
+        """A CONNECT tunnel is a request being served for as long as it lasts: a slot."""
+        slots = self.rt.slots
+        slots.acquire()
+        try:
+            return self._tunnel_in_slot(req, outcome)
+        finally:
+            slots.release()
+
+    def _tunnel_in_slot(self, req: Request, outcome: Outcome) -> bool:
         cfg = self.rt.config
         if req.port not in cfg.connect_ports:
             self._local_error(
@@ -508,16 +582,22 @@ class ClientConnection:
         parent = parents.pick(req.host) if parents.active else None
         if parent is None:
             sock = open_socket(
-                req.host, req.port, timeout_s=cfg.connect_timeout_s, resolve=default_resolve
+                req.host,
+                req.port,
+                timeout_s=cfg.connect_timeout_s,
+                resolve=self.rt.pool.resolve,
+                admit=policy_for(cfg).admit(self.client_ip),
             )
             return sock, b""
         while True:
             try:
+                # The parent is the administrator's choice: the destination policy is the
+                # parent's to apply to the target.
                 sock = open_socket(
                     parent.host,
                     parent.port,
                     timeout_s=cfg.connect_timeout_s,
-                    resolve=default_resolve,
+                    resolve=self.rt.pool.resolve,
                 )
             except CONNECT_FAILURES as exc:
                 parents.mark_down(parent, str(exc))

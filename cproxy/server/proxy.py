@@ -1,8 +1,9 @@
-"""The proxy listener: a gevent StreamServer whose spawn pool is MaxActiveThreads.
+"""The proxy listener: a gevent StreamServer that accepts every connection at once.
 
-While the pool is full gevent stops calling accept(), so further clients wait in
-the kernel's listen backlog (ListenBacklog) and are served as slots free up:
-held, not refused, as the Caching Proxy does.
+A greenlet per connection waits for its request heads without a MaxActiveThreads slot;
+slots are taken per request and caps on open connections are kept by
+cproxy.server.admission. (Before, the spawn pool was MaxActiveThreads: connections that
+sent nothing held the slots, and new clients waited in the kernel's backlog.)
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import gevent
 import gevent.event
 from gevent import socket
+from gevent.pool import Pool
 from gevent.server import StreamServer
 
 from cproxy.directives import Config, load_config
@@ -55,8 +57,10 @@ class ProxyServer:
             admin_sock = bind_sockets(cfg.admin_address, cfg.admin_port)
         socks = sock if isinstance(sock, list) else [sock]
         runtime.listen_sockets = socks
-        # One server per address, all taking slots from the one MaxActiveThreads pool.
-        self.servers = [StreamServer(s, self._handle, spawn=runtime.slots) for s in socks]
+        # One server per address. An unbounded pool shared by all: it only tracks the
+        # handlers, so that stop() can wait for them (admission decides who is served).
+        handlers = Pool()
+        self.servers = [StreamServer(s, self._handle, spawn=handlers) for s in socks]
         self.admin: Any = None
         admin_socks = (
             []
@@ -104,7 +108,7 @@ class ProxyServer:
         else:
             for sock in self._admin_socks:
                 sock.close()
-        # Every server shares the slot pool: stopping the first waits for all handlers.
+        # Every server shares the handler pool: stopping the first waits for all handlers.
         for server in self.servers:
             server.stop(timeout=grace_s)
         self.runtime.close()

@@ -18,14 +18,13 @@ import time
 from typing import Any
 
 import gevent
-from gevent.pool import Pool
 
 from cproxy.directives import DIRECTIVES, Config, diff
-from cproxy.geventshim import adjust_pool_slots
 from cproxy.origin import OriginPool
 from cproxy.origin.parents import ParentSet
 from cproxy.origin.tls import tls_policy
 from cproxy.server.accesslog import AccessLog
+from cproxy.server.admission import Admission, Slots, auto_max_connections
 from cproxy.server.auth import ProxyAuthenticator
 from cproxy.server.caching import ProxyCache
 from cproxy.server.responsestats import ResponseStats
@@ -33,19 +32,9 @@ from cproxy.server.responsestats import ResponseStats
 log = logging.getLogger("cproxy")
 
 
-class SlotPool(Pool):
-    """gevent's Pool with a live `resize`: MaxActiveThreads changes without a restart.
-
-    gevent's StreamServer stops accepting while the pool is full and resumes when
-    its semaphore is released, so the semaphore's counter must move with the size.
-    """
-
-    size: int
-
-    def resize(self, size: int) -> None:
-        delta = size - (self.size or 0)
-        self.size = size
-        adjust_pool_slots(self, delta)
+def max_client_connections(cfg: Config) -> int:
+    """MaxClientConnections, with 0 sized to the file-descriptor limit."""
+    return cfg.max_client_connections or auto_max_connections()
 
 
 def configure_logging(cfg: Config) -> None:
@@ -86,7 +75,12 @@ class Runtime:
         self.config = config
         self.config_path = config_path
         self.started_at = time.time()
-        self.slots = SlotPool(config.max_active_threads)
+        # MaxActiveThreads: requests being served; open connections are admitted apart
+        # (cproxy.server.admission).
+        self.slots = Slots(config.max_active_threads)
+        self.admission = Admission(
+            max_client_connections(config), config.max_client_connections_per_address
+        )
         self.pool = OriginPool(
             enabled=config.server_conn_pool,
             max_idle_per_origin=config.max_socket_per_server,
@@ -173,6 +167,9 @@ class Runtime:
         self.config = new
         if old.max_active_threads != new.max_active_threads:
             self.slots.resize(new.max_active_threads)
+        self.admission.reconfigure(
+            max_client_connections(new), new.max_client_connections_per_address
+        )
         self.pool.reconfigure(
             enabled=new.server_conn_pool,
             max_idle_per_origin=new.max_socket_per_server,
@@ -225,8 +222,10 @@ class Runtime:
             "uptime_s": time.time() - self.started_at,
             "connections": {
                 "active": len(self.slots),
-                "waiting": self.waiting_connections(),
+                # Requests waiting for a slot, and connections not yet accepted.
+                "waiting": self.slots.waiting + self.waiting_connections(),
                 "max_active": self.slots.size,
+                **self.admission.stats(),
             },
             "requests_total": self.requests_total,
             "responses": self.responses.stats(),

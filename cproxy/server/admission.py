@@ -1,0 +1,179 @@
+"""Who gets in and who waits: client connections and MaxActiveThreads slots (DESIGN.md
+§5 rule 9: one client cannot take the proxy from the others).
+
+- A *slot* (`Slots`, MaxActiveThreads) is held only while a request is being served:
+  from its head and buffered body being in (see cproxy.server.clientbody) to the end of
+  its response. A connection waiting for a first or next request head, or receiving a
+  body up to RequestBodyBuffer, holds none: a thousand silent or slow clients cannot
+  keep a fresh one waiting. A request that finds no slot free waits for one, in order
+  (held, not refused, as the Caching Proxy does).
+- *Open connections* are capped in all (MaxClientConnections, by default half the
+  process's file-descriptor limit, the other half left for origin sockets) and per
+  client address (MaxClientConnectionsPerAddress). At a cap a new connection is still
+  admitted by closing the connection that has waited longest for a request head, of
+  that address (or of anyone, for the total); connections being served are never cut.
+  Only when every connection concerned is being served is the new one refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+from typing import Protocol
+
+from gevent.lock import Semaphore
+
+from cproxy.geventshim import adjust_semaphore
+
+log = logging.getLogger("cproxy")
+
+# Descriptors kept back from the automatic MaxClientConnections: listeners, logs, the
+# admin server, files the cache or a tier may open.
+RESERVED_FDS = 64
+# The automatic MaxClientConnections is never below this, whatever the limit says.
+MIN_AUTO_CONNECTIONS = 16
+
+
+def auto_max_connections() -> int:
+    """MaxClientConnections for 0 ("automatic"): half of the soft RLIMIT_NOFILE, less a
+    reserve; the other half is for origin sockets (one per request being served, plus
+    the pool's idle ones)."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        soft = 1 << 20
+    return max(MIN_AUTO_CONNECTIONS, (soft - RESERVED_FDS) // 2)
+
+
+class Slots:
+    """MaxActiveThreads: how many requests are served at once. `acquire` waits (FIFO)
+    while none is free; `resize` applies a new size live."""
+
+    __slots__ = ("_semaphore", "active", "size", "waiting")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.active = 0
+        self.waiting = 0  # requests waiting for a slot
+        self._semaphore = Semaphore(size)
+
+    def __len__(self) -> int:
+        return self.active
+
+    def acquire(self) -> None:
+        semaphore = self._semaphore
+        if semaphore.counter > 0:
+            semaphore.acquire()
+        else:
+            self.waiting += 1
+            try:
+                semaphore.acquire()
+            finally:
+                self.waiting -= 1
+        self.active += 1
+
+    def release(self) -> None:
+        self.active -= 1
+        self._semaphore.release()
+
+    def resize(self, size: int) -> None:
+        delta = size - self.size
+        self.size = size
+        adjust_semaphore(self._semaphore, delta)
+
+
+class Admitted(Protocol):
+    """What admission needs of a client connection."""
+
+    client_ip: str
+
+    def evict(self) -> None:
+        """Close the connection now: it is waiting for a request head."""
+
+
+class Admission:
+    """Open client connections, in all and per address, and which of them are waiting
+    for a request head (those may be closed to admit a new one, longest-waiting first).
+    All calls are from the event loop's greenlets: no locking."""
+
+    def __init__(self, max_total: int, max_per_address: int) -> None:
+        self.max_total = max_total
+        self.max_per_address = max_per_address
+        self.members: set[Admitted] = set()
+        self.per_address: dict[str, int] = {}
+        # Waiting connections in the order they began to wait (dicts keep insertion order).
+        self.waiting: dict[Admitted, None] = {}
+        self.waiting_per_address: dict[str, dict[Admitted, None]] = {}
+        self.evicted = 0
+        self.refused = 0
+
+    def reconfigure(self, max_total: int, max_per_address: int) -> None:
+        """New caps; connections above them are not cut, new ones are held to them."""
+        self.max_total = max_total
+        self.max_per_address = max_per_address
+
+    def admit(self, conn: Admitted) -> bool:
+        """Count ``conn`` in, closing a waiting connection to make room at a cap; False
+        when it must be refused (every connection concerned is being served)."""
+        ip = conn.client_ip
+        at_cap = self.per_address.get(ip, 0) >= self.max_per_address
+        if at_cap and not self._evict_oldest(self.waiting_per_address.get(ip)):
+            self.refused += 1
+            log.info("client %s refused: MaxClientConnectionsPerAddress reached", ip)
+            return False
+        if len(self.members) >= self.max_total and not self._evict_oldest(self.waiting):
+            self.refused += 1
+            log.info("client %s refused: MaxClientConnections reached", ip)
+            return False
+        self.members.add(conn)
+        self.per_address[ip] = self.per_address.get(ip, 0) + 1
+        return True
+
+    def leave(self, conn: Admitted) -> None:
+        """``conn`` closed (or was evicted: then this second call does nothing)."""
+        if conn not in self.members:
+            return
+        self.served(conn)
+        self.members.discard(conn)
+        ip = conn.client_ip
+        left = self.per_address[ip] - 1
+        if left:
+            self.per_address[ip] = left
+        else:
+            del self.per_address[ip]
+
+    def wait(self, conn: Admitted) -> None:
+        """``conn`` is waiting for a request head: it may be closed to admit another."""
+        self.waiting[conn] = None
+        mine = self.waiting_per_address.get(conn.client_ip)
+        if mine is None:
+            mine = self.waiting_per_address[conn.client_ip] = {}
+        mine[conn] = None
+
+    def served(self, conn: Admitted) -> None:
+        """``conn`` has a request head (or is closing): it is not to be cut."""
+        if conn not in self.waiting:
+            return
+        del self.waiting[conn]
+        mine = self.waiting_per_address[conn.client_ip]
+        del mine[conn]
+        if not mine:
+            del self.waiting_per_address[conn.client_ip]
+
+    def _evict_oldest(self, waiting: dict[Admitted, None] | None) -> bool:
+        if not waiting:
+            return False
+        oldest = next(iter(waiting))
+        # It stops counting now, so the new connection fits; its greenlet closes it.
+        self.leave(oldest)
+        self.evicted += 1
+        oldest.evict()
+        return True
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "open": len(self.members),
+            "waiting_for_head": len(self.waiting),
+            "max_open": self.max_total,
+            "evicted": self.evicted,
+            "refused": self.refused,
+        }

@@ -1,0 +1,131 @@
+"""Where cproxy may connect (DESIGN.md §5 rule 10; issue #10): ports and resolved addresses.
+
+Pure decisions, no I/O. `DestinationPolicy.port_refusal` checks a plain HTTP request's
+port against SafePorts before anything else happens. `DestinationPolicy.admit` is handed
+to the code that opens origin connections: it is called with each address a name resolved
+to, just before connecting to that very address (no second lookup), and on the peer of a
+pooled socket before it is reused, so DNS rebinding cannot get round it. It raises
+`DestinationRefused` naming the directive that refused.
+
+RefusedDestinations are refused for every client; LoopbackDestinations only for clients
+whose own address is outside them (loopback targets for loopback clients). An
+IPv4-mapped IPv6 address is checked as the IPv4 address it carries, on both sides.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cproxy.directives import Config
+from cproxy.directives.types import IPNetwork, PortRanges
+from cproxy.errors import DestinationRefused
+from cproxy.http import Request
+from cproxy.origin import AddressCheck, OriginConnection, OriginPool
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@functools.lru_cache(maxsize=1024)
+def _address(text: str) -> IPAddress | None:
+    """``text`` as an address, or None when it is not one. Remembered: a proxy connects to
+    the same few origins and serves the same few clients again and again."""
+    try:
+        ip = ipaddress.ip_address(text.split("%", 1)[0])  # drop an IPv6 zone index
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def _covering(networks: tuple[IPNetwork, ...], ip: IPAddress) -> IPNetwork | None:
+    for net in networks:
+        if net.version == ip.version and ip in net:
+            return net
+    return None
+
+
+@dataclass(frozen=True)
+class DestinationPolicy:
+    """SafePorts, RefusedDestinations and LoopbackDestinations, as one running config has them."""
+
+    safe_ports: PortRanges
+    refused: tuple[IPNetwork, ...]
+    loopback: tuple[IPNetwork, ...]
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> DestinationPolicy:
+        return cls(cfg.safe_ports, cfg.refused_destinations, cfg.loopback_destinations)
+
+    def port_refusal(self, port: int) -> str | None:
+        """Why a plain HTTP request to ``port`` is refused, or None."""
+        if port in self.safe_ports:
+            return None
+        return f"Port {port} is not one of the SafePorts this proxy forwards plain HTTP to."
+
+    def address_refusal(self, address: str, client_ip: str) -> str | None:
+        """Why connecting to numeric ``address`` for a client at ``client_ip`` is refused,
+        or None. Something that is not an address is refused (nothing to check it by)."""
+        ip = _address(address)
+        if ip is None:
+            return f"Refusing to connect to {address!r}: not an IP address."
+        net = _covering(self.refused, ip)
+        if net is not None:
+            return f"Refusing to connect to {ip}: it is in RefusedDestinations ({net})."
+        net = _covering(self.loopback, ip)
+        if net is not None:
+            client = _address(client_ip)
+            if client is None or _covering(self.loopback, client) is None:
+                return (
+                    f"Refusing to connect to {ip} for this client: it is in "
+                    f"LoopbackDestinations ({net}), which only clients on those networks "
+                    "may reach."
+                )
+        return None
+
+    def literal_refusal(self, host: str, client_ip: str) -> str | None:
+        """`address_refusal` for a target host that is an IP literal, before any lookup;
+        None for a name (it is checked once resolved, by `admit`)."""
+        if _address(host) is None:
+            return None
+        return self.address_refusal(host, client_ip)
+
+    def admit(self, client_ip: str) -> Callable[[str], None]:
+        """The check for one client's connections: raises `DestinationRefused`."""
+
+        def check(address: str) -> None:
+            why = self.address_refusal(address, client_ip)
+            if why is not None:
+                raise DestinationRefused(why)
+
+        return check
+
+
+_current: list[tuple[Config, DestinationPolicy]] = []
+
+
+def policy_for(cfg: Config) -> DestinationPolicy:
+    """The policy of ``cfg``, made once per running config (a new one after each change)."""
+    if not _current or _current[0][0] is not cfg:
+        _current[:] = [(cfg, DestinationPolicy.from_config(cfg))]
+    return _current[0][1]
+
+
+def destination_refusal(req: Request, cfg: Config, client_ip: str) -> str | None:
+    """Why a plain HTTP request (after its mapping rules) is refused before any lookup:
+    its port is not in SafePorts, or its host is an IP literal the policy refuses."""
+    policy = policy_for(cfg)
+    return policy.port_refusal(req.port) or policy.literal_refusal(req.host, client_ip)
+
+
+def admit_reused(pool: OriginPool, conn: OriginConnection, admit: AddressCheck) -> None:
+    """Check a pooled socket's peer for this client before reusing it: it was opened,
+    perhaps, for a client allowed where this one is not. Closed when refused."""
+    try:
+        admit(conn.peer_ip)
+    except DestinationRefused:
+        pool.discard(conn)
+        raise
