@@ -93,3 +93,60 @@ def test_head_request_served_from_stored_get() -> None:
     result = cache.lookup("HEAD", URL, [], T0 + 1)
     assert result.kind is LookupKind.HIT
     assert b"Content-Length: 5\r\n" in result.response_head()
+
+
+# -- an unreachable origin (RFC 9111 §4.2.4, CacheMaxStale) -----------------------------------
+
+DAY = 86_400
+
+
+def _stored(cache, cc: str):  # type: ignore[no-untyped-def]
+    store(cache, [("Cache-Control", cc), ("ETag", '"a"')])
+    result = cache.lookup("GET", URL, [], T0 + 20)
+    assert result.entry is not None
+    return result.entry
+
+
+def test_4_2_4_unreachable_origin_serves_stale_within_cache_max_stale() -> None:
+    cache = make_cache(cache_max_stale_s=7 * DAY)
+    entry = _stored(cache, "max-age=10")
+    # Not for an origin that answered (5xx without stale-if-error), nor unreachable past it.
+    assert cache.serve_stale_on_error(entry, [], T0 + 20, 503) is None
+    assert cache.serve_stale_on_error(entry, [], T0 + 20, None) is None
+    served = cache.serve_stale_on_error(entry, [], T0 + 3 * DAY, None, unreachable=True)
+    assert served is not None and served.entry is entry
+    assert served.cache_status().endswith("; fwd=stale; ttl=-259190; detail=origin-unreachable")
+    edge = T0 + 10 + 7 * DAY
+    assert cache.serve_stale_on_error(entry, [], edge, None, unreachable=True) is not None
+    assert cache.serve_stale_on_error(entry, [], edge + 1, None, unreachable=True) is None
+
+
+def test_4_2_4_unreachable_origin_and_cache_max_stale_0_keeps_only_stale_if_error() -> None:
+    cache = make_cache(cache_max_stale_s=0)
+    plain = _stored(cache, "max-age=10")
+    assert cache.serve_stale_on_error(plain, [], T0 + 20, None, unreachable=True) is None
+    cache = make_cache(cache_max_stale_s=0)
+    sie = _stored(cache, "max-age=10, stale-if-error=100")
+    served = cache.serve_stale_on_error(sie, [], T0 + 20, None, unreachable=True)
+    assert served is not None and served.detail == "stale-if-error"
+    # A longer stale-if-error window than CacheMaxStale wins.
+    cache = make_cache(cache_max_stale_s=50)
+    sie = _stored(cache, "max-age=10, stale-if-error=1000")
+    assert cache.serve_stale_on_error(sie, [], T0 + 500, None, unreachable=True) is not None
+
+
+@pytest.mark.parametrize(
+    "directive", ["must-revalidate", "proxy-revalidate", "no-cache", "s-maxage=10"]
+)
+def test_4_2_4_directives_forbid_stale_for_an_unreachable_origin(directive: str) -> None:
+    cache = make_cache(cache_max_stale_s=7 * DAY)
+    entry = _stored(cache, f"max-age=10, {directive}")
+    assert cache.serve_stale_on_error(entry, [], T0 + 20, None, unreachable=True) is None
+
+
+def test_4_2_4_request_no_cache_forbids_stale_for_an_unreachable_origin() -> None:
+    cache = make_cache(cache_max_stale_s=7 * DAY)
+    entry = _stored(cache, "max-age=10")
+    for req in ([("Cache-Control", "no-cache")], [("Pragma", "no-cache")]):
+        assert cache.serve_stale_on_error(entry, req, T0 + 20, None, unreachable=True) is None
+    assert cache.serve_stale_on_error(entry, [], T0 + 20, None, unreachable=True) is not None

@@ -187,3 +187,42 @@ def test_6_6_1_invalid_date_with_future_expires_is_storable_dated_when_received(
     assert result.kind is LookupKind.HIT and result.entry is not None
     assert ("Date", date()) in result.entry.headers  # dated when received
     assert cache.lookup("GET", URL, [], T0 + 101).kind is LookupKind.MISS
+
+
+@pytest.mark.parametrize(
+    ("fields", "stored"),
+    [
+        ([("Cache-Control", "max-age=60"), ("Content-Location", URL)], True),
+        ([("Cache-Control", "s-maxage=60"), ("Content-Location", "/r")], True),  # relative
+        ([("Expires", date(60)), ("Date", date()), ("Content-Location", URL)], True),
+        ([("Cache-Control", "max-age=60"), ("Content-Location", "/other")], False),
+        ([("Cache-Control", "max-age=60")], False),  # no Content-Location
+        ([("Content-Location", URL), ("Last-Modified", date(-9999))], False),  # heuristic
+        ([("Cache-Control", "public"), ("Content-Location", URL)], False),  # not explicit
+        ([("Cache-Control", "max-age=60, no-store"), ("Content-Location", URL)], False),
+    ],
+)
+def test_rfc9110_9_3_3_post_response_stored_only_with_freshness_and_own_location(
+    fields: list[tuple[str, str]], stored: bool
+) -> None:
+    """RFC 9110 §9.3.3: explicit freshness and a Content-Location equal to the target."""
+    ok_, _why = storable("POST", 200, [], fields, S, url_key=URL, date_value=T0)
+    assert ok_ is stored
+    cache = make_cache()
+    entry, _ = cache.store_response(
+        "POST", URL, [], 200, "OK", fields, b"posted", request_time=T0, response_time=T0
+    )
+    assert (entry is not None) is stored
+    got = cache.lookup("GET", URL, [], T0 + 30)
+    assert (got.kind is LookupKind.HIT) is stored
+    if stored:
+        assert got.entry is not None and got.entry.body == b"posted"
+    assert cache.lookup("GET", URL, [], T0 + 61).kind is not LookupKind.HIT
+    # A POST itself is never answered from the cache.
+    assert cache.lookup("POST", URL, [], T0 + 30).kind is LookupKind.BYPASS
+
+
+def test_rfc9110_9_3_3_other_unsafe_methods_stay_unstored() -> None:
+    fields = [("Cache-Control", "max-age=60"), ("Content-Location", URL)]
+    for method in ("PUT", "PATCH", "DELETE", "post"):
+        assert storable(method, 200, [], fields, S, url_key=URL) == (False, "method")

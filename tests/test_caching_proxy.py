@@ -275,6 +275,44 @@ def test_4_4_unsafe_method_with_2xx_invalidates_target(
     assert [r[0] for r in origin.requests] == ["GET", method, "GET"]
 
 
+def test_rfc9110_9_3_3_post_response_naming_its_target_serves_a_later_get(
+    proxy: ProxyThread, clock: FakeClock, origin: Origin
+) -> None:
+    """A POST response with explicit freshness and Content-Location equal to the target
+    is stored (after the POST invalidated the old copy, §4.4) and answers the next GET."""
+    url = origin.url("/doc")
+
+    def handler(h: OriginHandler) -> None:
+        if h.command == "POST":
+            fields = {"Cache-Control": "max-age=100", "Content-Location": url}
+            h.reply(200, b"after post " + h.body, fields)
+        else:
+            h.reply(200, b"from get", {"Cache-Control": "max-age=100"})
+
+    origin.routes["/doc"] = handler
+    assert fetch(proxy, url)[2] == b"from get"
+    assert fetch(proxy, url, method="POST", body=b"v2")[2] == b"after post v2"
+    clock.advance(30)
+    status, headers, body = fetch(proxy, url)
+    assert (status, body) == (200, b"after post v2")
+    assert headers["cache-status"].startswith("cproxy; hit")
+    assert [r[0] for r in origin_requests(origin, "/doc")] == ["GET", "POST"]
+    # Another POST always reaches the origin.
+    assert fetch(proxy, url, method="POST", body=b"v3")[2] == b"after post v3"
+    assert fetch(proxy, url)[2] == b"after post v3"
+    assert [r[0] for r in origin_requests(origin, "/doc")] == ["GET", "POST", "POST"]
+
+
+def test_rfc9110_9_3_3_post_response_without_its_own_location_is_not_reused(
+    proxy: ProxyThread, origin: Origin
+) -> None:
+    url = origin.url("/form")
+    route(origin, "/form", Cache_Control="max-age=100", Content_Location=origin.url("/else"))
+    fetch(proxy, url, method="POST", body=b"x")
+    fetch(proxy, url)
+    assert [r[0] for r in origin_requests(origin, "/form")] == ["POST", "GET"]
+
+
 def test_4_4_unsafe_method_with_error_status_does_not_invalidate(
     proxy: ProxyThread, origin: Origin
 ) -> None:
@@ -441,7 +479,11 @@ def test_rfc5861_4_stale_if_error_when_origin_is_down(proxy: ProxyThread, clock:
     status, headers, body = fetch(proxy, url)
     assert (status, body) == (200, b"old but good")
     assert "stale-if-error" in headers["cache-status"]
-    clock.advance(2000)  # beyond the stale-if-error window: the error goes through
+    clock.advance(2000)  # beyond stale-if-error: CacheMaxStale (1 week) for a closed port
+    status, headers, body = fetch(proxy, url)
+    assert (status, body) == (200, b"old but good")
+    assert "detail=origin-unreachable" in headers["cache-status"]
+    clock.advance(8 * 86400)  # beyond both: the error goes through
     assert fetch(proxy, url)[0] in (502, 504)
 
 

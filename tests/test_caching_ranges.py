@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cproxy.cache.ranges import UNSATISFIABLE, if_range_matches, requested_range
-from tests.support import Origin, ProxyThread
+from tests.support import Origin, OriginHandler, ProxyThread
 from tests.test_caching_proxy import fetch, lowered, origin_requests, route
 
 BODY = bytes(range(256)) * 4  # 1024 bytes, every offset recognisable
@@ -107,3 +107,54 @@ def test_14_2_head_and_multiple_ranges_get_the_whole_response(
     assert fetch(proxy, url, headers={"Range": "bytes=0-1,4-5"})[:3:2] == (200, BODY)
     status, headers, body = fetch(proxy, url, method="HEAD", headers={"Range": "bytes=0-1"})
     assert (status, body, lowered(headers)["content-length"]) == (200, b"", "1024")
+
+
+# -- stored partial content (RFC 9111 §3.3, §3.4; issue #13 item 6) ----------------------------
+
+
+def _ranged_origin(origin: Origin, path: str, etag: str = '"r1"') -> None:
+    """An origin that answers a single byte range with a 206, anything else with a 200."""
+
+    def handler(h: OriginHandler) -> None:
+        fields = {"Cache-Control": "max-age=600", "ETag": etag, "Accept-Ranges": "bytes"}
+        span = (
+            requested_range([("Range", h.headers["Range"])], len(BODY))
+            if h.headers.get("Range")
+            else None
+        )
+        if span is None or span == UNSATISFIABLE:
+            h.reply(200, BODY, fields)
+            return
+        first, last = span
+        fields["Content-Range"] = f"bytes {first}-{last}/{len(BODY)}"
+        h.reply(206, BODY[first : last + 1], fields)
+
+    origin.routes[path] = handler
+
+
+def test_3_3_3_4_partial_responses_stored_reused_and_combined(
+    proxy: ProxyThread, origin: Origin
+) -> None:
+    _ranged_origin(origin, "/big")
+    url = origin.url("/big")
+    status, headers, body = fetch(proxy, url, headers={"Range": "bytes=0-499"})
+    assert (status, body) == (206, BODY[:500])
+    assert headers["cache-status"].endswith("; stored")
+    # Inside the stored part: from the cache.
+    status, headers, body = fetch(proxy, url, headers={"Range": "bytes=100-199"})
+    assert (status, body) == (206, BODY[100:200])
+    assert headers["content-range"] == "bytes 100-199/1024"
+    assert headers["cache-status"].startswith("cproxy; hit")
+    assert len(origin_requests(origin, "/big")) == 1
+    # Outside it: to the origin; the two parts now make the whole.
+    status, _, body = fetch(proxy, url, headers={"Range": "bytes=400-1023"})
+    assert (status, body) == (206, BODY[400:])
+    assert len(origin_requests(origin, "/big")) == 2
+    status, headers, body = fetch(proxy, url)
+    assert (status, body) == (200, BODY)
+    assert "content-range" not in headers and headers["etag"] == '"r1"'
+    assert headers["cache-status"].startswith("cproxy; hit")
+    status, _, body = fetch(proxy, url, headers={"Range": "bytes=900-999"})
+    assert (status, body) == (206, BODY[900:1000])
+    assert len(origin_requests(origin, "/big")) == 2
+    assert proxy.runtime.cache.store.current_bytes <= proxy.runtime.config.cache_memory_bytes

@@ -18,6 +18,7 @@ from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
+import gevent
 import pytest
 import requests
 
@@ -467,3 +468,66 @@ def test_status_page_and_metrics_show_the_tier(
             assert "never-shown" not in text
     finally:
         site.close()
+
+
+def test_rediss_verifies_the_server_and_shares(
+    tmp_path: Path, origin: Origin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.tls import TestCA
+
+    ca = TestCA(tmp_path)
+    cert, key = tmp_path / "redis.crt", tmp_path / "redis.key"
+    ca.cert.cert_chain_pems[0].write_to_path(str(cert))
+    ca.cert.private_key_pem.write_to_path(str(key))
+    tls_port = free_port()
+    tls = ["--tls-port", str(tls_port), "--tls-cert-file", str(cert)]
+    tls += ["--tls-key-file", str(key), "--tls-ca-cert-file", str(ca.ca_pem)]
+    tls += ["--tls-auth-clients", "no"]
+    origin.routes["/t"] = cacheable
+    url = f"rediss://127.0.0.1:{tls_port}/0"
+    with RedisServer(tmp_path / "redis", *tls):
+        # Not trusted yet: every call fails its handshake; requests are answered anyway.
+        with nodes(url, 1, subscribed=False) as (untrusting,):
+            assert get(untrusting, origin.url("/t")).content == b"body of /t"
+            wait_for(lambda: "SSL" in tier(untrusting).last_error, what="a refused handshake")
+        monkeypatch.setenv("SSL_CERT_FILE", str(ca.ca_pem))
+        with nodes(url, 2) as (a, b):
+            get(a, origin.url("/t"))
+            written(a)
+            assert get(b, origin.url("/t")).content == b"body of /t"
+            assert origin_gets(origin, "/t") == 2  # once untrusted, once through the tier
+
+
+def test_a_full_write_queue_drops_and_counts(origin: Origin, redis_server: RedisServer) -> None:
+    origin.routes["/q"] = cacheable
+    with nodes(redis_server.url, 1, SharedCacheWriteQueue="1") as (a,):
+        get(a, origin.url("/q"))
+        written(a)
+        entry = a.runtime.cache.store.variants(normalise_url(origin.url("/q")))[0]
+        dropped = tier(a).dropped_writes
+
+        def three_stores() -> None:
+            for _ in range(3):
+                tier(a).store(entry)  # never waits: queued or dropped
+
+        a.call(lambda: gevent.spawn(three_stores))
+        wait_for(lambda: tier(a).dropped_writes == dropped + 2, what="two dropped writes")
+        wait_for(lambda: tier(a).writes >= 2, what="the queued write")
+
+
+def test_variants_of_one_url_are_bounded_in_redis(
+    origin: Origin, redis_server: RedisServer
+) -> None:
+    from cproxy.cache.store import MAX_VARIANTS_PER_KEY
+
+    def by_agent(h: OriginHandler) -> None:
+        agent = h.headers.get("User-Agent", "")
+        h.reply(200, agent.encode(), {"Cache-Control": "max-age=300", "Vary": "User-Agent"})
+
+    origin.routes["/ua"] = by_agent
+    key = entry_key("cproxy", normalise_url(origin.url("/ua")))
+    with nodes(redis_server.url, 1) as (a,):
+        for i in range(MAX_VARIANTS_PER_KEY + 5):
+            assert get(a, origin.url("/ua"), **{"User-Agent": f"agent {i}"}).ok
+        written(a, MAX_VARIANTS_PER_KEY + 5)
+        assert 1 <= redis_server.client().hlen(key) <= MAX_VARIANTS_PER_KEY

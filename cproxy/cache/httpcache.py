@@ -29,8 +29,11 @@ from cproxy.cache.policy import (
     CacheSettings,
     Reuse,
     client_not_modified,
+    content_range,
     invalidation_targets,
     may_serve_stale_on_error,
+    may_serve_stale_when_unreachable,
+    parse_etag,
     request_cacheable_method,
     request_directives,
     response_date,
@@ -40,7 +43,8 @@ from cproxy.cache.policy import (
     url_excluded,
     validation_request_headers,
 )
-from cproxy.cache.store import CacheStore, Entry
+from cproxy.cache.ranges import UNSATISFIABLE, if_range_matches, requested_range
+from cproxy.cache.store import CacheStore, Entry, PartialEntry
 
 
 class LookupKind(enum.Enum):
@@ -76,6 +80,9 @@ class Lookup:
     detail: str | None = None
     ttl: float | None = None
     name: str = "cproxy"
+    # A HIT answered from stored parts (RFC 9111 §3.3): the parts and the byte range.
+    partial: PartialEntry | None = None
+    span: tuple[int, int] | None = None
 
     def cache_status(
         self, *, fwd_status: int | None = None, stored: bool = False, collapsed: bool = False
@@ -119,6 +126,13 @@ DECISIVE_FIELDS = frozenset(
         "if-unmodified-since",
         "if-range",
     }
+)
+
+
+# A client's own conditionals: a range from stored parts is not answered with them (the
+# origin decides). If-Range is checked separately (RFC 9110 §13.1.5).
+CONDITIONAL_FIELDS = frozenset(
+    {"if-match", "if-none-match", "if-modified-since", "if-unmodified-since"}
 )
 
 
@@ -177,6 +191,9 @@ class HttpCache:
             if url_key not in self.store:
                 # Nothing stored under the URL, and no request directive (only-if-cached)
                 # or precondition to weigh: the general path's verdict, in one step.
+                parts = self._from_parts(url_key, req_headers, now)
+                if parts is not None:
+                    return parts
                 self.store.misses += 1
                 return self._result(LookupKind.MISS, fwd="uri-miss")
         # Method names are case-sensitive (RFC 9110 §9.1): "gET" is not GET, so it is
@@ -192,6 +209,10 @@ class HttpCache:
         if get_first(req_headers, "If-Match") or get_first(req_headers, "If-Unmodified-Since"):
             # Preconditions about the origin's current state: let the origin decide.
             return self._result(LookupKind.MISS, fwd="request", detail="precondition")
+        if method == "GET" and url_key not in self.store:
+            parts = self._from_parts(url_key, req_headers, now)
+            if parts is not None:
+                return parts
         entry = self.store.lookup(url_key, req_headers)
         if entry is None:
             if request.only_if_cached:
@@ -237,6 +258,31 @@ class HttpCache:
             detail=why,
         )
 
+    def _from_parts(self, url_key: str, req_headers: HeaderPairs, now: float) -> Lookup | None:
+        """A GET's single byte range answered from stored parts (RFC 9111 §3.3: a partial
+        request wholly within what is stored), or None. Only when no complete response is
+        stored, the range lies inside one stored part, If-Range (if any) still holds,
+        there is no other conditional, and the parts may be reused as they are (§4)."""
+        if get_first(req_headers, "Range") is None:
+            return None
+        parts = self.store.partial(url_key)
+        if parts is None or has_any(req_headers, CONDITIONAL_FIELDS):
+            return None
+        span = requested_range(req_headers, parts.length)
+        if span is None or span == UNSATISFIABLE or parts.covering(*span) is None:
+            return None
+        if not if_range_matches(req_headers, parts.meta.headers):
+            return None
+        meta = parts.meta
+        age = meta.current_age(now)
+        decision, _ = reuse(meta.lifetime_s, age, meta.cc, request_directives(req_headers))
+        if decision not in (Reuse.FRESH, Reuse.STALE_ALLOWED):
+            return None  # forwarded as it is; the origin's new part replaces or joins these
+        self.store.hits += 1
+        return self._result(
+            LookupKind.HIT, partial=parts, span=span, age=int(age), ttl=meta.lifetime_s - age
+        )
+
     def _result(self, kind: LookupKind, **fields: object) -> Lookup:
         return Lookup(kind, name=self.name, **fields)  # type: ignore[arg-type]
 
@@ -264,8 +310,10 @@ class HttpCache:
         """Store a complete origin response when RFC 9111 §3 allows.
 
         Returns ``(entry, "stored")`` or ``(None, reason)`` with the reason from
-        ``policy.storable`` (or ``"too-large"`` when it exceeds the whole cache). A
-        response that is not storable leaves older stored responses in place.
+        ``policy.storable`` (or ``"too-large"`` when it exceeds the whole cache). A 206
+        is kept with the URL's parts (``_store_part``): ``(None, "stored-part")``, or the
+        complete entry once the parts make one. A response that is not storable leaves
+        older stored responses in place.
         """
         date_value = response_date(resp_headers, response_time)
         ok, why = storable(
@@ -280,12 +328,73 @@ class HttpCache:
         )
         if not ok:
             return None, why
+        if status == 206:
+            return self._store_part(
+                url_key, req_headers, reason, resp_headers, body, request_time, response_time
+            )
         entry = Entry.build(
             url_key=url_key,
             status=status,
             reason=reason,
             resp_headers=resp_headers,
             body=body,
+            req_headers=req_headers,
+            request_time=request_time,
+            response_time=response_time,
+            settings=self.settings,
+        )
+        if not self.store.put(entry):
+            return None, "too-large"
+        return entry, "stored"
+
+    def _store_part(
+        self,
+        url_key: str,
+        req_headers: HeaderPairs,
+        reason: str,
+        resp_headers: HeaderPairs,
+        body: bytes,
+        request_time: float,
+        response_time: float,
+    ) -> tuple[Entry | None, str]:
+        """Keep a 206 (``storable`` said yes) with the URL's other parts (RFC 9111 §3.4):
+        joined to them under the same strong ETag and length, else replacing them (a part
+        without a strong ETag is kept alone); when the parts cover the whole
+        representation they become a complete 200 entry. Returns ``(None, "stored-part")``
+        for parts kept, ``(entry, "stored")`` for a completed response."""
+        span = content_range(resp_headers)
+        assert span is not None  # storable checked it
+        first, _last, length = span
+        tag = parse_etag(get_first(resp_headers, "ETag"))
+        strong = None if tag is None or tag.weak else tag.opaque
+        meta = Entry.build(
+            url_key=url_key,
+            status=206,
+            reason=reason,
+            resp_headers=resp_headers,
+            body=b"",
+            req_headers=req_headers,
+            request_time=request_time,
+            response_time=response_time,
+            settings=self.settings,
+        )
+        parts = PartialEntry.start(meta, strong, first, length, body)
+        held = self.store.partial(url_key)
+        # §3.4: parts combine only under the same strong validator (and length).
+        same = held is not None and (held.etag, held.length) == (strong, length)
+        if held is not None and same and strong is not None:
+            parts = held.merged(parts)
+        whole = parts.complete_body()
+        if whole is None:
+            # Not an Entry to serve: the parts stay in-process (never in a shared tier).
+            return None, ("stored-part" if self.store.put_partial(parts) else "too-large")
+        self.store.drop_partial(url_key)
+        entry = Entry.build(
+            url_key=url_key,
+            status=200,
+            reason="OK",
+            resp_headers=parts.whole_headers(),
+            body=whole,
             req_headers=req_headers,
             request_time=request_time,
             response_time=response_time,
@@ -344,16 +453,32 @@ class HttpCache:
         return result
 
     def serve_stale_on_error(
-        self, entry: Entry, req_headers: HeaderPairs, now: float, origin_status: int | None
+        self,
+        entry: Entry,
+        req_headers: HeaderPairs,
+        now: float,
+        origin_status: int | None,
+        *,
+        unreachable: bool = False,
     ) -> Lookup | None:
-        """A stale (or fresh) stored response standing in for an origin failure (RFC 5861 §4).
+        """A stale (or fresh) stored response standing in for an origin failure.
 
         ``origin_status`` is None when the origin failed outright, else its status.
-        Returns a HIT-like Lookup to send, or None when the error must go to the client.
+        RFC 5861 §4 (stale-if-error) first; with ``unreachable`` (the origin could not be
+        connected to, reset, or closed without a response) also RFC 9111 §4.2.4 within
+        CacheMaxStale (``may_serve_stale_when_unreachable``); Cache-Status then says
+        ``detail=origin-unreachable``. Returns a HIT-like Lookup to send, or None when
+        the error must go to the client.
         """
         age = entry.current_age(now)
         request = request_directives(req_headers)
-        if not may_serve_stale_on_error(entry.lifetime_s, age, entry.cc, request, origin_status):
+        if may_serve_stale_on_error(entry.lifetime_s, age, entry.cc, request, origin_status):
+            detail = "stale-if-error"
+        elif unreachable and may_serve_stale_when_unreachable(
+            entry.lifetime_s, age, entry.cc, request, self.settings.cache_max_stale_s
+        ):
+            detail = "origin-unreachable"
+        else:
             return None
         return self._result(
             LookupKind.HIT,
@@ -361,7 +486,7 @@ class HttpCache:
             age=int(age),
             ttl=entry.lifetime_s - age,
             fwd="stale",
-            detail="stale-if-error",
+            detail=detail,
             not_modified=self.client_not_modified("GET", req_headers, entry),
         )
 

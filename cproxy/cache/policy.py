@@ -55,6 +55,7 @@ class CacheSettings:
     no_caching: tuple[str, ...] = ()
     cache_queries: bool = True
     cache_targeted_fields: tuple[str, ...] = ()
+    cache_max_stale_s: float = 0.0
 
     @classmethod
     def from_config(cls, cfg: Any) -> CacheSettings:
@@ -142,8 +143,10 @@ STALE_IF_ERROR_STATUSES = frozenset({500, 502, 503, 504})
 def request_cacheable_method(method: str) -> bool:
     """True when a request with ``method`` may be answered from the cache (RFC 9111 §4).
 
-    Only GET responses are stored (see ``storable``); a HEAD request is answered with the
-    head of a stored GET response (RFC 9110 §9.3.2: the same header fields as GET).
+    GET responses (and POST responses naming their target in Content-Location, see
+    ``storable``) are stored; a HEAD request is answered with the head of a stored
+    response (RFC 9110 §9.3.2: the same header fields as GET). A POST always goes to the
+    origin.
     """
     return method in ("GET", "HEAD")
 
@@ -172,6 +175,54 @@ def _has_validator(headers: HeaderPairs) -> bool:
     return parse_etag(get_first(headers, "ETag")) is not None or (
         parse_http_date(get_first(headers, "Last-Modified")) is not None
     )
+
+
+def _post_reusable(f: _StoreFacts) -> bool:
+    """RFC 9110 §9.3.3 (and RFC 9111 §4): a POST response is cacheable, for later GETs of
+    the target, only with explicit freshness (max-age, s-maxage or Expires, never a
+    heuristic) and a Content-Location naming the POST's own target URI."""
+    if f.method != "POST" or f.url_key is None:
+        return False
+    explicit = "max-age" in f.resp_cc or "s-maxage" in f.resp_cc
+    if not explicit and not f.targeted:
+        explicit = get_first(f.resp_headers, "Expires") is not None
+    location = get_first(f.resp_headers, "Content-Location")
+    if not explicit or location is None:
+        return False
+    return resolve_reference(f.url_key, location.strip(OWS)) == f.url_key
+
+
+_CONTENT_RANGE = re.compile(r"bytes[ \t]+([0-9]{1,18})-([0-9]{1,18})/([0-9]{1,18})\Z", re.I)
+
+
+def content_range(resp_headers: HeaderPairs) -> tuple[int, int, int] | None:
+    """``(first, last, complete length)`` of a 206's one Content-Range (RFC 9110 §14.4),
+    or None: absent, several, an unknown length (``*``), or not within the length."""
+    values = get_all(resp_headers, "Content-Range")
+    if len(values) != 1:
+        return None
+    m = _CONTENT_RANGE.fullmatch(values[0].strip(OWS))
+    if m is None:
+        return None
+    first, last, length = (int(g) for g in m.groups())
+    return (first, last, length) if first <= last < length else None
+
+
+def _partial_unusable(f: _StoreFacts) -> bool:
+    """§3.3: a 206 cproxy does not keep: not a GET's, not one byte range of a known
+    complete length (a multipart/byteranges answer has no Content-Range), varying (parts
+    of different variants must not mix), a body other than the range's size, or a
+    complete length over CacheFileSizeLimit (it could never be completed). A validator is
+    not needed to reuse a part as it is; parts are only combined under one strong ETag
+    (§3.4, ``HttpCache._store_part``)."""
+    span = content_range(f.resp_headers)
+    if f.method != "GET" or span is None or vary_fields(f.resp_headers) != ():
+        return True
+    first, last, length = span
+    if f.body_bytes is not None and f.body_bytes != last - first + 1:
+        return True
+    limit = f.settings.cache_file_size_limit_bytes
+    return bool(limit and length > limit)
 
 
 def _explicit_or_allowed(f: _StoreFacts) -> bool:
@@ -235,15 +286,16 @@ def _url_excluded(f: _StoreFacts) -> bool:
 # The storage rules in the order they are checked: (reason when refused, refuses?).
 _STORE_RULES: tuple[tuple[str, Callable[[_StoreFacts], bool]], ...] = (
     ("caching-off", lambda f: not f.settings.caching),
-    # Only GET responses are stored: a HEAD response has no body to serve a GET with, and
-    # other methods' responses are not reusable by GET without Content-Location checks.
-    ("method", lambda f: f.method != "GET"),
+    # GET responses are stored, and POST responses that say they are the target's
+    # representation (``_post_reusable``). A HEAD response has no body to serve a GET with;
+    # other methods' responses are not reusable by a GET.
+    ("method", lambda f: f.method != "GET" and not _post_reusable(f)),
     # §3: the status must be final. 304 only updates stored responses (§4.3.4).
     ("status", lambda f: not 200 <= f.status <= 599 or f.status == 304),
-    # §3.3/§3.4: cproxy does not store or combine partial content.
+    # §3.3/§3.4: a 206 is stored only in the shape cproxy can combine (``_partial_unusable``).
     # RFC 9110 §14.4: Content-Range means something only on 206 and 416; a 200 that
     # carries one is a complete response.
-    ("partial", lambda f: f.status == 206),
+    ("partial", lambda f: f.status == 206 and _partial_unusable(f)),
     # §5.2.2.3: must-understand stores only statuses whose semantics we know.
     (
         "must-understand",
@@ -276,7 +328,8 @@ def storable(
 ) -> tuple[bool, str]:
     """May a shared cache store this response (RFC 9111 §3)? Returns ``(ok, reason)``.
 
-    ``reason`` is ``"ok"`` or the first rule that refused: ``caching-off``, ``method``,
+    ``reason`` is ``"ok"`` or the first rule that refused: ``caching-off``, ``method``
+    (neither GET nor a POST whose response may serve later GETs, RFC 9110 §9.3.3),
     ``status``, ``partial``, ``must-understand``, ``no-store``, ``private``,
     ``authorization``, ``vary-star``, ``url`` (CacheQueries / NoCaching), ``not-cacheable``
     (nothing in §3 allows it), ``too-large`` (CacheFileSizeLimit) or ``too-short`` (no
@@ -616,6 +669,34 @@ def may_serve_stale_on_error(
     if stale_prohibited(resp_cc):
         return False
     return staleness <= stale_if_error_s(resp_cc, request)
+
+
+def may_serve_stale_when_unreachable(
+    lifetime: float,
+    age: float,
+    resp_cc: CacheControl,
+    request: RequestDirectives,
+    max_stale_s: float,
+) -> bool:
+    """§4.2.4: may a stored response answer a request the origin could not be reached for
+    (no connection, a reset, a close before any response)?
+
+    A disconnected cache may serve a stale response unless a directive forbids it:
+    response no-cache, must-revalidate, proxy-revalidate or s-maxage (``stale_prohibited``),
+    or the request's no-cache (§5.2.1.4: not without successful validation). How stale is
+    bounded by ``max_stale_s`` (CacheMaxStale, Squid's max_stale) or the stale-if-error
+    window (RFC 5861 §4), whichever is longer; 0 leaves stale-if-error alone.
+    """
+    if "no-cache" in resp_cc and resp_cc["no-cache"] is None:
+        return False
+    if request.no_cache:
+        return False
+    staleness = age - lifetime
+    if staleness < 0:
+        return True
+    if stale_prohibited(resp_cc):
+        return False
+    return staleness <= max(max_stale_s, stale_if_error_s(resp_cc, request))
 
 
 # ---------------------------------------------------------------------------------------------

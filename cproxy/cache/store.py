@@ -259,10 +259,99 @@ class Entry:
         )
 
 
+# Fields of a stored 206 that describe only its own part: left out of the head of another
+# part or of the combined complete response (RFC 9111 §3.4).
+_PART_FIELDS = frozenset({"content-range", "content-length"})
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class PartialEntry:
+    """The stored parts of one representation (RFC 9111 §3.3, §3.4): byte ranges of a
+    complete length, under one strong ETag (``etag``; None: a single part that can be
+    reused but not combined), with the header fields and times of the most recent 206
+    (``meta``: an `Entry` with no body, for freshness and Age).
+
+    ``spans`` are ``(first, data)`` pairs, sorted, neither overlapping nor touching
+    (touching or overlapping parts are joined as they arrive).
+    """
+
+    meta: Entry
+    etag: str | None
+    length: int
+    spans: tuple[tuple[int, bytes], ...]
+    size: int
+
+    @classmethod
+    def start(
+        cls, meta: Entry, etag: str | None, first: int, length: int, data: bytes
+    ) -> PartialEntry:
+        return cls(meta, etag, length, ((first, data),), meta.size + len(data))
+
+    @property
+    def url_key(self) -> str:
+        return self.meta.url_key
+
+    def merged(self, newer: PartialEntry) -> PartialEntry:
+        """These parts and ``newer``'s, under ``newer``'s header fields (§3.4: the new
+        response's fields replace the stored ones). Same ETag and length assumed."""
+        spans = sorted(self.spans + newer.spans, key=lambda span: span[0])
+        joined: list[tuple[int, bytes]] = []
+        for first, data in spans:
+            if joined and first <= joined[-1][0] + len(joined[-1][1]):
+                start, held = joined[-1]
+                overlap = start + len(held) - first
+                if overlap < len(data):
+                    joined[-1] = (start, held + data[overlap:])
+            else:
+                joined.append((first, data))
+        data_bytes = sum(len(d) for _, d in joined)
+        size = newer.meta.size + data_bytes
+        return PartialEntry(newer.meta, newer.etag, newer.length, tuple(joined), size)
+
+    def covering(self, first: int, last: int) -> bytes | None:
+        """Bytes ``first``..``last`` (inclusive) when one stored part holds them all."""
+        for start, data in self.spans:
+            if start <= first and last < start + len(data):
+                return data[first - start : last - start + 1]
+        return None
+
+    def complete_body(self) -> bytes | None:
+        """The whole representation when the parts now cover it, else None."""
+        if len(self.spans) == 1 and self.spans[0][0] == 0 and len(self.spans[0][1]) == self.length:
+            return self.spans[0][1]
+        return None
+
+    def whole_headers(self) -> list[tuple[str, str]]:
+        """The header fields of the complete response the parts make (§3.4), with the
+        latest part's Age so its age carries over."""
+        fields = [(k, v) for k, v in self.meta.headers if k.lower() not in _PART_FIELDS]
+        return [*fields, ("Age", str(self.meta.age_value))]
+
+    def range_head(self, age: int, first: int, last: int, extra: bytes = b"") -> bytes:
+        """A 206 head for bytes ``first``..``last`` of the representation (RFC 9110
+        §15.3.7), with ``extra`` lines and Age."""
+        lines = [b"HTTP/1.1 206 Partial Content\r\n"]
+        lines.extend(
+            _encode(f"{name}: {value}\r\n")
+            for name, value in self.meta.headers
+            if name.lower() not in _PART_FIELDS
+        )
+        lines.append(b"Content-Range: bytes %d-%d/%d\r\n" % (first, last, self.length))
+        lines.append(b"Content-Length: %d\r\n" % (last - first + 1))
+        lines.append(extra)
+        lines.append(b"Age: %d\r\n\r\n" % max(0, int(age)))
+        return b"".join(lines)
+
+
+# Partial entries live in the same LRU (one CacheMemory budget) under their own keys;
+# a normalised URL never contains a space, so these never collide with URL keys.
+_PARTIAL_PREFIX = "partial "
+
+
 Variants = tuple[Entry, ...]
 
 
-def _variants_size(variants: Variants) -> int:
+def _variants_size(variants: Variants | tuple[PartialEntry]) -> int:
     return sum(entry.size for entry in variants)
 
 
@@ -381,12 +470,37 @@ class CacheStore:
         return len(kept) != len(old)
 
     def invalidate(self, url_key: str) -> None:
-        """Drop every variant of ``url_key`` (RFC 9111 §4.4); no error when absent."""
+        """Drop every variant of ``url_key`` (RFC 9111 §4.4), and its stored parts; no
+        error when absent."""
         self._lru.pop(url_key, None)
+        self._lru.pop(_PARTIAL_PREFIX + url_key, None)
 
     def purge(self, url_key: str) -> bool:
-        """Drop every variant of ``url_key``; True when something was stored."""
-        return self._lru.pop(url_key, None) is not None
+        """Drop every variant of ``url_key`` and its parts; True when something was stored."""
+        partial = self._lru.pop(_PARTIAL_PREFIX + url_key, None) is not None
+        return (self._lru.pop(url_key, None) is not None) or partial
+
+    # -- partial content (RFC 9111 §3.3, §3.4) ----------------------------------------------
+
+    def partial(self, url_key: str) -> PartialEntry | None:
+        """The stored parts of ``url_key``'s representation, or None (counts nothing)."""
+        held = self._lru.get(_PARTIAL_PREFIX + url_key)
+        return None if held is None else held[0]  # type: ignore[no-any-return]
+
+    def put_partial(self, partial: PartialEntry) -> bool:
+        """Store ``partial`` in place of the URL's parts; False (nothing stored) when it
+        alone is larger than ``max_bytes``."""
+        key = _PARTIAL_PREFIX + partial.url_key
+        self._lru.pop(key, None)
+        if partial.size > self.max_bytes:
+            return False
+        self._lru[key] = (partial,)
+        self.stores += 1
+        return True
+
+    def drop_partial(self, url_key: str) -> None:
+        """Forget ``url_key``'s parts (they became a complete response, or are outdated)."""
+        self._lru.pop(_PARTIAL_PREFIX + url_key, None)
 
     def clear(self) -> None:
         """Drop everything (counters are kept)."""

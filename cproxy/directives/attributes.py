@@ -73,6 +73,7 @@ class ConfigAttributes:
     cache_time_margin_s: float  # CacheTimeMargin
     no_caching: tuple[Pattern, ...]  # NoCaching
     cache_queries: bool  # CacheQueries
+    cache_max_stale_s: float  # CacheMaxStale
     cache_targeted_fields: tuple[str, ...]  # CacheTargetedFields
     shared_cache: RedisTarget | None  # SharedCache
     shared_cache_password_file: str  # SharedCachePasswordFile

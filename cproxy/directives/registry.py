@@ -1041,6 +1041,25 @@ _DECLARED: tuple[Directive, ...] = (
         live=True,
     ),
     Directive(
+        "CacheMaxStale",
+        Time(0, 3650 * _DAY_S),
+        "7 days",
+        CACHE_SETTINGS,
+        """
+        How stale a stored response may be and still be served when its origin cannot be
+        reached (no connection, a reset, or a close before any response), instead of a 502
+        (RFC 9111 section 4.2.4). Never for a response with must-revalidate,
+        proxy-revalidate, s-maxage or no-cache, nor for a request with no-cache; the
+        origin's stale-if-error window counts when it is longer. Cache-Status then says
+        detail=origin-unreachable. 0 serves nothing stale beyond stale-if-error.
+
+        7 days is Squid's max_stale default (1 week): a site that is down for a while keeps
+        working for its readers with the copy they would have had, while responses whose
+        origins forbid it are never shown stale.
+        """,
+        live=True,
+    ),
+    Directive(
         "CacheTargetedFields",
         FieldNameList(),
         "",

@@ -47,7 +47,14 @@ from cproxy.cache.policy import (
 )
 from cproxy.cache.ranges import if_range_matches, requested_range
 from cproxy.directives import Config, ip_allowed
-from cproxy.errors import OriginError, OriginProtocolError
+from cproxy.errors import (
+    OriginConnectError,
+    OriginConnectTimeout,
+    OriginDNSError,
+    OriginError,
+    OriginProtocolError,
+    OriginReset,
+)
 from cproxy.http import Headers, Request, Response
 from cproxy.http.framing import CHUNKED, LENGTH, NONE
 from cproxy.http.message import response_fields_for_client
@@ -64,6 +71,11 @@ log = logging.getLogger("cproxy")
 # more, and its answer remembers the URL again).
 UNCACHEABLE_URLS = 4096
 UNCACHEABLE_TTL_S = 10.0
+
+# The failures that mean the origin could not be reached at all (RFC 9111 §4.2.4
+# "disconnected"): no address, no connection, a reset or a close before any response.
+# A malformed response or a ReadTimeout come from an origin that is there.
+ORIGIN_UNREACHABLE = (OriginDNSError, OriginConnectError, OriginConnectTimeout, OriginReset)
 
 
 # The cache key of a request's URL: hits repeat the same URLs, so the keys of
@@ -192,6 +204,8 @@ def serve_with_cache(
     kind = result.kind
     if kind is LookupKind.HIT:
         outcome.cache = "hit"
+        if result.partial is not None:
+            return _send_part(who, result, keep, outcome)
         return _send_stored(who, cache, req, result, keep, outcome)
     if kind is LookupKind.STALE_WHILE_REVALIDATE:
         outcome.cache = "stale-while-revalidate"
@@ -269,6 +283,22 @@ def _send_stored(
     return keep
 
 
+def _send_part(who: Requester, result: Lookup, keep: bool, outcome: Outcome) -> bool:
+    """A byte range answered from stored parts (RFC 9111 §3.3): a 206 with Content-Range."""
+    parts, span = result.partial, result.span
+    assert parts is not None and span is not None
+    data = parts.covering(*span)
+    assert data is not None  # the lookup checked that one part holds the range
+    extra = b"Cache-Status: %s\r\n" % result.cache_status().encode("latin-1")
+    if not keep:
+        extra += b"Connection: close\r\n"
+    head = parts.range_head(result.age, span[0], span[1], extra)
+    who.sink.send_response(head, data)
+    outcome.status = 206
+    outcome.sent = len(head) + len(data)
+    return keep
+
+
 def hit_lines(hit_status: bytes, ttl: float, keep: bool) -> bytes:
     """The lines a plain fresh hit adds to its stored head: Cache-Status (RFC 9211) with
     the remaining freshness, and Connection: close when the connection ends after it.
@@ -286,10 +316,11 @@ def _send_stale(
     keep: bool,
     outcome: Outcome,
 ) -> bool:
-    """stale-if-error (RFC 5861 §4): a stored response stands in for a failed origin."""
+    """stale-if-error (RFC 5861 §4) or an unreachable origin (RFC 9111 §4.2.4): a stored
+    response stands in for a failed origin; the access log says which."""
     if who.sink.for_client:  # a background refresh served nobody
         cache.stale_served += 1
-    outcome.cache = "stale-if-error"
+    outcome.cache = stale.detail or "stale-if-error"
     return _send_stored(who, cache, req, stale, keep, outcome)
 
 
@@ -374,7 +405,9 @@ def _fetch(
         exchange = who.exchange(sent, outcome)
     except (OriginError, OriginProtocolError) as exc:
         if entry is not None:
-            stale = cache.http.serve_stale_on_error(entry, fields, cache.clock(), None)
+            stale = cache.http.serve_stale_on_error(
+                entry, fields, cache.clock(), None, unreachable=isinstance(exc, ORIGIN_UNREACHABLE)
+            )
             if stale is not None:
                 return _send_stale(who, cache, req, stale, keep, outcome)
         return origin_failed(who.sink, who.config.hostname, req, exc, keep, outcome)
@@ -424,7 +457,13 @@ def _fetch(
     stored_fields = response_fields_for_client(resp, cfg.hostname)
     # The same fields, indexed by name for the policy's many lookups.
     indexed_fields = Headers(stored_fields)
-    if req.method == "GET" and req.body == NONE and resp.body in (LENGTH, CHUNKED, NONE):
+    # §4.4: an unsafe method's non-error response invalidates first, so that what it may
+    # store itself (a POST naming its target in Content-Location) stays.
+    invalidated = cache.http.invalidate_after(req.method, resp.status, url_key, resp_fields)
+    if invalidated and cache.tier is not None:
+        for target in invalidated:
+            cache.tier.invalidate(target)  # in the shared tier and on every node
+    if _may_store(req) and resp.body in (LENGTH, CHUNKED, NONE):
         ok, _why = storable(
             req.method,
             resp.status,
@@ -441,7 +480,7 @@ def _fetch(
             tee = BodyTee(cache.store_limit_bytes(cfg))
             if url_key in cache.uncacheable:
                 del cache.uncacheable[url_key]
-        elif url_key not in cache.uncacheable:
+        elif url_key not in cache.uncacheable and req.method == "GET":
             cache.uncacheable[url_key] = True
     stored = False
     times = (request_time, response_time)
@@ -475,10 +514,6 @@ def _fetch(
             stored = _store(cache, req, url_key, resp, indexed_fields, body, times)
     if stored:
         outcome.cache += ";stored"
-    invalidated = cache.http.invalidate_after(req.method, resp.status, url_key, resp_fields)
-    if invalidated and cache.tier is not None:
-        for target in invalidated:
-            cache.tier.invalidate(target)  # in the shared tier and on every node
     return keep
 
 
@@ -491,6 +526,13 @@ def own_cookie_lines(resp_fields: Headers) -> bytes:
         for name, value in resp_fields.items()
         if name.lower() in NEVER_REPLAYED_FIELDS
     )
+
+
+def _may_store(req: Request) -> bool:
+    """Is the response to ``req`` a candidate for the store? A GET's (one with a body is
+    not: the key would not capture it, DESIGN.md §5 rule 8), or a POST's (RFC 9110
+    §9.3.3: stored only when it names its target in Content-Location, see ``storable``)."""
+    return (req.method == "GET" and req.body == NONE) or req.method == "POST"
 
 
 def _body_in_hand(resp: Response, rest: bytes) -> bytes | None:
@@ -515,8 +557,8 @@ def _store(
     times: tuple[float, float],
 ) -> bool:
     """Store a complete origin response (RFC 9111 §3), requested and received at
-    ``times``; True when it was stored."""
-    entry, _why = cache.http.store_response(
+    ``times``; True when it was stored (a 206 kept with the URL's other parts included)."""
+    entry, why = cache.http.store_response(
         req.method,
         url_key,
         req.headers,
@@ -529,7 +571,7 @@ def _store(
     )
     if entry is not None and cache.tier is not None:
         cache.tier.store(entry)  # queued: off the client's path
-    return entry is not None
+    return entry is not None or why == "stored-part"
 
 
 def _refresh_in_background(

@@ -15,6 +15,7 @@ event loop's thread, and the tier's circuit breaker decides when to try again an
 from __future__ import annotations
 
 import socket
+import ssl
 from typing import Any
 
 import gevent.socket
@@ -54,7 +55,10 @@ class GeventSSLConnection(SSLConnection):
 
     def _connect(self) -> Any:
         sock = _gevent_socket(self)
-        context = gevent.ssl.create_default_context()
+        # gevent.ssl.create_default_context is the standard library's, whose sockets
+        # would block the event loop: build gevent's own context instead.
+        context = gevent.ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies name and chain
+        context.load_default_certs()
         try:
             return context.wrap_socket(sock, server_hostname=self.host)
         except BaseException:

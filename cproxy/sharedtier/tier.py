@@ -46,7 +46,7 @@ from cproxy.cache.shared import (
     shared_ttl_s,
     variant_field,
 )
-from cproxy.cache.store import Entry
+from cproxy.cache.store import MAX_VARIANTS_PER_KEY, Entry
 from cproxy.directives.types import RedisTarget
 from cproxy.errors import CproxyError
 from cproxy.sharedtier.breaker import BreakerState, CircuitBreaker
@@ -273,7 +273,15 @@ class SharedTier:
             pipe.hset(key, field, value)
             pipe.pexpire(key, ttl_ms, nx=True)
             pipe.pexpire(key, ttl_ms, gt=True)
-            pipe.execute()
+            pipe.hlen(key)
+            if pipe.execute()[-1] > MAX_VARIANTS_PER_KEY:
+                # A URL varying on something like User-Agent: start its variants afresh
+                # rather than let one key grow without bound.
+                pipe = client.pipeline(transaction=True)
+                pipe.delete(key)
+                pipe.hset(key, field, value)
+                pipe.pexpire(key, ttl_ms)
+                pipe.execute()
 
         self._enqueue("store", write)
 
