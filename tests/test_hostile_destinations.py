@@ -22,7 +22,15 @@ from typing import Any
 
 import pytest
 
-from tests.hostile import Exchange, OriginConn, RecordingOrigin, exchange, parse_responses, read_all
+from tests.hostile import (
+    Exchange,
+    OriginConn,
+    RecordingOrigin,
+    exchange,
+    keep_alive,
+    parse_responses,
+    read_all,
+)
 from tests.support import WAIT_S, ProxyThread, start_proxy, wait_for
 
 NARROW_LOOPBACK = {"LoopbackDestinations": "127.0.0.1/32 ::1/128"}
@@ -234,3 +242,31 @@ def test_connect_tunnels_are_checked_on_the_resolved_address(origin: RecordingOr
         assert origin.connections == 0
         ex = exchange(proxy.port, get(f"127.0.0.1:{origin.port}", method="CONNECT"), timeout_s=1)
         assert ex.raw.startswith(b"HTTP/1.1 200 ")
+
+
+def fresh(conn: OriginConn) -> None:
+    keep_alive(b"local secret", "Cache-Control: max-age=600\r\n")(conn)
+
+
+@pytest.mark.parametrize("name", [None, "cached.test"])
+@pytest.mark.parametrize("shape", ["fast lane", "general path"])
+def test_a_stored_response_of_a_loopback_service_is_not_served_to_other_clients(
+    name: str | None, shape: str
+) -> None:
+    """A loopback client's fetch from a loopback-only service is stored; a client that may
+    not reach that service gets 403, not the stored copy, on the fast lane (a plain GET)
+    and on the general path (here: Connection: close), by address or by name."""
+    with RecordingOrigin(fresh) as origin, start_proxy(**NARROW_LOOPBACK) as proxy:
+        if name is not None:
+            resolve_to(proxy, {name: [("127.0.0.1", origin.port)]})
+        url = f"http://{name or '127.0.0.1'}:{origin.port}/x"
+        plain = get(url).replace(b"Connection: close\r\n", b"")
+        request = plain if shape == "fast lane" else get(url)
+        assert exchange_from("127.0.0.1", proxy.port, get(url)).statuses == [200]
+        ex = exchange_from("127.0.0.2", proxy.port, request)
+        assert refused(ex, "LoopbackDestinations"), ex.raw[:300]
+        assert b"local secret" not in ex.raw
+        # The loopback client is still answered from the cache.
+        again = exchange_from("127.0.0.1", proxy.port, get(url))
+        assert again.statuses == [200] and again.answers[0].body == b"local secret"
+        assert len(origin.requests()) == 1

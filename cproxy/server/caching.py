@@ -59,6 +59,7 @@ from cproxy.http import Headers, Request, Response
 from cproxy.http.framing import CHUNKED, LENGTH, NONE
 from cproxy.http.message import response_fields_for_client
 from cproxy.memo import memoised_when_short
+from cproxy.server.destinations import LoopbackOrigins, policy_for
 from cproxy.server.exchange import Requester
 from cproxy.server.respond import Outcome, local_answer, origin_failed
 from cproxy.server.sharedcache import from_shared_tier, lead_or_wait, open_tier
@@ -137,6 +138,9 @@ class ProxyCache:
         self.stale_served = 0
         self.purges = 0
         self.fast_hits = 0  # hits answered by the fast lane (cproxy.server.fastlane)
+        # URLs fetched from LoopbackDestinations: never served from here to clients that
+        # may not reach those (DESIGN.md §5 rule 10; cproxy.server.destinations).
+        self.loopback_origins = LoopbackOrigins(self.store.__contains__)
         # The shared tier (SharedCache), None when there is none; started by the runtime.
         self.tier = open_tier(cfg, self)
 
@@ -195,6 +199,10 @@ def serve_with_cache(
     if req.method == "PURGE":
         return _purge(who, cache, req, keep, outcome)
     url_key = url_key_of(req.url)
+    if cache.loopback_origins.hidden_from(url_key, who.client_ip, who.config):
+        # Fetched from a loopback-only service for another client: this one goes to the
+        # origin, where its connection is checked (and refused) like any other.
+        return _fetch(who, cache, req, url_key, None, keep, outcome)
     if has_body_the_key_ignores(req):
         # DESIGN.md §5 rule 8: forwarded, never answered from the cache, stored or collapsed.
         return _fetch(who, cache, req, url_key, None, keep, outcome)
@@ -412,6 +420,7 @@ def _fetch(
                 return _send_stale(who, cache, req, stale, keep, outcome)
         return origin_failed(who.sink, who.config.hostname, req, exc, keep, outcome)
     response_time = cache.clock()
+    cache.loopback_origins.note(url_key, exchange.conn.peer_ip, policy_for(cfg))
     resp, rest = exchange.resp, exchange.rest
     resp_fields = resp.headers
 

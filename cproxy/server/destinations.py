@@ -27,6 +27,12 @@ from cproxy.origin import AddressCheck, OriginConnection, OriginPool
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
+# Client addresses whose LoopbackDestinations verdict is remembered (then it starts over).
+_REMEMBERED_CLIENTS = 4096
+# URL keys remembered as fetched from LoopbackDestinations before those no longer stored
+# are forgotten (see LoopbackOrigins).
+_LOOPBACK_ORIGIN_KEYS = 4096
+
 
 @functools.lru_cache(maxsize=1024)
 def _address(text: str) -> IPAddress | None:
@@ -86,6 +92,16 @@ class DestinationPolicy:
                 )
         return None
 
+    def in_loopback_destinations(self, address: str) -> bool:
+        """Is numeric ``address`` one that only some clients may reach?"""
+        ip = _address(address)
+        return ip is not None and _covering(self.loopback, ip) is not None
+
+    def reaches_loopback(self, client_ip: str) -> bool:
+        """May a client at ``client_ip`` reach LoopbackDestinations?"""
+        client = _address(client_ip)
+        return client is not None and _covering(self.loopback, client) is not None
+
     def literal_refusal(self, host: str, client_ip: str) -> str | None:
         """`address_refusal` for a target host that is an IP literal, before any lookup;
         None for a name (it is checked once resolved, by `admit`)."""
@@ -129,3 +145,52 @@ def admit_reused(pool: OriginPool, conn: OriginConnection, admit: AddressCheck) 
     except DestinationRefused:
         pool.discard(conn)
         raise
+
+
+class LoopbackOrigins:
+    """URL keys whose responses were fetched from a LoopbackDestinations address.
+
+    A response from a loopback-only service, stored while a loopback client asked for it,
+    must not reach a client that could not have fetched it: for such a client, a URL
+    noted here is never answered from the cache, and goes to the origin, where its
+    connection is checked like any other. A key is never un-noted while its response may
+    still be stored (a later fetch elsewhere may not have replaced every variant); keys
+    whose URL is no longer stored are forgotten when the set grows past its bound.
+    """
+
+    def __init__(self, still_stored: Callable[[str], bool]) -> None:
+        self._keys: set[str] = set()
+        self._still_stored = still_stored
+        self._limit = _LOOPBACK_ORIGIN_KEYS
+        # Per running config: client address -> may it reach LoopbackDestinations.
+        self._cfg: Config | None = None
+        self._reaches: dict[str, bool] = {}
+
+    def __contains__(self, url_key: object) -> bool:
+        return url_key in self._keys
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def note(self, url_key: str, peer_ip: str, policy: DestinationPolicy) -> None:
+        """An exchange for ``url_key`` went to ``peer_ip``."""
+        if url_key in self._keys or not policy.in_loopback_destinations(peer_ip):
+            return
+        self._keys.add(url_key)
+        if len(self._keys) > self._limit:
+            self._keys = {k for k in self._keys if self._still_stored(k)}
+            self._limit = max(_LOOPBACK_ORIGIN_KEYS, 2 * len(self._keys))
+
+    def hidden_from(self, url_key: str, client_ip: str, cfg: Config) -> bool:
+        """Must ``url_key``'s stored response be kept from the client at ``client_ip``?
+        On every hit, fast lane included: a set lookup, and for a noted URL a dict lookup."""
+        if url_key not in self._keys:
+            return False
+        if cfg is not self._cfg:
+            self._cfg, self._reaches = cfg, {}
+        reaches = self._reaches.get(client_ip)
+        if reaches is None:
+            if len(self._reaches) >= _REMEMBERED_CLIENTS:
+                self._reaches.clear()
+            reaches = self._reaches[client_ip] = policy_for(cfg).reaches_loopback(client_ip)
+        return not reaches

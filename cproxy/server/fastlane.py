@@ -191,7 +191,10 @@ def serve_fresh_hit(
     if state.listens_on_port(plain.port):
         return None  # perhaps aimed at cproxy itself: the general path decides
     url = plain.target
-    fresh = cache.http.fresh_entry(url_key_of(url), cache.clock())
+    url_key = url_key_of(url)
+    if cache.loopback_origins.hidden_from(url_key, client_ip, state.config):
+        return None  # from a loopback-only service: the general path refuses it
+    fresh = cache.http.fresh_entry(url_key, cache.clock())
     if fresh is None:
         return None
     entry, age = fresh
