@@ -350,6 +350,17 @@ def start_toy(cpu: str | None = "0") -> Server:
     return server
 
 
+def start_passthrough(cpu: str | None = "0") -> Server:
+    """bench/passthrough_proxy.py: the floor of a pooled gevent miss (caches nothing)."""
+    tmp = make_tmp("floor")
+    port = free_port()
+    log = tmp / "floor.log"
+    proc = _spawn([sys.executable, str(BENCH_DIR / "passthrough_proxy.py"), str(port)], cpu, log)
+    server = Server("floor", port, proc, tmp, log)
+    wait_port(port, proc, what="pass-through floor proxy")
+    return server
+
+
 def start_squid(
     cache_memory_mb: int = 64,
     connect_ports: tuple[int, ...] = (),

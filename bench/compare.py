@@ -69,9 +69,11 @@ import benchlib as bl
 
 PROXIES = ("cproxy", "squid", "nginx")
 # Not run unless asked for (--proxies): "toy" is bench/toy_proxy.py, the floor of a gevent
-# proxy; "base" is cproxy from another checkout (--base DIR, say a `git worktree` of an older
+# caching proxy (hits); "floor" is bench/passthrough_proxy.py, the floor of a pooled gevent
+# miss (it caches nothing, so only its no-store row means anything); "base" is cproxy from
+# another checkout (--base DIR, say a `git worktree` of an older
 # commit), for an A/B comparison of a change within one run.
-EXTRA_PROXIES = ("toy", "base")
+EXTRA_PROXIES = ("toy", "floor", "base")
 
 
 @dataclass(frozen=True)
@@ -401,6 +403,8 @@ def main() -> int:
                 )
             elif name == "toy":
                 proxies[name] = bl.start_toy(args.cpu_proxy)
+            elif name == "floor":
+                proxies[name] = bl.start_passthrough(args.cpu_proxy)
             elif name == "squid":
                 proxies[name] = bl.start_squid(args.cache_mb, (source_port,), args.cpu_proxy)
             else:
@@ -423,7 +427,7 @@ def main() -> int:
                     r = measure_tunnel(None, source_port, args)
                     runs.append({"round": rnd, "scenario": sc.name, "proxy": "direct", **r})
                 for name, proxy in proxies.items():
-                    if sc.tunnel and name in ("nginx", "toy"):
+                    if sc.tunnel and name in ("nginx", "toy", "floor"):
                         continue  # nginx cannot CONNECT without a third-party module
                     if sc.tunnel:
                         r = measure_tunnel(proxy, source_port, args)

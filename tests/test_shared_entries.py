@@ -114,6 +114,7 @@ def test_a_value_for_another_url_is_refused() -> None:
         ("age", -1),
         ("headers", [["only-a-name"]]),
         ("headers", [["Age", "3"]]),
+        ("headers", [["Set-Cookie", "session=someone-elses"]]),
         ("selecting", "x"),
         ("request_time", "yesterday"),
         ("selecting", [["accept-language", "en"]]),  # does not match the stored Vary
@@ -178,3 +179,13 @@ def test_breaker_opens_probes_and_closes() -> None:
     assert breaker.allow()
     breaker.success()
     assert breaker.state is BreakerState.CLOSED and breaker.allow() and breaker.opens == 2
+
+
+def test_an_abandoned_probe_lets_another_go() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(failures_to_open=1, open_s=2.0, clock=clock)
+    breaker.failure()
+    clock.advance(2.0)
+    assert breaker.allow() and not breaker.allow()
+    breaker.abandon()  # the probing greenlet was killed
+    assert breaker.allow()

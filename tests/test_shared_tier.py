@@ -531,3 +531,13 @@ def test_variants_of_one_url_are_bounded_in_redis(
             assert get(a, origin.url("/ua"), **{"User-Agent": f"agent {i}"}).ok
         written(a, MAX_VARIANTS_PER_KEY + 5)
         assert 1 <= redis_server.client().hlen(key) <= MAX_VARIANTS_PER_KEY
+
+
+def test_a_cluster_that_cannot_be_reached_fails_no_request(origin: Origin) -> None:
+    origin.routes["/nc"] = cacheable
+    seeds = f"redis+cluster://127.0.0.1:{free_port()},127.0.0.1:{free_port()}"
+    with nodes(seeds, 1, subscribed=False) as (a,):
+        for _ in range(5):
+            assert get(a, origin.url("/nc")).content == b"body of /nc"
+        assert tier(a).errors >= 1
+        assert "RedisClusterException" in tier(a).last_error or tier(a).skipped

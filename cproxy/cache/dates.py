@@ -15,6 +15,7 @@ name is not checked against the date: it carries no information the date lacks.
 from __future__ import annotations
 
 import calendar
+import functools
 import re
 import time
 
@@ -52,6 +53,17 @@ def parse_http_date(text: str | None, *, now: float | None = None) -> int | None
     """
     if text is None:
         return None
+    if now is None and len(text) <= _REMEMBERED_DATE_CHARS:
+        return _parse_remembered(text)
+    return _parse(text, now)
+
+
+# Responses repeat the same few dates (an origin's Date changes once a second; Expires and
+# Last-Modified less often), and every miss parses its Date: short ones are remembered.
+_REMEMBERED_DATE_CHARS = 64
+
+
+def _parse(text: str, now: float | None) -> int | None:
     text = text.strip(" \t")
     match = _IMF_FIXDATE.match(text) or _ASCTIME.match(text)
     two_digit_year = False
@@ -102,3 +114,9 @@ def format_http_date(timestamp: float) -> str:
         f"{days[t.tm_wday]}, {t.tm_mday:02d} {months[t.tm_mon - 1]} {t.tm_year:04d} "
         f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_remembered(text: str) -> int | None:
+    """`_parse` without ``now`` (deterministic), remembered."""
+    return _parse(text, None)

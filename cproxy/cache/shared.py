@@ -27,7 +27,7 @@ import struct
 from typing import Any
 
 from cproxy.cache.cachecontrol import delta_seconds
-from cproxy.cache.policy import CacheSettings, SecondaryKey
+from cproxy.cache.policy import NEVER_REPLAYED_FIELDS, CacheSettings, SecondaryKey
 from cproxy.cache.store import Entry
 from cproxy.errors import CproxyError
 
@@ -167,6 +167,9 @@ def decode_entry(value: bytes, url_key: str, settings: CacheSettings) -> Entry:
         raise MalformedEntry("selecting values are not name/value pairs")
     if any(name.lower() == "age" for name, _ in headers):
         raise MalformedEntry("stored headers carry an Age")
+    if any(name.lower() in NEVER_REPLAYED_FIELDS for name, _ in headers):
+        # cproxy never stores them (one user's state): such a value was not written by it.
+        raise MalformedEntry("stored headers carry a Set-Cookie")
     req_fields = [(p[0], p[1]) for p in selecting if isinstance(p[1], str)]
     entry = Entry.build(
         url_key=url_key,

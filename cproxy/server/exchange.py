@@ -441,10 +441,10 @@ class Exchange:
         # A response that came whole with its head goes out from memory, bounded by
         # ReadTimeout for each send like a stored one; only one whose body is still to
         # come from the origin needs OutputTimeout's timer (a gevent Timeout per response).
-        whole = resp.body == NONE or (resp.body == LENGTH and len(rest) >= resp.content_length)
-        timer = None if whole else gevent.Timeout(cfg.output_timeout_s, OutputTimeout)
-        if timer is not None:
-            timer.start()
+        if resp.body == NONE or (resp.body == LENGTH and len(rest) >= resp.content_length):
+            return self._relay_whole(head, tee, keep)
+        timer = gevent.Timeout(cfg.output_timeout_s, OutputTimeout)
+        timer.start()
         reader = body_reader(resp.body, resp.content_length, client=False)
         clean = False
         try:
@@ -462,8 +462,7 @@ class Exchange:
             pool.discard(conn)
             raise
         finally:
-            if timer is not None:
-                timer.close()
+            timer.close()
         if tee is not None:
             # Complete: the body ended where its own framing said. Bytes after it spoil
             # the origin socket (not clean), not the message; an until-close body is not
@@ -474,6 +473,27 @@ class Exchange:
         # side's problem only: the client's response went out whole and self-delimited
         # (a truncated one raised above and cleared ``keep``), so its connection persists.
         return keep and framing != CLOSE
+
+    def _relay_whole(self, head: bytes, tee: Tee | None, keep: bool) -> bool:
+        """`relay` for a response whose body came whole with its head (most small ones):
+        one send from memory, with no reader, writer or OutputTimeout timer (measured: the
+        general loop costs a pooled 1 KiB miss a few µs more). Bytes after a Content-Length
+        body (or any after a bodiless response) make the origin socket unclean."""
+        resp, rest = self.resp, self.rest
+        length = resp.content_length if resp.body == LENGTH else 0
+        body = rest[:length] if len(rest) > length else rest
+        try:
+            self.requester.sink.send(head + body if body else head)
+        except ClientGone:
+            self.discard()  # it still holds what the client did not take: close it
+            raise
+        self.outcome.sent = len(head) + len(body)
+        if tee is not None:
+            if body:
+                tee.add(body)
+            tee.complete = True
+        self.finish(clean=len(rest) == length)
+        return keep  # framed by length (or bodiless), never by closing
 
     def _relay_body(
         self, reader: BodyReader, writer: BodyWriter, head: bytes, tee: Tee | None

@@ -57,6 +57,11 @@ class CircuitBreaker:
         self.failures = 0
         self._probing = False
 
+    def abandon(self) -> None:
+        """The call that went ended without an outcome (its greenlet was killed): let
+        another probe go, counting nothing."""
+        self._probing = False
+
     def failure(self) -> None:
         self.failures += 1
         if self.state is BreakerState.HALF_OPEN or self.failures >= self.failures_to_open:

@@ -29,7 +29,7 @@ from typing import Any
 import gevent
 import gevent.event
 import gevent.queue
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ClusterError, RedisClusterException, RedisError, ResponseError
 
 from cproxy.cache.policy import CacheSettings
 from cproxy.cache.shared import (
@@ -67,6 +67,11 @@ PENDING_PURGES = 10_000
 
 # Latency histogram bounds (seconds) of shared-tier calls, for /metrics.
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
+
+
+# What a call to Redis may raise when Redis (or the way to it) is in trouble.
+# RedisClusterException (e.g. no seed node answered) is not a RedisError.
+_FAILURES = (RedisError, RedisClusterException, OSError, gevent.Timeout)
 
 
 class TierUnavailable(CproxyError):
@@ -171,22 +176,25 @@ class SharedTier:
                     self.settings.target, self.settings.password, self.settings.timeout_s
                 )
             result = fn(self._client)
-        except ResponseError as exc:
-            # Redis answered (so it is up): with an error about the value or command,
-            # e.g. WRONGTYPE for a key someone else wrote. Not a reason to stop calling.
-            self.breaker.success()
-            self.errors += 1
-            self.last_error = f"{what}: {exc}"
-            raise TierUnavailable(f"{what}: {exc}") from exc
-        except (RedisError, OSError, gevent.Timeout) as exc:
+        except _FAILURES as exc:
             if isinstance(exc, gevent.Timeout) and exc is not timeout:
+                self.breaker.abandon()
                 raise  # someone else's timeout
-            self.breaker.failure()
             self.errors += 1
+            if isinstance(exc, ResponseError) and not isinstance(exc, ClusterError):
+                # Redis answered (so it is up), with an error about the value or command,
+                # e.g. WRONGTYPE for a key someone else wrote: no reason to stop calling.
+                self.breaker.success()
+                self.last_error = f"{what}: {exc}"
+                raise TierUnavailable(self.last_error) from None
+            self.breaker.failure()
             self.last_error = f"{what}: {type(exc).__name__}: {exc}"
             if self.breaker.state is BreakerState.OPEN:
                 log.warning("shared tier unavailable (%s); retrying later", self.last_error)
             raise TierUnavailable(self.last_error) from None
+        except BaseException:
+            self.breaker.abandon()  # killed mid-call: never leave a probe outstanding
+            raise
         finally:
             timeout.close()
         self.breaker.success()
@@ -323,6 +331,9 @@ class SharedTier:
                     self.writes += 1
             except TierUnavailable:
                 self.dropped_writes += 1
+            except Exception:  # keep the writer alive whatever one write did: log it
+                log.exception("shared tier: a %s write failed", what)
+                self.dropped_writes += 1
 
     def _send_pending_purges(self) -> None:
         while self._pending_purges and self.breaker.state is BreakerState.CLOSED:
@@ -413,7 +424,10 @@ class SharedTier:
                     self.on_lost()  # purges may have been missed while unsubscribed
                 first = False
                 self._receive(pubsub)
-            except (RedisError, OSError, gevent.Timeout) as exc:
+            except _FAILURES as exc:
+                self._lose_subscription(f"{type(exc).__name__}: {exc}")
+            except Exception as exc:  # keep the listener alive whatever happened: log it
+                log.exception("shared tier: the event listener failed")
                 self._lose_subscription(f"{type(exc).__name__}: {exc}")
             finally:
                 if pubsub is not None:
