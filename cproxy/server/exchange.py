@@ -149,6 +149,7 @@ class Exchange:
 
     __slots__ = (
         "awaiting",
+        "cfg",
         "conn",
         "cut",
         "deadline",
@@ -165,6 +166,9 @@ class Exchange:
 
     def __init__(self, requester: Requester, req: Request, outcome: Outcome) -> None:
         self.requester = requester
+        # The configuration for the whole exchange, read once (a reload applies to the
+        # next request, as everywhere else).
+        self.cfg = requester.state.config
         self.req = req
         self.outcome = outcome
         self.rest = b""
@@ -180,7 +184,7 @@ class Exchange:
 
     def start(self) -> None:
         requester = self.requester
-        cfg = requester.config
+        cfg = self.cfg
         pool = requester.state.pool
         req = self.req
         has_body = req.body != NONE
@@ -314,7 +318,7 @@ class Exchange:
         source = self.requester.body
         if source is None:
             raise AssertionError("a request with a body needs a RequestBody to read it from")
-        limit = self.requester.config.max_request_body_bytes
+        limit = self.cfg.max_request_body_bytes
         received = 0
         # An origin may answer before it has the whole body: polled before each send, so
         # that answer is read (and relayed) rather than lost in a reset.
@@ -383,7 +387,7 @@ class Exchange:
         TimeoutError). The deadline is kept by the runtime's reaper rather than a gevent
         timer, which would cost a few µs per exchange (measured: 3.7 µs to start and close
         one); it fires at most one reaper tick late."""
-        self.deadline = time.monotonic() + self.requester.config.read_timeout_s
+        self.deadline = time.monotonic() + self.cfg.read_timeout_s
         self.awaiting = osock
         try:
             wait_readable_untimed(osock)
@@ -428,7 +432,7 @@ class Exchange:
         ``fields``: `response_fields_for_client` of the response, when the caller has them.
         """
         req, resp, conn, outcome = self.req, self.resp, self.conn, self.outcome
-        cfg = self.requester.config
+        cfg = self.cfg
         # After an early answer the client's body is unread: this response closes.
         keep = keep and not self.cut
         pool = self.requester.state.pool
@@ -540,7 +544,7 @@ class Exchange:
         resp = self.resp
         rest = self.rest
         # A silent Timeout (False) ends the with-block quietly when it fires.
-        with gevent.Timeout(self.requester.config.output_timeout_s, False):
+        with gevent.Timeout(self.cfg.output_timeout_s, False):
             try:
                 while len(rest) < resp.content_length:
                     data = self._recv_origin()
