@@ -35,6 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(args_list)
     try:
         config = load_config(args.config) if args.config else defaults()
+        if config.shared_cache is not None:
+            # Read now, before any worker is forked, so a missing file is one message.
+            from cproxy.server.sharedcache import read_password
+
+            read_password(config)
     except ConfigError as exc:
         print(f"cproxy: {exc}", file=sys.stderr)
         return 2

@@ -541,3 +541,23 @@ def test_a_cluster_that_cannot_be_reached_fails_no_request(origin: Origin) -> No
             assert get(a, origin.url("/nc")).content == b"body of /nc"
         assert tier(a).errors >= 1
         assert "RedisClusterException" in tier(a).last_error or tier(a).skipped
+
+
+def test_a_missing_password_file_is_one_message_before_starting(tmp_path: Path) -> None:
+    conf = tmp_path / "cproxy.conf"
+    conf.write_text(
+        "Port = 0\nAdminPort = 0\nWorkers = 2\nSharedCache = redis://127.0.0.1:1/0\n"
+        "SharedCachePasswordFile = missing.pass\n"
+    )
+    for extra in (["--check-config"], []):
+        done = subprocess.run(
+            [sys.executable, "-m", "cproxy", "-c", str(conf), *extra],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 2
+        assert done.stderr.strip() == (
+            f"cproxy: {conf}: SharedCachePasswordFile: cannot read {tmp_path / 'missing.pass'}: "
+            "No such file or directory"
+        )

@@ -33,7 +33,6 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-import gevent
 from gevent import socket
 
 from cproxy.directives import ip_allowed
@@ -55,13 +54,11 @@ from cproxy.http.limits import IO_CHUNK_BYTES
 from cproxy.http.message import (
     skip_empty_lines,
 )
-from cproxy.origin import open_socket
 from cproxy.origin.connection import format_host_port
-from cproxy.origin.parents import CONNECT_FAILURES, tunnel_through
 from cproxy.server import routing
 from cproxy.server.caching import caching_on, serve_with_cache
 from cproxy.server.clientbody import ClientBody
-from cproxy.server.destinations import destination_refusal, policy_for
+from cproxy.server.destinations import destination_refusal
 from cproxy.server.exchange import TO_SELF, Requester, body_too_large
 from cproxy.server.fastlane import plain_get, serve_fresh_hit
 from cproxy.server.lingering import linger_close
@@ -70,6 +67,7 @@ from cproxy.server.pages import error_response
 from cproxy.server.respond import Outcome, local_answer, log_request, origin_failed, send_page
 from cproxy.server.sink import ClientGone, OutputTimeout, SocketSink
 from cproxy.server.trace import Refusal, allowed_methods, is_trace, trace_refusal
+from cproxy.server.tunnel import open_tunnel, relay_tunnel
 
 if TYPE_CHECKING:
     from cproxy.server.runtime import Runtime
@@ -558,7 +556,9 @@ class ClientConnection:
             self._local_error(req, 403, "Refusing to tunnel to cproxy itself.", False, outcome)
             return False
         try:
-            osock, early = self._open_tunnel(req)
+            osock, early = open_tunnel(
+                req, cfg, self.rt.pool.resolve, self.client_ip, self.rt.parents
+            )
         except OriginError as exc:
             origin_failed(self.sink, cfg.hostname, req, exc, False, outcome)
             return False
@@ -569,50 +569,10 @@ class ClientConnection:
             if self.buf:
                 osock.sendall(self.buf)
                 self.buf = b""
-            outcome.sent = _relay_tunnel(self.sock, osock, cfg.read_timeout_s)
+            outcome.sent = relay_tunnel(self.sock, osock, cfg.read_timeout_s)
         finally:
             osock.close()
         return False
-
-    def _open_tunnel(self, req: Request) -> tuple[socket.socket, bytes]:
-        """The socket a CONNECT tunnel relays to: the target itself, or a ParentProxy
-        that agreed to tunnel (then also the bytes it sent after its answer)."""
-        cfg = self.rt.config
-        parents = self.rt.parents
-        parent = parents.pick(req.host) if parents.active else None
-        if parent is None:
-            sock = open_socket(
-                req.host,
-                req.port,
-                timeout_s=cfg.connect_timeout_s,
-                resolve=self.rt.pool.resolve,
-                admit=policy_for(cfg).admit(self.client_ip),
-            )
-            return sock, b""
-        while True:
-            try:
-                # The parent is the administrator's choice: the destination policy is the
-                # parent's to apply to the target.
-                sock = open_socket(
-                    parent.host,
-                    parent.port,
-                    timeout_s=cfg.connect_timeout_s,
-                    resolve=self.rt.pool.resolve,
-                )
-            except CONNECT_FAILURES as exc:
-                parents.mark_down(parent, str(exc))
-                next_parent = parents.pick(req.host)  # raises when none is up
-                if next_parent is None:
-                    raise
-                parent = next_parent
-                continue
-            parents.mark_up(parent)
-            try:
-                target = format_host_port(req.host, req.port)
-                return sock, tunnel_through(sock, parent, target, cfg.read_timeout_s)
-            except BaseException:
-                sock.close()
-                raise
 
 
 def _via_loop(req: Request, hostname: str) -> bool:
@@ -623,45 +583,3 @@ def _via_loop(req: Request, hostname: str) -> bool:
         if len(parts) >= 2 and parts[1] == me:
             return True
     return False
-
-
-def _relay_tunnel(client: socket.socket, origin: socket.socket, idle_timeout_s: float) -> int:
-    """Copy bytes both ways until both sides are done or neither sent anything for
-    ``idle_timeout_s``. Returns the bytes sent to the client."""
-    last_activity = [time.monotonic()]
-    sent = [0, 0]
-
-    def pump(src: socket.socket, dst: socket.socket, index: int) -> bool:
-        """One direction; True when it ended with an orderly close (EOF)."""
-        src.settimeout(idle_timeout_s)
-        dst.settimeout(idle_timeout_s)
-        while True:
-            try:
-                data = src.recv(IO_CHUNK_BYTES)
-                if not data:
-                    # Half-close: pass the EOF on, keep the other direction going.
-                    dst.shutdown(socket.SHUT_WR)
-                    return True
-                last_activity[0] = time.monotonic()
-                try:
-                    dst.sendall(data)
-                except TimeoutError:
-                    # The receiver took nothing for ReadTimeout. Part of ``data`` may have
-                    # gone out, so going on would drop bytes mid-stream: end the tunnel.
-                    return False
-            except TimeoutError:
-                if time.monotonic() - last_activity[0] < idle_timeout_s:
-                    continue  # the other direction is busy: the tunnel is not idle
-                return False
-            except OSError:
-                return False
-            sent[index] += len(data)
-
-    up = gevent.spawn(pump, client, origin, 0)
-    down = gevent.spawn(pump, origin, client, 1)
-    # A reset or an idle timeout in either direction ends the whole tunnel.
-    for finished in gevent.iwait([up, down]):
-        if not finished.value:
-            break
-    gevent.killall([up, down])
-    return sent[1]

@@ -42,7 +42,9 @@ def read_password(cfg: Config) -> str | None:
             line = handle.readline().rstrip("\r\n")
     except OSError as exc:
         raise ConfigError(
-            f"cannot read {path}: {exc.strerror}", directive="SharedCachePasswordFile"
+            f"cannot read {path}: {exc.strerror}",
+            path=cfg.source_path,
+            directive="SharedCachePasswordFile",
         ) from exc
     return line or None
 
