@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cproxy.directives import Config
 from cproxy.directives.types import IPNetwork, PortRanges
@@ -27,6 +27,8 @@ from cproxy.origin import AddressCheck, OriginConnection, OriginPool
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
+# (address, client) verdicts a policy remembers before it starts over.
+_REMEMBERED_VERDICTS = 8192
 # Client addresses whose LoopbackDestinations verdict is remembered (then it starts over).
 _REMEMBERED_CLIENTS = 4096
 # URL keys remembered as fetched from LoopbackDestinations before those no longer stored
@@ -61,6 +63,12 @@ class DestinationPolicy:
     safe_ports: PortRanges
     refused: tuple[IPNetwork, ...]
     loopback: tuple[IPNetwork, ...]
+    # Verdicts remembered (a few µs each with ipaddress, asked on every forwarded request;
+    # a proxy sees the same origins, ports and clients again and again). Bounded.
+    _ports: dict[int, str | None] = field(default_factory=dict, compare=False, repr=False)
+    _addresses: dict[tuple[str, str], str | None] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @classmethod
     def from_config(cls, cfg: Config) -> DestinationPolicy:
@@ -68,13 +76,31 @@ class DestinationPolicy:
 
     def port_refusal(self, port: int) -> str | None:
         """Why a plain HTTP request to ``port`` is refused, or None."""
-        if port in self.safe_ports:
-            return None
-        return f"Port {port} is not one of the SafePorts this proxy forwards plain HTTP to."
+        try:
+            return self._ports[port]
+        except KeyError:
+            pass
+        why = None
+        if port not in self.safe_ports:
+            why = f"Port {port} is not one of the SafePorts this proxy forwards plain HTTP to."
+        self._ports[port] = why  # at most 65535 ports
+        return why
 
     def address_refusal(self, address: str, client_ip: str) -> str | None:
         """Why connecting to numeric ``address`` for a client at ``client_ip`` is refused,
         or None. Something that is not an address is refused (nothing to check it by)."""
+        key = (address, client_ip)
+        try:
+            return self._addresses[key]
+        except KeyError:
+            pass
+        why = self._address_refusal(address, client_ip)
+        if len(self._addresses) >= _REMEMBERED_VERDICTS:
+            self._addresses.clear()
+        self._addresses[key] = why
+        return why
+
+    def _address_refusal(self, address: str, client_ip: str) -> str | None:
         ip = _address(address)
         if ip is None:
             return f"Refusing to connect to {address!r}: not an IP address."
