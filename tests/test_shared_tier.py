@@ -311,15 +311,24 @@ def test_stopping_redis_loses_no_request_and_the_tier_comes_back(
         assert tier(a).breaker.state.value == "closed"
 
 
+@pytest.mark.parametrize("stall", ["SIGSTOP", "DEBUG SLEEP 5"])
 def test_a_stalled_redis_does_not_delay_other_clients_hits(
-    origin: Origin, redis_server: RedisServer
+    origin: Origin, redis_server: RedisServer, stall: str
 ) -> None:
     origin.routes["/warm"] = cacheable
     origin.routes["/cold"] = cacheable
     with nodes(redis_server.url, 1, SharedCacheTimeout="5 seconds") as (a,):
         get(a, origin.url("/warm"))
         written(a)
-        redis_server.pause()
+        sleeper = None
+        if stall == "SIGSTOP":
+            redis_server.pause()
+        else:
+            # Redis runs one command at a time: while it sleeps it answers nobody.
+            sleeper = threading.Thread(
+                target=redis_server.client().execute_command, args=stall.split()
+            )
+            sleeper.start()
         try:
             # This miss waits for Redis (up to the 5 s timeout) ...
             cold = threading.Thread(target=get, args=(a, origin.url("/cold")))
@@ -332,7 +341,10 @@ def test_a_stalled_redis_does_not_delay_other_clients_hits(
                 assert time.monotonic() - started < 1.0
             assert tier(a)._reads  # the miss is still waiting: the hits did not wait for it
         finally:
-            redis_server.resume()
+            if sleeper is None:
+                redis_server.resume()
+            else:
+                sleeper.join(30)
         cold.join(30)
         assert origin_gets(origin, "/cold") == 1
 
