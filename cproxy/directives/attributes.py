@@ -39,6 +39,7 @@ class ConfigAttributes:
     server_conn_queue_timeout_s: float  # ServerConnQueueTimeout
     max_persist_request_per_server: int  # MaxPersistRequestPerServer
     max_idle_sockets: int  # MaxIdleSockets
+    server_conn_standby: tuple[tuple[Origin, int], ...]  # ServerConnStandby
     server_sslca_file: str  # ServerSSLCAFile
     server_ssl_no_verify: tuple[Origin, ...]  # ServerSSLNoVerify
     proxy_access: tuple[IPNetwork, ...]  # ProxyAccess

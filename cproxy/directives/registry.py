@@ -15,7 +15,7 @@ import inspect
 import re
 from dataclasses import dataclass, field
 
-from .origintypes import OriginList
+from .origintypes import OriginList, StandbyList
 from .types import (
     AddressList,
     Choice,
@@ -500,6 +500,27 @@ _DECLARED: tuple[Directive, ...] = (
         1024 file-descriptor limit per process, leaving the rest for clients and origin
         connections in use, and still keeps 8 origins at the MaxSocketPerServer default.
         """,
+        live=True,
+    ),
+    Directive(
+        "ServerConnStandby",
+        StandbyList(),
+        "",
+        CONNECTION_POOL,
+        """
+        Origins to keep connections open to before any request needs them, one per line:
+        the origin (http://host[:port] or https://host[:port]) and how many idle
+        connections to keep. They are opened at start and after a change, and replaced
+        when a request takes one, when they expire (ServerConnTimeout) or when the origin
+        closes them; an origin that refuses is tried again after a delay that doubles from
+        1 second up to a minute.
+
+        Then even the first request to a listed origin costs one round trip instead of two
+        (three over TLS): worth it for origins behind slow links. Empty by default: a
+        pre-opened connection costs the origin a socket whether or not it is used. The
+        count is bounded by MaxSocketPerServer, MaxConnPerServer and MaxIdleSockets.
+        """,
+        example="http://origin.example 4",
         live=True,
     ),
     Directive(

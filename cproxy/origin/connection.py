@@ -91,6 +91,8 @@ class OriginConnection:
         "heard_while_idle",
         "idle_since",
         "key",
+        "on_heard",
+        "pre_opened",
         "sock",
         "tls",
         "uses",
@@ -116,6 +118,12 @@ class OriginConnection:
         self._on_close = on_close
         self._idle_watch: Any = None
         self.heard_while_idle = False
+        # Called (from the event loop) when the idle socket is heard from: the pool's
+        # standby keeper replaces a pre-opened socket the origin closed.
+        self.on_heard: Callable[[OriginConnection], None] | None = None
+        # Opened ahead of any request (ServerConnStandby): it sat idle like a pooled one,
+        # so the origin may have closed it, and a safe request is retried (DESIGN §5.5).
+        self.pre_opened = False
         self._peer_ip: str | None = None
 
     @property
@@ -141,7 +149,7 @@ class OriginConnection:
 
     def _checkout(self) -> None:
         """Record a checkout from the idle pool (called by ``OriginPool``)."""
-        self._reused = self.uses > 0
+        self._reused = self.uses > 0 or self.pre_opened
 
     def watch_idle(self) -> None:
         """While the socket is idle in the pool, note when it becomes readable (the origin
@@ -161,6 +169,8 @@ class OriginConnection:
     def _heard(self) -> None:
         self.heard_while_idle = True
         self._idle_watch.stop()  # EOF stays readable: one notice is enough
+        if self.on_heard is not None:
+            self.on_heard(self)
 
     def unwatch_idle(self) -> None:
         """Stop `watch_idle` (at checkout). The socket counts as heard from if the loop saw

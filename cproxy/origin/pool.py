@@ -111,6 +111,9 @@ class _Origin:
         "key",
         "pending_connects",
         "serving",
+        "standby_backoff_s",
+        "standby_opening",
+        "standby_retry_at",
         "tls",
         "tls_session",
         "waiters",
@@ -127,6 +130,11 @@ class _Origin:
         self.pending_connects = 0
         self.waiters: deque[_Waiter] = deque()
         self.serving = False  # _serve_waiters is running for this origin (no re-entry)
+        # Standby (ServerConnStandby): sockets being pre-opened now, and after a failure,
+        # when to try again (monotonic) and the current backoff.
+        self.standby_opening = 0
+        self.standby_retry_at = 0.0
+        self.standby_backoff_s = 0.0
         self.counts = dict.fromkeys(COUNTERS, 0)
 
     def held(self) -> int:
@@ -212,6 +220,8 @@ class OriginPool:
         max_requests_per_conn: int = 0,
         max_idle_total: int = 0,
         tls_for: Callable[[OriginKey], TLSSettings] | None = None,
+        standby: tuple[tuple[OriginKey, int], ...] = (),
+        standby_backoff_s: tuple[float, float] = (1.0, 60.0),
         clock: Callable[[], float] = time.monotonic,
         resolve: Resolver | None = None,
     ) -> None:
@@ -250,6 +260,12 @@ class OriginPool:
         self._wake = gevent.event.Event()
         self.events = PoolEvents(clock)
         self.wait_times = WaitHistogram()
+        # Pre-opened connections: origin -> how many idle ones to keep; the keeper greenlet
+        # (started by start()) tops them up whenever _standby_wake is set.
+        self._standby: dict[OriginKey, int] = _standby_targets(standby)
+        self._standby_backoff_s = standby_backoff_s
+        self._standby_wake = gevent.event.Event()
+        self._keeper: gevent.Greenlet | None = None
 
     # -- settings -----------------------------------------------------------------------------
 
@@ -448,6 +464,8 @@ class OriginPool:
         """
         if self._closed:
             raise PoolClosed("the origin connection pool is closed")
+        if self._keeper is None or self._keeper.dead:
+            self._keeper = gevent.spawn(self._standby_loop)
         if self.collector_running:
             return
         self._collector = gevent.spawn(self._collector_loop)
@@ -481,6 +499,7 @@ class OriginPool:
         max_requests_per_conn: int | None = None,
         max_idle_total: int | None = None,
         tls_for: Callable[[OriginKey], TLSSettings] | None = None,
+        standby: tuple[tuple[OriginKey, int], ...] | None = None,
     ) -> None:
         """Apply new settings live (the caps and ``tls_for`` left as None keep their values).
 
@@ -522,6 +541,12 @@ class OriginPool:
         self._max_idle_total = max_idle_total
         if tls_for is not None:
             self._tls_for = tls_for
+        if standby is not None and _standby_targets(standby) != self._standby:
+            self._standby = _standby_targets(standby)
+            for key in self._standby:  # a new list: try refused origins again at once
+                origin = self._origin_for(key)
+                origin.standby_retry_at, origin.standby_backoff_s = 0.0, 0.0
+        self._standby_wake.set()
         for origin in list(self._origins.values()):
             if origin.tls is not None and origin.tls != self._tls_for(origin.key):
                 self._close_idle(origin, len(origin.idle))
@@ -551,6 +576,10 @@ class OriginPool:
                     waiter.grant.set(_CLOSED)
             self._close_idle(origin, len(origin.idle))
         self._wake.set()
+        self._standby_wake.set()
+        keeper, self._keeper = self._keeper, None
+        if keeper is not None and keeper is not gevent.getcurrent():
+            keeper.kill(block=gevent.getcurrent() is not gevent.get_hub(), timeout=1.0)
         collector, self._collector = self._collector, None
         if collector is not None and collector is not gevent.getcurrent():
             # Wait for it to die when we may block, so close() returning means it has stopped;
@@ -645,12 +674,15 @@ class OriginPool:
             self._hand_out(origin, conn)
             conn._checkout()
             self._count(origin, "reused")
+            if origin.key in self._standby:
+                self._standby_wake.set()  # replace the one just taken
             return conn
         return None
 
     def _put_idle(self, origin: _Origin, conn: OriginConnection) -> None:
         """Keep ``conn`` (already not counted in use) idle, then serve the queue and caps."""
         conn.idle_since = self._clock()
+        conn.on_heard = self._heard_idle if origin.key in self._standby else None
         conn.watch_idle()
         origin.idle.append(conn)
         self._idle_lru[conn] = None
@@ -830,6 +862,94 @@ class OriginPool:
         self._hand_out(origin, conn)
         return conn
 
+    # -- standby connections (ServerConnStandby) ----------------------------------------------
+
+    def standby_state(self) -> dict[str, dict[str, float]]:
+        """Per standby origin: ``target``, ``idle``, ``opening`` and the current ``backoff_s``
+        (0 when its last attempt worked)."""
+        state: dict[str, dict[str, float]] = {}
+        for key, target in self._standby.items():
+            origin = self._origin_for(key)
+            state[format_origin(key)] = {
+                "target": target,
+                "idle": len(origin.idle),
+                "opening": origin.standby_opening,
+                "backoff_s": origin.standby_backoff_s,
+            }
+        return state
+
+    def _heard_idle(self, conn: OriginConnection) -> None:
+        """A pre-opened idle socket became readable (the origin closed it): replace it."""
+        self._standby_wake.set()
+
+    def _standby_loop(self) -> None:
+        while not self._closed:
+            self._standby_wake.clear()
+            try:
+                delay = self._standby_round()
+            except Exception:
+                # The keeper must outlive any one failure, or standby stops for good.
+                log.exception("origin pool standby keeper failed; retrying in a second")
+                delay = 1.0
+            self._standby_wake.wait(delay)
+
+    def _standby_round(self) -> float | None:
+        """Start opening what each standby origin lacks; returns the seconds until a backoff
+        ends (the keeper's next look), or None when only an event can change anything."""
+        if not self._enabled or self._closed:
+            return None
+        now = time.monotonic()
+        next_look: float | None = None
+        for key, target in self._standby.items():
+            origin = self._origin_for(key)
+            for conn in [c for c in origin.idle if c.heard_while_idle]:
+                self._count(origin, "dropped_dead")  # the origin closed it while idle
+                conn.close()
+            if origin.standby_retry_at > now:
+                wait = origin.standby_retry_at - now
+                next_look = wait if next_look is None else min(next_look, wait)
+                continue
+            want = min(target, self._max_idle_per_origin)
+            missing = want - len(origin.idle) - origin.standby_opening
+            while missing > 0 and not origin.waiters and self._room(origin):
+                total = self._max_idle_total
+                if total and len(self._idle_lru) + self._standby_opening_total() >= total:
+                    break  # within MaxIdleSockets, or eviction and refill would fight
+                origin.standby_opening += 1
+                origin.pending_connects += 1  # counted at once, so the cap holds
+                gevent.spawn(self._open_standby, origin)
+                missing -= 1
+        return next_look
+
+    def _standby_opening_total(self) -> int:
+        return sum(self._origin_for(key).standby_opening for key in self._standby)
+
+    def _open_standby(self, origin: _Origin) -> None:
+        """Open one pre-opened socket for ``origin`` and keep it idle; back off on failure."""
+        try:
+            conn = self._connect(origin, reserved=True)
+        except (OriginError, PoolClosed) as exc:
+            origin.standby_opening -= 1
+            if isinstance(exc, PoolClosed):
+                return
+            low, high = self._standby_backoff_s
+            origin.standby_backoff_s = min(high, max(low, 2 * origin.standby_backoff_s))
+            origin.standby_retry_at = time.monotonic() + origin.standby_backoff_s
+            self._note(
+                origin, "standby_failed", f"{exc}; next try in {origin.standby_backoff_s:g} s"
+            )
+            self._standby_wake.set()
+            return
+        origin.standby_opening -= 1
+        origin.standby_backoff_s = 0.0
+        conn.pre_opened = True
+        self._checked_out.discard(conn)
+        origin.in_use -= 1
+        if self._closed or not self._enabled:
+            conn.close()
+            return
+        self._put_idle(origin, conn)
+
     def _on_conn_close(self, conn: OriginConnection) -> None:
         """Called by ``OriginConnection.close()`` whoever closes it: keeps the counts exact,
         and passes the room the socket held to the origin's queue."""
@@ -844,6 +964,17 @@ class OriginPool:
         self._count(origin, "closed")
         if origin.waiters:
             self._serve_waiters(origin)
+        if origin.key in self._standby:
+            self._standby_wake.set()
+
+
+def _standby_targets(standby: tuple[tuple[OriginKey, int], ...]) -> dict[OriginKey, int]:
+    targets: dict[OriginKey, int] = {}
+    for key, count in standby:
+        if count < 1:
+            raise ValueError(f"standby count must be >= 1, not {count}")
+        targets[origin_key(*key)] = count
+    return targets
 
 
 def _default_tls(key: OriginKey) -> TLSSettings:

@@ -64,6 +64,7 @@ def pool_caps(cfg: Config) -> dict[str, Any]:
         "queue_timeout_s": cfg.server_conn_queue_timeout_s,
         "max_requests_per_conn": cfg.max_persist_request_per_server,
         "max_idle_total": cfg.max_idle_sockets,
+        "standby": cfg.server_conn_standby,
         "tls_for": tls_policy(cfg.server_sslca_file, frozenset(cfg.server_ssl_no_verify)),
     }
 
