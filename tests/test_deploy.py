@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from cproxy.admin.passwd import set_password
 from tests.support import Origin, raw_connection, read_response, start_proxy, wait_for
 from tests.test_cli import ENV, RunningProxy
 
@@ -112,6 +113,8 @@ def test_a_busy_admin_port_stops_the_start_with_a_clear_message(tmp_path: Path) 
             f"Port = 0\nAdminPort = {admin_port}\nErrorLog = error.log\nAccessLog =\n",
             encoding="utf-8",
         )
+        # The admin would run (its password file exists): its port must be free.
+        set_password(str(tmp_path / "cproxy.passwd"), "admin", "pw", rounds=4)
         out = subprocess.run(
             [sys.executable, "-m", "cproxy", "-c", str(conf)],
             capture_output=True,
@@ -239,3 +242,17 @@ def test_the_error_log_writes_a_connect_target_as_host_and_port() -> None:
     lines = [m for m in records.messages if m.startswith("CONNECT ")]
     assert lines and lines[0].startswith(f"CONNECT {where}: cannot connect"), records.messages
     assert not any("http://" in m for m in lines), lines
+
+
+def test_a_busy_admin_port_does_not_stop_a_proxy_that_has_no_admin_to_run(
+    tmp_path: Path, origin: Origin
+) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        proxy = RunningProxy(tmp_path)  # no password file: the admin would not start
+        proxy.admin_port = busy.getsockname()[1]
+        with launched(proxy):
+            proxy.wait_log("admin not started: no password file")
+            r = requests.get(origin.url("/still"), proxies={"http": proxy.url}, timeout=10)
+            assert r.status_code == 200

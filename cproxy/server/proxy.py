@@ -53,7 +53,7 @@ class ProxyServer:
         self.runtime = runtime
         if sock is None:
             sock = listen_sockets(cfg.bind_address, cfg.port, cfg.listen_backlog)
-        if admin and admin_sock is None and cfg.admin_port:
+        if admin and admin_sock is None and admin_will_run(cfg):
             admin_sock = bind_sockets(cfg.admin_address, cfg.admin_port)
         socks = sock if isinstance(sock, list) else [sock]
         runtime.listen_sockets = socks
@@ -68,6 +68,7 @@ class ProxyServer:
             else (admin_sock if isinstance(admin_sock, list) else [admin_sock])
         )
         self._admin_socks = admin_socks if admin else []
+        self._admin_wanted = admin
         for s in socks:
             host, port = s.getsockname()[:2]
             runtime.proxy_addresses.append((host, port))
@@ -89,12 +90,20 @@ class ProxyServer:
 
     def _start_admin(self) -> None:
         """Start the admin on its bound sockets, unless it runs or its password file is
-        missing (start_admin says so; a reload tries again)."""
-        if not self._admin_socks or self.admin is not None:
+        missing (start_admin says so; a reload tries again). A password file created
+        since the start: the admin addresses are bound now (a busy one is logged)."""
+        cfg = self.runtime.config
+        if self.admin is not None or not self._admin_wanted or not cfg.admin_port:
             return
+        if not self._admin_socks and admin_will_run(cfg):
+            try:
+                self._admin_socks = bind_sockets(cfg.admin_address, cfg.admin_port)
+            except ListenError as exc:
+                log.error("admin not started: %s", exc)
+                return
         from cproxy.admin import start_admin
 
-        self.admin = start_admin(self.runtime, listener=self._admin_socks)
+        self.admin = start_admin(self.runtime, listener=self._admin_socks or None)
 
     def stop(self, grace_s: float = SHUTDOWN_GRACE_S) -> None:
         """Stop accepting, let in-flight requests finish within ``grace_s``, close."""
@@ -146,7 +155,7 @@ def serve(config: Config, config_path: str | None) -> int:
     except ListenError as exc:
         return _cannot_start(config, str(exc))
     admin_sock: list[socket.socket] | None = None
-    if config.admin_port:
+    if admin_will_run(config):
         # Bound now so that a busy admin port stops the start, rather than leaving a
         # proxy that runs without the admin pages it was configured with.
         try:
@@ -189,6 +198,13 @@ def pid_file(path: str) -> Iterator[None]:
         if os.getpid() == pid:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
+
+
+def admin_will_run(cfg: Config) -> bool:
+    """Whether the admin starts with ``cfg``: AdminPort set and the password file there.
+    Only then are its addresses bound at start, so that a busy one fails the start while
+    a proxy with no admin to run is not stopped by someone else's use of port 8081."""
+    return bool(cfg.admin_port) and os.path.isfile(cfg.resolve_path("AdminPasswordFile"))
 
 
 def _close(socks: list[socket.socket]) -> None:
