@@ -17,8 +17,10 @@
 
 from __future__ import annotations
 
+import heapq
 import logging
 import resource
+from collections.abc import Iterable, Iterator
 from typing import Protocol
 
 from gevent.lock import Semaphore
@@ -32,6 +34,10 @@ log = logging.getLogger("cproxy")
 RESERVED_FDS = 64
 # The automatic MaxClientConnections is never below this, whatever the limit says.
 MIN_AUTO_CONNECTIONS = 16
+# How many of the longest-waiting connections eviction peeks at for one whose socket holds
+# no unread bytes (one with bytes has a request arriving: it is about to be served). At
+# a cap, eviction scans the connections concerned (at most the cap) for waiting ones.
+EVICTION_SCAN = 16
 
 
 def auto_max_connections() -> int:
@@ -85,24 +91,28 @@ class Admitted(Protocol):
     """What admission needs of a client connection."""
 
     client_ip: str
+    #: when it began to wait for a request head (time.monotonic()), or 0 while served
+    waiting_since: float
 
     def evict(self) -> None:
         """Close the connection now: it is waiting for a request head."""
 
+    def has_input(self) -> bool:
+        """Bytes from the client wait unread in its socket."""
+
 
 class Admission:
-    """Open client connections, in all and per address, and which of them are waiting
-    for a request head (those may be closed to admit a new one, longest-waiting first).
-    All calls are from the event loop's greenlets: no locking."""
+    """Open client connections, in all and per address. A connection says it is waiting
+    for a request head by setting its ``waiting_since`` (one attribute per request: the
+    hot path pays nothing more); only at a cap are the waiting ones looked for, and the
+    longest-waiting one closed to admit the new one. All calls are from the event loop's
+    greenlets: no locking."""
 
     def __init__(self, max_total: int, max_per_address: int) -> None:
         self.max_total = max_total
         self.max_per_address = max_per_address
-        self.members: set[Admitted] = set()
-        self.per_address: dict[str, int] = {}
-        # Waiting connections in the order they began to wait (dicts keep insertion order).
-        self.waiting: dict[Admitted, None] = {}
-        self.waiting_per_address: dict[str, dict[Admitted, None]] = {}
+        self.open = 0
+        self.per_address: dict[str, set[Admitted]] = {}
         self.evicted = 0
         self.refused = 0
 
@@ -115,65 +125,57 @@ class Admission:
         """Count ``conn`` in, closing a waiting connection to make room at a cap; False
         when it must be refused (every connection concerned is being served)."""
         ip = conn.client_ip
-        at_cap = self.per_address.get(ip, 0) >= self.max_per_address
-        if at_cap and not self._evict_oldest(self.waiting_per_address.get(ip)):
+        mine = self.per_address.get(ip)
+        at_cap = mine is not None and len(mine) >= self.max_per_address
+        if at_cap and not self._evict_longest_waiting(mine or ()):
             self.refused += 1
             log.info("client %s refused: MaxClientConnectionsPerAddress reached", ip)
             return False
-        if len(self.members) >= self.max_total and not self._evict_oldest(self.waiting):
+        if self.open >= self.max_total and not self._evict_longest_waiting(self._everyone()):
             self.refused += 1
             log.info("client %s refused: MaxClientConnections reached", ip)
             return False
-        self.members.add(conn)
-        self.per_address[ip] = self.per_address.get(ip, 0) + 1
+        if mine is None:
+            mine = self.per_address[ip] = set()
+        mine.add(conn)
+        self.open += 1
         return True
 
     def leave(self, conn: Admitted) -> None:
         """``conn`` closed (or was evicted: then this second call does nothing)."""
-        if conn not in self.members:
+        mine = self.per_address.get(conn.client_ip)
+        if mine is None or conn not in mine:
             return
-        self.served(conn)
-        self.members.discard(conn)
-        ip = conn.client_ip
-        left = self.per_address[ip] - 1
-        if left:
-            self.per_address[ip] = left
-        else:
-            del self.per_address[ip]
-
-    def wait(self, conn: Admitted) -> None:
-        """``conn`` is waiting for a request head: it may be closed to admit another."""
-        self.waiting[conn] = None
-        mine = self.waiting_per_address.get(conn.client_ip)
-        if mine is None:
-            mine = self.waiting_per_address[conn.client_ip] = {}
-        mine[conn] = None
-
-    def served(self, conn: Admitted) -> None:
-        """``conn`` has a request head (or is closing): it is not to be cut."""
-        if conn not in self.waiting:
-            return
-        del self.waiting[conn]
-        mine = self.waiting_per_address[conn.client_ip]
-        del mine[conn]
+        mine.discard(conn)
         if not mine:
-            del self.waiting_per_address[conn.client_ip]
+            del self.per_address[conn.client_ip]
+        self.open -= 1
 
-    def _evict_oldest(self, waiting: dict[Admitted, None] | None) -> bool:
+    def _everyone(self) -> Iterator[Admitted]:
+        for mine in self.per_address.values():
+            yield from mine
+
+    def _evict_longest_waiting(self, candidates: Iterable[Admitted]) -> bool:
+        waiting = [c for c in candidates if c.waiting_since]
         if not waiting:
             return False
-        oldest = next(iter(waiting))
+        oldest = heapq.nsmallest(EVICTION_SCAN, waiting, key=_waiting_since)
+        victim = next((c for c in oldest if not c.has_input()), oldest[0])
         # It stops counting now, so the new connection fits; its greenlet closes it.
-        self.leave(oldest)
+        self.leave(victim)
         self.evicted += 1
-        oldest.evict()
+        victim.evict()
         return True
 
     def stats(self) -> dict[str, int]:
         return {
-            "open": len(self.members),
-            "waiting_for_head": len(self.waiting),
+            "open": self.open,
+            "waiting_for_head": sum(1 for c in self._everyone() if c.waiting_since),
             "max_open": self.max_total,
             "evicted": self.evicted,
             "refused": self.refused,
         }
+
+
+def _waiting_since(conn: Admitted) -> float:
+    return conn.waiting_since

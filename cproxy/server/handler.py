@@ -41,7 +41,7 @@ from cproxy.errors import (
     OriginError,
     OriginProtocolError,
 )
-from cproxy.geventshim import wait_readable_untimed
+from cproxy.geventshim import raw_socket, wait_readable_untimed
 from cproxy.http import Request, find_head_end, parse_request_head
 from cproxy.http.framing import (
     LENGTH,
@@ -116,8 +116,10 @@ class ClientConnection:
         self.linger = False
         # The body of the request being served, once received (see _receive_body).
         self.body: ClientBody | None = None
-        # Closed by admission (cproxy.server.admission) to make room for a new client.
+        # Closed by admission (cproxy.server.admission) to make room for a new client;
+        # it may be while it waits for a request head, since waiting_since (else 0).
         self.evicted = False
+        self.waiting_since = 0.0
         # True while waiting for the first byte of a request: shutdown may close it at once,
         # and the runtime's reaper ends the wait at idle_deadline (see _read_head).
         self.idle = False
@@ -172,14 +174,23 @@ class ClientConnection:
             pass
         finally:
             self.rt.connections.discard(self)
-            admission = self.rt.admission
             if self.linger and not self.evicted:
                 # Lingering is waiting too: admission may cut it short for a new client.
-                admission.wait(self)
+                self.waiting_since = time.monotonic()
                 linger_close(self.sock)
             else:
                 self.sock.close()
-            admission.leave(self)
+            self.rt.admission.leave(self)
+
+    def has_input(self) -> bool:
+        """Bytes from the client wait unread in the socket (a peek that never blocks)."""
+        raw = raw_socket(self.sock)
+        if raw is None:
+            return False
+        try:
+            return bool(raw.recv(1, socket.MSG_PEEK))
+        except OSError:  # BlockingIOError: nothing there
+            return False
 
     def evict(self) -> None:
         """Admission closes this connection, which is waiting for a request head (or
@@ -213,12 +224,11 @@ class ClientConnection:
     def _read_head(self) -> bytes | None:
         """The next request head, or None when the client is done (EOF, idle, evicted).
         While it waits the connection holds no slot and may be evicted."""
-        admission = self.rt.admission
-        admission.wait(self)
+        self.waiting_since = time.monotonic()
         try:
             return self._receive_head()
         finally:
-            admission.served(self)
+            self.waiting_since = 0.0
 
     def _receive_head(self) -> bytes | None:
         cfg = self.rt.config
