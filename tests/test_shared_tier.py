@@ -98,6 +98,35 @@ def test_a_response_fetched_through_one_node_is_served_by_another(
         assert int(second.headers["Age"]) >= 0
 
 
+def test_a_stored_partial_response_never_reaches_the_shared_tier(
+    origin: Origin, redis_server: RedisServer
+) -> None:
+    """Issue #13 item 6: a 206 kept with a URL's parts is in-process only; other nodes get
+    the whole response from the origin, never an empty or partial stored copy."""
+    whole = bytes(range(256)) * 4
+
+    def ranged(h: OriginHandler) -> None:
+        fields = {"Cache-Control": "max-age=300", "ETag": '"p1"'}
+        if h.headers.get("Range") == "bytes=0-9":
+            fields["Content-Range"] = f"bytes 0-9/{len(whole)}"
+            h.reply(206, whole[:10], fields)
+        else:
+            h.reply(200, whole, fields)
+
+    origin.routes["/part"] = ranged
+    origin.routes["/marker"] = cacheable
+    with nodes(redis_server.url, 2) as (a, b):
+        part = get(a, origin.url("/part"), Range="bytes=0-9")
+        assert (part.status_code, part.content) == (206, whole[:10])
+        assert part.headers["Cache-Status"].endswith("; stored")  # kept in A
+        get(a, origin.url("/marker"))
+        written(a)  # the marker's write; a part queued before it would make two
+        assert tier(a).writes == 1
+        full = get(b, origin.url("/part"))
+        assert (full.status_code, full.content) == (200, whole)
+        assert origin_gets(origin, "/part") == 2
+
+
 def test_purge_through_one_node_is_honoured_by_the_others(
     origin: Origin, redis_server: RedisServer
 ) -> None:
