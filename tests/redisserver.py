@@ -108,6 +108,17 @@ class RedisServer:
             self.proc.wait(timeout=10)
         self.proc = None
 
+    def stalled(self) -> bool:
+        """Whether the server leaves an inline PING unanswered for 200 ms (it is asleep in
+        a DEBUG SLEEP, or stopped). A raw socket, because redis-py retries timeouts."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
+            sock.sendall(b"PING\r\n")
+            try:
+                sock.recv(64)
+            except TimeoutError:
+                return True
+        return False
+
     def pause(self) -> None:
         assert self.proc is not None
         os.kill(self.proc.pid, signal.SIGSTOP)

@@ -102,3 +102,39 @@ def test_a_quiet_pool_says_so_on_the_status_page(site: AdminSite) -> None:
     page = site.get("/").text
     assert "No cap was hit" in page
     assert site.get("/status.json").json()["pool"]["events"] == []
+
+
+POOL_FORM = "/config/proxy-configuration/connection-pool"
+
+
+def test_the_connection_pool_form_edits_the_pool_directives_live(site: AdminSite) -> None:
+    page = site.get(POOL_FORM).text
+    for name in (
+        "MaxConnPerServer",
+        "ServerConnQueueTimeout",
+        "MaxPersistRequestPerServer",
+        "MaxIdleSockets",
+        "ServerConnStandby",
+        "ServerSSLCAFile",
+        "ServerSSLNoVerify",
+    ):
+        assert f"d.{name}" in page, name
+    origin = LoopbackOrigin()
+    try:
+        fields = site.form(POOL_FORM)
+        fields["d.MaxConnPerServer"] = "4"
+        fields["d.MaxIdleSockets"] = "100"
+        fields["d.ServerConnStandby"] = f"http://127.0.0.1:{origin.port} 1"
+        response = site.post(POOL_FORM, fields)
+        assert response.status_code == 200 and "Applied now" in response.text
+        pool = site.runtime.pool
+        assert (pool.max_conn_per_origin, pool.max_idle_total) == (4, 100)
+        assert pool.standby_state()[f"http://127.0.0.1:{origin.port}"]["target"] == 1
+        # A bad value is refused with what is allowed, and changes nothing.
+        fields = site.form(POOL_FORM)
+        fields["d.ServerSSLNoVerify"] = "https://*"
+        response = site.post(POOL_FORM, fields)
+        assert response.status_code == 400 and "no wildcards" in response.text
+        assert site.runtime.config.server_ssl_no_verify == ()
+    finally:
+        origin.close()

@@ -358,6 +358,9 @@ def test_a_stalled_redis_does_not_delay_other_clients_hits(
                 target=redis_server.client().execute_command, args=stall.split()
             )
             sleeper.start()
+        # The miss below must meet a Redis that is already stalled, not one that is
+        # about to be (the sleeper's command may not have reached it yet).
+        wait_for(redis_server.stalled, what="Redis to stall")
         try:
             # This miss waits for Redis (up to the 5 s timeout) ...
             cold = threading.Thread(target=get, args=(a, origin.url("/cold")))
