@@ -212,11 +212,14 @@ class RunningProxy:
         self.extra = extra
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
+        # The working directory cproxy runs in (the directive file's by default).
+        self.cwd = directory
+        self.admin_port = 0
 
     def write_conf(self, extra: str) -> None:
         self.conf.write_text(
             f"Port = {self.port}\n"
-            "AdminPort = 0\n"
+            f"AdminPort = {self.admin_port}\n"
             f"AccessLog = {self.access_log}\n"
             f"ErrorLog = {self.error_log}\n"
             "LogLevel = info\n" + extra,
@@ -231,7 +234,7 @@ class RunningProxy:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "cproxy", "-c", str(self.conf)],
                 env=ENV,
-                cwd=self.directory,
+                cwd=self.cwd,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
             )

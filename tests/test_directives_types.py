@@ -98,8 +98,8 @@ def test_time_round_trips(ms: int) -> None:
     assert t.parse(t.format(ms / 1000)) == ms / 1000
 
 
-def test_time_names_its_unit_and_suffix() -> None:
-    assert (Time().unit, Time().suffix) == ("seconds", "_s")
+def test_time_text_carries_its_unit_so_forms_add_no_label() -> None:
+    assert (Time().unit, Time().suffix) == ("", "_s")
 
 
 # --- Size ---------------------------------------------------------------------------------

@@ -45,4 +45,5 @@ def test_wheel_contains_admin_templates_and_docs(tmp_path: Path) -> None:
             assert f"cproxy/web_admin/{template.relative_to(ROOT / 'web_admin')}" in names
     assert any(n.endswith("share/man/man5/cproxy.conf.5") for n in names)
     assert any(n.endswith("share/man/man8/cproxy.8") for n in names)
-    assert any(n.endswith("share/doc/cproxy/cproxy.conf") for n in names)
+    for shipped in ("cproxy.conf", "cproxy.service", "cproxy.logrotate"):
+        assert any(n.endswith(f"share/doc/cproxy/{shipped}") for n in names), shipped

@@ -64,8 +64,13 @@ from cproxy.admin.forms import (
 )
 from cproxy.admin.hosts import admin_host_allowed
 from cproxy.admin.paths import static_dir, templates_dir
-from cproxy.admin.status import RuntimeCollector, StatsHistory, status_snapshot
-from cproxy.directives.config import config_with, diff, save_changes
+from cproxy.admin.status import (
+    ConfigCollector,
+    RuntimeCollector,
+    StatsHistory,
+    status_snapshot,
+)
+from cproxy.directives.config import config_with, diff, load_config, save_changes
 from cproxy.directives.registry import DIRECTIVES, forms
 from cproxy.directives.types import RULE_KINDS, Rule, parse_rule
 from cproxy.errors import ConfigError
@@ -182,7 +187,8 @@ class AdminApp:
         self.env.filters["fmt"] = format_figure
         self.static = static_dir()
         self.metrics_registry = CollectorRegistry(auto_describe=False)
-        self.metrics_registry.register(RuntimeCollector(runtime.stats))
+        self.metrics_registry.register(RuntimeCollector(runtime.stats, self.history))
+        self.metrics_registry.register(ConfigCollector(self._pending_restart, self._file_problem))
         self._verifiers: dict[Path, auth.PasswordVerifier] = {}
         self.login_throttle = login_throttle if login_throttle is not None else auth.LoginThrottle()
         # Form posts are applied one at a time: the generation check and the apply must
@@ -499,7 +505,27 @@ class AdminApp:
             "config_path": self.runtime.config_path,
             "proxy_addresses": _addresses(getattr(self.runtime, "proxy_addresses", None)),
             "pending_restart": self._pending_restart(),
+            "file_problem": self._file_problem(),
         }
+
+    def _file_problem(self) -> str | None:
+        """What is wrong with the directive file on disk, and what that means, or None.
+
+        The running configuration may be fine while the file has been broken by hand since:
+        say so on every page, before an admin applies a change that cannot be saved."""
+        path = self.runtime.config_path
+        if path is None:
+            return None
+        try:
+            load_config(path)
+        except ConfigError as exc:
+            return (
+                f"The directive file on disk does not load: {exc}. Until it is fixed, changes "
+                "applied here take effect in the running proxy but cannot be saved; a SIGHUP "
+                "keeps the running configuration, and once the file is fixed the next SIGHUP "
+                "or restart takes its values, so changes made here meanwhile are lost."
+            )
+        return None
 
     def _render(self, template: str, http_status: int, **context: Any) -> Response:
         body = self.env.get_template(template).render(**context).encode("utf-8")
@@ -530,6 +556,7 @@ class AdminApp:
     def _status_document(self) -> dict[str, Any]:
         document = status_snapshot(self.runtime.stats(), self.history)
         document["pending_restart"] = self._pending_restart()
+        document["directive_file_problem"] = self._file_problem()
         return document
 
     def _status_page(self, user: str) -> Response:

@@ -196,8 +196,11 @@ def status_snapshot(stats: Stats, history: StatsHistory) -> dict[str, Any]:
             "active": connections.get("active", 0),
             "waiting": connections.get("waiting", 0),
         },
+        "uptime_s": stats.get("uptime_s"),
         "requests_total": stats.get("requests_total", 0),
         "requests_per_s": current_rps,
+        "responses_by_status": dict((stats.get("responses") or {}).get("by_status") or {}),
+        "parents": list(stats.get("parents") or []),
         "cache": cache_doc,
         "shared": shared_snapshot(stats),
         "pool": {
@@ -223,15 +226,35 @@ def _number(value: object) -> float | None:
 
 
 class RuntimeCollector(Collector):
-    """A prometheus_client collector reading ``stats()`` at every scrape."""
+    """A prometheus_client collector reading ``stats()`` at every scrape.
 
-    def __init__(self, stats: Callable[[], Stats]) -> None:
+    It gives what ``/status.json`` shows (the request rate from ``history`` when given),
+    plus responses by status code and a request latency histogram."""
+
+    def __init__(self, stats: Callable[[], Stats], history: StatsHistory | None = None) -> None:
         self._stats = stats
+        self._history = history
 
     def collect(self) -> Iterator[Metric]:
         """Yield the current figures as metric families."""
         stats = self._stats()
+        yield _gauge("cproxy_uptime_seconds", "Seconds since cproxy started", stats.get("uptime_s"))
         connections = stats.get("connections") or {}
+        yield _gauge(
+            "cproxy_connections_max_active",
+            "Most client connections served at once (MaxActiveThreads)",
+            connections.get("max_active", 0),
+        )
+        if self._history is not None:
+            series = self._history.series()
+            rps = series[-1]["rps"] if series else None
+            if rps is not None:
+                yield _gauge(
+                    "cproxy_requests_per_second",
+                    f"Requests per second over the last {SAMPLE_INTERVAL_S:g} s sample",
+                    rps,
+                )
+        yield from _response_metrics(stats.get("responses") or {})
         yield _gauge(
             "cproxy_connections_active",
             "Client connections being served",
@@ -262,10 +285,58 @@ class RuntimeCollector(Collector):
                 counter = CounterMetricFamily(f"cproxy_cache_{key}", help_text)
                 counter.add_metric([], float(cache.get(key, 0)))
                 yield counter
+            ratio = hit_ratio(*_cache_counts(stats))
+            if ratio is not None:
+                yield _gauge("cproxy_cache_hit_ratio", "Hits / (hits + misses) since start", ratio)
             if cache.get("shared"):
                 yield from shared_families(cache["shared"])
 
         yield from pool_families(stats.get("pool") or {})
+
+
+def _response_metrics(responses: Stats) -> Iterator[Metric]:
+    by_status = CounterMetricFamily(
+        "cproxy_responses", "Responses sent, by status code (0: none sent)", labels=["code"]
+    )
+    for code, count in (responses.get("by_status") or {}).items():
+        by_status.add_metric([str(code)], float(count))
+    yield by_status
+    buckets = responses.get("latency_buckets")
+    if buckets:
+        yield HistogramMetricFamily(
+            "cproxy_request_duration_seconds",
+            "Time from a request's head to the end of its response",
+            buckets=[(_bound(le), float(count)) for le, count in buckets],
+            sum_value=float(responses.get("latency_sum_s", 0.0)),
+        )
+
+
+def _bound(le: float) -> str:
+    return "+Inf" if le == float("inf") else f"{le:g}"
+
+
+class ConfigCollector(Collector):
+    """The admin's view of the configuration: directives waiting for a restart, and
+    whether the directive file on disk loads (both on the status page)."""
+
+    def __init__(
+        self, pending_restart: Callable[[], list[str]], file_problem: Callable[[], str | None]
+    ) -> None:
+        self._pending = pending_restart
+        self._problem = file_problem
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the two gauges."""
+        yield _gauge(
+            "cproxy_config_pending_restart",
+            "Directives changed that take effect at the next restart",
+            len(self._pending()),
+        )
+        yield _gauge(
+            "cproxy_config_file_loads",
+            "1 when the directive file on disk loads, 0 when it is broken",
+            0 if self._problem() else 1,
+        )
 
 
 def _gauge(name: str, help_text: str, value: object) -> GaugeMetricFamily:

@@ -14,7 +14,7 @@ class ConfigAttributes:
     __slots__ = ()
 
     port: int  # Port
-    bind_address: str  # BindAddress
+    bind_address: tuple[str, ...]  # BindAddress
     hostname: str  # Hostname
     max_active_threads: int  # MaxActiveThreads
     listen_backlog: int  # ListenBacklog
@@ -46,12 +46,23 @@ class ConfigAttributes:
     connect_ports: tuple[int, ...]  # ConnectPorts
     max_request_body_bytes: int  # MaxRequestBody
     trace_enable: bool  # TraceEnable
+    proxy_auth: bool  # ProxyAuth
+    proxy_auth_realm: str  # ProxyAuthRealm
+    proxy_auth_password_file: str  # ProxyAuthPasswordFile
+    proxy_auth_exempt: tuple[IPNetwork, ...]  # ProxyAuthExempt
+    no_proxy: tuple[str | IPNetwork, ...]  # NoProxy
+    parent_proxy: tuple[tuple[str, int], ...]  # ParentProxy
+    parent_proxy_credentials: str  # ParentProxyCredentials
+    parent_retry_s: float  # ParentRetry
+    proxy_pac: bool  # ProxyPac
+    pac_proxy_address: str  # PacProxyAddress
     purge_access: tuple[IPNetwork, ...]  # PurgeAccess
     safe_ports: PortRanges  # SafePorts
     refused_destinations: tuple[IPNetwork, ...]  # RefusedDestinations
     loopback_destinations: tuple[IPNetwork, ...]  # LoopbackDestinations
     mapping_rules: tuple[Rule, ...]  # MappingRules
     access_log: str  # AccessLog
+    access_log_format: str  # AccessLogFormat
     error_log: str  # ErrorLog
     log_level: str  # LogLevel
     caching: bool  # Caching
@@ -74,7 +85,8 @@ class ConfigAttributes:
     shared_cache_write_queue: int  # SharedCacheWriteQueue
     shared_cache_lease_s: float  # SharedCacheLease
     admin_port: int  # AdminPort
-    admin_address: str  # AdminAddress
+    admin_address: tuple[str, ...]  # AdminAddress
     admin_password_file: str  # AdminPasswordFile
     admin_host_names: tuple[str, ...]  # AdminHostNames
     admin_access: tuple[IPNetwork, ...]  # AdminAccess
+    pid_file: str  # PidFile

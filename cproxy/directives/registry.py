@@ -19,11 +19,14 @@ from .origintypes import OriginList, StandbyList
 from .types import (
     AddressList,
     Choice,
+    DirectList,
     Factor,
     FieldNameList,
     Host,
     HostList,
+    HostPortList,
     Integer,
+    ListenHosts,
     PatternList,
     PortList,
     PortRangeList,
@@ -43,6 +46,7 @@ TIMEOUTS = ("Server Configuration", "System Management", "Timeouts")
 ADMINISTRATION = ("Server Configuration", "Administration")
 PROXY_PERFORMANCE = ("Proxy Configuration", "Proxy Performance")
 CONNECTION_POOL = ("Proxy Configuration", "Connection Pool")
+PROXY_CHAINING = ("Proxy Configuration", "Proxy Chaining")
 ACCESS_CONTROL = ("Proxy Configuration", "Access Control")
 REQUEST_ROUTING = ("Request Routing",)
 LOGGING = ("Logging",)
@@ -102,14 +106,16 @@ _DECLARED: tuple[Directive, ...] = (
     ),
     Directive(
         "BindAddress",
-        Host(),
+        ListenHosts(),
         "127.0.0.1",
         NETWORK,
         """
-        Address the proxy listens on (IPv4 or IPv6 address, or a host name resolving to one).
+        Addresses the proxy listens on, all on Port: IPv4 or IPv6 addresses (or host names
+        resolving to one), separated by spaces, e.g. 127.0.0.1 ::1 for both loopbacks.
 
         The default, loopback only, means a fresh install serves nobody but the local machine;
-        set 0.0.0.0 or :: to serve a network, together with ProxyAccess.
+        set 0.0.0.0 :: to serve a network on IPv4 and IPv6, together with ProxyAccess. An
+        IPv6 address listens for IPv6 only, so the two can be listed together.
         """,
         live=False,
     ),
@@ -613,6 +619,159 @@ _DECLARED: tuple[Directive, ...] = (
         """,
         live=True,
     ),
+    # --- Proxy authentication (#15) ---
+    Directive(
+        "ProxyAuth",
+        Switch(),
+        "off",
+        ACCESS_CONTROL,
+        """
+        Whether clients must give a user name and password (HTTP Basic) to use the proxy.
+
+        On: a request or CONNECT without valid credentials gets 407 with
+        Proxy-Authenticate, and the access log records the user. Credentials are checked
+        against ProxyAuthPasswordFile (bcrypt, managed by cproxy passwd); clients in
+        ProxyAuthExempt need none. Proxy-Authorization is never forwarded. Basic sends
+        the password in the clear on each request, so use it on networks you trust.
+        Off by default: ProxyAccess already limits who may use a fresh install, and a
+        password file must exist first. While on, fresh hits take the general path (the
+        fast lane does not authenticate).
+        """,
+        live=True,
+    ),
+    Directive(
+        "ProxyAuthRealm",
+        Text(description="text on one line, shown by the browser's login prompt"),
+        "cproxy",
+        ACCESS_CONTROL,
+        """
+        Realm named in the 407's Proxy-Authenticate field; browsers show it in their
+        login prompt and keep credentials per realm.
+
+        The proxy's own name by default.
+        """,
+        live=True,
+    ),
+    Directive(
+        "ProxyAuthPasswordFile",
+        Text(allow_empty=True, description="a file name, or empty for AdminPasswordFile"),
+        "",
+        ACCESS_CONTROL,
+        """
+        File of proxy users and bcrypt hashes (cproxy passwd -f FILE USER adds one).
+
+        Empty by default: the admin's AdminPasswordFile, so one file serves a small site;
+        name a file of its own to keep proxy users from the admin pages. Re-read when it
+        changes. A relative name is taken relative to the directive file's directory.
+        """,
+        live=True,
+    ),
+    Directive(
+        "ProxyAuthExempt",
+        AddressList(),
+        "",
+        ACCESS_CONTROL,
+        """
+        Client addresses or networks that need no credentials when ProxyAuth is on
+        (e.g. 127.0.0.0/8 for local services, or a build farm).
+
+        Empty by default: when authentication is on, it is on for everyone.
+        """,
+        live=True,
+    ),
+    # --- Proxy chaining and the PAC file (#15) ---
+    Directive(
+        "NoProxy",
+        DirectList(),
+        "",
+        PROXY_CHAINING,
+        """
+        Domains and IP networks reached directly: never through a ParentProxy, and
+        DIRECT in the PAC file (e.g. intranet.example 10.0.0.0/8).
+
+        A domain covers the names under it (example.com covers www.example.com); a network
+        covers address literals (a name is not resolved to decide). Empty by default.
+        """,
+        live=True,
+    ),
+    Directive(
+        "ParentProxy",
+        HostPortList(),
+        "",
+        PROXY_CHAINING,
+        """
+        Parent proxies to send requests through, as host:port, in order of preference
+        (e.g. proxy1.corp.example:3128 proxy2.corp.example:3128).
+
+        Requests go to the first parent that is up: plain HTTP in absolute form over the
+        connection pool, HTTPS as a CONNECT through the parent. A parent that cannot be
+        reached is marked down for ParentRetry and the next one is used; when all are
+        down, requests get 502 rather than going direct (networks that require a parent
+        forbid that). NoProxy lists what goes direct. The status page shows each parent's
+        state. Empty by default: cproxy reaches origins itself.
+        """,
+        live=True,
+    ),
+    Directive(
+        "ParentProxyCredentials",
+        Text(allow_empty=True, description="a file name, or empty for none"),
+        "",
+        PROXY_CHAINING,
+        """
+        File of credentials for parents that need a login: one host:port user:password
+        line per parent (# starts a comment), sent as cproxy's own Proxy-Authorization.
+
+        A file, not a directive value, so the password stays out of the directive file and
+        the admin forms; keep it readable by cproxy only. Read at start and at each reload.
+        A client's Proxy-Authorization is never passed to a parent. A relative name is
+        taken relative to the directive file's directory.
+        """,
+        live=True,
+    ),
+    Directive(
+        "ParentRetry",
+        Time(1.0, _DAY_S),
+        "30 seconds",
+        PROXY_CHAINING,
+        """
+        How long a parent proxy that could not be reached is skipped before it is tried
+        again.
+
+        30 seconds: long enough not to make every request wait on a dead parent's
+        connect timeout, short enough that a restarted parent is used again soon.
+        """,
+        live=True,
+    ),
+    Directive(
+        "ProxyPac",
+        Switch(),
+        "on",
+        PROXY_CHAINING,
+        """
+        Whether the proxy port serves a proxy auto-config file at /proxy.pac and
+        /wpad.dat (the same file), so browsers can be pointed at one URL
+        (chromium --proxy-pac-url=http://proxy:8080/proxy.pac).
+
+        Generated from the directives: NoProxy goes DIRECT, the rest through this proxy
+        (PacProxyAddress). On by default: it tells a client only what it needs to use the
+        proxy, and ProxyAccess still decides who may fetch it. Served without ProxyAuth
+        (browsers fetch it before they have credentials).
+        """,
+        live=True,
+    ),
+    Directive(
+        "PacProxyAddress",
+        Text(allow_empty=True, description="host:port, or empty for the address used"),
+        "",
+        PROXY_CHAINING,
+        """
+        The proxy address the PAC file names, as host:port (e.g. proxy.example:8080).
+
+        Empty by default: the host and port the browser fetched the PAC file from, which
+        is an address it can reach; set it when clients must use another name.
+        """,
+        live=True,
+    ),
     Directive(
         "PurgeAccess",
         AddressList(),
@@ -722,11 +881,32 @@ _DECLARED: tuple[Directive, ...] = (
         "-",
         LOGGING,
         """
-        File receiving one line per request (Common Log Format plus the cache result).
+        File receiving one line per request, in the format AccessLogFormat chooses.
 
         A dash (-) writes to standard output, which suits systemd and containers; empty
         turns the access log off. A relative file name is taken relative to the directive file's
-        directory.
+        directory. SIGUSR1 reopens it (for log rotation: see etc/cproxy.logrotate).
+        Lines are written once a second (or as soon as 4096 wait): a crash loses at most
+        the last second's lines, and a request costs no write of its own.
+        """,
+        live=True,
+    ),
+    Directive(
+        "AccessLogFormat",
+        Choice("cproxy", "combined", "squid", "json"),
+        "cproxy",
+        LOGGING,
+        """
+        Format of the access log lines: cproxy, combined, squid or json.
+
+        combined is NCSA combined, as Apache and nginx write it (GoAccess and most log
+        analysers read it); cproxy is combined followed by the response time, whether an
+        origin socket was new or reused, and the cache result; squid is Squid's native
+        format (time, elapsed ms, client, result code/status, bytes, method, URL, user,
+        hierarchy/peer, type), for tools written for Squid; json is one JSON object per line
+        (time, client, user, method, target, version, status, bytes, referer, user_agent,
+        elapsed_ms, origin, cache). The default keeps the most information in a form that
+        tools for combined logs still mostly read.
         """,
         live=True,
     ),
@@ -739,7 +919,7 @@ _DECLARED: tuple[Directive, ...] = (
         File receiving cproxy's messages (start, reloads, errors), filtered by LogLevel.
 
         A dash (-) writes to standard error; empty turns it off. A relative file name is taken
-        relative to the directive file's directory.
+        relative to the directive file's directory. SIGUSR1 reopens it.
         """,
         live=True,
     ),
@@ -1066,11 +1246,12 @@ _DECLARED: tuple[Directive, ...] = (
     ),
     Directive(
         "AdminAddress",
-        Host(),
+        ListenHosts(),
         "127.0.0.1",
         ADMINISTRATION,
         """
-        Address the admin listener listens on.
+        Addresses the admin listener listens on, all on AdminPort, separated by spaces
+        (e.g. 127.0.0.1 ::1).
 
         Loopback by default: reach it through an SSH tunnel, or change it together with
         AdminAccess.
@@ -1122,6 +1303,22 @@ _DECLARED: tuple[Directive, ...] = (
         Loopback only by default: the admin pages change how the proxy behaves.
         """,
         live=True,
+    ),
+    Directive(
+        "PidFile",
+        Text(allow_empty=True, description="a file name, or empty for none"),
+        "",
+        ADMINISTRATION,
+        """
+        File cproxy writes its process id to once it listens, and removes when it stops.
+
+        Service managers and the logrotate snippet (etc/cproxy.logrotate) find the process
+        to signal there. With Workers above 1 it is the supervisor's id, which passes
+        signals on to the workers. Empty by default: a cproxy started by hand needs none,
+        and etc/cproxy.service sets /run/cproxy/cproxy.pid. A relative name is taken
+        relative to the directive file's directory.
+        """,
+        live=False,
     ),
 )
 

@@ -28,7 +28,9 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 class ValueType:
     """Base of the directive value types (see the module docstring for the contract)."""
 
-    #: shown next to a form field, e.g. "seconds"; empty when the value speaks for itself
+    #: shown next to a form field; empty when the value speaks for itself, as times and
+    #: sizes do: their text carries its own unit ("30 minutes", "64 M"), so a fixed label
+    #: such as "seconds" would contradict it
     unit: str = ""
     #: appended to the directive's attribute name: Time -> "_s", Size -> "_bytes"
     suffix: str = ""
@@ -106,7 +108,6 @@ class Time(ValueType):
 
     min_s: float = 0.0
     max_s: float = 365 * 86_400.0
-    unit: str = field(default="seconds", init=False)
     suffix: str = field(default="_s", init=False)
 
     @property
@@ -190,7 +191,6 @@ class Size(ValueType):
 
     min_bytes: int = 0
     max_bytes: int = 1 << 40
-    unit: str = field(default="bytes", init=False)
     suffix: str = field(default="_bytes", init=False)
 
     @property
@@ -372,6 +372,27 @@ class HostList(ValueType):
         return " ".join(value)
 
 
+@dataclass(frozen=True)
+class ListenHosts(HostList):
+    """Addresses to listen on (BindAddress, AdminAddress): a `HostList` of at least one
+    entry, none twice. ``127.0.0.1 ::1`` serves IPv4 and IPv6 loopback at once."""
+
+    @property
+    def allowed(self) -> str:
+        return "IPv4 or IPv6 addresses or host names separated by spaces, e.g. 127.0.0.1 ::1"
+
+    def parse(self, text: str) -> tuple[str, ...]:
+        hosts: list[str] = []
+        for item in _split(text):
+            host = Host().parse(item)
+            if host in hosts:
+                raise ValueError(f"{item!r} is given twice")
+            hosts.append(host)
+        if not hosts:
+            raise ValueError("at least one address is needed")
+        return tuple(hosts)
+
+
 @dataclass(frozen=True, init=False)
 class Choice(ValueType):
     """One word out of a fixed list (any case); value the canonical lower-case word."""
@@ -432,6 +453,83 @@ class AddressList(ValueType):
 
     def format(self, value: Iterable[IPNetwork]) -> str:
         return " ".join(str(n) for n in value)
+
+
+@dataclass(frozen=True)
+class HostPortList(ValueType):
+    """``host:port`` entries (``[v6]:port`` for IPv6; an ``http://`` prefix and a trailing
+    ``/`` are accepted, as people copy proxy URLs), space separated; value a tuple of
+    (host, port) with the host as `Host` gives it."""
+
+    @property
+    def allowed(self) -> str:
+        return "host:port entries separated by spaces, e.g. parent.example:3128 [::1]:8080"
+
+    def parse(self, text: str) -> tuple[tuple[str, int], ...]:
+        items: list[tuple[str, int]] = []
+        for item in text.split():
+            bare = item.removeprefix("http://").rstrip("/")
+            host, sep, port = bare.rpartition(":")
+            if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{item!r} is not host:port")
+            if host.startswith("[") and host.endswith("]"):
+                host = host[1:-1]
+            elif ":" in host:
+                raise ValueError(f"{item!r}: write an IPv6 address in brackets, [::1]:8080")
+            entry = (Host().parse(host), int(port))
+            if entry in items:
+                raise ValueError(f"{item!r} is given twice")
+            items.append(entry)
+        return tuple(items)
+
+    def format(self, value: Iterable[tuple[str, int]]) -> str:
+        return " ".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in value)
+
+
+@dataclass(frozen=True)
+class DirectList(ValueType):
+    """Domains and IP networks, space or comma separated; value a tuple whose items are
+    lower-case domain names (str, without a leading dot) or ip networks.
+
+    A domain covers itself and every name under it: ``example.com`` matches
+    ``example.com`` and ``www.example.com``; ``.example.com`` and ``*.example.com`` are
+    accepted as the same thing, as people write it in no_proxy lists.
+    """
+
+    @property
+    def allowed(self) -> str:
+        return "domains and IP networks separated by spaces, e.g. example.com 10.0.0.0/8"
+
+    def parse(self, text: str) -> tuple[str | IPNetwork, ...]:
+        items: list[str | IPNetwork] = []
+        for item in _split(text):
+            try:
+                items.append(ipaddress.ip_network(item, strict=True))
+                continue
+            except ValueError:
+                pass
+            domain = item.lower().removeprefix("*.").removeprefix(".").rstrip(".")
+            if "/" in item or not _DNS_NAME.fullmatch(domain):
+                raise ValueError(f"{item!r} is neither a domain nor an IP network")
+            items.append(domain)
+        return tuple(items)
+
+    def format(self, value: Iterable[str | IPNetwork]) -> str:
+        return " ".join(str(item) for item in value)
+
+
+def direct_match(items: Iterable[str | IPNetwork], host: str) -> bool:
+    """True when ``host`` (a name or an address literal) is covered by a DirectList."""
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        name = host.lower().rstrip(".")
+        return any(
+            isinstance(item, str) and (name == item or name.endswith("." + item)) for item in items
+        )
+    return any(
+        not isinstance(item, str) and ip.version == item.version and ip in item for item in items
+    )
 
 
 def ip_allowed(networks: Iterable[IPNetwork], address: str) -> bool:

@@ -326,7 +326,9 @@ def open_socket(
         except OSError as exc:
             # Refused, unreachable, or reset between connect and setsockopt: try the next one.
             sock.close()
-            failures.append(f"{_sockaddr_text(family, sockaddr)} {_describe(exc)}")
+            tried = _sockaddr_text(family, sockaddr)
+            # An address literal is tried as itself: name it once, not twice.
+            failures.append(_describe(exc) if tried == where else f"{tried} {_describe(exc)}")
             continue
         except BaseException:
             # GreenletExit or a caller's gevent.Timeout: do not leak the half-open socket.

@@ -186,13 +186,14 @@ def cache_front(cfg: Config, cache: ProxyCache | None) -> Front:
     """The gate of the cache front, for the general path (OFF or not) and the fast lane
     (URL_ALONE only). URL_ALONE needs, beyond the front being on: no mapping rule that
     could refuse, redirect or rewrite the URL (routing runs before the cache on the
-    general path), and no cache rule (NoCaching, CacheQueries...) that looks at the URL
+    general path), no ProxyAuth (who may have the hit is decided on the general path),
+    and no cache rule (NoCaching, CacheQueries...) that looks at the URL
     (`HttpCache.shortcut_allowed`). tests/test_fastlane.py checks, over generated
     configurations, that the fast lane answers exactly as the general path wherever
     this lets it answer."""
     if cache is None or not cfg.caching:
         return Front.OFF
-    if cfg.mapping_rules or not cache.http.shortcut_allowed:
+    if cfg.mapping_rules or cfg.proxy_auth or not cache.http.shortcut_allowed:
         return Front.RULES
     return Front.URL_ALONE
 

@@ -49,6 +49,7 @@ from cproxy.http.heads import interim_response_head, origin_request_head, relaye
 from cproxy.http.limits import IO_CHUNK_BYTES
 from cproxy.http.message import parse_response_head, response_fields_for_client
 from cproxy.origin import OriginConnection, OriginPool, origin_key
+from cproxy.origin.parents import CONNECT_FAILURES, ParentSet, parent_request_head
 from cproxy.origin.retry import Retry
 from cproxy.origin.tls import tls_buffered
 from cproxy.server.destinations import admit_reused, admitted, policy_for
@@ -69,6 +70,7 @@ class ProxyState(Protocol):
 
     config: Config
     pool: OriginPool
+    parents: ParentSet
     connections: set[Any]
 
     def own_addresses(self) -> list[tuple[str, int]]: ...
@@ -185,9 +187,16 @@ class Exchange:
         cfg = self.cfg
         pool = requester.state.pool
         req = self.req
-        key = origin_key(req.scheme, req.host, req.port)
         has_body = req.body != NONE
         head = origin_request_head(req, cfg.hostname)
+        # ParentProxy: the request goes to the first parent that is up, in absolute form,
+        # on a pooled socket to the parent (unless NoProxy sends it direct).
+        parents = requester.state.parents
+        parent = parents.pick(req.host) if parents.active else None
+        key = parent.key if parent else origin_key(req.scheme, req.host, req.port)
+        sent_head = (
+            parent_request_head(head, req.method, req.url, parent.authorization) if parent else head
+        )
         if req.expect_continue and has_body:
             # We answer the expectation ourselves (RFC 9110 §10.1.1 lets a proxy do so)
             # and stream the body on: the origin never sees Expect.
@@ -200,16 +209,33 @@ class Exchange:
         while retry is not None:
             # At MaxConnPerServer the request queues; the client closing leaves the queue.
             abandon = requester.abandon_on_eof
-            if retry.fresh_socket:
-                conn = pool.connect(key, abandon_on_eof=abandon, admit=admit)
-            else:
-                conn = pool.acquire(
-                    key, verify=retry.verify_pooled, abandon_on_eof=abandon, admit=admit
-                )
-                if conn.reused:
-                    admit_reused(pool, conn, admit)
-            if not conn.reused:
-                admitted(conn, admit)  # its address was checked as it was opened
+            # A parent is configured by the administrator, not chosen by the client: the
+            # destination policy applies to the origin (at the parent), not to the parent.
+            check = admit if parent is None else None
+            try:
+                if retry.fresh_socket:
+                    conn = pool.connect(key, abandon_on_eof=abandon, admit=check)
+                else:
+                    conn = pool.acquire(
+                        key, verify=retry.verify_pooled, abandon_on_eof=abandon, admit=check
+                    )
+                    if conn.reused and check is not None:
+                        admit_reused(pool, conn, check)
+            except CONNECT_FAILURES as exc:
+                if parent is None:
+                    raise
+                # The parent cannot be reached: the next one (pick raises when none is up).
+                parents.mark_down(parent, str(exc))
+                parent = parents.pick(req.host)
+                if parent is None:  # NoProxy changed meanwhile
+                    raise
+                key = parent.key
+                sent_head = parent_request_head(head, req.method, req.url, parent.authorization)
+                continue
+            if parent is not None:
+                parents.mark_up(parent)
+            if not conn.reused and check is not None:
+                admitted(conn, check)  # its address was checked as it was opened
             self.outcome.origin = "reused" if conn.reused else "new"
             if not conn.reused and self._is_own_listener(conn.sock):
                 # A name that resolved to one of our own listeners: refuse before a byte is
@@ -220,7 +246,7 @@ class Exchange:
                 if conn.sock.timeout != cfg.read_timeout_s:  # a pooled socket has it already
                     conn.sock.settimeout(cfg.read_timeout_s)
                 try:
-                    self._send_request(conn, head)
+                    self._send_request(conn, sent_head)
                 except _EarlyResponse as early:
                     self.cut = True
                     self.resp, self.rest = self._early_response(conn, early)

@@ -54,6 +54,7 @@ from cproxy.memo import memoised_when_short
 from cproxy.server.accesslog import AccessLog
 from cproxy.server.caching import Front, ProxyCache, cache_front, hit_lines, url_key_of
 from cproxy.server.respond import Outcome, log_request
+from cproxy.server.responsestats import ResponseStats
 from cproxy.server.sink import ClientSink
 
 # The request line. The target is a normal-form absolute http URL: a lower-case host of
@@ -167,6 +168,7 @@ class FastLaneState(Protocol):
 
     config: Config
     access_log: AccessLog
+    responses: ResponseStats
 
     @property
     def cache(self) -> ProxyCache | None: ...
@@ -204,6 +206,8 @@ def serve_fresh_hit(
         outcome.sent = len(data) + len(entry.body)
         cache.fast_hits += 1
     finally:
+        elapsed_s = time.monotonic() - started
+        state.responses.record(outcome.status, elapsed_s)
         if state.access_log.enabled:
             index = plain.fields.index
             log_request(
@@ -213,7 +217,7 @@ def serve_fresh_hit(
                 outcome,
                 _first(index, "referer"),
                 _first(index, "user-agent"),
-                started,
+                elapsed_s,
             )
     return keep
 

@@ -54,6 +54,7 @@ from cproxy.http.limits import IO_CHUNK_BYTES
 from cproxy.http.message import (
     skip_empty_lines,
 )
+from cproxy.origin.connection import format_host_port
 from cproxy.server import routing
 from cproxy.server.caching import Front, cache_front, serve_with_cache
 from cproxy.server.clientbody import ClientBody
@@ -61,6 +62,7 @@ from cproxy.server.destinations import destination_refusal
 from cproxy.server.exchange import TO_SELF, Requester, body_too_large
 from cproxy.server.fastlane import plain_get, serve_fresh_hit
 from cproxy.server.lingering import linger_close
+from cproxy.server.pac import is_pac_request, pac_response
 from cproxy.server.pages import error_response
 from cproxy.server.respond import Outcome, local_answer, log_request, origin_failed, send_page
 from cproxy.server.sink import ClientGone, OutputTimeout, SocketSink
@@ -321,6 +323,8 @@ class ClientConnection:
             outcome.sent = self._send_error(exc.status, exc.message, close=True)
             keep = False
         finally:
+            elapsed_s = time.monotonic() - started
+            self.rt.responses.record(outcome.status, elapsed_s)
             if self.rt.access_log.enabled:
                 log_request(
                     self.rt.access_log,
@@ -329,12 +333,19 @@ class ClientConnection:
                     outcome,
                     req.headers.get("referer"),
                     req.headers.get("user-agent"),
-                    started,
+                    elapsed_s,
                 )
         return keep
 
     def _dispatch(self, req: Request, keep: bool, outcome: Outcome) -> bool:
         cfg = self.rt.config
+        if is_pac_request(req, cfg):  # before ProxyAuth: browsers fetch it without a login
+            return self._send_pac(req, keep, outcome)
+        if cfg.proxy_auth:
+            verdict = self.rt.proxy_auth.check(req, self.client_ip, cfg)
+            if isinstance(verdict, Refusal):
+                return self._refuse(req, verdict, keep, outcome)
+            outcome.user = verdict
         if _via_loop(req, cfg.hostname):
             return self._local_error(req, 508, "Forwarding loop detected (Via).", keep, outcome)
         if req.method == "CONNECT":
@@ -383,6 +394,18 @@ class ClientConnection:
         """Answer without contacting an origin. An unread request body forces a close."""
         hostname = self.rt.config.hostname
         return local_answer(self.sink, hostname, req, status, message, keep, outcome, headers)
+
+    def _send_pac(self, req: Request, keep: bool, outcome: Outcome) -> bool:
+        """The PAC file (ProxyPac), naming the host:port the browser reached us on."""
+        if req.body != NONE:
+            keep = False
+        # An HTTP/1.0 request may have no Host: name the address it reached then.
+        local = self.sock.getsockname()
+        reached = req.host_header if req.host else format_host_port(local[0], local[1])
+        data = pac_response(req, self.rt.config, reached, keep)
+        self.sink.send(data)
+        outcome.status, outcome.sent = 200, len(data)
+        return keep
 
     def _refuse(self, req: Request, refusal: Refusal, keep: bool, outcome: Outcome) -> bool:
         """`_local_error` for a policy's `Refusal`."""
@@ -543,14 +566,16 @@ class ClientConnection:
             self._local_error(req, 403, "Refusing to tunnel to cproxy itself.", False, outcome)
             return False
         try:
-            osock = open_tunnel(req, cfg, self.rt.pool.resolve, self.client_ip)
+            osock, early = open_tunnel(
+                req, cfg, self.rt.pool.resolve, self.client_ip, self.rt.parents
+            )
         except OriginError as exc:
             origin_failed(self.sink, cfg.hostname, req, exc, False, outcome)
             return False
         outcome.origin = "new"
         outcome.status = 200
         try:
-            self.sink.send(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+            self.sink.send(b"HTTP/1.1 200 Connection Established\r\n\r\n" + early)
             if self.buf:
                 osock.sendall(self.buf)
                 self.buf = b""

@@ -8,8 +8,12 @@ sent nothing held the slots, and new clients waited in the kernel's backlog.)
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import signal
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 import gevent
@@ -21,6 +25,7 @@ from gevent.server import StreamServer
 from cproxy.directives import Config, load_config
 from cproxy.errors import ConfigError
 from cproxy.server.handler import handle_client
+from cproxy.server.listeners import ListenError, bind_sockets, format_address, listen_sockets
 from cproxy.server.runtime import Runtime, configure_logging
 
 log = logging.getLogger("cproxy")
@@ -29,33 +34,44 @@ log = logging.getLogger("cproxy")
 SHUTDOWN_GRACE_S = 10.0
 
 
-def listen_socket(host: str, port: int, backlog: int) -> socket.socket:
-    """A bound, listening TCP socket (IPv4 or IPv6 by the address's form)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(backlog)
-    return sock
-
-
 class ProxyServer:
     """The listener plus the runtime it serves with. `start`, then `serve_forever` or `stop`."""
 
     def __init__(
-        self, runtime: Runtime, sock: socket.socket | None = None, *, admin: bool = True
+        self,
+        runtime: Runtime,
+        sock: socket.socket | list[socket.socket] | None = None,
+        *,
+        admin: bool = True,
+        admin_sock: socket.socket | list[socket.socket] | None = None,
     ) -> None:
+        """``sock``: the proxy's listening socket(s); ``admin_sock``: the admin's bound
+        socket(s) (made to listen when the admin starts). Both are bound here, on every
+        BindAddress and AdminAddress, when not given; a busy address raises ListenError, so
+        a proxy never runs without the admin it was told to run."""
         cfg = runtime.config
         self.runtime = runtime
         if sock is None:
-            sock = listen_socket(cfg.bind_address, cfg.port, cfg.listen_backlog)
-        runtime.listen_socket = sock
-        # An unbounded pool: it only tracks the handlers, so that stop() can wait for them.
-        self.server = StreamServer(sock, self._handle, spawn=Pool())
+            sock = listen_sockets(cfg.bind_address, cfg.port, cfg.listen_backlog)
+        if admin and admin_sock is None and admin_will_run(cfg):
+            admin_sock = bind_sockets(cfg.admin_address, cfg.admin_port)
+        socks = sock if isinstance(sock, list) else [sock]
+        runtime.listen_sockets = socks
+        # One server per address. An unbounded pool shared by all: it only tracks the
+        # handlers, so that stop() can wait for them (admission decides who is served).
+        handlers = Pool()
+        self.servers = [StreamServer(s, self._handle, spawn=handlers) for s in socks]
         self.admin: Any = None
-        self._with_admin = admin
-        host, port = sock.getsockname()[:2]
-        runtime.proxy_addresses.append((host, port))
+        admin_socks = (
+            []
+            if admin_sock is None
+            else (admin_sock if isinstance(admin_sock, list) else [admin_sock])
+        )
+        self._admin_socks = admin_socks if admin else []
+        self._admin_wanted = admin
+        for s in socks:
+            host, port = s.getsockname()[:2]
+            runtime.proxy_addresses.append((host, port))
 
     @property
     def address(self) -> tuple[str, int]:
@@ -66,36 +82,44 @@ class ProxyServer:
 
     def start(self) -> None:
         self.runtime.start()
-        self.server.start()
+        for server in self.servers:
+            server.start()
         self._start_admin()
-        log.info("cproxy listening on %s:%d", *self.address)
+        listening = ", ".join(format_address(h, p) for h, p in self.runtime.proxy_addresses)
+        log.info("cproxy listening on %s", listening)
 
     def _start_admin(self) -> None:
+        """Start the admin on its bound sockets, unless it runs or its password file is
+        missing (start_admin says so; a reload tries again). A password file created
+        since the start: the admin addresses are bound now (a busy one is logged)."""
         cfg = self.runtime.config
-        if not cfg.admin_port or not self._with_admin:
+        if self.admin is not None or not self._admin_wanted or not cfg.admin_port:
             return
+        if not self._admin_socks and admin_will_run(cfg):
+            try:
+                self._admin_socks = bind_sockets(cfg.admin_address, cfg.admin_port)
+            except ListenError as exc:
+                log.error("admin not started: %s", exc)
+                return
         from cproxy.admin import start_admin
 
-        try:
-            self.admin = start_admin(self.runtime)
-        except OSError as exc:
-            # The proxy is more important than its admin pages: keep serving.
-            log.error(
-                "admin not started: cannot listen on %s:%d: %s",
-                cfg.admin_address,
-                cfg.admin_port,
-                exc,
-            )
+        self.admin = start_admin(self.runtime, listener=self._admin_socks or None)
 
     def stop(self, grace_s: float = SHUTDOWN_GRACE_S) -> None:
         """Stop accepting, let in-flight requests finish within ``grace_s``, close."""
         self.runtime.stopping = True
-        self.server.close()  # stop accepting first
+        for server in self.servers:
+            server.close()  # stop accepting first
         for conn in list(self.runtime.connections):
             conn.close_if_idle()
         if self.admin is not None:
             self.admin.stop(timeout=1)
-        self.server.stop(timeout=grace_s)
+        else:
+            for sock in self._admin_socks:
+                sock.close()
+        # Every server shares the handler pool: stopping the first waits for all handlers.
+        for server in self.servers:
+            server.stop(timeout=grace_s)
         self.runtime.close()
 
     def reload(self) -> list[str]:
@@ -109,11 +133,15 @@ class ProxyServer:
         except ConfigError as exc:
             log.error("SIGHUP: configuration not changed: %s", exc)
             return []
-        return self.runtime.apply(new)
+        restart = self.runtime.apply(new)
+        # A password file created since the start: the admin starts now.
+        self._start_admin()
+        return restart
 
 
-# SIGTERM/SIGINT stop, SIGHUP reloads; blocked from listen() until their handlers exist.
-_CONTROL_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+# SIGTERM/SIGINT stop, SIGHUP reloads, SIGUSR1 reopens the logs; blocked from listen()
+# until their handlers exist (the default action of each would end the process).
+_CONTROL_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1}
 
 
 def serve(config: Config, config_path: str | None) -> int:
@@ -123,27 +151,92 @@ def serve(config: Config, config_path: str | None) -> int:
     # control signals until their handlers are installed, or their default action kills us.
     signal.pthread_sigmask(signal.SIG_BLOCK, _CONTROL_SIGNALS)
     try:
-        sock = listen_socket(config.bind_address, config.port, config.listen_backlog)
-    except OSError as exc:
-        log.error("cannot listen on %s:%d: %s", config.bind_address, config.port, exc)
-        return 1
-    if config.workers == 1:
-        return serve_process(config, config_path, sock)
-    return supervise(config, config_path, sock)
+        sock = listen_sockets(config.bind_address, config.port, config.listen_backlog)
+    except ListenError as exc:
+        return _cannot_start(config, str(exc))
+    admin_sock: list[socket.socket] | None = None
+    if admin_will_run(config):
+        # Bound now so that a busy admin port stops the start, rather than leaving a
+        # proxy that runs without the admin pages it was configured with.
+        try:
+            admin_sock = bind_sockets(config.admin_address, config.admin_port)
+        except ListenError as exc:
+            _close(sock)
+            return _cannot_start(
+                config,
+                f"cannot listen on the admin address {exc.address}: "
+                f"{exc.reason.strerror or exc.reason} (AdminPort = 0 runs without the admin pages)",
+            )
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(pid_file(config.resolve_path("PidFile")))
+        except OSError as exc:
+            _close(sock + (admin_sock or []))
+            return _cannot_start(config, f"cannot write the PidFile: {exc}")
+        if config.workers == 1:
+            return serve_process(config, config_path, sock, admin_sock=admin_sock)
+        return supervise(config, config_path, sock, admin_sock)
+    raise AssertionError("unreachable")  # mypy: ExitStack may swallow exceptions
+
+
+@contextlib.contextmanager
+def pid_file(path: str) -> Iterator[None]:
+    """Write this process's id to ``path`` (PidFile; nothing when empty) while inside; the
+    file is replaced atomically, so a reader never sees it half written."""
+    if not path:
+        yield
+        return
+    pid = os.getpid()
+    partial = f"{path}.{pid}.tmp"
+    with open(partial, "w", encoding="ascii") as out:
+        out.write(f"{pid}\n")
+    os.replace(partial, path)
+    try:
+        yield
+    finally:
+        # A forked worker leaves the block too: only the process that wrote it removes it.
+        if os.getpid() == pid:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+
+def admin_will_run(cfg: Config) -> bool:
+    """Whether the admin starts with ``cfg``: AdminPort set and the password file there.
+    Only then are its addresses bound at start, so that a busy one fails the start while
+    a proxy with no admin to run is not stopped by someone else's use of port 8081."""
+    return bool(cfg.admin_port) and os.path.isfile(cfg.resolve_path("AdminPasswordFile"))
+
+
+def _close(socks: list[socket.socket]) -> None:
+    for sock in socks:
+        sock.close()
+
+
+def _cannot_start(config: Config, message: str) -> int:
+    """Log why cproxy cannot start, and say it on the console too when ErrorLog is a file."""
+    log.error("%s", message)
+    if config.error_log != "-":
+        print(f"cproxy: {message}", file=sys.stderr)
+    return 1
 
 
 def serve_process(
     config: Config,
     config_path: str | None,
-    sock: socket.socket,
+    sock: list[socket.socket],
     *,
     worker: int = 0,
     supervisor_pid: int | None = None,
+    admin_sock: list[socket.socket] | None = None,
 ) -> int:
-    """Serve on ``sock`` in this process until SIGTERM or SIGINT."""
+    """Serve on ``sock`` in this process until SIGTERM or SIGINT; the admin on
+    ``admin_sock`` (bound by `serve`) in worker 0 only."""
     runtime = Runtime(config, config_path)
     runtime.supervisor_pid = supervisor_pid
-    server = ProxyServer(runtime, sock, admin=worker == 0)
+    if worker != 0 and admin_sock is not None:
+        _close(admin_sock)
+        admin_sock = None
+    server = ProxyServer(runtime, sock, admin=worker == 0, admin_sock=admin_sock)
     server.start()
     stopped = gevent.event.Event()
 
@@ -158,6 +251,7 @@ def serve_process(
     gevent.signal_handler(signal.SIGTERM, on_term)
     gevent.signal_handler(signal.SIGINT, on_term)
     gevent.signal_handler(signal.SIGHUP, lambda: gevent.spawn(server.reload))
+    gevent.signal_handler(signal.SIGUSR1, runtime.reopen_logs)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _CONTROL_SIGNALS)
     stopped.wait()
     log.info("stopped")
@@ -169,7 +263,12 @@ def serve_process(
 _RESPAWN_PAUSE_S = 1.0
 
 
-def supervise(config: Config, config_path: str | None, sock: socket.socket) -> int:
+def supervise(
+    config: Config,
+    config_path: str | None,
+    sock: list[socket.socket],
+    admin_sock: list[socket.socket] | None = None,
+) -> int:
     """Pre-fork ``Workers`` processes that accept on one shared listening socket.
 
     Why one inherited socket rather than a SO_REUSEPORT socket per worker: with
@@ -179,7 +278,6 @@ def supervise(config: Config, config_path: str | None, sock: socket.socket) -> i
     0 runs the admin listener. SIGHUP and SIGTERM are passed on to every worker; a
     worker that dies is restarted.
     """
-    import os
     import time
 
     workers: dict[int, tuple[int, float]] = {}  # pid -> (worker number, start time)
@@ -195,8 +293,14 @@ def supervise(config: Config, config_path: str | None, sock: socket.socket) -> i
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 signal.signal(signal.SIGHUP, signal.SIG_DFL)
+                signal.signal(signal.SIGUSR1, signal.SIG_DFL)
                 code = serve_process(
-                    config, config_path, sock, worker=number, supervisor_pid=supervisor
+                    config,
+                    config_path,
+                    sock,
+                    worker=number,
+                    supervisor_pid=supervisor,
+                    admin_sock=admin_sock,
                 )
             finally:
                 os._exit(code)
@@ -206,6 +310,8 @@ def supervise(config: Config, config_path: str | None, sock: socket.socket) -> i
         nonlocal stopping
         if signum in (signal.SIGTERM, signal.SIGINT):
             stopping = True
+        elif signum == signal.SIGUSR1:
+            configure_logging(config)  # the supervisor's own messages go to ErrorLog too
         for pid in list(workers):
             try:
                 os.kill(pid, signal.SIGTERM if signum == signal.SIGINT else signum)
@@ -214,7 +320,7 @@ def supervise(config: Config, config_path: str | None, sock: socket.socket) -> i
 
     for number in range(config.workers):
         start_worker(number)
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
         signal.signal(signum, forward)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _CONTROL_SIGNALS)
     log.info("supervising %d workers", config.workers)

@@ -7,11 +7,11 @@ own and a logged request look the same whichever path produced them.
 from __future__ import annotations
 
 import logging
-import time
 
 from cproxy.errors import PoolQueueTimeout
 from cproxy.http import Request
 from cproxy.http.framing import NONE
+from cproxy.origin.connection import format_host_port
 from cproxy.server.accesslog import AccessLog
 from cproxy.server.pages import error_response
 from cproxy.server.sink import ClientGone, ClientSink
@@ -22,13 +22,14 @@ log = logging.getLogger("cproxy")
 class Outcome:
     """What the access log records of one request."""
 
-    __slots__ = ("cache", "origin", "sent", "status")
+    __slots__ = ("cache", "origin", "sent", "status", "user")
 
     def __init__(self, status: int = 0, sent: int = 0, origin: str = "-", cache: str = "-") -> None:
         self.status = status
         self.sent = sent
         self.origin = origin
         self.cache = cache
+        self.user: str | None = None  # who authenticated (ProxyAuth), if anyone
 
 
 def send_page(
@@ -84,7 +85,9 @@ def origin_failed(
 ) -> bool:
     """Answer for an origin that failed before its response head (502, 504...)."""
     status = getattr(exc, "status", 502)
-    log.info("%s %s: %s", req.method, req.url, exc)
+    # A CONNECT's target is host:port (RFC 9110 §9.3.6), not a URL.
+    target = format_host_port(req.host, req.port) if req.method == "CONNECT" else req.url
+    log.info("%s %s: %s", req.method, target, exc)
     headers = origin_error_headers(exc)
     return local_answer(sink, hostname, req, status, str(exc), keep, outcome, headers)
 
@@ -104,7 +107,7 @@ def log_request(
     outcome: Outcome,
     referer: str | None,
     user_agent: str | None,
-    started: float,
+    elapsed_s: float,
 ) -> None:
     """The access-log line of one request: the general path and the fast lane both write
     it here."""
@@ -115,7 +118,8 @@ def log_request(
         outcome.sent,
         referer,
         user_agent,
-        time.monotonic() - started,
+        elapsed_s,
         outcome.origin,
         outcome.cache,
+        outcome.user,
     )

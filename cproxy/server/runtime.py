@@ -21,10 +21,13 @@ import gevent
 
 from cproxy.directives import DIRECTIVES, Config, diff
 from cproxy.origin import OriginPool
+from cproxy.origin.parents import ParentSet
 from cproxy.origin.tls import tls_policy
 from cproxy.server.accesslog import AccessLog
 from cproxy.server.admission import Admission, Slots, auto_max_connections
+from cproxy.server.auth import ProxyAuthenticator
 from cproxy.server.caching import ProxyCache
+from cproxy.server.responsestats import ResponseStats
 
 log = logging.getLogger("cproxy")
 
@@ -41,10 +44,13 @@ def configure_logging(cfg: Config) -> None:
         root.removeHandler(old)
         old.close()
     handler: logging.Handler
-    if cfg.error_log in ("-", ""):
+    path = cfg.resolve_path("ErrorLog")  # relative to the directive file's directory
+    if path == "-":
         handler = logging.StreamHandler(sys.stderr)
+    elif path == "":
+        handler = logging.NullHandler()  # ErrorLog empty: no messages
     else:
-        handler = logging.FileHandler(cfg.error_log)
+        handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)
     root.setLevel(cfg.log_level.upper())
@@ -84,9 +90,16 @@ class Runtime:
             connect_timeout_s=config.connect_timeout_s,
             **pool_caps(config),
         )
-        self.access_log = AccessLog(config.access_log)
+        self.access_log = AccessLog(config.resolve_path("AccessLog"), config.access_log_format)
         self.cache = ProxyCache(config)
         self.requests_total = 0
+        # Responses by status code and their latencies, for /metrics.
+        self.responses = ResponseStats()
+        # ProxyAuth's verifier and the failed attempts by address.
+        self.proxy_auth = ProxyAuthenticator()
+        # ParentProxy: the parents in order and their up/down state.
+        self.parents = ParentSet()
+        self.parents.configure(config)
         self.stopping = False
         # Answer plain fresh hits through cproxy.server.fastlane. Always on; the tests turn
         # it off to compare it with the general path, and so can a benchmark.
@@ -97,8 +110,8 @@ class Runtime:
         # (host, port) pairs cproxy listens on; filled in by the listeners.
         self.proxy_addresses: list[tuple[str, int]] = []
         self.admin_addresses: list[tuple[str, int]] = []
-        # The proxy's listening socket (set by ProxyServer), for the backlog figure.
-        self.listen_socket: socket.socket | None = None
+        # The proxy's listening sockets (set by ProxyServer), for the backlog figure.
+        self.listen_sockets: list[socket.socket] = []
         # With Workers > 1: the supervisor's pid (see propagate).
         self.supervisor_pid: int | None = None
 
@@ -166,17 +179,31 @@ class Runtime:
             connect_timeout_s=new.connect_timeout_s,
             **pool_caps(new),
         )
-        if old.access_log != new.access_log:
-            self.access_log.reopen(new.access_log)
-        if old.error_log != new.error_log or old.log_level != new.log_level:
+        if old.resolve_path("AccessLog") != new.resolve_path("AccessLog"):
+            self.access_log.reopen(new.resolve_path("AccessLog"))
+        if old.access_log_format != new.access_log_format:
+            self.access_log.flush()  # lines written so far keep their format
+            self.access_log.format = new.access_log_format
+        if (
+            old.resolve_path("ErrorLog") != new.resolve_path("ErrorLog")
+            or old.log_level != new.log_level
+        ):
             configure_logging(new)
         self.cache.reconfigure(new)
+        self.parents.configure(new)
         restart = [name for name in changed if not DIRECTIVES[name].live]
         if changed:
             log.info("configuration changed: %s", ", ".join(changed))
         if restart:
             log.warning("takes effect at restart: %s", ", ".join(restart))
         return restart
+
+    def reopen_logs(self) -> None:
+        """Reopen AccessLog and ErrorLog under their names (SIGUSR1, after log rotation
+        moved the files): what is buffered goes to the old file, new lines to a new one."""
+        self.access_log.reopen()
+        configure_logging(self.config)
+        log.info("log files reopened")
 
     def propagate(self) -> bool:
         """With Workers > 1, have every worker re-read the directive file (after the
@@ -187,17 +214,8 @@ class Runtime:
         return True
 
     def waiting_connections(self) -> int:
-        """Connections queued in the kernel's listen backlog (Linux TCP_INFO), or 0."""
-        sock = self.listen_socket
-        if sock is None:
-            return 0
-        try:
-            info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
-        except OSError:
-            return 0
-        # struct tcp_info: 8 one-byte fields, then u32 rto, ato, snd_mss, rcv_mss,
-        # unacked (for a listening socket: the current accept-queue length).
-        return int(struct.unpack_from("I", info, 8 + 4 * 4)[0])
+        """Connections queued in the kernels' listen backlogs (Linux TCP_INFO), or 0."""
+        return sum(_accept_queue(sock) for sock in self.listen_sockets)
 
     def stats(self) -> dict[str, Any]:
         """Figures for the admin status page and /metrics."""
@@ -211,6 +229,19 @@ class Runtime:
                 **self.admission.stats(),
             },
             "requests_total": self.requests_total,
+            "responses": self.responses.stats(),
+            "parents": self.parents.stats(),
             "pool": self.pool.stats(),
             "cache": self.cache.stats(),
         }
+
+
+def _accept_queue(sock: socket.socket) -> int:
+    """A listening socket's accept-queue length (Linux TCP_INFO), or 0."""
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    except OSError:
+        return 0
+    # struct tcp_info: 8 one-byte fields, then u32 rto, ato, snd_mss, rcv_mss,
+    # unacked (for a listening socket: the current accept-queue length).
+    return int(struct.unpack_from("I", info, 8 + 4 * 4)[0])

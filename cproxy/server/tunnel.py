@@ -16,19 +16,53 @@ from cproxy.directives import Config
 from cproxy.http import Request
 from cproxy.http.limits import IO_CHUNK_BYTES
 from cproxy.origin import open_socket
-from cproxy.origin.connection import Resolver
+from cproxy.origin.connection import Resolver, format_host_port
+from cproxy.origin.parents import CONNECT_FAILURES, ParentSet, tunnel_through
 from cproxy.server.destinations import policy_for
 
 
-def open_tunnel(req: Request, cfg: Config, resolve: Resolver, client_ip: str) -> socket.socket:
-    """A plain connection to the CONNECT target (outside the pool); raises OriginError."""
-    return open_socket(
-        req.host,
-        req.port,
-        timeout_s=cfg.connect_timeout_s,
-        resolve=resolve,
-        admit=policy_for(cfg).admit(client_ip),
-    )
+def open_tunnel(
+    req: Request,
+    cfg: Config,
+    resolve: Resolver,
+    client_ip: str,
+    parents: ParentSet | None = None,
+) -> tuple[socket.socket, bytes]:
+    """A plain connection for the CONNECT (outside the pool): to the target, or to the
+    first ParentProxy that is up and agrees to tunnel; with it, the bytes the parent sent
+    after its answer (the start of the stream). Raises OriginError."""
+    parent = parents.pick(req.host) if parents is not None and parents.active else None
+    if parent is None:
+        sock = open_socket(
+            req.host,
+            req.port,
+            timeout_s=cfg.connect_timeout_s,
+            resolve=resolve,
+            admit=policy_for(cfg).admit(client_ip),
+        )
+        return sock, b""
+    assert parents is not None
+    while True:
+        try:
+            # The parent is the administrator's choice: the destination policy is the
+            # parent's to apply to the target.
+            sock = open_socket(
+                parent.host, parent.port, timeout_s=cfg.connect_timeout_s, resolve=resolve
+            )
+        except CONNECT_FAILURES as exc:
+            parents.mark_down(parent, str(exc))
+            next_parent = parents.pick(req.host)  # raises when none is up
+            if next_parent is None:
+                raise
+            parent = next_parent
+            continue
+        parents.mark_up(parent)
+        try:
+            target = format_host_port(req.host, req.port)
+            return sock, tunnel_through(sock, parent, target, cfg.read_timeout_s)
+        except BaseException:
+            sock.close()
+            raise
 
 
 def relay_tunnel(client: socket.socket, origin: socket.socket, idle_timeout_s: float) -> int:
