@@ -223,9 +223,10 @@ events {{ worker_connections 4096; }}
 """
 
 
-def _nginx_http_common(tmp: Path) -> str:
+def _nginx_http_common(tmp: Path, access_log: bool = False) -> str:
+    log = f"access_log {tmp}/access.log combined" if access_log else "access_log off"
     return f"""
-    access_log off;
+    {log};
     client_body_temp_path {tmp}/client_body;
     proxy_temp_path {tmp}/proxy_temp;
     fastcgi_temp_path {tmp}/fastcgi;
@@ -295,11 +296,13 @@ def start_cproxy(
     connect_ports: tuple[int, ...] = (),
     cpu: str | None = "0",
     repo_dir: Path = REPO_DIR,
+    access_log: bool = False,
     **directives: str,
 ) -> Server:
     """cproxy as a subprocess (`python -m cproxy -c FILE`), its own directive file in a temp dir.
 
-    Directives not given keep their defaults, except: no access log, no admin listener.
+    Directives not given keep their defaults, except: no admin listener, and the access
+    log is a file in the temp dir with ``access_log`` (as deployed), else off.
     ``repo_dir`` is the checkout whose cproxy runs (another one, say a `git worktree` of an
     older commit, for an A/B comparison in one run).
     """
@@ -309,7 +312,7 @@ def start_cproxy(
         "Port": str(port),
         "BindAddress": LOOPBACK,
         "AdminPort": "0",
-        "AccessLog": "",
+        "AccessLog": str(tmp / "access.log") if access_log else "",
         "LogLevel": "warning",
         "CacheMemory": f"{cache_memory_mb} M",
     }
@@ -366,12 +369,16 @@ def start_squid(
     connect_ports: tuple[int, ...] = (),
     cpu: str | None = "0",
     persistent: bool = True,
+    access_log: bool = False,
 ) -> Server:
-    """Squid, memory cache only, one process (-N, foreground), config and logs in a temp dir."""
+    """Squid, memory cache only, one process (-N, foreground), config and logs in a temp dir.
+    ``access_log``: Squid's default logging (its log_file_daemon helper writing the native
+    format, as Debian's squid.conf has it), else none."""
     tmp = make_tmp("squid")
     port = free_port()
     ssl_ports = " ".join(str(p) for p in (443, *connect_ports))
     onoff = "on" if persistent else "off"
+    squid_log = f"daemon:{tmp}/access.log squid" if access_log else "none"
     conf = tmp / "squid.conf"
     conf.write_text(
         f"""
@@ -393,7 +400,7 @@ server_persistent_connections {onoff}
 client_persistent_connections on
 pid_filename {tmp}/squid.pid
 cache_log {tmp}/cache.log
-access_log none
+access_log {squid_log}
 cache_store_log none
 logfile_rotate 0
 coredump_dir {tmp}
@@ -410,8 +417,11 @@ max_filedescriptors 8192
     return server
 
 
-def start_nginx_proxy(origin_port: int, cache_memory_mb: int = 64, cpu: str | None = "0") -> Server:
-    """nginx as a caching forward proxy for the benchmark's one origin.
+def start_nginx_proxy(
+    origin_port: int, cache_memory_mb: int = 64, cpu: str | None = "0", access_log: bool = False
+) -> Server:
+    """nginx as a caching forward proxy for the benchmark's one origin (``access_log``:
+    the combined format to a file in the temp dir, else off).
 
     A true forward proxy (`proxy_pass http://$http_host$request_uri`) needs a `resolver`;
     since the origin is fixed, requests go to an `upstream` block pointing at it instead,
@@ -426,7 +436,7 @@ def start_nginx_proxy(origin_port: int, cache_memory_mb: int = 64, cpu: str | No
         _nginx_common(tmp)
         + f"""
 http {{
-{_nginx_http_common(tmp)}
+{_nginx_http_common(tmp, access_log)}
     proxy_cache_path {tmp}/cache levels=1:2 keys_zone=bench:16m max_size={cache_memory_mb}m
                      inactive=1h use_temp_path=off;
     upstream origin_upstream {{

@@ -16,16 +16,18 @@ Set-up, all on 127.0.0.1:
   connection itself. Connections it accepts are counted with nginx's stub_status.
 - Proxies, each a forward proxy fed absolute-form requests, each with a 64 MB memory cache
   (--cache-mb):
-  cproxy (`python -m cproxy -c FILE`, default directive values except port, no access log,
-  no admin listener, CacheMemory and ConnectPorts);
+  cproxy (`python -m cproxy -c FILE`, default directive values except port, no admin
+  listener, CacheMemory, ConnectPorts, and AccessLog a file in its temp dir);
   Squid (memory cache only, no cache_dir, one process run in the foreground with -N,
   `maximum_object_size_in_memory 2 MB`, `http_access allow localhost`, the tunnel's port
-  in its SSL ports, pid file and logs in a temp dir);
+  in its SSL ports, pid file and logs in a temp dir, the access log written by its
+  log_file_daemon helper in the native format, as Debian's default squid.conf has it);
   nginx as a caching proxy: a true forward proxy (`proxy_pass http://$http_host$request_uri`)
   needs a `resolver`; since the benchmark's origin is fixed, nginx instead proxies to an
   `upstream` block pointing at the origin (`proxy_pass http://origin_upstream$request_uri`,
   keepalive 64) with `proxy_cache` in a temp dir. nginx cannot CONNECT without a third-party
-  module: its tunnel figures are n/a.
+  module: its tunnel figures are n/a. nginx logs the combined format to a file in its temp
+  dir. --no-access-log turns every proxy's access log off (the toy and floor never log).
 - Load: wrk with a Lua script that sends absolute-form requests, 50 connections, one thread.
   The proxy runs on CPU 0 (taskset; nginx with `worker_processes 1`, its master started
   under taskset so the worker inherits it), wrk, the origin and the helpers on CPU 1.
@@ -72,8 +74,9 @@ PROXIES = ("cproxy", "squid", "nginx")
 # caching proxy (hits); "floor" is bench/passthrough_proxy.py, the floor of a pooled gevent
 # miss (it caches nothing, so only its no-store row means anything); "base" is cproxy from
 # another checkout (--base DIR, say a `git worktree` of an older
-# commit), for an A/B comparison of a change within one run.
-EXTRA_PROXIES = ("toy", "floor", "base")
+# commit), for an A/B comparison of a change within one run; "nolog" is this cproxy with
+# its access log off (what the log line costs, in the same run).
+EXTRA_PROXIES = ("toy", "floor", "base", "nolog")
 
 
 @dataclass(frozen=True)
@@ -360,6 +363,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--delay-ms", type=float, default=25.0)
     p.add_argument("--no-pool", action="store_true", help="skip the pooling latency scenario")
     p.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
+    p.add_argument(
+        "--no-access-log",
+        action="store_true",
+        help="proxies without access logs (by default cproxy, Squid and nginx log, as deployed)",
+    )
     p.add_argument("--base", help='checkout of the "base" proxy (with --proxies cproxy,base,...)')
     p.add_argument("--out", default=str(bl.BENCH_DIR / "results"))
     args = p.parse_args()
@@ -394,21 +402,36 @@ def main() -> int:
         source = bl.start_aux(["source", str(source_port)], source_port, cpu=args.cpu_load)
         servers.append(source)
         proxies: dict[str, bl.Server] = {}
+        logs = not args.no_access_log
         for name in args.proxy_list:
             if name == "cproxy":
-                proxies[name] = bl.start_cproxy(args.cache_mb, (source_port,), args.cpu_proxy)
+                proxies[name] = bl.start_cproxy(
+                    args.cache_mb, (source_port,), args.cpu_proxy, access_log=logs
+                )
             elif name == "base":
                 proxies[name] = bl.start_cproxy(
-                    args.cache_mb, (source_port,), args.cpu_proxy, repo_dir=Path(args.base)
+                    args.cache_mb,
+                    (source_port,),
+                    args.cpu_proxy,
+                    repo_dir=Path(args.base),
+                    access_log=logs,
+                )
+            elif name == "nolog":
+                proxies[name] = bl.start_cproxy(
+                    args.cache_mb, (source_port,), args.cpu_proxy, access_log=False
                 )
             elif name == "toy":
                 proxies[name] = bl.start_toy(args.cpu_proxy)
             elif name == "floor":
                 proxies[name] = bl.start_passthrough(args.cpu_proxy)
             elif name == "squid":
-                proxies[name] = bl.start_squid(args.cache_mb, (source_port,), args.cpu_proxy)
+                proxies[name] = bl.start_squid(
+                    args.cache_mb, (source_port,), args.cpu_proxy, access_log=logs
+                )
             else:
-                proxies[name] = bl.start_nginx_proxy(origin.port, args.cache_mb, args.cpu_proxy)
+                proxies[name] = bl.start_nginx_proxy(
+                    origin.port, args.cache_mb, args.cpu_proxy, access_log=logs
+                )
             servers.append(proxies[name])
         scripts_dir = Path(tempfile.mkdtemp(prefix="cproxy-bench-wrk-"))
         cleanup.append(scripts_dir)

@@ -58,6 +58,7 @@ def main() -> int:
     p.add_argument("--connections", type=int, default=50)
     p.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     p.add_argument("--native", action="store_true", help="include C frames (slower)")
+    p.add_argument("--access-log", action="store_true", help="cproxy logging to a file")
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--by-line", action="store_true", help="per source line, not per function")
     p.add_argument("--out", default=str(bl.BENCH_DIR / "results"))
@@ -73,7 +74,7 @@ def main() -> int:
     origin = bl.start_origin(cpu="1")
     proxy = None
     try:
-        proxy = bl.start_cproxy(cpu="0")
+        proxy = bl.start_cproxy(cpu="0", access_log=args.access_log)
         with tempfile.TemporaryDirectory(prefix="cproxy-bench-") as tmp:
             script = bl.write_wrk_script(
                 Path(tmp) / "req.lua", f"http://{bl.LOOPBACK}:{origin.port}{args.path}"

@@ -8,7 +8,7 @@ followed on the same connection by a canary request, so the keep-alive verdict i
 compared too. The bytes the client received, the cache counters and the access-log line
 must be the same. The configurations and stored responses are generated too (mapping
 rules, NoCaching, CacheQueries, access lists...): deleting the fast lane's configuration
-gate (`caching.fast_lane_gate`), or either half of it, fails
+gate (`caching.cache_front` is URL_ALONE), or either half of it, fails
 `test_fast_lane_obeys_every_configuration_as_the_general_path_does`.
 """
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from cproxy.directives import config_with
 from tests.hostile import (
     Exchange,
     OriginConn,
@@ -224,6 +225,30 @@ def test_a_pooled_socket_is_checked_again_for_another_client(origin: RecordingOr
     assert refused(ex, "LoopbackDestinations"), ex.raw[:300]
     assert len(origin.requests()) == 1
     # It was the pooled socket that was checked (and closed), not a new one.
+    assert after["reused"] == before["reused"] + 1 and after["created"] == before["created"]
+
+
+def test_a_pooled_socket_is_checked_again_after_the_policy_changes(
+    origin: RecordingOrigin,
+) -> None:
+    """A reused socket skips the check its peer passed for the same client, but only under
+    the same policy: after a reload that refuses its address, it is checked (and closed)."""
+    with start_proxy(Caching="off") as proxy:
+        resolve_to(proxy, {"pooled.test": [("127.0.0.1", origin.port)]})
+        url = f"http://pooled.test:{origin.port}/x"
+        for _ in range(2):  # opened, then reused: both for this client under this policy
+            with contextlib.closing(socket.create_connection(("127.0.0.1", proxy.port))) as s:
+                s.sendall(get(url).replace(b"Connection: close\r\n", b""))
+                answers, _ = parse_responses(s.recv(65536), eof=False)
+            assert [a.status for a in answers] == [200]
+            wait_for(lambda: pool_totals(proxy)["idle"] == 1, WAIT_S, "an idle socket")
+        new = config_with(proxy.runtime.config, {"RefusedDestinations": "127.0.0.1/32"})
+        assert proxy.call(lambda: proxy.runtime.apply(new)) == []
+        before = pool_totals(proxy)
+        ex = exchange_from("127.0.0.1", proxy.port, get(url))
+        after = pool_totals(proxy)
+    assert refused(ex, "RefusedDestinations"), ex.raw[:300]
+    assert len(origin.requests()) == 2
     assert after["reused"] == before["reused"] + 1 and after["created"] == before["created"]
 
 

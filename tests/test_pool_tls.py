@@ -15,7 +15,7 @@ import pytest
 
 from cproxy.errors import OriginTLSError
 from cproxy.origin import OriginConnection, OriginPool
-from cproxy.origin.tls import TLSSettings, tls_policy
+from cproxy.origin.tls import TLSSettings, tls_buffered, tls_policy
 from tests.support import raw_connection, read_response, start_proxy
 from tests.tls import TestCA, TLSOrigin
 
@@ -79,6 +79,22 @@ def test_a_tls_connection_is_pooled_and_reused_without_a_new_handshake(
     assert tls_origin.handshakes == 1
     stats = pool.stats()["totals"]
     assert (stats["created"], stats["reused"], stats["idle"]) == (1, 1, 1)
+
+
+def test_tls_buffered_sees_decrypted_bytes_and_nothing_on_a_plain_socket(
+    ca: TestCA, tls_origin: TLSOrigin, make_pool: Any
+) -> None:
+    """The exchange waits for an origin's bytes only when the TLS layer holds none."""
+    pool = make_pool(tls_for=tls_policy(str(ca.ca_pem), frozenset()))
+    conn = pool.acquire(key_of(tls_origin))
+    assert not tls_buffered(conn.sock)
+    conn.sock.sendall(b"GET /b HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    first = conn.sock.recv(1)  # the rest of the record stays decrypted in the TLS layer
+    assert first == b"H" and tls_buffered(conn.sock)
+    pool.discard(conn)
+    plain = make_pool().acquire(("http", "127.0.0.1", tls_origin.port))
+    assert not tls_buffered(plain.sock)
+    plain.sock.close()
 
 
 def test_tls_sessions_are_resumed_on_new_connections(

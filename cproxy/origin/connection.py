@@ -87,6 +87,7 @@ class OriginConnection:
         "_on_close",
         "_peer_ip",
         "_reused",
+        "admitted",
         "created_at",
         "heard_while_idle",
         "idle_since",
@@ -125,6 +126,9 @@ class OriginConnection:
         # so the origin may have closed it, and a safe request is retried (DESIGN §5.5).
         self.pre_opened = False
         self._peer_ip: str | None = None
+        # The address check (an `AddressCheck`, opaque to the pool) this socket's peer last
+        # passed: the server checks a reused socket again only for another check.
+        self.admitted: object = None
 
     @property
     def reused(self) -> bool:

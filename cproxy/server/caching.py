@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import enum
 import logging
 import time
 from collections.abc import Callable
@@ -170,26 +171,31 @@ class ProxyCache:
         return min(limit, cfg.cache_memory_bytes)
 
 
-def caching_on(cfg: Config, cache: ProxyCache | None) -> bool:
-    """Whether requests go through the cache front at all."""
-    return cache is not None and cfg.caching
+class Front(enum.Enum):
+    """What the configuration lets the cache front do with a request: the one gate that
+    the general path and the fast lane both ask (`cache_front`)."""
+
+    OFF = "off"  # no cache front: requests go to their origin directly
+    RULES = "rules"  # the cache front, after mapping rules and the cache's URL rules
+    # The cache front, and no rule looks at the URL: a plain GET's fresh hit is decided
+    # by its URL alone (the fast lane, `cproxy.server.fastlane`, may answer it).
+    URL_ALONE = "url-alone"
 
 
-def fast_lane_gate(cfg: Config, cache: ProxyCache | None) -> bool:
-    """Whether the configuration lets a plain GET's fresh hit be decided from its URL
-    alone (the fast lane, `cproxy.server.fastlane`): the cache front is on
-    (`caching_on`, as the general path asks), no mapping rule could refuse, redirect or
-    rewrite the URL (routing runs before the cache on the general path), and no cache
-    rule (NoCaching, CacheQueries...) looks at the URL (`HttpCache.shortcut_allowed`).
-    tests/test_fastlane.py checks, over generated configurations, that the fast lane
-    answers exactly as the general path wherever this lets it answer."""
-    return (
-        caching_on(cfg, cache)
-        and not cfg.mapping_rules
-        and not cfg.proxy_auth  # who may have the hit is decided on the general path
-        and cache is not None
-        and cache.http.shortcut_allowed
-    )
+def cache_front(cfg: Config, cache: ProxyCache | None) -> Front:
+    """The gate of the cache front, for the general path (OFF or not) and the fast lane
+    (URL_ALONE only). URL_ALONE needs, beyond the front being on: no mapping rule that
+    could refuse, redirect or rewrite the URL (routing runs before the cache on the
+    general path), no ProxyAuth (who may have the hit is decided on the general path),
+    and no cache rule (NoCaching, CacheQueries...) that looks at the URL
+    (`HttpCache.shortcut_allowed`). tests/test_fastlane.py checks, over generated
+    configurations, that the fast lane answers exactly as the general path wherever
+    this lets it answer."""
+    if cache is None or not cfg.caching:
+        return Front.OFF
+    if cfg.mapping_rules or cfg.proxy_auth or not cache.http.shortcut_allowed:
+        return Front.RULES
+    return Front.URL_ALONE
 
 
 def serve_with_cache(

@@ -69,6 +69,10 @@ class DestinationPolicy:
     _addresses: dict[tuple[str, str], str | None] = field(
         default_factory=dict, compare=False, repr=False
     )
+    # One check per client (see `admit`): its identity says a pooled socket passed it.
+    _checks: dict[str, Callable[[str], None]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @classmethod
     def from_config(cls, cfg: Config) -> DestinationPolicy:
@@ -136,13 +140,22 @@ class DestinationPolicy:
         return self.address_refusal(host, client_ip)
 
     def admit(self, client_ip: str) -> Callable[[str], None]:
-        """The check for one client's connections: raises `DestinationRefused`."""
+        """The check for one client's connections: raises `DestinationRefused`. The same
+        object for the same client while this policy runs (bounded), so that a pooled
+        socket whose peer passed it need not be checked again (`admit_reused`)."""
+        try:
+            return self._checks[client_ip]
+        except KeyError:
+            pass
 
         def check(address: str) -> None:
             why = self.address_refusal(address, client_ip)
             if why is not None:
                 raise DestinationRefused(why)
 
+        if len(self._checks) >= _REMEMBERED_CLIENTS:
+            self._checks.clear()
+        self._checks[client_ip] = check
         return check
 
 
@@ -165,12 +178,22 @@ def destination_refusal(req: Request, cfg: Config, client_ip: str) -> str | None
 
 def admit_reused(pool: OriginPool, conn: OriginConnection, admit: AddressCheck) -> None:
     """Check a pooled socket's peer for this client before reusing it: it was opened,
-    perhaps, for a client allowed where this one is not. Closed when refused."""
+    perhaps, for a client allowed where this one is not. Closed when refused. A socket
+    whose peer passed this very check (same policy, same client: `DestinationPolicy.admit`)
+    is not checked again: the verdict could not differ."""
+    if conn.admitted is admit:
+        return
     try:
         admit(conn.peer_ip)
     except DestinationRefused:
         pool.discard(conn)
         raise
+    conn.admitted = admit
+
+
+def admitted(conn: OriginConnection, admit: AddressCheck) -> None:
+    """``conn`` was opened with ``admit`` checking its address (`OriginPool.connect`)."""
+    conn.admitted = admit
 
 
 class LoopbackOrigins:

@@ -52,7 +52,7 @@ from cproxy.origin import OriginConnection, OriginPool, origin_key
 from cproxy.origin.parents import CONNECT_FAILURES, ParentSet, parent_request_head
 from cproxy.origin.retry import Retry
 from cproxy.origin.tls import tls_buffered
-from cproxy.server.destinations import admit_reused, policy_for
+from cproxy.server.destinations import admit_reused, admitted, policy_for
 from cproxy.server.respond import Outcome
 from cproxy.server.sink import ClientGone, ClientSink, OutputTimeout, send_all
 
@@ -234,6 +234,8 @@ class Exchange:
                 continue
             if parent is not None:
                 parents.mark_up(parent)
+            if not conn.reused and check is not None:
+                admitted(conn, check)  # its address was checked as it was opened
             self.outcome.origin = "reused" if conn.reused else "new"
             if not conn.reused and self._is_own_listener(conn.sock):
                 # A name that resolved to one of our own listeners: refuse before a byte is

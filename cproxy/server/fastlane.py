@@ -32,7 +32,8 @@ pass for it and no field it does not look at can change the outcome:
 - exactly one Host field, with a valid value; none of the fields that decide framing
   (Content-Length, Transfer-Encoding, Connection, Expect), loops (Via), ranges (Range)
   or cache reuse (`DECISIVE_FIELDS`: Cache-Control, Pragma, conditionals);
-- no mapping rules, caching on with no URL rules (`HttpCache.shortcut_allowed`), the port
+- the cache front's gate says the URL alone decides (`caching.cache_front`, which the
+  general path asks too: no mapping rules, caching on with no URL rules), the port
   is not one of cproxy's own, and the cache holds a fresh, non-varying response.
 """
 
@@ -51,7 +52,7 @@ from cproxy.http.limits import MAX_REQUEST_LINE_BYTES
 from cproxy.http.message import REG_NAME_TEXT, parse_field_block, valid_host_field
 from cproxy.memo import memoised_when_short
 from cproxy.server.accesslog import AccessLog
-from cproxy.server.caching import ProxyCache, fast_lane_gate, hit_lines, url_key_of
+from cproxy.server.caching import Front, ProxyCache, cache_front, hit_lines, url_key_of
 from cproxy.server.respond import Outcome, log_request
 from cproxy.server.responsestats import ResponseStats
 from cproxy.server.sink import ClientSink
@@ -186,8 +187,8 @@ def serve_fresh_hit(
     """
     started = time.monotonic()
     cache = state.cache
-    if cache is None or not fast_lane_gate(state.config, cache):
-        return None
+    if cache is None or cache_front(state.config, cache) is not Front.URL_ALONE:
+        return None  # the general path asks the same gate (`cache_front`)
     if state.listens_on_port(plain.port):
         return None  # perhaps aimed at cproxy itself: the general path decides
     url = plain.target

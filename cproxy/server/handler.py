@@ -56,7 +56,7 @@ from cproxy.http.message import (
 )
 from cproxy.origin.connection import format_host_port
 from cproxy.server import routing
-from cproxy.server.caching import caching_on, serve_with_cache
+from cproxy.server.caching import Front, cache_front, serve_with_cache
 from cproxy.server.clientbody import ClientBody
 from cproxy.server.destinations import destination_refusal
 from cproxy.server.exchange import TO_SELF, Requester, body_too_large
@@ -501,7 +501,7 @@ class ClientConnection:
 
     def _forward_in_slot(self, req: Request, keep: bool, outcome: Outcome) -> bool:
         cache = self.rt.cache
-        if cache is not None and caching_on(self.rt.config, cache):
+        if cache is not None and cache_front(self.rt.config, cache) is not Front.OFF:
             return serve_with_cache(self.requester, cache, req, keep, outcome)
         try:
             exchange = self.requester.exchange(req, outcome)
