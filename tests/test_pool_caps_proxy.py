@@ -6,6 +6,7 @@ of the queue, MaxPersistRequestPerServer retires origin connections.
 
 from __future__ import annotations
 
+import select
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -26,19 +27,26 @@ NO_CACHE = {"Caching": "off"}
 
 class GatedOrigin:
     """A keep-alive origin that holds every response until ``gate`` is set, and counts the
-    connections open to it at once (accepted, not yet closed by the proxy)."""
+    connections open to it at once (accepted, not yet closed by the proxy).
+
+    A connection the proxy closed counts as closed from the moment its FIN is here, not
+    from when its handler thread gets round to reading it: the proxy may close a socket
+    (MaxPersistRequestPerServer, MaxIdleSockets) and open the next one at once, and on
+    loopback the FIN is queued before close() returns. So at each accept the others are
+    looked at without waiting (readable and a peek of nothing: closed)."""
 
     def __init__(self) -> None:
         self.gate = threading.Event()
         self.lock = threading.Lock()
-        self.open = 0
+        self.socks: set[socket.socket] = set()
         self.peak = 0
         self.server = ScriptedOrigin(self._script)
 
     def _script(self, conn: ScriptedConn) -> None:
         with self.lock:
-            self.open += 1
-            self.peak = max(self.peak, self.open)
+            self.socks = {s for s in self.socks if not _closed_by_peer(s)}
+            self.socks.add(conn.sock)
+            self.peak = max(self.peak, len(self.socks))
         try:
             while (req := conn.read_request(idle_timeout_s=60)) is not None:
                 self.gate.wait(60)
@@ -46,7 +54,7 @@ class GatedOrigin:
                     return
         finally:
             with self.lock:
-                self.open -= 1
+                self.socks.discard(conn.sock)
 
     def __enter__(self) -> GatedOrigin:
         self.server.__enter__()
@@ -55,6 +63,20 @@ class GatedOrigin:
     def __exit__(self, *exc: object) -> None:
         self.gate.set()
         self.server.__exit__(*exc)
+
+
+def _closed_by_peer(sock: socket.socket) -> bool:
+    """Has the other side closed ``sock`` (its FIN or a reset is here)? Never waits and
+    reads nothing: poll's POLLRDHUP says so (Linux)."""
+    watch = select.poll()
+    try:
+        watch.register(sock, select.POLLRDHUP)
+    except (OSError, ValueError):
+        return True  # already closed here
+    return any(event & CLOSED_EVENTS for _, event in watch.poll(0))
+
+
+CLOSED_EVENTS = select.POLLRDHUP | select.POLLHUP | select.POLLERR | select.POLLNVAL
 
 
 def pool_totals(proxy: ProxyThread) -> dict[str, Any]:
