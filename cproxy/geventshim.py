@@ -4,14 +4,12 @@ Each one saves measurable time on the hot path (see docs/ARCHITECTURE.md, "The h
 path"), and none is gevent's public API: they have been stable since gevent 1.0, but a
 gevent release could rename them. Everything else in cproxy goes through the functions
 here, and tests/test_geventshim.py fails on a gevent that changed any of them, instead of
-cproxy silently falling back to slower paths (or, for the slot pool, miscounting).
+cproxy silently falling back to slower paths.
 
 - ``socket._read_event``: the socket's read watcher, to wait for readability without a
   timer (`wait_readable_untimed`).
 - ``socket._sock``: the non-blocking stdlib socket gevent wraps, for a peek that neither
   waits nor juggles timeouts (`raw_socket`).
-- ``Semaphore.counter``: the free count of the MaxActiveThreads slots, which must move
-  with a live resize (`adjust_semaphore`).
 """
 
 from __future__ import annotations
@@ -19,7 +17,6 @@ from __future__ import annotations
 import socket as stdlib_socket
 
 from gevent import socket as gsocket
-from gevent.lock import Semaphore
 
 
 def wait_readable_untimed(sock: gsocket.socket) -> None:
@@ -43,17 +40,3 @@ def raw_socket(sock: gsocket.socket) -> stdlib_socket.SocketType | None:
     raw = getattr(sock, "_sock", None)
     # SocketType is the C socket type that both the stdlib's and gevent's sockets extend.
     return raw if isinstance(raw, stdlib_socket.SocketType) else None
-
-
-def adjust_semaphore(semaphore: Semaphore, delta: int) -> None:
-    """Move the free-slot counter of ``semaphore`` by ``delta`` after its size changed.
-
-    A positive delta releases slots one by one, which also wakes greenlets waiting for
-    one; a negative one may take the counter below zero: running holders hand their
-    slots back one by one.
-    """
-    if delta > 0:
-        for _ in range(delta):
-            semaphore.release()
-    elif delta < 0:
-        semaphore.counter += delta

@@ -106,6 +106,28 @@ def test_slots_hold_requests_past_the_size_in_order_and_resize_live() -> None:
     assert order == [0, 1, 2] and slots.active == 0 and slots.waiting == 0
 
 
+def test_a_slot_waiter_killed_leaves_the_queue_or_passes_its_slot_on() -> None:
+    slots = Slots(1)
+    slots.acquire()
+    gone, last = gevent.spawn(slots.acquire), gevent.spawn(slots.acquire)
+    gevent.sleep(0)
+    assert slots.waiting == 2
+    gone.kill()  # still queued: it just leaves
+    assert slots.waiting == 1 and slots.active == 1
+    slots.release()  # handed to ``last``, counted as it goes
+    assert last.join(timeout=5) is None and last.dead
+    assert slots.active == 1 and slots.waiting == 0
+    handed = gevent.spawn(slots.acquire)
+    gevent.sleep(0)
+    slots.release()  # ``last``'s slot is handed over ...
+    handed.kill()  # ... and a kill right after it neither loses nor doubles it
+    assert slots.active == 1 and slots.waiting == 0
+    slots.release()
+    assert slots.active == 0 and slots.waiting == 0
+    slots.acquire()  # a free slot is taken at once, without waiting
+    assert slots.active == 1
+
+
 def test_eviction_passes_over_a_connection_whose_request_is_arriving() -> None:
     adm = Admission(max_total=100, max_per_address=2)
     busy, idle = Conn("a"), Conn("a")

@@ -12,9 +12,8 @@ import socket as stdlib_socket
 import gevent
 import gevent.event
 from gevent import socket as gsocket
-from gevent.lock import Semaphore
 
-from cproxy.geventshim import adjust_semaphore, raw_socket, wait_readable_untimed
+from cproxy.geventshim import raw_socket, wait_readable_untimed
 
 
 def pair() -> tuple[gsocket.socket, gsocket.socket]:
@@ -77,17 +76,3 @@ def test_raw_socket_peeks_without_waiting() -> None:
         assert raw.recv(1, stdlib_socket.MSG_PEEK) == b""  # EOF seen by the peek
     finally:
         client.close()
-
-
-def test_semaphore_counter_moves_with_adjust_semaphore() -> None:
-    sem = Semaphore(2)
-    assert sem.counter == 2, "gevent renamed Semaphore.counter"
-    adjust_semaphore(sem, 2)
-    assert sem.counter == 4
-    for _ in range(4):
-        assert sem.acquire(blocking=False)
-    adjust_semaphore(sem, -3)  # a shrink below the slots in use: they are handed back
-    assert sem.counter == -3
-    for _ in range(4):
-        sem.release()
-    assert sem.counter == 1
