@@ -121,7 +121,12 @@ class Runtime:
 
     def listens_on_port(self, port: int | None) -> bool:
         """Is ``port`` the port of one of cproxy's own listeners (on any address)?"""
-        return any(own == port for _, own in self.own_addresses())
+        # Asked on every hit: a plain loop over both lists, no joined copy, no generator.
+        for addresses in (self.proxy_addresses, self.admin_addresses):
+            for _, own in addresses:
+                if own == port:
+                    return True
+        return False
 
     def start(self) -> None:
         self.pool.start()
