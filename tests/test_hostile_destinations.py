@@ -17,21 +17,28 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from cproxy.cache.urlkey import normalise_url
 from cproxy.directives import config_with
+from cproxy.server.destinations import LoopbackOrigins
 from tests.hostile import (
     Exchange,
     OriginConn,
     RecordingOrigin,
+    Script,
     exchange,
     keep_alive,
     parse_responses,
     read_all,
 )
+from tests.redisserver import RedisServer
 from tests.support import WAIT_S, ProxyThread, start_proxy, wait_for
 
 NARROW_LOOPBACK = {"LoopbackDestinations": "127.0.0.1/32 ::1/128"}
@@ -294,4 +301,125 @@ def test_a_stored_response_of_a_loopback_service_is_not_served_to_other_clients(
         # The loopback client is still answered from the cache.
         again = exchange_from("127.0.0.1", proxy.port, get(url))
         assert again.statuses == [200] and again.answers[0].body == b"local secret"
+        assert len(origin.requests()) == 1
+
+
+def _held(release: threading.Event) -> Script:
+    """`fresh`, its first answer held until ``release`` is set (the request is read, and
+    recorded, at once): the fetch is under way until then."""
+
+    def script(conn: OriginConn) -> None:
+        if conn.read_request() is None:
+            return
+        assert release.wait(WAIT_S), "the test never released the origin"
+        head = "HTTP/1.1 200 OK\r\nContent-Length: 12\r\nCache-Control: max-age=600\r\n\r\n"
+        if conn.send(head.encode() + b"local secret"):
+            fresh(conn)
+
+    return script
+
+
+def test_a_leader_fetching_from_a_loopback_service_is_not_shared_with_other_clients() -> None:
+    """A client that may not reach loopback, collapsed behind a loopback client's fetch of
+    a loopback-only service (it asked before the fetch said where it went), gets 403, not
+    the leader's stored response."""
+    release = threading.Event()
+    with RecordingOrigin(_held(release)) as origin, start_proxy(**NARROW_LOOPBACK) as proxy:
+        resolve_to(proxy, {"cached.test": [("127.0.0.1", origin.port)]})
+        url = f"http://cached.test:{origin.port}/x"
+        key = normalise_url(url)
+        with ThreadPoolExecutor(2) as pool:
+            leader = pool.submit(exchange_from, "127.0.0.1", proxy.port, get(url))
+            origin.wait_requests(1)
+            follower = pool.submit(exchange_from, "127.0.0.2", proxy.port, get(url))
+            wait_for(
+                lambda: proxy.call(lambda: proxy.runtime.cache.inflight[key].linkcount()) == 1,
+                what="the other client to wait for the leader's fetch",
+            )
+            release.set()
+            assert leader.result().statuses == [200]
+            ex = follower.result()
+        assert refused(ex, "LoopbackDestinations"), ex.raw[:300]
+        assert b"local secret" not in ex.raw
+        assert len(origin.requests()) == 1
+
+
+def test_loopback_origins_keep_the_url_being_noted_when_they_forget() -> None:
+    """Past its bound the set forgets URLs that are no longer stored; the URL being noted
+    is not stored yet (its response is stored after the note), so it is kept."""
+    stored: set[str] = set()
+    origins = LoopbackOrigins(stored.__contains__)
+    for i in range(5000):
+        origins.add(f"http://a.test/{i}")
+    assert "http://a.test/4096" in origins  # added as the set passed its bound of 4096
+    assert len(origins) == 5000 - 4096
+
+
+# -- the shared tier (SharedCache): a mark that travels with the value ----------------------
+
+SHARED = {"SharedCacheTimeout": "2 seconds", "SharedCacheRetry": "200 ms", **NARROW_LOOPBACK}
+
+
+@contextlib.contextmanager
+def two_nodes(origin: RecordingOrigin, redis_url: str) -> Iterator[tuple[ProxyThread, ...]]:
+    """Two cproxy nodes sharing one Redis, ``cached.test`` resolving to ``origin`` on both."""
+    with (
+        start_proxy(SharedCache=redis_url, **SHARED) as a,
+        start_proxy(SharedCache=redis_url, **SHARED) as b,
+    ):
+        for node in (a, b):
+            resolve_to(node, {"cached.test": [("127.0.0.1", origin.port)]})
+            wait_for(lambda node=node: node.runtime.cache.tier.subscribed, what="a subscription")
+        yield a, b
+
+
+@pytest.mark.parametrize("first", ["other client", "loopback client"])
+def test_another_nodes_copy_of_a_loopback_service_is_not_served_to_other_clients(
+    tmp_path: Path, first: str
+) -> None:
+    """Node A stores a loopback client's fetch of a loopback-only service in the shared
+    tier; on node B a client that may not reach loopback gets 403 (its own destination
+    check, as on A), on the general path and, once B holds the copy, on the fast lane;
+    B's loopback clients are served B's copy. ``first``: who asks B first (the copy comes
+    in for a client that is refused, or for one that is served)."""
+    with (
+        RedisServer(tmp_path / "redis") as redis_server,
+        RecordingOrigin(fresh) as origin,
+        two_nodes(origin, redis_server.url) as (a, b),
+    ):
+        url = f"http://cached.test:{origin.port}/x"
+        plain = get(url).replace(b"Connection: close\r\n", b"")
+        assert exchange_from("127.0.0.1", a.port, get(url)).statuses == [200]
+        wait_for(lambda: a.runtime.cache.tier.writes >= 1, what="A's shared-tier write")
+        if first == "loopback client":
+            served = exchange_from("127.0.0.1", b.port, get(url))
+            assert served.answers[0].body == b"local secret", served.raw[:300]
+        for request in (get(url), plain):  # the general path, then a plain GET
+            ex = exchange_from("127.0.0.2", b.port, request)
+            assert refused(ex, "LoopbackDestinations"), ex.raw[:300]
+            assert b"local secret" not in ex.raw
+            assert normalise_url(url) in b.runtime.cache.store  # B holds the copy
+        again = exchange_from("127.0.0.1", b.port, get(url))
+        assert again.statuses == [200] and again.answers[0].body == b"local secret"
+        assert len(origin.requests()) == 1
+
+
+def test_a_node_waiting_for_anothers_fetch_of_a_loopback_service_does_not_serve_it(
+    tmp_path: Path,
+) -> None:
+    """Collapsed across nodes: B's client (off loopback) waits for A's lease on the URL;
+    A's fetch from a loopback-only service is stored; B reads it, and refuses it."""
+    release = threading.Event()
+    with RedisServer(tmp_path / "redis") as redis_server, RecordingOrigin(_held(release)) as origin:
+        with two_nodes(origin, redis_server.url) as (a, b), ThreadPoolExecutor(2) as pool:
+            url = f"http://cached.test:{origin.port}/x"
+            leader = pool.submit(exchange_from, "127.0.0.1", a.port, get(url))
+            origin.wait_requests(1)  # A holds the URL's lease
+            waiter = pool.submit(exchange_from, "127.0.0.2", b.port, get(url))
+            wait_for(lambda: b.runtime.cache.tier.lease_waits == 1, what="B to wait for A")
+            release.set()
+            assert leader.result().statuses == [200]
+            ex = waiter.result()
+        assert refused(ex, "LoopbackDestinations"), ex.raw[:300]
+        assert b"local secret" not in ex.raw
         assert len(origin.requests()) == 1

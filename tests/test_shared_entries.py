@@ -8,6 +8,7 @@ import pytest
 
 from cproxy.cache.policy import CacheSettings
 from cproxy.cache.shared import (
+    FORMAT_VERSION,
     PURGED,
     SETTLED,
     MalformedEntry,
@@ -51,7 +52,9 @@ def test_an_entry_survives_the_round_trip() -> None:
         ],
         **{"Accept-Language": "fr, en"},
     )
-    back = decode_entry(encode_entry(original), original.url_key, SETTINGS)
+    shared = decode_entry(encode_entry(original, loopback_origin=False), original.url_key, SETTINGS)
+    assert not shared.loopback_origin
+    back = shared.entry
     for name in (
         "status",
         "reason",
@@ -73,7 +76,8 @@ def test_an_entry_survives_the_round_trip() -> None:
 
 def test_an_entry_without_a_selecting_field_keeps_matching_only_requests_without_it() -> None:
     original = entry([("Cache-Control", "max-age=60"), ("Vary", "Cookie")])
-    back = decode_entry(encode_entry(original), original.url_key, SETTINGS)
+    value = encode_entry(original, loopback_origin=False)
+    back = decode_entry(value, original.url_key, SETTINGS).entry
     assert back.secondary_key == (("cookie", None),)
     assert back.matches([]) and not back.matches([("Cookie", "a=1")])
 
@@ -88,7 +92,7 @@ def _broken(value: bytes, start: int, replacement: bytes) -> bytes:
         lambda v: b"",
         lambda v: b"garbage that is not an entry",
         lambda v: _broken(v, 0, b"XXXX"),  # magic
-        lambda v: _broken(v, 4, b"\x02"),  # version
+        lambda v: _broken(v, 4, bytes([FORMAT_VERSION + 1])),  # a later version
         lambda v: v[:-1],  # body shorter than said
         lambda v: v + b"x",  # longer
         lambda v: _broken(v, 5, b"\xff\xff\xff\xff"),  # meta length past the end
@@ -96,14 +100,16 @@ def _broken(value: bytes, start: int, replacement: bytes) -> bytes:
     ],
 )
 def test_a_malformed_value_is_refused(mangle: object) -> None:
-    value = encode_entry(entry())
+    value = encode_entry(entry(), loopback_origin=False)
     with pytest.raises(MalformedEntry):
         decode_entry(mangle(value), "http://example.test/a", SETTINGS)  # type: ignore[operator]
 
 
 def test_a_value_for_another_url_is_refused() -> None:
     with pytest.raises(MalformedEntry, match="another URL"):
-        decode_entry(encode_entry(entry()), "http://example.test/b", SETTINGS)
+        decode_entry(
+            encode_entry(entry(), loopback_origin=False), "http://example.test/b", SETTINGS
+        )
 
 
 @pytest.mark.parametrize(
@@ -118,17 +124,48 @@ def test_a_value_for_another_url_is_refused() -> None:
         ("selecting", "x"),
         ("request_time", "yesterday"),
         ("selecting", [["accept-language", "en"]]),  # does not match the stored Vary
+        ("loopback_origin", None),
+        ("loopback_origin", 1),
     ],
 )
 def test_a_value_with_bad_meta_is_refused(field: str, value: object) -> None:
-    good = encode_entry(entry())
-    meta_len = int.from_bytes(good[5:9], "big")
-    meta = json.loads(good[9 : 9 + meta_len])
-    meta[field] = value
-    raw = json.dumps(meta).encode()
-    forged = b"CPXE\x01" + len(raw).to_bytes(4, "big") + raw + good[9 + meta_len :]
+    good = encode_entry(entry(), loopback_origin=False)
+    # Re-framed untouched, the value is read: it is the change that is refused.
+    assert decode_entry(_with_meta(good), "http://example.test/a", SETTINGS).entry.body
     with pytest.raises(MalformedEntry):
-        decode_entry(forged, "http://example.test/a", SETTINGS)
+        decode_entry(_with_meta(good, **{field: value}), "http://example.test/a", SETTINGS)
+
+
+def _with_meta(value: bytes, version: int | None = None, **changes: object) -> bytes:
+    """``value`` with its meta changed (None: the field removed), re-framed."""
+    meta_len = int.from_bytes(value[5:9], "big")
+    meta = json.loads(value[9 : 9 + meta_len])
+    for name, new in changes.items():
+        if new is None:
+            meta.pop(name, None)
+        else:
+            meta[name] = new
+    raw = json.dumps(meta).encode()
+    prefix = b"CPXE" + bytes([FORMAT_VERSION if version is None else version])
+    return prefix + len(raw).to_bytes(4, "big") + raw + value[9 + meta_len :]
+
+
+def test_the_loopback_mark_survives_the_round_trip() -> None:
+    """Issue #10: a URL fetched from LoopbackDestinations says so to the node reading it."""
+    for mark in (True, False):
+        value = encode_entry(entry(), loopback_origin=mark)
+        shared = decode_entry(value, "http://example.test/a", SETTINGS)
+        assert shared.loopback_origin is mark
+        assert shared.entry.body == b"the body"
+
+
+def test_a_value_of_format_version_1_is_refused_as_foreign() -> None:
+    """A version-1 value has no loopback mark: read, it would pass for "not from
+    loopback", so it is refused (a miss on the node reading it), not misread."""
+    assert FORMAT_VERSION == 2
+    old = _with_meta(encode_entry(entry(), loopback_origin=True), 1, loopback_origin=None)
+    with pytest.raises(MalformedEntry, match="format version 1"):
+        decode_entry(old, "http://example.test/a", SETTINGS)
 
 
 def test_shared_expiry_is_freshness_plus_the_longest_stale_allowance() -> None:

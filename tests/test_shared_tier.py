@@ -552,7 +552,7 @@ def test_a_full_write_queue_drops_and_counts(origin: Origin, redis_server: Redis
 
         def three_stores() -> None:
             for _ in range(3):
-                tier(a).store(entry)  # never waits: queued or dropped
+                tier(a).store(entry, loopback_origin=False)  # never waits: queued or dropped
 
         a.call(lambda: gevent.spawn(three_stores))
         wait_for(lambda: tier(a).dropped_writes == dropped + 2, what="two dropped writes")

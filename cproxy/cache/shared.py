@@ -12,7 +12,13 @@ Layout of a value::
 
 The meta names the URL key and the body's length; `decode_entry` checks the magic, the
 version, both lengths and the key, and raises `MalformedEntry` for anything else: a value
-that does not check out is never served (DESIGN.md §5.11).
+that does not check out is never served (DESIGN.md §5.11). A value of another version is
+refused so, as foreign: during a rolling upgrade it is a miss, never misread.
+
+The meta also says whether the URL was fetched from a LoopbackDestinations address on the
+node that wrote it (``loopback_origin``, since version 2): the reading node notes that
+URL as its own fetch would have (`cproxy.server.destinations.LoopbackOrigins`), so a
+client that may not reach loopback is not served another node's copy either.
 
 Keys are ``<namespace>:e:<sha1 of the URL key>`` (one Redis hash per URL, one field per
 variant), ``<namespace>:l:<sha1>`` (the fetch lease) and the pub/sub channel
@@ -24,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+from dataclasses import dataclass
 from typing import Any
 
 from cproxy.cache.cachecontrol import delta_seconds
@@ -32,7 +39,9 @@ from cproxy.cache.store import Entry
 from cproxy.errors import CproxyError
 
 MAGIC = b"CPXE"
-FORMAT_VERSION = 1
+# 2: the meta's loopback_origin. A version-1 value (which lacks it) is refused, not read
+# as "not from loopback".
+FORMAT_VERSION = 2
 _PREFIX = struct.Struct(">4sBI")  # magic, version, meta length
 
 # Pub/sub messages: one letter, a space, the URL key.
@@ -42,6 +51,15 @@ SETTLED = b"s"  # the fetch lease of this URL is over (its entry, if any, is wri
 
 class MalformedEntry(CproxyError):
     """A value read from the shared tier is not a valid entry for the key it was read as."""
+
+
+@dataclass(frozen=True, slots=True)
+class SharedEntry:
+    """A decoded value: the entry, and whether its URL was fetched from a
+    LoopbackDestinations address (by whichever node wrote it)."""
+
+    entry: Entry
+    loopback_origin: bool
 
 
 def url_digest(url_key: str) -> str:
@@ -98,8 +116,10 @@ def shared_ttl_s(entry: Entry) -> float:
     return max(0.0, ttl)
 
 
-def encode_entry(entry: Entry) -> bytes:
-    """The shared-tier value of ``entry``."""
+def encode_entry(entry: Entry, *, loopback_origin: bool) -> bytes:
+    """The shared-tier value of ``entry``; ``loopback_origin``: its URL was fetched from
+    a LoopbackDestinations address (asked of every writer: a value without it would let
+    another node serve a loopback service's response to any client)."""
     meta = {
         "key": entry.url_key,
         "status": entry.status,
@@ -110,6 +130,7 @@ def encode_entry(entry: Entry) -> bytes:
         "response_time": entry.response_time,
         "selecting": [[name, value] for name, value in entry.secondary_key],
         "body_len": len(entry.body),
+        "loopback_origin": loopback_origin,
     }
     meta_bytes = json.dumps(meta, separators=(",", ":")).encode("utf-8", "surrogateescape")
     return _PREFIX.pack(MAGIC, FORMAT_VERSION, len(meta_bytes)) + meta_bytes + entry.body
@@ -130,9 +151,10 @@ def _number(meta: dict[str, Any], name: str) -> float:
     return float(value)
 
 
-def decode_entry(value: bytes, url_key: str, settings: CacheSettings) -> Entry:
-    """The `Entry` a shared-tier value holds for ``url_key``; raises `MalformedEntry`
-    when the value is not one (foreign, truncated, another version or another key)."""
+def decode_entry(value: bytes, url_key: str, settings: CacheSettings) -> SharedEntry:
+    """The entry a shared-tier value holds for ``url_key``, with its loopback mark; raises
+    `MalformedEntry` when the value is not one (foreign, truncated, another version or
+    another key)."""
     if len(value) < _PREFIX.size:
         raise MalformedEntry("shorter than the entry prefix")
     magic, version, meta_len = _PREFIX.unpack_from(value)
@@ -159,6 +181,9 @@ def decode_entry(value: bytes, url_key: str, settings: CacheSettings) -> Entry:
         raise MalformedEntry("bad status line")
     if not isinstance(age, int) or age < 0:
         raise MalformedEntry("bad age")
+    loopback_origin = meta.get("loopback_origin")
+    if not isinstance(loopback_origin, bool):
+        raise MalformedEntry("loopback_origin is not true or false")
     headers = _pairs(meta.get("headers"), "headers")
     selecting = meta.get("selecting")
     if not isinstance(selecting, list) or not all(
@@ -186,4 +211,4 @@ def decode_entry(value: bytes, url_key: str, settings: CacheSettings) -> Entry:
     expected: SecondaryKey = tuple((p[0], p[1]) for p in selecting)
     if entry.secondary_key != expected:
         raise MalformedEntry("selecting values do not match the stored Vary")
-    return entry
+    return SharedEntry(entry, loopback_origin)

@@ -215,6 +215,9 @@ def serve_with_cache(
     result = cache.http.lookup(req.method, url_key, req.headers, cache.clock())
     if cache.tier is not None and result.entry is None and result.kind in _SHARED_KINDS:
         result = from_shared_tier(cache, req.method, url_key, req.headers) or result
+        if cache.loopback_origins.hidden_from(url_key, who.client_ip, who.config):
+            # Another node fetched it from a loopback-only service: as above.
+            return _fetch(who, cache, req, url_key, None, keep, outcome)
     kind = result.kind
     if kind is LookupKind.HIT:
         outcome.cache = "hit"
@@ -364,6 +367,9 @@ def _collapsed_miss(
     leader = cache.inflight.get(url_key)
     if leader is not None:
         leader.wait(timeout=who.config.read_timeout_s)
+        if cache.loopback_origins.hidden_from(url_key, who.client_ip, who.config):
+            # The leader's fetch went to a loopback-only service: not for this client.
+            return _fetch(who, cache, req, url_key, None, keep, outcome)
         again = cache.http.lookup(req.method, url_key, req.headers, cache.clock())
         if again.kind is LookupKind.HIT:
             cache.collapsed += 1
@@ -378,6 +384,9 @@ def _collapsed_miss(
             # Across nodes: the node holding the URL's lease fetches, the others take
             # its entry from the shared tier.
             shared = lead_or_wait(cache, req.method, url_key, req.headers)
+            if cache.loopback_origins.hidden_from(url_key, who.client_ip, who.config):
+                # The node that held the lease fetched it from a loopback-only service.
+                return _fetch(who, cache, req, url_key, None, keep, outcome)
             if shared is not None and shared.kind is LookupKind.HIT:
                 cache.collapsed += 1
                 outcome.cache = "hit-collapsed"
@@ -448,7 +457,8 @@ def _fetch(
         if fresh is not None:
             exchange.finish(clean=not rest)
             if cache.tier is not None:
-                cache.tier.store(fresh)  # the freshened headers, for every node
+                # The freshened headers, for every node, with the URL's loopback mark.
+                cache.tier.store(fresh, loopback_origin=url_key in cache.loopback_origins)
             outcome.cache = "revalidated"
             served = Lookup(
                 LookupKind.HIT,
@@ -585,7 +595,10 @@ def _store(
         response_time=times[1],
     )
     if entry is not None and cache.tier is not None:
-        cache.tier.store(entry)  # queued: off the client's path
+        # Queued: off the client's path. The mark is asked here, of the URL (as in-process
+        # hiding is): `_fetch` noted the exchange's peer before storing, and an entry that
+        # came from the tier was noted when copied in, so its rewrites keep the mark.
+        cache.tier.store(entry, loopback_origin=url_key in cache.loopback_origins)
     return entry is not None or why == "stored-part"
 
 

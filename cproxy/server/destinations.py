@@ -225,9 +225,17 @@ class LoopbackOrigins:
         """An exchange for ``url_key`` went to ``peer_ip``."""
         if url_key in self._keys or not policy.in_loopback_destinations(peer_ip):
             return
+        self.add(url_key)
+
+    def add(self, url_key: str) -> None:
+        """``url_key`` was fetched from a LoopbackDestinations address: here (`note`), or
+        by the node that put it in the shared tier (its value says so)."""
+        if url_key in self._keys:
+            return
         self._keys.add(url_key)
         if len(self._keys) > self._limit:
-            self._keys = {k for k in self._keys if self._still_stored(k)}
+            # The key just added is kept: its response may be about to be stored.
+            self._keys = {k for k in self._keys if k == url_key or self._still_stored(k)}
             self._limit = max(_LOOPBACK_ORIGIN_KEYS, 2 * len(self._keys))
 
     def hidden_from(self, url_key: str, client_ip: str, cfg: Config) -> bool:

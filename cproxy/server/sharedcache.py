@@ -4,7 +4,10 @@ hook there stays a handful of calls.
 
 - `open_tier`: the tier for a configuration (None when SharedCache is empty).
 - `from_shared_tier`: after an in-process miss, copy what the shared tier holds for the
-  URL into the in-process cache and decide again (RFC 9111 on this node's clock).
+  URL into the in-process cache (noting a URL the writing node fetched from
+  LoopbackDestinations in `loopback_origins`, as a fetch here would) and decide again
+  (RFC 9111 on this node's clock). The caller asks `loopback_origins.hidden_from` again
+  before serving what came in.
 - `lead_or_wait`: collapse a miss across nodes: take the URL's lease and fetch, or wait
   for the node that holds it and take its entry.
 """
@@ -18,6 +21,7 @@ from cproxy.cache import CacheStore, HttpCache, Lookup
 from cproxy.cache.fields import HeaderPairs
 from cproxy.directives import Config
 from cproxy.errors import ConfigError
+from cproxy.server.destinations import LoopbackOrigins
 from cproxy.sharedtier import SharedTier
 from cproxy.sharedtier.tier import TierSettings
 
@@ -30,6 +34,7 @@ class ProxyCache(Protocol):
     http: HttpCache
     clock: Callable[[], float]
     tier: SharedTier | None
+    loopback_origins: LoopbackOrigins
 
 
 def read_password(cfg: Config) -> str | None:
@@ -75,13 +80,20 @@ def from_shared_tier(
     cache: ProxyCache, method: str, url_key: str, req_headers: HeaderPairs
 ) -> Lookup | None:
     """After an in-process miss: the lookup again, with the shared tier's variants of
-    ``url_key`` copied in-process; None when the shared tier had none (or could not say)."""
+    ``url_key`` copied in-process; None when the shared tier had none (or could not say).
+    A URL whose value says it came from LoopbackDestinations is noted in
+    ``cache.loopback_origins`` before this returns: the caller (and the fast lane, for
+    every later hit) then keeps it from clients that may not reach loopback."""
     assert cache.tier is not None
     entries = cache.tier.lookup(url_key)
     if not entries:
         return None
-    for entry in entries:
-        cache.store.put(entry)
+    for shared in entries:
+        cache.store.put(shared.entry)
+    # After the puts (LoopbackOrigins forgets keys that are not stored when it grows), with
+    # no greenlet switch in between: nothing can serve the copies before they are noted.
+    if any(shared.loopback_origin for shared in entries):
+        cache.loopback_origins.add(url_key)
     return cache.http.lookup(method, url_key, req_headers, cache.clock())
 
 

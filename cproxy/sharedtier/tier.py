@@ -36,6 +36,7 @@ from cproxy.cache.shared import (
     PURGED,
     SETTLED,
     MalformedEntry,
+    SharedEntry,
     decode_entry,
     encode_entry,
     entry_key,
@@ -212,12 +213,13 @@ class SharedTier:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def lookup(self, url_key: str) -> list[Entry]:
-        """Every valid variant stored for ``url_key`` (empty when none, or when the tier
-        cannot be asked). Concurrent lookups of one URL share one call."""
+    def lookup(self, url_key: str) -> list[SharedEntry]:
+        """Every valid variant stored for ``url_key``, each with its loopback mark (empty
+        when none, or when the tier cannot be asked). Concurrent lookups of one URL share
+        one call."""
         pending = self._reads.get(url_key)
         if pending is not None:
-            entries: list[Entry] = pending.get()
+            entries: list[SharedEntry] = pending.get()
             return entries
         result = gevent.event.AsyncResult()
         self._reads[url_key] = result
@@ -231,7 +233,7 @@ class SharedTier:
             result.set(entries)
         return entries
 
-    def _read(self, url_key: str) -> list[Entry]:
+    def _read(self, url_key: str) -> list[SharedEntry]:
         key = entry_key(self.settings.namespace, url_key)
         values: dict[bytes, bytes] = self._call("read", lambda c: c.hgetall(key))
         settings = self.cache_settings()
@@ -259,15 +261,16 @@ class SharedTier:
         except gevent.queue.Full:
             self.dropped_writes += 1
 
-    def store(self, entry: Entry) -> None:
+    def store(self, entry: Entry, *, loopback_origin: bool) -> None:
         """Queue ``entry`` for the shared tier (dropped, and counted, when it is too large,
-        not worth keeping, or the queue is full)."""
+        not worth keeping, or the queue is full); ``loopback_origin``: its URL was fetched
+        from a LoopbackDestinations address, which the value then says to every node."""
         if entry.vary is None:
             return  # Vary: * never matches (RFC 9111 §4.1): nothing to share
         ttl_ms = int(shared_ttl_s(entry) * 1000)
         if ttl_ms <= 0:
             return
-        value = encode_entry(entry)
+        value = encode_entry(entry, loopback_origin=loopback_origin)
         if len(value) > self.settings.max_entry_bytes:
             self.too_large += 1
             return
