@@ -53,7 +53,7 @@ from cproxy.http.message import REG_NAME_TEXT, parse_field_block, valid_host_fie
 from cproxy.memo import memoised_when_short
 from cproxy.server.accesslog import AccessLog
 from cproxy.server.caching import Front, ProxyCache, cache_front, hit_lines, url_key_of
-from cproxy.server.respond import Outcome, log_request
+from cproxy.server.respond import log_request
 from cproxy.server.responsestats import ResponseStats
 from cproxy.server.sink import ClientSink
 
@@ -114,13 +114,10 @@ _plain_fields_memo = memoised_when_short(_plain_fields, max_len=4096, maxsize=25
 class PlainGet:
     """A request head of the shape the fast lane takes, checked."""
 
-    __slots__ = ("fields", "host", "path", "port", "target")
+    __slots__ = ("fields", "host", "path", "port", "target", "url_key")
 
-    def __init__(self, target: str, host: str, port: int, path: str, fields: _Fields) -> None:
-        self.target = target  # also the URL: it is in normal form
-        self.host = host
-        self.port = port
-        self.path = path
+    def __init__(self, line: _Line, fields: _Fields) -> None:
+        self.target, self.host, self.port, self.path, self.url_key = line
         self.fields = fields
 
     def request(self) -> Request:
@@ -137,13 +134,14 @@ class PlainGet:
         return req
 
 
-def plain_get(head: bytes) -> PlainGet | None:
-    """``head`` as a `PlainGet`, or None when it is not one (the general path then parses
-    it, and refuses it if it is malformed)."""
-    line_end = head.find(b"\r\n")
-    if line_end > MAX_REQUEST_LINE_BYTES:
-        return None
-    m = _PLAIN_GET.fullmatch(head, 0, line_end)
+# A plain request line, read: target (also the URL: it is in normal form), host, port,
+# path, and the cache key of the URL.
+_Line = tuple[str, str, int, str, str]
+
+
+def _plain_line(line: bytes) -> _Line | None:
+    """The verdict on a request line (without its CRLF): read when it is a plain GET's."""
+    m = _PLAIN_GET.fullmatch(line)
     if m is None:
         return None
     target, host, port_text, path = m.groups()
@@ -155,12 +153,29 @@ def plain_get(head: bytes) -> PlainGet | None:
             return None
     else:
         port = 80
+    url = target.decode("ascii")
+    return url, host.decode("ascii"), port, path.decode("ascii"), url_key_of(url)
+
+
+# A proxy sees the same request lines again and again (every hit of a hot URL): the
+# verdict on a line is remembered, as the field blocks' is, and a hit's line costs one
+# lookup instead of a regular expression, three decodings and the URL's key.
+_plain_line_memo = memoised_when_short(_plain_line, max_len=1024, maxsize=1024)
+
+
+def plain_get(head: bytes) -> PlainGet | None:
+    """``head`` as a `PlainGet`, or None when it is not one (the general path then parses
+    it, and refuses it if it is malformed)."""
+    line_end = head.find(b"\r\n")
+    if line_end > MAX_REQUEST_LINE_BYTES:
+        return None
+    line = _plain_line_memo(head[:line_end])
+    if line is None:
+        return None
     fields = _plain_fields_memo(head[line_end + 2 : -2])
     if fields is None:
         return None
-    return PlainGet(
-        target.decode("ascii"), host.decode("ascii"), port, path.decode("ascii"), fields
-    )
+    return PlainGet(line, fields)
 
 
 class FastLaneState(Protocol):
@@ -191,8 +206,7 @@ def serve_fresh_hit(
         return None  # the general path asks the same gate (`cache_front`)
     if state.listens_on_port(plain.port):
         return None  # perhaps aimed at cproxy itself: the general path decides
-    url = plain.target
-    url_key = url_key_of(url)
+    url_key = plain.url_key
     if cache.loopback_origins.hidden_from(url_key, client_ip, state.config):
         return None  # from a loopback-only service: the general path refuses it
     fresh = cache.http.fresh_entry(url_key, cache.clock())
@@ -200,21 +214,26 @@ def serve_fresh_hit(
         return None
     entry, age = fresh
     data = entry.head_with_age(int(age), hit_lines(cache.hit_status, entry.lifetime_s - age, keep))
-    outcome = Outcome(entry.status, 0, "-", "hit")
+    sent = 0
     try:
         sink.send_response(data, entry.body)
-        outcome.sent = len(data) + len(entry.body)
+        sent = len(data) + len(entry.body)
         cache.fast_hits += 1
     finally:
+        # What the general path records of a hit, without an Outcome to carry it.
         elapsed_s = time.monotonic() - started
-        state.responses.record(outcome.status, elapsed_s)
+        state.responses.record(entry.status, elapsed_s)
         if state.access_log.enabled:
             index = plain.fields.index
             log_request(
                 state.access_log,
                 client_ip,
-                f"GET {url} HTTP/1.1",
-                outcome,
+                f"GET {plain.target} HTTP/1.1",
+                entry.status,
+                sent,
+                "-",
+                "hit",
+                None,
                 _first(index, "referer"),
                 _first(index, "user-agent"),
                 elapsed_s,

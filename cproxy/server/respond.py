@@ -104,22 +104,26 @@ def log_request(
     access_log: AccessLog,
     client_ip: str,
     request_line: str,
-    outcome: Outcome,
+    status: int,
+    sent: int,
+    origin: str,
+    cache: str,
+    user: str | None,
     referer: str | None,
     user_agent: str | None,
     elapsed_s: float,
 ) -> None:
-    """The access-log line of one request: the general path and the fast lane both write
-    it here."""
+    """The access-log line of one request: the general path (from its `Outcome`) and the
+    fast lane (from what it sent) both write it here."""
     access_log.write(
         client_ip,
         request_line,
-        outcome.status,
-        outcome.sent,
+        status,
+        sent,
         referer,
         user_agent,
         elapsed_s,
-        outcome.origin,
-        outcome.cache,
-        outcome.user,
+        origin,
+        cache,
+        user,
     )
