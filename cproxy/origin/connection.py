@@ -24,7 +24,7 @@ from cproxy.errors import (
     OriginConnectTimeout,
     OriginDNSError,
 )
-from cproxy.geventshim import raw_socket
+from cproxy.geventshim import plain_raw_socket, raw_socket
 
 OriginKey = tuple[str, str, int]
 """``(scheme, host, port)``: host lowercased, an IPv6 literal without brackets."""
@@ -98,6 +98,7 @@ class OriginConnection:
         "key",
         "on_heard",
         "pre_opened",
+        "raw",
         "sock",
         "tls",
         "uses",
@@ -113,6 +114,8 @@ class OriginConnection:
     ) -> None:
         self.key = key
         self.sock = sock
+        # For the first send and recv of each exchange (None for TLS: see geventshim).
+        self.raw = plain_raw_socket(sock)
         # The TLSSettings an https connection was made with (part of its pool key), or None.
         self.tls = tls
         self.created_at = created_at

@@ -32,7 +32,7 @@ from cproxy.errors import (
     OriginReset,
     ProtocolError,
 )
-from cproxy.geventshim import wait_readable_untimed
+from cproxy.geventshim import recv_ready, send_all, wait_readable_untimed
 from cproxy.http import Request, Response, find_head_end
 from cproxy.http.framing import (
     BODY_WRITERS,
@@ -54,7 +54,7 @@ from cproxy.origin.retry import Retry
 from cproxy.origin.tls import tls_buffered
 from cproxy.server.destinations import admit_reused, admitted, policy_for
 from cproxy.server.respond import Outcome
-from cproxy.server.sink import ClientGone, ClientSink, OutputTimeout, send_all
+from cproxy.server.sink import ClientGone, ClientSink, OutputTimeout
 
 log = logging.getLogger("cproxy")
 
@@ -305,7 +305,7 @@ class Exchange:
         osock = conn.sock
         if req.body == NONE:
             try:
-                send_all(osock, head)
+                send_all(osock, head, conn.raw)
             except OSError as exc:
                 raise OriginNoResponse(f"sending the request failed: {exc}") from exc
             return
@@ -363,7 +363,9 @@ class Exchange:
                 if not buf and not tls_buffered(osock):
                     # The origin is still working on the request: no speculative recv.
                     self._wait_for_origin(osock)
-                data = osock.recv(IO_CHUNK_BYTES)
+                    data = recv_ready(osock, IO_CHUNK_BYTES, conn.raw)
+                else:
+                    data = osock.recv(IO_CHUNK_BYTES)
             except TimeoutError as exc:
                 raise OriginReadTimeout(
                     f"{req.host_header} sent no response within ReadTimeout"
