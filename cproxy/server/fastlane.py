@@ -50,7 +50,6 @@ from cproxy.errors import ClientProtocolError
 from cproxy.http import Headers, Request
 from cproxy.http.limits import MAX_REQUEST_LINE_BYTES
 from cproxy.http.message import REG_NAME_TEXT, parse_field_block, valid_host_field
-from cproxy.memo import memoised_when_short
 from cproxy.server.accesslog import AccessLog
 from cproxy.server.caching import Front, ProxyCache, cache_front, hit_lines, url_key_of
 from cproxy.server.respond import log_request
@@ -108,7 +107,10 @@ def _plain_fields(block: bytes) -> _Fields | None:
 
 # Clients send the same field block again and again (a browser's differ by little more
 # than the request line, which is not part of the block): remember the verdicts.
-_plain_fields_memo = memoised_when_short(_plain_fields, max_len=4096, maxsize=256)
+# Bounded as `cproxy.memo` bounds its memos (only short arguments are kept), with the
+# length checked by `plain_get` itself: one Python call less per request than the wrapper.
+_FIELDS_MEMO_BYTES = 4096
+_remembered_fields = functools.lru_cache(maxsize=256)(_plain_fields)
 
 
 class PlainGet:
@@ -160,7 +162,8 @@ def _plain_line(line: bytes) -> _Line | None:
 # A proxy sees the same request lines again and again (every hit of a hot URL): the
 # verdict on a line is remembered, as the field blocks' is, and a hit's line costs one
 # lookup instead of a regular expression, three decodings and the URL's key.
-_plain_line_memo = memoised_when_short(_plain_line, max_len=1024, maxsize=1024)
+_LINE_MEMO_BYTES = 1024
+_remembered_line = functools.lru_cache(maxsize=1024)(_plain_line)
 
 
 def plain_get(head: bytes) -> PlainGet | None:
@@ -169,10 +172,12 @@ def plain_get(head: bytes) -> PlainGet | None:
     line_end = head.find(b"\r\n")
     if line_end > MAX_REQUEST_LINE_BYTES:
         return None
-    line = _plain_line_memo(head[:line_end])
+    raw_line = head[:line_end]
+    line = _remembered_line(raw_line) if line_end <= _LINE_MEMO_BYTES else _plain_line(raw_line)
     if line is None:
         return None
-    fields = _plain_fields_memo(head[line_end + 2 : -2])
+    block = head[line_end + 2 : -2]
+    fields = _remembered_fields(block) if len(block) <= _FIELDS_MEMO_BYTES else _plain_fields(block)
     if fields is None:
         return None
     return PlainGet(line, fields)
