@@ -12,8 +12,15 @@ import socket as stdlib_socket
 import gevent
 import gevent.event
 from gevent import socket as gsocket
+from gevent import ssl as gssl
 
-from cproxy.geventshim import raw_socket, wait_readable_untimed
+from cproxy.geventshim import (
+    plain_raw_socket,
+    raw_socket,
+    recv_ready,
+    send_all,
+    wait_readable_untimed,
+)
 
 
 def pair() -> tuple[gsocket.socket, gsocket.socket]:
@@ -76,3 +83,61 @@ def test_raw_socket_peeks_without_waiting() -> None:
         assert raw.recv(1, stdlib_socket.MSG_PEEK) == b""  # EOF seen by the peek
     finally:
         client.close()
+
+
+def test_plain_raw_socket_is_only_for_plain_tcp_sockets() -> None:
+    client, server = pair()
+    try:
+        assert plain_raw_socket(client) is raw_socket(client)
+        # A TLS socket's raw socket carries its records: never written to directly.
+        ctx = gssl.create_default_context()
+        tls = ctx.wrap_socket(
+            gsocket.socket(), server_hostname="origin.test", do_handshake_on_connect=False
+        )
+        try:
+            assert plain_raw_socket(tls) is None
+        finally:
+            tls.close()
+    finally:
+        client.close()
+        server.close()
+
+
+def test_send_all_sends_what_the_first_send_left_waiting_for_the_reader() -> None:
+    client, server = pair()
+    try:
+        client.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_SNDBUF, 4096)
+        data = bytes(range(256)) * 16384  # 4 MiB: far more than one send() takes
+        received = bytearray()
+
+        def reader() -> None:
+            while len(received) < len(data):
+                chunk = server.recv(65536)
+                if not chunk:
+                    return
+                received.extend(chunk)
+
+        g = gevent.spawn(reader)
+        send_all(client, data, plain_raw_socket(client))
+        g.join(10)
+        assert bytes(received) == data
+    finally:
+        client.close()
+        server.close()
+
+
+def test_recv_ready_waits_through_gevent_when_the_bytes_are_not_there() -> None:
+    client, server = pair()
+    try:
+        client.settimeout(5)
+        later = gevent.spawn_later(0.05, server.sendall, b"late")
+        # No wait before it found the socket readable: the raw recv finds nothing and
+        # gevent's recv waits for the bytes.
+        assert recv_ready(client, 100, plain_raw_socket(client)) == b"late"
+        later.join(5)
+        server.sendall(b"now")
+        wait_readable_untimed(client)
+        assert recv_ready(client, 100, plain_raw_socket(client)) == b"now"
+    finally:
+        client.close()
+        server.close()

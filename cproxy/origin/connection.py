@@ -9,6 +9,7 @@ All I/O uses gevent's socket module explicitly: cproxy runs without monkey-patch
 
 from __future__ import annotations
 
+import functools
 import socket as _stdlib_socket
 import time
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from cproxy.errors import (
     OriginConnectTimeout,
     OriginDNSError,
 )
-from cproxy.geventshim import raw_socket
+from cproxy.geventshim import plain_raw_socket, raw_socket
 
 OriginKey = tuple[str, str, int]
 """``(scheme, host, port)``: host lowercased, an IPv6 literal without brackets."""
@@ -38,11 +39,14 @@ Resolver = Callable[[str, int], list[tuple[Any, ...]]]
 resolve."""
 
 
+@functools.lru_cache(maxsize=1024)
 def origin_key(scheme: str, host: str, port: int) -> OriginKey:
     """Return the canonical key for an origin: scheme and host lowercased, brackets stripped.
 
     Two spellings of the same origin (``EXAMPLE.test`` and ``example.test``, ``[::1]`` and
     ``::1``) must share one idle list, or pooling silently stops working for one of them.
+    Remembered (a pure function of a few origins, asked twice per exchange: by the
+    exchange and by the pool); a refused key raises each time.
     """
     host = host.strip().lower()
     if host.startswith("[") and host.endswith("]"):
@@ -94,6 +98,7 @@ class OriginConnection:
         "key",
         "on_heard",
         "pre_opened",
+        "raw",
         "sock",
         "tls",
         "uses",
@@ -109,6 +114,8 @@ class OriginConnection:
     ) -> None:
         self.key = key
         self.sock = sock
+        # For the first send and recv of each exchange (None for TLS: see geventshim).
+        self.raw = plain_raw_socket(sock)
         # The TLSSettings an https connection was made with (part of its pool key), or None.
         self.tls = tls
         self.created_at = created_at

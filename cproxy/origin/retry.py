@@ -26,6 +26,17 @@ class Retry:
     has_body: bool
     retried: bool = False
 
+    @staticmethod
+    def first(method: str, has_body: bool) -> Retry:
+        """The state of a request's first attempt. A frozen dataclass is slow to build
+        (every field set through ``object.__setattr__``), and every request to an origin
+        needs one: the usual ones are shared, which a value object allows."""
+        if not has_body:
+            shared = _FIRST_WITHOUT_BODY.get(method)
+            if shared is not None:
+                return shared
+        return Retry(method, has_body)
+
     @property
     def fresh_socket(self) -> bool:
         """Whether the next attempt opens a fresh socket rather than take a pooled one:
@@ -45,3 +56,9 @@ class Retry:
         if reused and not self.has_body and not self.retried and self.method in IDEMPOTENT_METHODS:
             return dataclasses.replace(self, retried=True)
         return None
+
+
+# The first attempts of requests without a body, by method (a bounded set: only these).
+_FIRST_WITHOUT_BODY = {
+    method: Retry(method, False) for method in (*sorted(IDEMPOTENT_METHODS), "POST", "PATCH")
+}

@@ -32,7 +32,7 @@ from cproxy.errors import (
     OriginReset,
     ProtocolError,
 )
-from cproxy.geventshim import wait_readable_untimed
+from cproxy.geventshim import recv_ready, send_all, wait_readable_untimed
 from cproxy.http import Request, Response, find_head_end
 from cproxy.http.framing import (
     BODY_WRITERS,
@@ -54,7 +54,7 @@ from cproxy.origin.retry import Retry
 from cproxy.origin.tls import tls_buffered
 from cproxy.server.destinations import admit_reused, admitted, policy_for
 from cproxy.server.respond import Outcome
-from cproxy.server.sink import ClientGone, ClientSink, OutputTimeout, send_all
+from cproxy.server.sink import ClientGone, ClientSink, OutputTimeout
 
 log = logging.getLogger("cproxy")
 
@@ -205,7 +205,7 @@ class Exchange:
         # Every connection opened or reused for this request, including a retry's, is
         # checked on its resolved address (DESIGN.md §5 rule 10).
         admit = policy_for(cfg).admit(requester.client_ip)
-        retry: Retry | None = Retry(req.method, has_body)
+        retry: Retry | None = Retry.first(req.method, has_body)
         while retry is not None:
             # At MaxConnPerServer the request queues; the client closing leaves the queue.
             abandon = requester.abandon_on_eof
@@ -219,7 +219,7 @@ class Exchange:
                     conn = pool.acquire(
                         key, verify=retry.verify_pooled, abandon_on_eof=abandon, admit=check
                     )
-                    if conn.reused and check is not None:
+                    if check is not None and conn.reused:
                         admit_reused(pool, conn, check)
             except CONNECT_FAILURES as exc:
                 if parent is None:
@@ -234,14 +234,19 @@ class Exchange:
                 continue
             if parent is not None:
                 parents.mark_up(parent)
-            if not conn.reused and check is not None:
-                admitted(conn, check)  # its address was checked as it was opened
-            self.outcome.origin = "reused" if conn.reused else "new"
-            if not conn.reused and self._is_own_listener(conn.sock):
-                # A name that resolved to one of our own listeners: refuse before a byte is
-                # sent, rather than wait for the Via loop check on the second pass.
-                pool.discard(conn)
-                raise ClientProtocolError(403, TO_SELF)
+            reused = conn.reused
+            if reused:
+                self.outcome.origin = "reused"
+            else:
+                self.outcome.origin = "new"
+                if check is not None:
+                    admitted(conn, check)  # its address was checked as it was opened
+                if self._is_own_listener(conn.sock):
+                    # A name that resolved to one of our own listeners: refuse before a
+                    # byte is sent, rather than wait for the Via loop check on the second
+                    # pass.
+                    pool.discard(conn)
+                    raise ClientProtocolError(403, TO_SELF)
             try:
                 if conn.sock.timeout != cfg.read_timeout_s:  # a pooled socket has it already
                     conn.sock.settimeout(cfg.read_timeout_s)
@@ -258,7 +263,7 @@ class Exchange:
                 pool.discard(conn)
                 # A stale pooled socket (the origin closed it as we used it) is worth one
                 # more try, for a request that cannot duplicate work (DESIGN.md §5 rule 5).
-                retry = retry.after_no_response(reused=conn.reused)
+                retry = retry.after_no_response(reused=reused)
                 if retry is None:
                     raise
                 log.debug("retrying %s %s on a fresh socket: %s", req.method, req.url, exc)
@@ -300,7 +305,7 @@ class Exchange:
         osock = conn.sock
         if req.body == NONE:
             try:
-                send_all(osock, head)
+                send_all(osock, head, conn.raw)
             except OSError as exc:
                 raise OriginNoResponse(f"sending the request failed: {exc}") from exc
             return
@@ -358,7 +363,9 @@ class Exchange:
                 if not buf and not tls_buffered(osock):
                     # The origin is still working on the request: no speculative recv.
                     self._wait_for_origin(osock)
-                data = osock.recv(IO_CHUNK_BYTES)
+                    data = recv_ready(osock, IO_CHUNK_BYTES, conn.raw)
+                else:
+                    data = osock.recv(IO_CHUNK_BYTES)
             except TimeoutError as exc:
                 raise OriginReadTimeout(
                     f"{req.host_header} sent no response within ReadTimeout"

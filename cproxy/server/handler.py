@@ -41,7 +41,7 @@ from cproxy.errors import (
     OriginError,
     OriginProtocolError,
 )
-from cproxy.geventshim import raw_socket, wait_readable_untimed
+from cproxy.geventshim import raw_socket, recv_ready, wait_readable_untimed
 from cproxy.http import Request, find_head_end, parse_request_head
 from cproxy.http.framing import (
     LENGTH,
@@ -247,7 +247,7 @@ class ClientConnection:
             self.idle = True
             try:
                 wait_readable_untimed(sock)
-                buf = sock.recv(IO_CHUNK_BYTES)
+                buf = recv_ready(sock, IO_CHUNK_BYTES, self.sink.raw)
             except OSError:
                 # gevent cancels a wait on a socket shut down under it (cancel_wait_ex).
                 if not self.idle_expired:

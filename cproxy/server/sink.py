@@ -12,6 +12,8 @@ from typing import Protocol
 
 from gevent import socket
 
+from cproxy.geventshim import plain_raw_socket, send_all
+
 # A body up to this size is joined to its head for one send(); a larger one goes with its
 # head in one sendmsg(), not copied. Measured (bench/compare.py, issue #5): sendmsg() made
 # 16 KiB hits no faster than joining, and 1 MiB hits 1.4x faster than two send()s.
@@ -48,28 +50,20 @@ class ClientSink(Protocol):
         ...
 
 
-def send_all(sock: socket.socket, data: bytes | memoryview) -> None:
-    """Send all of ``data``. One send() usually takes a whole head or small response;
-    gevent's sendall() costs more per call (it asks the socket for its buffer size
-    first), so it only carries what the first send() left."""
-    sent = sock.send(data)
-    if sent < len(data):
-        sock.sendall(memoryview(data)[sent:])
-
-
 class SocketSink:
     """The client connection's socket (its timeout, ReadTimeout, bounds each send)."""
 
-    __slots__ = ("sock",)
+    __slots__ = ("raw", "sock")
 
     for_client = True
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+        self.raw = plain_raw_socket(sock)
 
     def send(self, data: bytes) -> None:
         try:
-            send_all(self.sock, data)
+            send_all(self.sock, data, self.raw)
         except (OSError, TimeoutError) as exc:
             raise ClientGone(str(exc)) from exc
 
