@@ -10,8 +10,14 @@ from __future__ import annotations
 import pytest
 
 from cproxy.errors import OriginProtocolError
-from cproxy.http import Response, find_head_end, parse_response_head
+from cproxy.http import Headers, Response, find_head_end, parse_response_head
 from cproxy.http.limits import MAX_HEAD_BYTES, MAX_HEADER_COUNT
+from cproxy.http.message import (
+    NOT_FORWARDED,
+    client_fields,
+    response_fields_for_client,
+    says_close,
+)
 
 
 def head(status_line: str | bytes, *fields: str | bytes) -> bytes:
@@ -316,3 +322,86 @@ def test_end_to_end_drops_hop_by_hop_fields_of_a_response() -> None:
         )
     )
     assert resp.headers.end_to_end() == [("Cache-Control", "max-age=60"), ("Set-Cookie", "a=b")]
+
+
+CLIENT_FIELD_HEADS = [
+    pytest.param(
+        ("Server: nginx", "Content-Length: 3", "Connection: keep-alive", "Cache-Control: no-store"),
+        [("Server", "nginx"), ("Cache-Control", "no-store"), ("Via", "1.1 proxy.test")],
+        id="usual",
+    ),
+    pytest.param(
+        ("Via: 1.0 a", "X-A: 1", "vIA: 1.1 b", "Content-Length: 0"),
+        [("X-A", "1"), ("Via", "1.0 a, 1.1 b, 1.1 proxy.test")],
+        id="earlier-via-entries-merged",
+    ),
+    pytest.param(
+        ("CONNECTION: X-Hop, Close", "x-hop: 1", "X-HOP: 2", "Set-Cookie: a", "Set-Cookie: b"),
+        [("Set-Cookie", "a"), ("Set-Cookie", "b"), ("Via", "1.1 proxy.test")],
+        id="connection-listed-any-case",
+    ),
+    pytest.param(
+        ("Connection: x-a", "Connection: x-b", "X-A: 1", "X-B: 2", "X-C: 3"),
+        [("X-C", "3"), ("Via", "1.1 proxy.test")],
+        id="two-connection-lines",
+    ),
+    pytest.param(
+        ("Connection: via", "Via: 1.0 a", "Content-Length: 0"),
+        [("Via", "1.0 a, 1.1 proxy.test")],
+        id="connection-names-via",
+    ),
+]
+
+
+@pytest.mark.parametrize(("fields", "expected"), CLIENT_FIELD_HEADS)
+def test_client_fields_and_their_index_agree_with_a_fresh_index(
+    fields: tuple[str, ...], expected: list[tuple[str, str]]
+) -> None:
+    # client_fields derives its index from the response's instead of building one: it
+    # must be exactly the index that its fields would get, and response_fields_for_client
+    # must give the same fields.
+    resp = parse(head(OK, *fields))
+    client = client_fields(resp, "proxy.test")
+    assert list(client) == expected
+    assert client.by_name() == Headers(list(expected)).by_name()
+    assert response_fields_for_client(resp, "proxy.test") == expected
+    # The response's own index is left as it was.
+    assert resp.headers.by_name() == Headers(list(resp.headers)).by_name()
+
+
+def test_client_fields_can_be_changed_without_touching_the_response() -> None:
+    resp = parse(head(OK, "Set-Cookie: a", "Content-Length: 0"))
+    client = client_fields(resp, "proxy.test")
+    client.add("Set-Cookie", "b")
+    client.remove("Via")
+    assert client.get_all("set-cookie") == ["a", "b"]
+    assert resp.headers.get_all("set-cookie") == ["a"]
+    assert resp.headers.get_values("set-cookie") == ["a"]
+
+
+def test_end_to_end_leaves_out_the_names_the_caller_rewrites() -> None:
+    resp = parse(head(OK, "Connection: X-Hop", "X-Hop: 1", "Date: d", "X-Other: 2", "Age: 3"))
+    dropped = NOT_FORWARDED | {"date", "age"}
+    assert resp.headers.end_to_end(dropped) == [("X-Other", "2")]
+    assert resp.headers.end_to_end() == [("Date", "d"), ("X-Other", "2"), ("Age", "3")]
+    # Nothing to drop: the fields, as a new list.
+    plain = Headers([("X-A", "1")])
+    assert plain.end_to_end(dropped) == [("X-A", "1")]
+    assert plain.end_to_end(dropped) is not plain.items()
+
+
+@pytest.mark.parametrize(
+    ("values", "close"),
+    [
+        (None, False),
+        ([], False),
+        (["keep-alive"], False),
+        (["Keep-Alive, CLOSE"], True),
+        (["x-enclosed"], False),
+        (['x-a="close"'], False),
+        (["keep-alive", " close "], True),
+        (["closed"], False),
+    ],
+)
+def test_says_close_finds_the_close_option_only(values: list[str] | None, close: bool) -> None:
+    assert says_close(values) is close

@@ -10,11 +10,12 @@ from __future__ import annotations
 from http import HTTPStatus
 
 from cproxy.http.framing import CHUNKED, CLOSE, LENGTH, NONE
-from cproxy.http.message import Request, Response
+from cproxy.http.message import NOT_FORWARDED, Request, Response
 
 # Fields of a request never copied to the forwarded head: cproxy writes Host and Via
 # itself, and answers Expect itself (RFC 9110 §10.1.1 lets a proxy do so).
 _REWRITTEN_REQUEST_FIELDS = frozenset({"host", "expect", "via"})
+_NOT_COPIED = NOT_FORWARDED | _REWRITTEN_REQUEST_FIELDS
 # Methods whose request means to carry content: without a body they get an explicit
 # Content-Length: 0 (RFC 9110 §8.6).
 _CONTENT_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -40,13 +41,11 @@ def _framing_line(kind: str, length: int) -> str | None:
 def origin_request_head(req: Request, via_name: str) -> bytes:
     """The head cproxy sends to the origin for ``req``: its end-to-end fields, Host from
     the parsed target, our Via entry appended, and the framing of the body we send."""
+    headers = req.headers
     lines = [f"{req.method} {req.path} HTTP/1.1", f"Host: {req.host_header}"]
-    lines += [
-        f"{name}: {value}"
-        for name, value in req.headers.end_to_end()
-        if name.lower() not in _REWRITTEN_REQUEST_FIELDS
-    ]
-    via = req.headers.get_all("via")
+    # One pass over the fields drops both kinds (each name is lower-cased once).
+    lines += [f"{name}: {value}" for name, value in headers.end_to_end(_NOT_COPIED)]
+    via = headers.get_values("via")
     lines.append("Via: " + ", ".join([*via, f"1.{req.version} {via_name}"]))
     framing = _framing_line(req.body, req.content_length)
     if framing is not None:

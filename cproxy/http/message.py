@@ -30,7 +30,11 @@ from cproxy.http.syntax import HOP_BY_HOP, split_list
 from cproxy.memo import memoised_when_short
 
 _FRAMING = frozenset({"content-length", "transfer-encoding"})
-_NOT_FORWARDED = HOP_BY_HOP | _FRAMING
+# The fields a proxy never forwards as they are: hop-by-hop and framing (rebuilt by the
+# sender). Those a Connection field names are added per message (`Headers.dropped_names`).
+NOT_FORWARDED = HOP_BY_HOP | _FRAMING
+# Relayed to the client with the response, Via is rewritten with our entry appended.
+_NOT_RELAYED = NOT_FORWARDED | {"via"}
 # The fields _parse_request_framing looks at.
 _REQUEST_FRAMING_FIELDS = frozenset({"transfer-encoding", "content-length", "connection", "expect"})
 
@@ -64,6 +68,29 @@ _SIMPLE_AUTHORITY = re.compile(r"(" + REG_NAME_TEXT + r")(?::([0-9]{1,5}))?")
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
+def index_fields(fields: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
+    """The name index of ``fields``: lower-cased name -> its values, in order."""
+    index: dict[str, list[str]] = {}
+    for name, value in fields:
+        key = name.lower()
+        values = index.get(key)
+        if values is None:
+            index[key] = [value]
+        else:
+            values.append(value)
+    return index
+
+
+def _options(value: str) -> frozenset[str]:
+    return frozenset(member.lower() for member in split_list(value))
+
+
+# The options (lower-cased) one Connection field line lists (RFC 9110 §7.6.1), asked of
+# every request and response that has one: the same few values ("keep-alive", "close")
+# come again and again, so short ones are remembered.
+connection_options = memoised_when_short(_options, max_len=256, maxsize=256)
+
+
 class Headers(Sequence[tuple[str, str]]):
     """An ordered sequence of ``(name, value)`` fields with case-insensitive lookup.
 
@@ -92,41 +119,62 @@ class Headers(Sequence[tuple[str, str]]):
         """The index: lower-cased field name -> its values, in order. Read-only."""
         index = self._index
         if index is None:
-            index = {}
-            for n, v in self._fields:
-                key = n.lower()
-                values = index.get(key)
-                if values is None:
-                    index[key] = [v]
-                else:
-                    values.append(v)
-            self._index = index
+            index = self._index = index_fields(self._fields)
         return index
+
+    # get, get_values and get_all read ``_index`` themselves rather than through by_name():
+    # a pooled miss makes a dozen such lookups, and a Python call costs as much as the
+    # dict lookup it wraps.
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of ``name``, or ``default``."""
-        values = self.by_name().get(name.lower())
+        index = self._index
+        if index is None:
+            index = self.by_name()
+        values = index.get(name.lower())
         return values[0] if values else default
+
+    def get_values(self, name: str) -> Sequence[str]:
+        """Every value of ``name``, in order, without a copy: the index's own list (or an
+        empty tuple), which the caller must not change. `get_all` gives a list to keep."""
+        index = self._index
+        if index is None:
+            index = self.by_name()
+        return index.get(name.lower(), ())
 
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name``, in order (a new list)."""
-        return list(self.by_name().get(name.lower(), ()))
+        index = self._index
+        if index is None:
+            index = self.by_name()
+        return list(index.get(name.lower(), ()))
 
     def get_tokens(self, name: str) -> list[str]:
         """The list members of every ``name`` field (RFC 9110 §5.6.1: a comma inside a
         quoted string does not split), lower-cased."""
-        values = self.by_name().get(name.lower())
+        index = self._index
+        if index is None:
+            index = self.by_name()
+        values = index.get(name.lower())
         if not values:
             return []
         return [member.lower() for value in values for member in split_list(value)]
 
     def has_any(self, names: frozenset[str]) -> bool:
         """Is a field with one of ``names`` (lower-case) present?"""
-        return not self.by_name().keys().isdisjoint(names)
+        index = self._index
+        if index is None:
+            index = self.by_name()
+        return not index.keys().isdisjoint(names)
 
     def __contains__(self, name: object) -> bool:
         """``"name" in headers``: is a field of that name present?"""
-        return isinstance(name, str) and name.lower() in self.by_name()
+        if not isinstance(name, str):
+            return False
+        index = self._index
+        if index is None:
+            index = self.by_name()
+        return name.lower() in index
 
     def add(self, name: str, value: str) -> None:
         self._fields.append((name, value))
@@ -164,18 +212,33 @@ class Headers(Sequence[tuple[str, str]]):
     def __repr__(self) -> str:
         return f"Headers({self._fields!r})"
 
-    def end_to_end(self) -> list[tuple[str, str]]:
-        """The fields a proxy forwards: without hop-by-hop fields, the fields the
-        Connection header names, and the framing fields (rebuilt by the sender)."""
-        index = self.by_name()
-        if index.keys().isdisjoint(_NOT_FORWARDED):
-            return list(self._fields)  # the usual request: nothing to drop
+    def dropped_names(self, base: frozenset[str] = NOT_FORWARDED) -> frozenset[str]:
+        """``base`` (lower-case names) and the names this message's Connection field
+        lists, which are for this hop only (RFC 9110 §7.6.1)."""
+        index = self._index
+        if index is None:
+            index = self.by_name()
         connection = index.get("connection")
-        drop = (
-            HOP_BY_HOP | _FRAMING | set(self.get_tokens("connection"))
-            if connection
-            else _NOT_FORWARDED
-        )
+        if not connection:
+            return base
+        if len(connection) == 1:
+            options = connection_options(connection[0])
+        else:
+            options = frozenset().union(*map(connection_options, connection))
+        # Usually "keep-alive", already in ``base``: no new set is made.
+        return base if options <= base else base | options
+
+    def end_to_end(self, dropped: frozenset[str] = NOT_FORWARDED) -> list[tuple[str, str]]:
+        """The fields a proxy forwards (a new list): without hop-by-hop fields, the fields
+        the Connection header names, and the framing fields (rebuilt by the sender).
+        ``dropped``: the names left out, `NOT_FORWARDED` and any the caller writes itself."""
+        index = self._index
+        if index is None:
+            index = self.by_name()
+        if index.keys().isdisjoint(dropped):
+            # Nothing to drop (so no Connection field either): no name is lower-cased.
+            return list(self._fields)
+        drop = self.dropped_names(dropped)
         return [(n, v) for n, v in self._fields if n.lower() not in drop]
 
 
@@ -397,9 +460,15 @@ def _parse_authority(authority: str, client: bool = True) -> tuple[str, int | No
     return host.lower().rstrip("."), port
 
 
-def _parse_content_length(values: list[str], client: bool) -> int:
+def _parse_content_length(values: Sequence[str], client: bool) -> int:
     """Content-Length (RFC 9112 §6.3): every value, in every field line, must be the
     same run of digits; anything else is a framing error."""
+    if len(values) == 1:
+        # The usual one plain number (already stripped of OWS by the field parser):
+        # isascii() keeps out the other scripts' digits that isdigit() accepts.
+        value = values[0]
+        if value.isdigit() and value.isascii() and len(value) <= MAX_CONTENT_LENGTH_DIGITS:
+            return int(value)
     lengths = set()
     for value in values:
         for item in value.split(","):
@@ -412,7 +481,17 @@ def _parse_content_length(values: list[str], client: bool) -> int:
     return lengths.pop()
 
 
-def _transfer_codings(values: list[str]) -> list[str]:
+def says_close(connection: Sequence[str] | None) -> bool:
+    """Does a message whose Connection field lines are ``connection`` (None: no field)
+    list the ``close`` option (RFC 9112 §9.6)?"""
+    if not connection:
+        return False
+    if len(connection) == 1:
+        return "close" in connection_options(connection[0])  # the usual one line
+    return any("close" in connection_options(value) for value in connection)
+
+
+def _transfer_codings(values: Sequence[str]) -> list[str]:
     return [c.strip(_OWS).lower() for v in values for c in v.split(",")]
 
 
@@ -453,7 +532,7 @@ def _parse_target(req: Request) -> None:
     headers = req.headers
     if "#" in target:
         raise ClientProtocolError(400, "fragment in request target")
-    hosts = headers.get_all("host")
+    hosts = headers.get_values("host")
     if len(hosts) > 1:
         raise ClientProtocolError(400, "more than one Host header field")
     if req.version >= 1 and not hosts:
@@ -534,7 +613,7 @@ def _check_host_field(value: str) -> bool:
 valid_host_field = memoised_when_short(_check_host_field, max_len=255, maxsize=256)
 
 
-def _host_from_field(req: Request, hosts: list[str]) -> None:
+def _host_from_field(req: Request, hosts: Sequence[str]) -> None:
     if not hosts:
         return
     host, port = _parse_authority(hosts[0]) if hosts[0] else ("", None)
@@ -550,8 +629,8 @@ def _parse_request_framing(req: Request) -> None:
         if req.version == 0:
             req.keep_alive = False
         return
-    te = headers.get_all("transfer-encoding")
-    cl = headers.get_all("content-length")
+    te = index.get("transfer-encoding")
+    cl = index.get("content-length")
     if te:
         # RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 message means faulty framing.
         if req.version == 0:
@@ -567,9 +646,9 @@ def _parse_request_framing(req: Request) -> None:
     elif cl:
         req.content_length = _parse_content_length(cl, True)
         req.body = "length" if req.content_length else "none"
-    if req.version == 0 or "close" in headers.get_tokens("connection"):
+    if req.version == 0 or says_close(index.get("connection")):
         req.keep_alive = False
-    expect = headers.get_all("expect")
+    expect = index.get("expect")
     if expect and req.version >= 1:
         if [e.strip(_OWS).lower() for e in expect] != ["100-continue"]:
             raise ClientProtocolError(417, "only the 100-continue expectation is supported")
@@ -602,9 +681,10 @@ def parse_response_head(head: bytes, request_method: str) -> Response:
         (reason_b or b"").decode("latin-1"),
         parse_field_block(head[first_crlf + 2 : -2], False),
     )
-    headers = resp.headers
-    te = headers.get_all("transfer-encoding")
-    cl = headers.get_all("content-length")
+    # The index is read directly: it was built with the fields, in the same pass.
+    index = resp.headers.by_name()
+    te = index.get("transfer-encoding")
+    cl = index.get("content-length")
     if te and resp.version == 0:
         # RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 message means faulty framing.
         raise OriginProtocolError("Transfer-Encoding in an HTTP/1.0 response")
@@ -639,17 +719,33 @@ def parse_response_head(head: bytes, request_method: str) -> Response:
         resp.version >= 1
         and resp.body != "close"
         and not tunnel
-        and "close" not in headers.get_tokens("connection")
+        and not says_close(index.get("connection"))
     )
     return resp
 
 
-def response_fields_for_client(resp: Response, via_name: str) -> list[tuple[str, str]]:
+def client_fields(resp: Response, via_name: str) -> Headers:
     """The fields of ``resp`` a proxy passes on: end-to-end ones plus its own Via entry
-    (RFC 9110 §7.6.3); framing is added by whoever serialises the body."""
-    fields = resp.headers.end_to_end()
-    via = resp.headers.get_all("via")
-    if via:
-        fields = [(n, v) for n, v in fields if n.lower() != "via"]
-    fields.append(("Via", ", ".join([*via, f"1.{resp.version} {via_name}"])))
-    return fields
+    (RFC 9110 §7.6.3); framing is added by whoever serialises the body.
+
+    Their name index is derived from the response's, not built again: the cache's
+    policy looks them up a dozen times, and no name is lower-cased twice for it.
+    """
+    headers = resp.headers
+    index = headers.by_name()
+    drop = headers.dropped_names(_NOT_RELAYED)
+    fields = [(n, v) for n, v in headers.items() if n.lower() not in drop]
+    via = ", ".join([*index.get("via", ()), f"1.{resp.version} {via_name}"])
+    fields.append(("Via", via))
+    # A copy less the few names dropped (a C copy, not a loop over every name); the
+    # value lists are shared with the response's index: no Headers changes one in place.
+    relayed = dict(index)
+    for name in index.keys() & drop:
+        del relayed[name]
+    relayed["via"] = [via]
+    return Headers.with_index(fields, relayed)
+
+
+def response_fields_for_client(resp: Response, via_name: str) -> list[tuple[str, str]]:
+    """The fields of ``resp`` a proxy passes on, as `client_fields` gives them."""
+    return client_fields(resp, via_name).items()

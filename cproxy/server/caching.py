@@ -58,7 +58,7 @@ from cproxy.errors import (
 )
 from cproxy.http import Headers, Request, Response
 from cproxy.http.framing import CHUNKED, LENGTH, NONE
-from cproxy.http.message import response_fields_for_client
+from cproxy.http.message import client_fields
 from cproxy.memo import memoised_when_short
 from cproxy.server.destinations import LoopbackOrigins, policy_for
 from cproxy.server.exchange import Requester
@@ -479,9 +479,9 @@ def _fetch(
             return _fetch(who, cache, req, url_key, None, keep, outcome)
 
     tee = None
-    stored_fields = response_fields_for_client(resp, cfg.hostname)
-    # The same fields, indexed by name for the policy's many lookups.
-    indexed_fields = Headers(stored_fields)
+    # The fields for the client, with the name index the policy's many lookups use.
+    indexed_fields = client_fields(resp, cfg.hostname)
+    stored_fields = indexed_fields.items()
     # §4.4: an unsafe method's non-error response invalidates first, so that what it may
     # store itself (a POST naming its target in Content-Location) stays.
     invalidated = cache.http.invalidate_after(req.method, resp.status, url_key, resp_fields)
