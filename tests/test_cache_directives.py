@@ -150,3 +150,18 @@ def test_5_2_parser_never_crashes(lines: list[str]) -> None:
         assert name == name.lower()
         assert value is None or isinstance(value, str)
         delta_seconds(value)
+
+
+def test_a_remembered_line_is_parsed_alike_and_handed_out_as_a_copy() -> None:
+    # One field line's parse is remembered: each caller gets its own dict, so changing
+    # one answer changes no later one; lines parsed one by one, as a list of one line
+    # and in a tuple agree, with duplicates inside the line merged as across lines.
+    line = "max-age=60, private, max-age=60, no-cache=a, no-cache=b"
+    first = parse_cache_control([line])
+    assert first == {"max-age": "60", "private": None, "no-cache": "a, b"}
+    first["max-age"] = "0"
+    del first["private"]
+    assert parse_cache_control([line]) == parse_cache_control(line) == parse_cache_control((line,))
+    assert parse_cache_control([line])["max-age"] == "60"
+    assert parse_cache_control(iter([line])) == parse_cache_control([line])
+    assert parse_cache_control([line]) is not parse_cache_control([line])

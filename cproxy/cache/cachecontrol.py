@@ -23,6 +23,7 @@ import re
 from collections.abc import Iterable
 
 from cproxy.cache.fields import split_list, unquote
+from cproxy.memo import memoised_when_short
 
 # RFC 9111 §1.2.2: a delta-seconds value too large to represent is taken as 2^31.
 MAX_DELTA_SECONDS = 2147483648
@@ -51,20 +52,39 @@ def parse_cache_control(values: Iterable[str] | str | None) -> CacheControl:
         return {}
     if isinstance(values, str):
         values = [values]
+    elif isinstance(values, (list, tuple)) and len(values) == 1:
+        # The usual single line: its parse is remembered (a copy is returned, so a
+        # caller may change it), as the same few values come on response after response.
+        return dict(_parse_line_memo(values[0]))
     directives: CacheControl = {}
     for value in values:
-        for member in split_list(value):
-            match = _MEMBER.match(member)
-            if match is None:
-                continue
-            name = match.group(1).lower()
-            raw = match.group(2)
-            argument = None if raw is None else unquote(raw)
-            if name not in directives:
-                directives[name] = argument
-            else:
-                directives[name] = _merge(name, directives[name], argument)
+        _parse_members(value, directives)
     return directives
+
+
+def _parse_members(value: str, directives: CacheControl) -> None:
+    """Add the directives of one field line value to ``directives``."""
+    for member in split_list(value):
+        match = _MEMBER.match(member)
+        if match is None:
+            continue
+        name = match.group(1).lower()
+        raw = match.group(2)
+        argument = None if raw is None else unquote(raw)
+        if name not in directives:
+            directives[name] = argument
+        else:
+            directives[name] = _merge(name, directives[name], argument)
+
+
+def _parse_line(value: str) -> CacheControl:
+    directives: CacheControl = {}
+    _parse_members(value, directives)
+    return directives
+
+
+# Never handed out itself: `parse_cache_control` copies what it gives.
+_parse_line_memo = memoised_when_short(_parse_line, max_len=256, maxsize=512)
 
 
 def _merge(name: str, old: str | None, new: str | None) -> str | None:

@@ -7,6 +7,7 @@ Parameters follow RFC 9211 §2: ``hit``, ``fwd`` (a token from §2.2), ``fwd-sta
 
 from __future__ import annotations
 
+import functools
 import re
 
 # RFC 9211 §2.2: why the request went forward.
@@ -26,6 +27,8 @@ def sf_string(text: str) -> str:
     return '"' + printable.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+# Remembered: asked of the cache's name on every response, and of the few detail words.
+@functools.lru_cache(maxsize=256)
 def _token_or_string(text: str) -> str:
     return text if _SF_TOKEN.match(text) else sf_string(text)
 

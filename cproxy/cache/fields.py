@@ -26,11 +26,13 @@ __all__ = [
 HeaderPairs = Sequence[tuple[str, str]]
 
 
-def get_all(headers: HeaderPairs, name: str) -> list[str]:
-    """Every field line value for ``name`` (case-insensitive), in order."""
-    indexed = getattr(headers, "get_all", None)
+def get_all(headers: HeaderPairs, name: str) -> Sequence[str]:
+    """Every field line value for ``name`` (case-insensitive), in order. Read-only: it
+    may be the headers' own list."""
+    indexed = getattr(headers, "get_values", None)
     if indexed is not None:
-        # cproxy.http.Headers keeps a name index: one dict lookup instead of a scan.
+        # cproxy.http.Headers keeps a name index: one dict lookup instead of a scan, and
+        # no copy of the values (the policy only reads them).
         return indexed(name)  # type: ignore[no-any-return]
     wanted = name.lower()
     return [value for key, value in headers if key.lower() == wanted]

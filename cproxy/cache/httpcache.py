@@ -195,7 +195,9 @@ class HttpCache:
                 if parts is not None:
                     return parts
                 self.store.misses += 1
-                return self._result(LookupKind.MISS, fwd="uri-miss")
+                # Built here rather than by _result: keywords passed on through **fields
+                # cost a dict per miss.
+                return Lookup(LookupKind.MISS, fwd="uri-miss", name=self.name)
         # Method names are case-sensitive (RFC 9110 §9.1): "gET" is not GET, so it is
         # never answered from a GET's stored response.
         if not self.settings.caching:
