@@ -19,11 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import gevent
+import gevent.event
 import pytest
 import requests
+from redis.exceptions import ClusterDownError, RedisClusterException
 
 from cproxy.cache.shared import entry_key
 from cproxy.cache.urlkey import normalise_url
+from cproxy.directives.types import RedisTarget
+from cproxy.sharedtier.client import open_client
 from tests import support
 from tests.redisserver import RedisCluster, RedisServer, free_port
 from tests.support import FakeClock, Origin, OriginHandler, ProxyThread, wait_for
@@ -456,6 +460,61 @@ def test_redis_cluster(tmp_path: Path, origin: Origin) -> None:
         wait_for(lambda: normalise_url(url) not in a.runtime.cache.store, what="A to drop it")
         get(a, url)
         assert origin_gets(origin, "/c1") == 2
+
+
+def cluster_down(cluster: RedisCluster) -> None:
+    """Unassign every slot on every master: each node answers CLUSTERDOWN for any key (as
+    during a failover), and the slot map redis-py asks for afterwards covers nothing."""
+    for server in cluster.servers:
+        server.client().execute_command("CLUSTER", "DELSLOTSRANGE", "0", "16383")
+    wait_for(lambda: not cluster._ok(), what="the cluster to be down")
+
+
+def test_a_cluster_that_is_down_does_not_stall_the_event_loop(tmp_path: Path) -> None:
+    # cproxy's cluster client in this process's hub, next to a greenlet that ticks every
+    # 10 ms: redis-py sleeps 0.25 s on each CLUSTERDOWN; a blocking sleep would leave a
+    # gap of 0.25 s (four calls in flight: 1 s) between two ticks.
+    with RedisCluster(tmp_path / "cluster") as cluster:
+        target = RedisTarget(
+            tls=False, cluster=True, nodes=tuple(("127.0.0.1", s.port) for s in cluster.servers)
+        )
+        client = open_client(target, None, 5.0)
+        key = entry_key("cproxy", normalise_url("http://origin.test/down"))
+        assert client.hgetall(key) == {}  # the cluster answers
+        cluster_down(cluster)
+        gaps: list[float] = []
+        ticking = gevent.event.Event()
+        stop = gevent.event.Event()
+
+        def ticker() -> None:
+            last = time.monotonic()
+            while not stop.is_set():
+                gevent.sleep(0.01)
+                now = time.monotonic()
+                gaps.append(now - last)
+                last = now
+                ticking.set()
+
+        durations: list[float] = []
+
+        def failing_call() -> None:
+            started = time.monotonic()
+            with pytest.raises((ClusterDownError, RedisClusterException)):
+                client.hgetall(key)
+            durations.append(time.monotonic() - started)
+
+        tick = gevent.spawn(ticker)
+        try:
+            assert ticking.wait(10)
+            calls = [gevent.spawn(failing_call) for _ in range(4)]
+            assert len(gevent.joinall(calls, timeout=30, raise_error=True)) == len(calls)
+        finally:
+            stop.set()
+            tick.join(5)
+            client.close()
+        assert len(durations) == 4
+        assert min(durations) >= 0.2  # redis-py did wait its 0.25 s, in the greenlet
+        assert max(gaps) < 0.2, f"the event loop stalled {max(gaps):.3f} s"
 
 
 def test_status_page_and_metrics_show_the_tier(

@@ -10,16 +10,31 @@ stall every client for as long as Redis does) and 64 us through gevent's thread 
 
 Retries are off (`Retry` with 0 retries): redis-py's backoff would ``time.sleep`` in the
 event loop's thread, and the tier's circuit breaker decides when to try again anyway.
+
+``RedisCluster`` sleeps whatever its retry says: 0.25 s on every CLUSTERDOWN or
+slot-not-covered answer (during a failover, or while slots are unassigned) before it
+raises, 0.05 s on TRYAGAIN (resharding), ``watch_delay`` in ``transaction()``; each through
+``time.sleep`` looked up in ``redis.cluster``'s globals at the call. redis-py has no option or
+hook for these sleeps, and monkey-patching the whole process is what cproxy avoids, so
+`cooperative_cluster_sleeps` gives ``redis.cluster`` (that module only) a ``time`` whose
+``sleep`` is ``gevent.sleep`` and whose other attributes are the standard library's: the
+greenlet waits, every other client goes on, and SharedCacheTimeout ends the wait like any
+other. Without it, each failing tier call froze the whole process for 0.25 s, every call
+in flight when the cluster went down one after another. tests/test_redisshim.py fails if
+redis-py stops sleeping that way (this would then be dead code, and the loop blocked again).
 """
 
 from __future__ import annotations
 
 import socket
 import ssl
+import time
 from typing import Any
 
+import gevent
 import gevent.socket
 import gevent.ssl
+import redis.cluster
 from redis import Redis, RedisCluster
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode
@@ -66,6 +81,23 @@ class GeventSSLConnection(SSLConnection):
             raise
 
 
+class CooperativeTime:
+    """The standard library's ``time`` module, but ``sleep`` yields to gevent's loop."""
+
+    sleep = staticmethod(gevent.sleep)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+COOPERATIVE_TIME = CooperativeTime()
+
+
+def cooperative_cluster_sleeps() -> None:
+    """Make ``RedisCluster``'s sleeps cooperative (see the module's docstring); idempotent."""
+    redis.cluster.time = COOPERATIVE_TIME  # type: ignore[assignment]  # duck-typed module
+
+
 def open_client(target: RedisTarget, password: str | None, timeout_s: float) -> Any:
     """A redis-py client for ``target`` (connects on first use, except a cluster client,
     which asks its seed nodes for the slot map here and raises when none answers)."""
@@ -78,6 +110,7 @@ def open_client(target: RedisTarget, password: str | None, timeout_s: float) -> 
         "max_connections": MAX_CONNECTIONS,
     }
     if target.cluster:
+        cooperative_cluster_sleeps()
         host, port = target.nodes[0]
         return RedisCluster(
             # A URL makes redis-py build each node's pool from these options, our
