@@ -45,8 +45,9 @@ def origin_request_head(req: Request, via_name: str) -> bytes:
     lines = [f"{req.method} {req.path} HTTP/1.1", f"Host: {req.host_header}"]
     # One pass over the fields drops both kinds (each name is lower-cased once).
     lines += [f"{name}: {value}" for name, value in headers.end_to_end(_NOT_COPIED)]
-    via = headers.get_values("via")
-    lines.append("Via: " + ", ".join([*via, f"1.{req.version} {via_name}"]))
+    own = f"1.{req.version} {via_name}"
+    earlier = headers.get_values("via")
+    lines.append("Via: " + ", ".join([*earlier, own]) if earlier else "Via: " + own)
     framing = _framing_line(req.body, req.content_length)
     if framing is not None:
         lines.append(framing)

@@ -46,9 +46,11 @@ _REQUEST_LINE = re.compile(rb"([" + _TOKEN_CHARS + rb"]+) ([\x21-\x7e]+) HTTP/([
 _STATUS_LINE = re.compile(rb"HTTP/([0-9])\.([0-9]) ([0-9]{3})(?: ([\t\x20-\x7e\x80-\xff]*))?")
 _DIGITS = re.compile(r"[0-9]+")
 _EMPTY_LINES = re.compile(rb"(?:\r\n)+")
-# A block of well-formed field lines (RFC 9112 §5.1, RFC 9110 §5.5), as latin-1 text, and
-# one line of it split into name and value without leading or trailing OWS.
-_FIELD_BLOCK = re.compile("(?:[" + _TOKEN_CHARS.decode() + "]+:[^\x00-\x08\x0a-\x1f\x7f]*\r\n)*")
+# A block of well-formed field lines (RFC 9112 §5.1, RFC 9110 §5.5), as latin-1 text.
+# Possessive quantifiers: no part of a line can match another way (a name has no colon, a
+# value no CR or LF), so nothing is kept for backtracking (timeit: 1.25 -> 1.02 us for a
+# 9-field response block).
+_FIELD_BLOCK = re.compile("(?:[" + _TOKEN_CHARS.decode() + "]++:[^\x00-\x08\x0a-\x1f\x7f]*+\r\n)*+")
 # OWS (RFC 9110 §5.6.3) is SP and HTAB only: str.strip() would also remove NBSP,
 # NEL and other Unicode spaces of a latin-1 value, which other servers keep.
 _OWS = " \t"
@@ -735,7 +737,10 @@ def client_fields(resp: Response, via_name: str) -> Headers:
     index = headers.by_name()
     drop = headers.dropped_names(_NOT_RELAYED)
     fields = [(n, v) for n, v in headers.items() if n.lower() not in drop]
-    via = ", ".join([*index.get("via", ()), f"1.{resp.version} {via_name}"])
+    via = f"1.{resp.version} {via_name}"
+    earlier = index.get("via")
+    if earlier:
+        via = ", ".join([*earlier, via])
     fields.append(("Via", via))
     # A copy less the few names dropped (a C copy, not a loop over every name); the
     # value lists are shared with the response's index: no Headers changes one in place.
