@@ -517,6 +517,36 @@ def test_a_cluster_that_is_down_does_not_stall_the_event_loop(tmp_path: Path) ->
         assert max(gaps) < 0.2, f"the event loop stalled {max(gaps):.3f} s"
 
 
+def test_while_the_cluster_is_down_other_clients_hits_are_not_delayed(
+    tmp_path: Path, origin: Origin
+) -> None:
+    origin.routes["/warm"] = cacheable
+    origin.routes["/cold"] = cacheable
+    with RedisCluster(tmp_path / "cluster") as cluster, nodes(cluster.url, 1) as (a,):
+        get(a, origin.url("/warm"))  # in the node's memory: its hits never ask Redis
+        cluster_down(cluster)
+        # One client's misses keep asking the tier (the breaker lets a probe through every
+        # SharedCacheRetry, 200 ms), each met by CLUSTERDOWN and redis-py's 0.25 s wait ...
+        errors_before = tier(a).errors
+        cold = threading.Thread(
+            target=lambda: [get(a, origin.url(f"/cold?n={n}")) for n in range(8)]
+        )
+        cold.start()
+        # ... while another client's hits are answered at once. With the wait blocking
+        # the loop most of this time would be stalled: most hits would wait 0.1-0.25 s.
+        latencies = []
+        while cold.is_alive():
+            started = time.monotonic()
+            assert get(a, origin.url("/warm")).content == b"body of /warm"
+            latencies.append(time.monotonic() - started)
+        cold.join(30)
+        assert tier(a).errors - errors_before >= 3  # the misses did meet the down cluster
+        latencies.sort()
+        assert len(latencies) >= 10
+        p90 = latencies[len(latencies) * 9 // 10]
+        assert p90 < 0.1, f"hits waited: p90 {p90:.3f} s of {len(latencies)}"
+
+
 def test_status_page_and_metrics_show_the_tier(
     tmp_path: Path, origin: Origin, redis_server: RedisServer
 ) -> None:
