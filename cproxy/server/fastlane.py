@@ -52,7 +52,6 @@ from cproxy.http.limits import MAX_REQUEST_LINE_BYTES
 from cproxy.http.message import REG_NAME_TEXT, parse_field_block, valid_host_field
 from cproxy.server.accesslog import AccessLog
 from cproxy.server.caching import Front, ProxyCache, cache_front, hit_lines, url_key_of
-from cproxy.server.respond import log_request
 from cproxy.server.responsestats import ResponseStats
 from cproxy.server.sink import ClientSink
 
@@ -80,12 +79,15 @@ def _plain_host(host: bytes) -> bool:
 class _Fields:
     """A checked field block: its fields and index as `parse_request_head` makes them."""
 
-    __slots__ = ("index", "pairs")
+    __slots__ = ("index", "pairs", "referer", "user_agent")
 
     def __init__(self, pairs: tuple[tuple[str, str], ...], index: dict[str, list[str]]) -> None:
         self.pairs = pairs
         # Shared by every request with this block: Headers never change an index in place.
         self.index = index
+        # What the access log shows of the block, found once.
+        self.referer = _first(index, "referer")
+        self.user_agent = _first(index, "user-agent")
 
 
 def _plain_fields(block: bytes) -> _Fields | None:
@@ -116,10 +118,10 @@ _remembered_fields = functools.lru_cache(maxsize=256)(_plain_fields)
 class PlainGet:
     """A request head of the shape the fast lane takes, checked."""
 
-    __slots__ = ("fields", "host", "path", "port", "target", "url_key")
+    __slots__ = ("fields", "host", "path", "port", "request_line", "target", "url_key")
 
     def __init__(self, line: _Line, fields: _Fields) -> None:
-        self.target, self.host, self.port, self.path, self.url_key = line
+        self.target, self.host, self.port, self.path, self.url_key, self.request_line = line
         self.fields = fields
 
     def request(self) -> Request:
@@ -137,8 +139,8 @@ class PlainGet:
 
 
 # A plain request line, read: target (also the URL: it is in normal form), host, port,
-# path, and the cache key of the URL.
-_Line = tuple[str, str, int, str, str]
+# path, the cache key of the URL, and the line as the access log shows it.
+_Line = tuple[str, str, int, str, str, str]
 
 
 def _plain_line(line: bytes) -> _Line | None:
@@ -156,7 +158,14 @@ def _plain_line(line: bytes) -> _Line | None:
     else:
         port = 80
     url = target.decode("ascii")
-    return url, host.decode("ascii"), port, path.decode("ascii"), url_key_of(url)
+    return (
+        url,
+        host.decode("ascii"),
+        port,
+        path.decode("ascii"),
+        url_key_of(url),
+        f"GET {url} HTTP/1.1",
+    )
 
 
 # A proxy sees the same request lines again and again (every hit of a hot URL): the
@@ -229,19 +238,17 @@ def serve_fresh_hit(
         elapsed_s = time.monotonic() - started
         state.responses.record(entry.status, elapsed_s)
         if state.access_log.enabled:
-            index = plain.fields.index
-            log_request(
-                state.access_log,
+            fields = plain.fields
+            state.access_log.write(
                 client_ip,
-                f"GET {plain.target} HTTP/1.1",
+                plain.request_line,
                 entry.status,
                 sent,
+                fields.referer,
+                fields.user_agent,
+                elapsed_s,
                 "-",
                 "hit",
-                None,
-                _first(index, "referer"),
-                _first(index, "user-agent"),
-                elapsed_s,
             )
     return keep
 

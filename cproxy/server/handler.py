@@ -64,7 +64,7 @@ from cproxy.server.fastlane import plain_get, serve_fresh_hit
 from cproxy.server.lingering import linger_close
 from cproxy.server.pac import is_pac_request, pac_response
 from cproxy.server.pages import error_response
-from cproxy.server.respond import Outcome, local_answer, log_request, origin_failed, send_page
+from cproxy.server.respond import Outcome, local_answer, origin_failed, send_page
 from cproxy.server.sink import ClientGone, OutputTimeout, SocketSink
 from cproxy.server.trace import Refusal, allowed_methods, is_trace, trace_refusal
 from cproxy.server.tunnel import open_tunnel, relay_tunnel
@@ -326,18 +326,17 @@ class ClientConnection:
             elapsed_s = time.monotonic() - started
             self.rt.responses.record(outcome.status, elapsed_s)
             if self.rt.access_log.enabled:
-                log_request(
-                    self.rt.access_log,
+                self.rt.access_log.write(
                     self.client_ip,
                     f"{req.method} {req.target} HTTP/1.{req.version}",
                     outcome.status,
                     outcome.sent,
-                    outcome.origin,
-                    outcome.cache,
-                    outcome.user,
                     req.headers.get("referer"),
                     req.headers.get("user-agent"),
                     elapsed_s,
+                    outcome.origin,
+                    outcome.cache,
+                    outcome.user,
                 )
         return keep
 

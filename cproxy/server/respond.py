@@ -1,7 +1,8 @@
-"""What one request's answer records, cproxy's own answers, and the access-log line.
+"""What one request's answer records (`Outcome`), and cproxy's own answers.
 
 Shared by the client side, the cache front and the fast lane, so an answer of cproxy's
-own and a logged request look the same whichever path produced them.
+own looks the same whichever path produced it. Both paths write their access-log line
+with `AccessLog.write` itself, the general path from its `Outcome`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from cproxy.errors import PoolQueueTimeout
 from cproxy.http import Request
 from cproxy.http.framing import NONE
 from cproxy.origin.connection import format_host_port
-from cproxy.server.accesslog import AccessLog
 from cproxy.server.pages import error_response
 from cproxy.server.sink import ClientGone, ClientSink
 
@@ -98,32 +98,3 @@ def origin_error_headers(exc: Exception) -> list[tuple[str, str]] | None:
     if isinstance(exc, PoolQueueTimeout):
         return [("Retry-After", str(exc.retry_after_s))]
     return None
-
-
-def log_request(
-    access_log: AccessLog,
-    client_ip: str,
-    request_line: str,
-    status: int,
-    sent: int,
-    origin: str,
-    cache: str,
-    user: str | None,
-    referer: str | None,
-    user_agent: str | None,
-    elapsed_s: float,
-) -> None:
-    """The access-log line of one request: the general path (from its `Outcome`) and the
-    fast lane (from what it sent) both write it here."""
-    access_log.write(
-        client_ip,
-        request_line,
-        status,
-        sent,
-        referer,
-        user_agent,
-        elapsed_s,
-        origin,
-        cache,
-        user,
-    )
