@@ -150,3 +150,16 @@ def test_4_2_4_request_no_cache_forbids_stale_for_an_unreachable_origin() -> Non
     for req in ([("Cache-Control", "no-cache")], [("Pragma", "no-cache")]):
         assert cache.serve_stale_on_error(entry, req, T0 + 20, None, unreachable=True) is None
     assert cache.serve_stale_on_error(entry, [], T0 + 20, None, unreachable=True) is not None
+
+
+def test_the_shared_uri_miss_outcome_follows_a_renamed_cache() -> None:
+    # The usual miss's Lookup is one shared value; a reload that renames the cache (the
+    # proxy's hostname) must show in the next miss's Cache-Status.
+    cache = make_cache()
+    first = cache.lookup("GET", URL, [], T0)
+    assert (first.kind, first.fwd, first.entry) == (LookupKind.MISS, "uri-miss", None)
+    assert first.cache_status(fwd_status=200) == "cproxy; fwd=uri-miss; fwd-status=200"
+    cache.name = "proxy.example"
+    again = cache.lookup("GET", URL, [], T0)
+    assert again.cache_status() == "proxy.example; fwd=uri-miss"
+    assert cache.store.misses == 2

