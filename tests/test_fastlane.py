@@ -162,6 +162,8 @@ FIELDS = [
     "If-Range: " + FIXED_DATE,
     "Connection: close",
     "Connection: keep-alive",
+    "Connection: Keep-Alive, close",
+    "Connection: keep-alive, X-Tab",
     "Proxy-Connection: keep-alive",
     "Via: 1.1 elsewhere",
     "Via: 1.1 {me}",
@@ -188,6 +190,7 @@ PLAIN_FIELDS = [
     "Cookie: a=1",
     "Referer: http://example/",
     "Proxy-Connection: keep-alive",
+    "Connection: keep-alive",
     "X-Tab:\tvalue\t",
 ]
 
@@ -336,7 +339,12 @@ def test_plain_get_requests_do_not_share_mutable_headers() -> None:
         ("User-Agent: curl/8.5.0\r\nAccept: */*\r\n", True),
         ("Proxy-Connection: Keep-Alive\r\n", True),
         ("Cache-Control: max-age=0\r\n", False),
-        ("Connection: keep-alive\r\n", False),
+        ("Connection: keep-alive\r\n", True),  # Firefox sends it on every request
+        ("Connection: Keep-Alive, keep-alive\r\nConnection: keep-alive\r\n", True),
+        ("Connection: close\r\n", False),
+        ("Connection: keep-alive, close\r\n", False),
+        ("Connection: keep-alive, X-Secret\r\n", False),
+        ("Connection: \r\n", False),
         ("Range: bytes=0-1\r\n", False),
     ],
 )

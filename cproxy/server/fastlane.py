@@ -30,8 +30,9 @@ pass for it and no field it does not look at can change the outcome:
   its normal form (lower-case host, no default or redundant port, no fragment: the target
   *is* the cache key's URL), HTTP/1.1, and well-formed field lines;
 - exactly one Host field, with a valid value; none of the fields that decide framing
-  (Content-Length, Transfer-Encoding, Connection, Expect), loops (Via), ranges (Range)
-  or cache reuse (`DECISIVE_FIELDS`: Cache-Control, Pragma, conditionals);
+  (Content-Length, Transfer-Encoding, Connection unless all it says is keep-alive,
+  Expect), loops (Via), ranges (Range) or cache reuse (`DECISIVE_FIELDS`: Cache-Control,
+  Pragma, conditionals);
 - the cache front's gate says the URL alone decides (`caching.cache_front`, which the
   general path asks too: no mapping rules, caching on with no URL rules), the port
   is not one of cproxy's own, and the cache holds a fresh, non-varying response.
@@ -62,10 +63,10 @@ _PLAIN_GET = re.compile(
     rb"GET (http://([a-z0-9._-]{1,253})(?::([1-9][0-9]{0,4}))?(/[\x21\x22\x24-\x7e]*)) HTTP/1\.1"
 )
 _REG_NAME = re.compile(REG_NAME_TEXT.encode())
-# Fields whose presence sends the request down the general path.
+# Fields whose presence sends the request down the general path (Connection too, unless
+# all it says is keep-alive: see `_plain_fields`).
 _GENERAL_PATH_FIELDS = frozenset(
-    {"content-length", "transfer-encoding", "connection", "expect", "via", "range"}
-    | DECISIVE_FIELDS
+    {"content-length", "transfer-encoding", "expect", "via", "range"} | DECISIVE_FIELDS
 )
 
 
@@ -104,6 +105,13 @@ def _plain_fields(block: bytes) -> _Fields | None:
         return None
     if not _GENERAL_PATH_FIELDS.isdisjoint(index):
         return None
+    if "connection" in index:
+        # Browsers (Firefox on every request) say "Connection: keep-alive", which for
+        # an HTTP/1.1 request changes nothing the general path would do with a hit; any
+        # other option (close, a field named hop-by-hop) is the general path's to read.
+        options = headers.get_tokens("connection")
+        if not options or any(option != "keep-alive" for option in options):
+            return None
     return _Fields(tuple(headers), index)
 
 
