@@ -15,15 +15,18 @@ hook there stays a handful of calls.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from cproxy.cache import CacheStore, HttpCache, Lookup
 from cproxy.cache.fields import HeaderPairs
 from cproxy.directives import Config
 from cproxy.errors import ConfigError
 from cproxy.server.destinations import LoopbackOrigins
-from cproxy.sharedtier import SharedTier
-from cproxy.sharedtier.tier import TierSettings
+
+if TYPE_CHECKING:
+    # Imported by `open_tier` only when SharedCache names a tier: redis-py (with its
+    # asyncio client) is most of ten MiB of a process's memory that runs without one.
+    from cproxy.sharedtier import SharedTier
 
 
 class ProxyCache(Protocol):
@@ -58,6 +61,9 @@ def open_tier(cfg: Config, cache: ProxyCache) -> SharedTier | None:
     """The shared tier SharedCache names, not yet started; None when it names none."""
     if cfg.shared_cache is None:
         return None
+    from cproxy.sharedtier import SharedTier
+    from cproxy.sharedtier.tier import TierSettings
+
     settings = TierSettings(
         target=cfg.shared_cache,
         password=read_password(cfg),
