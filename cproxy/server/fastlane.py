@@ -82,13 +82,13 @@ class _Fields:
 
     __slots__ = ("index", "pairs", "referer", "user_agent")
 
-    def __init__(self, pairs: tuple[tuple[str, str], ...], index: dict[str, list[str]]) -> None:
-        self.pairs = pairs
+    def __init__(self, headers: Headers) -> None:
+        self.pairs = tuple(headers)
         # Shared by every request with this block: Headers never change an index in place.
-        self.index = index
-        # What the access log shows of the block, found once.
-        self.referer = _first(index, "referer")
-        self.user_agent = _first(index, "user-agent")
+        self.index = headers.by_name()
+        # What the access log shows of the block, read as the general path reads it, once.
+        self.referer = headers.get("referer")
+        self.user_agent = headers.get("user-agent")
 
 
 def _plain_fields(block: bytes) -> _Fields | None:
@@ -112,7 +112,7 @@ def _plain_fields(block: bytes) -> _Fields | None:
         options = headers.get_tokens("connection")
         if not options or any(option != "keep-alive" for option in options):
             return None
-    return _Fields(tuple(headers), index)
+    return _Fields(headers)
 
 
 # Clients send the same field block again and again (a browser's differ by little more
@@ -259,8 +259,3 @@ def serve_fresh_hit(
                 "hit",
             )
     return keep
-
-
-def _first(index: dict[str, list[str]], name: str) -> str | None:
-    values = index.get(name)
-    return values[0] if values else None
