@@ -144,6 +144,9 @@ class SharedTier:
         self.latency_sum_s = 0.0
         self.latency_counts = [0] * (len(LATENCY_BUCKETS_S) + 1)
         self.last_error = ""
+        # The class of the last failure, for code (and tests) that ask what kind it was:
+        # the text above is for people, and a class name in it changes between versions.
+        self.last_error_class: type[BaseException] | None = None
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -182,6 +185,7 @@ class SharedTier:
                 self.breaker.abandon()
                 raise  # someone else's timeout
             self.errors += 1
+            self.last_error_class = type(exc)
             if isinstance(exc, ResponseError) and not isinstance(exc, ClusterError):
                 # Redis answered (so it is up), with an error about the value or command,
                 # e.g. WRONGTYPE for a key someone else wrote: no reason to stop calling.
