@@ -1307,16 +1307,20 @@ _DECLARED: tuple[Directive, ...] = (
     Directive(
         "PidFile",
         Text(allow_empty=True, description="a file name, or empty for none"),
-        "",
+        "cproxy.pid",
         ADMINISTRATION,
         """
         File cproxy writes its process id to once it listens, and removes when it stops.
 
-        Service managers and the logrotate snippet (etc/cproxy.logrotate) find the process
-        to signal there. With Workers above 1 it is the supervisor's id, which passes
-        signals on to the workers. Empty by default: a cproxy started by hand needs none,
-        and etc/cproxy.service sets /run/cproxy/cproxy.pid. A relative name is taken
-        relative to the directive file's directory.
+        cproxy -c FILE -k reload|stop|reopen|check finds the process here, and so do
+        service managers and the logrotate snippet (etc/cproxy.logrotate). With Workers
+        above 1 it is the supervisor's id, which passes signals on to the workers. A
+        relative name is taken relative to the directive file's directory, so by default
+        the file sits next to it, where the user who runs cproxy can write without root;
+        on built-in defaults it goes to $XDG_RUNTIME_DIR, or the working directory when
+        that is not set. etc/cproxy.service uses /run/cproxy/cproxy.pid. cproxy refuses
+        to start when the file names another running cproxy; a stale file (its process
+        gone) is replaced. Empty: no file, and -k cannot find the process.
         """,
         live=False,
     ),
