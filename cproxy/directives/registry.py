@@ -268,8 +268,10 @@ _DECLARED: tuple[Directive, ...] = (
         PERFORMANCE,
         """
         Most client connections open at once; 0 (the default) sizes it to the process's
-        file-descriptor limit: half of RLIMIT_NOFILE, less 64 kept for listeners and logs,
-        the other half left for origin sockets.
+        file-descriptor limit: half of RLIMIT_NOFILE less 64 kept for listeners and logs
+        (a quarter goes to idle pooled sockets, a quarter to origin sockets in use). A
+        larger value is lowered to that share. cproxy raises its soft limit to the hard
+        one at start and logs the figures.
 
         Only MaxActiveThreads of them are being served at a time; the others wait for a
         request head (or receive a body up to RequestBodyBuffer) at the cost of a socket
@@ -496,9 +498,10 @@ _DECLARED: tuple[Directive, ...] = (
 
         When a released connection would exceed it, the least recently used idle
         connection of any origin is closed, so a forward proxy that meets thousands of
-        origins cannot pile up idle sockets and file descriptors. 512 is half the common
-        1024 file-descriptor limit per process, leaving the rest for clients and origin
-        connections in use, and still keeps 8 origins at the MaxSocketPerServer default.
+        origins cannot pile up idle sockets and file descriptors. Whatever it says, idle
+        sockets get at most a quarter of the descriptor limit less 64 (240 of 1024), so
+        they never take the descriptors clients need; 512 keeps 8 origins at the
+        MaxSocketPerServer default where the limit allows it.
         """,
         live=True,
     ),

@@ -19,12 +19,18 @@ import gevent
 import gevent.event
 from gevent import socket
 from gevent.pool import Pool
-from gevent.server import StreamServer
 
 from cproxy.directives import Config, load_config
 from cproxy.errors import ConfigError
+from cproxy.server.fdlimits import log_budget, raise_soft_limit
 from cproxy.server.handler import handle_client
-from cproxy.server.listeners import ListenError, bind_sockets, format_address, listen_sockets
+from cproxy.server.listeners import (
+    ListenError,
+    ProxyListener,
+    bind_sockets,
+    format_address,
+    listen_sockets,
+)
 from cproxy.server.pidfile import AlreadyRunning, pid_file, pid_file_path
 from cproxy.server.runtime import Runtime, configure_logging
 
@@ -32,6 +38,8 @@ log = logging.getLogger("cproxy")
 
 # How long SIGTERM waits for in-flight requests before closing their connections.
 SHUTDOWN_GRACE_S = 10.0
+# Idle origin sockets closed each time accept fails for want of a descriptor.
+GIVE_BACK_IDLE_SOCKETS = 16
 # How often a proxy whose admin waits for its password file looks for it: the admin
 # starts within this long of `cproxy passwd` creating the file (one stat a second).
 ADMIN_WATCH_S = 1.0
@@ -63,7 +71,10 @@ class ProxyServer:
         # One server per address. An unbounded pool shared by all: it only tracks the
         # handlers, so that stop() can wait for them (admission decides who is served).
         handlers = Pool()
-        self.servers = [StreamServer(s, self._handle, spawn=handlers) for s in socks]
+        self.servers = [
+            ProxyListener(s, self._handle, spawn=handlers, give_back=self._give_back_fds)
+            for s in socks
+        ]
         self.admin: Any = None
         admin_socks = (
             []
@@ -80,6 +91,11 @@ class ProxyServer:
     @property
     def address(self) -> tuple[str, int]:
         return self.runtime.proxy_addresses[0]
+
+    def _give_back_fds(self) -> int:
+        """Out of descriptors at accept: close some idle origin sockets (the listener's
+        give_back); a client being refused costs more than an origin socket reopened."""
+        return self.runtime.pool.close_idle(GIVE_BACK_IDLE_SOCKETS)
 
     def _handle(self, sock: socket.socket, address: tuple) -> None:
         handle_client(self.runtime, sock, address)
@@ -171,6 +187,10 @@ _CONTROL_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1
 def serve(config: Config, config_path: str | None) -> int:
     """Run cproxy until SIGTERM or SIGINT: one process, or a supervisor and ``Workers``."""
     configure_logging(config)
+    before, after = raise_soft_limit()
+    if after > before:
+        log.info("file descriptor limit raised from %d to %d (the hard limit)", before, after)
+    log_budget(config.max_client_connections, config.max_idle_sockets)
     # Clients (and supervisors) may connect and signal as soon as we listen: hold the
     # control signals until their handlers are installed, or their default action kills us.
     signal.pthread_sigmask(signal.SIG_BLOCK, _CONTROL_SIGNALS)
