@@ -102,12 +102,12 @@ def parse_leaf_name(name: str) -> LeafName:
     is neither an IP address nor a host name (wildcards, spaces, empty labels, too long).
     """
     text = name.strip()
-    if text.startswith("[") and text.endswith("]"):
-        text = text[1:-1]
+    bracketed = text.startswith("[") and text.endswith("]")
     try:
-        ip = ipaddress.ip_address(text)
+        ip = ipaddress.ip_address(text[1:-1] if bracketed else text)
     except ValueError:
-        pass
+        if bracketed:
+            raise NameRefused(f"{name!r} is not an IP address in brackets") from None
     else:
         return LeafName(str(ip), ip)
     if text.endswith("."):
