@@ -125,7 +125,7 @@ def test_group_readable_key_is_refused_naming_the_file(ca_dir: Path) -> None:
         os.chmod(ca.key_path, bad_mode)
         with pytest.raises(CAError) as info:
             load_ca(ca.cert_path, ca.key_path)
-        assert info.value.path == ca.key_path
+        assert info.value.path == ca.key_path and info.value.role == "key"
         assert str(info.value).startswith(ca.key_path + ": ")
         assert f"{bad_mode:04o}" in str(info.value)
     os.chmod(ca.key_path, 0o400)
@@ -181,7 +181,7 @@ def test_a_certificate_that_is_not_a_ca_is_refused(
     cert_path, key_path = _self_signed(tmp_path, ca=ca, key_cert_sign=key_cert_sign)
     with pytest.raises(CAError) as info:
         load_ca(cert_path, key_path)
-    assert info.value.path == str(cert_path)
+    assert info.value.path == str(cert_path) and info.value.role == "certificate"
     assert "not a CA" in str(info.value)
 
 
