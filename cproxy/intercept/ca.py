@@ -46,6 +46,7 @@ __all__ = [
     "create_ca",
     "fingerprint_sha256",
     "load_ca",
+    "load_ca_certificate",
 ]
 
 #: The private key types a CA may have: both sign with SHA-256 in ``cert.sign``.
@@ -347,6 +348,14 @@ def _spki(key: object) -> bytes:
     return key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+
+
+def load_ca_certificate(path: str | os.PathLike[str]) -> x509.Certificate:
+    """The CA certificate at ``path`` alone, checked to be a CA, without touching the key:
+    for showing and handing out (the admin pages). Raises ``CAError``."""
+    cert = _load_certificate(Path(path))
+    _check_is_ca(cert, Path(path))
+    return cert
 
 
 def load_ca(
