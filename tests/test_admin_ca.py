@@ -14,7 +14,7 @@ from cryptography import x509
 from cproxy.admin.capage import ca_view
 from cproxy.directives import load_config
 from cproxy.intercept.ca import create_ca
-from tests.test_admin import CONF_TEXT, AdminSite
+from tests.test_admin import CONF_TEXT, AdminSite, field_section
 
 CA_CONF = CONF_TEXT + "SSLCACertFile = ca/ca-cert.pem\nSSLCAKeyFile = ca/ca-key.pem\n"
 
@@ -110,3 +110,31 @@ def test_an_expiring_ca_is_flagged(tmp_path: Path) -> None:
     late = ca_view(config, now=end.not_valid_after_utc - dt.timedelta(days=30))
     assert late.expiring and late.days_left == 30
     assert os.path.exists(tmp_path / "ca" / "ca-key.pem")
+
+
+INTERCEPTION_FORM = "/config/proxy-configuration/https-interception"
+
+
+def test_the_form_refuses_a_ca_cproxy_would_refuse_at_start(tmp_path: Path) -> None:
+    ca = create_ca(tmp_path / "ca")
+    os.chmod(ca.key_path, 0o640)
+    site = AdminSite(tmp_path)
+    try:
+        before = site.conf.read_bytes()
+        fields = site.form(INTERCEPTION_FORM)
+        fields["d.SSLCACertFile"] = "ca/ca-cert.pem"
+        fields["d.SSLCAKeyFile"] = "ca/ca-key.pem"
+        refused = site.post(INTERCEPTION_FORM, fields)
+        assert refused.status_code == 400
+        assert ca.key_path in field_section(refused.text, "SSLCAKeyFile")
+        assert site.conf.read_bytes() == before
+        assert site.runtime.config.sslca_key_file == ""
+        os.chmod(ca.key_path, 0o600)
+        fields = site.form(INTERCEPTION_FORM)
+        fields["d.SSLCACertFile"] = "ca/ca-cert.pem"
+        fields["d.SSLCAKeyFile"] = "ca/ca-key.pem"
+        applied = site.post(INTERCEPTION_FORM, fields)
+        assert applied.status_code == 200
+        assert "SSLCAKeyFile = ca/ca-key.pem" in site.conf.read_text()
+    finally:
+        site.close()

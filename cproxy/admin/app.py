@@ -414,7 +414,14 @@ class AdminApp:
         if not errors:
             try:
                 new = config_with(config, changes)
+                if _CA_DIRECTIVES & changes.keys():
+                    # The checks cproxy makes at start, so a CA the proxy would refuse at
+                    # its next restart is refused here, next to its field.
+                    from cproxy.intercept.ca import ca_from_config
+
+                    ca_from_config(new)
             except ConfigError as exc:
+                new = None
                 errors[exc.directive or ""] = exc.message
         if new is None:
             form_error = errors.pop("", None)
@@ -624,6 +631,7 @@ class AdminApp:
         )
 
 
+_CA_DIRECTIVES = frozenset({"SSLCACertFile", "SSLCAKeyFile"})
 _RULE_ACTIONS = ("rule-add", "rule-remove", "rule-up", "rule-down")
 _RULE_FIELDS = ("kind", "pattern", "target")
 
