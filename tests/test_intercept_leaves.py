@@ -311,6 +311,11 @@ def test_leaves_never_outlive_the_ca(ca: CertificateAuthority) -> None:
     cache.context_for("a.example.test")
     cert = cache.certificate_for("a.example.test")
     assert cert is not None and cert.not_valid_after_utc <= ca.not_after
+    # Within the renewal window, yet no better leaf can be made: not signed again.
+    first = cache.context_for("a.example.test")
+    clock.advance(3 * 86_400)
+    assert cache.context_for("a.example.test") is first
+    assert cache.stats().generated == 1
 
 
 def test_one_key_generation_per_process(tmp_path: Path) -> None:
