@@ -47,6 +47,7 @@ ADMINISTRATION = ("Server Configuration", "Administration")
 PROXY_PERFORMANCE = ("Proxy Configuration", "Proxy Performance")
 CONNECTION_POOL = ("Proxy Configuration", "Connection Pool")
 PROXY_CHAINING = ("Proxy Configuration", "Proxy Chaining")
+HTTPS_INTERCEPTION = ("Proxy Configuration", "HTTPS Interception")
 ACCESS_CONTROL = ("Proxy Configuration", "Access Control")
 REQUEST_ROUTING = ("Request Routing",)
 LOGGING = ("Logging",)
@@ -844,6 +845,58 @@ _DECLARED: tuple[Directive, ...] = (
         back end for remote clients needs its address taken out of this list.
         """,
         live=True,
+    ),
+    # --- Proxy Configuration / HTTPS Interception (#19) --------------------------------------
+    Directive(
+        "SSLCACertFile",
+        Text(allow_empty=True, description="a PEM file of the CA certificate, or empty"),
+        "",
+        HTTPS_INTERCEPTION,
+        """
+        The certificate of cproxy's interception CA (ca-cert.pem, made by cproxy ca init),
+        which signs the certificates cproxy shows clients for the hosts it intercepts.
+        Give SSLCAKeyFile with it. A relative name is taken relative to the directive
+        file's directory.
+
+        Empty by default: no CA, no interception. When set, cproxy refuses to start unless
+        the file is a CA certificate (basic constraints CA:TRUE and keyCertSign) valid
+        today and SSLCAKeyFile holds its key, so a wrong file is found at start, not at a
+        client's first handshake.
+        """,
+        example="/etc/cproxy/ca/ca-cert.pem",
+        live=False,
+    ),
+    Directive(
+        "SSLCAKeyFile",
+        Text(allow_empty=True, description="a PEM file of the CA private key, or empty"),
+        "",
+        HTTPS_INTERCEPTION,
+        """
+        The private key of SSLCACertFile's certificate (ca-key.pem, made by cproxy ca
+        init). A relative name is taken relative to the directive file's directory.
+
+        cproxy refuses to start when this file is readable or writable by group or others:
+        whoever reads it can impersonate every web site to every client that trusts the
+        CA. The key never leaves the file; the admin pages offer the certificate only.
+        """,
+        example="/etc/cproxy/ca/ca-key.pem",
+        live=False,
+    ),
+    Directive(
+        "SSLLeafCacheSize",
+        Integer(1, 100_000),
+        "1000",
+        HTTPS_INTERCEPTION,
+        """
+        Most host certificates (each with its ready TLS context) kept in memory; the least
+        recently used goes first, and a certificate is made again before it expires.
+
+        1000 covers the hosts a busy office visits in a day; each entry takes about 27 KB
+        (OpenSSL's context dominates), so a full cache is about 27 MB. A host not in the
+        cache costs one signature and a new context (about 2 ms) on its next handshake,
+        never a new key (one key serves every host).
+        """,
+        live=False,
     ),
     # --- Request Routing --------------------------------------------------------------------
     Directive(
