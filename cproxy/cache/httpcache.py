@@ -317,9 +317,10 @@ class HttpCache:
         """Store a complete origin response when RFC 9111 §3 allows.
 
         Returns ``(entry, "stored")`` or ``(None, reason)`` with the reason from
-        ``policy.storable`` (or ``"too-large"`` when it exceeds the whole cache). A 206
-        is kept with the URL's parts (``_store_part``): ``(None, "stored-part")``, or the
-        complete entry once the parts make one. A response that is not storable leaves
+        ``policy.storable`` (or ``"limit"`` when it does not fit in the whole cache,
+        CacheMemory). A 206 is kept with the URL's parts (``_store_part``):
+        ``(None, "stored-part")``, or the complete entry once the parts make one. A
+        response that is not storable leaves
         older stored responses in place.
         """
         date_value = response_date(resp_headers, response_time)
@@ -351,7 +352,7 @@ class HttpCache:
             settings=self.settings,
         )
         if not self.store.put(entry):
-            return None, "too-large"
+            return None, "limit"
         return entry, "stored"
 
     def _store_part(
@@ -394,7 +395,7 @@ class HttpCache:
         whole = parts.complete_body()
         if whole is None:
             # Not an Entry to serve: the parts stay in-process (never in a shared tier).
-            return None, ("stored-part" if self.store.put_partial(parts) else "too-large")
+            return None, ("stored-part" if self.store.put_partial(parts) else "limit")
         self.store.drop_partial(url_key)
         entry = Entry.build(
             url_key=url_key,
@@ -408,7 +409,7 @@ class HttpCache:
             settings=self.settings,
         )
         if not self.store.put(entry):
-            return None, "too-large"
+            return None, "limit"
         return entry, "stored"
 
     def handle_304(

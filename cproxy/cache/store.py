@@ -126,6 +126,8 @@ class Entry:
             date_value=date_value,
             resp_cc=cc,
             expires_ignored=targeted is not None,
+            url_key=url_key,
+            status=status,
         )
         lines = [f"HTTP/1.1 {status} {reason}\r\n".encode("latin-1", "replace")]
         lines.extend(_encode(f"{name}: {value}\r\n") for name, value in headers)
