@@ -85,9 +85,18 @@ class Lookup:
     span: tuple[int, int] | None = None
 
     def cache_status(
-        self, *, fwd_status: int | None = None, stored: bool = False, collapsed: bool = False
+        self,
+        *,
+        fwd_status: int | None = None,
+        stored: bool = False,
+        collapsed: bool = False,
+        not_stored: str | None = None,
     ) -> str:
-        """The Cache-Status member for this outcome (RFC 9211), e.g. ``cproxy; hit; ttl=5``."""
+        """The Cache-Status member for this outcome (RFC 9211), e.g. ``cproxy; hit; ttl=5``.
+
+        ``not_stored``: why the forwarded response was not stored (``policy.storable``'s
+        reason); it replaces the lookup's own detail, being what the reader wants to know.
+        """
         hit = self.kind in (LookupKind.HIT, LookupKind.STALE_WHILE_REVALIDATE) and not self.fwd
         return cache_status(
             self.name,
@@ -97,7 +106,7 @@ class Lookup:
             ttl=self.ttl,
             stored=stored,
             collapsed=collapsed,
-            detail=self.detail,
+            detail=not_stored or self.detail,
         )
 
     def response_head(self, extra: bytes | None = None, *, collapsed: bool = False) -> bytes:

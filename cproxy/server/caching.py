@@ -488,8 +488,10 @@ def _fetch(
     if invalidated and cache.tier is not None:
         for target in invalidated:
             cache.tier.invalidate(target)  # in the shared tier and on every node
-    if _may_store(req) and resp.body in (LENGTH, CHUNKED, NONE):
-        ok, _why = storable(
+    # Why the response is not stored (RFC 9211 detail, the access log's detail=), or None.
+    not_stored: str | None = _not_a_candidate(req, resp)
+    if not_stored is None:
+        ok, why = storable(
             req.method,
             resp.status,
             fields,
@@ -505,8 +507,10 @@ def _fetch(
             tee = BodyTee(cache.store_limit_bytes(cfg))
             if url_key in cache.uncacheable:
                 del cache.uncacheable[url_key]
-        elif url_key not in cache.uncacheable and req.method == "GET":
-            cache.uncacheable[url_key] = True
+        else:
+            not_stored = why
+            if url_key not in cache.uncacheable and req.method == "GET":
+                cache.uncacheable[url_key] = True
     stored = False
     times = (request_time, response_time)
     if tee is not None and resp.body == LENGTH and resp.content_length <= JOIN_BODY_BYTES:
@@ -518,12 +522,14 @@ def _fetch(
     if in_hand is not None:
         # The whole body came with the head: store it before the head goes out, so that
         # Cache-Status says "stored" only when it really was (RFC 9211 §2.7).
-        stored = _store(cache, req, url_key, resp, indexed_fields, in_hand, times)
+        stored, not_stored = _store(cache, req, url_key, resp, indexed_fields, in_hand, times)
         tee = None
     status_value = (
-        result.cache_status(fwd_status=resp.status, stored=stored)
+        result.cache_status(fwd_status=resp.status, stored=stored, not_stored=not_stored)
         if result is not None
-        else f"{cache.http.name}; fwd=bypass; fwd-status={resp.status}"
+        else cache_status(
+            cache.http.name, fwd="bypass", fwd_status=resp.status, detail=not_stored
+        )
     )
     keep = exchange.relay(
         keep,
@@ -536,10 +542,36 @@ def _fetch(
         # without "stored" (it could not know), the access log says what happened.
         body = tee.body()
         if body is not None:
-            stored = _store(cache, req, url_key, resp, indexed_fields, body, times)
+            stored, not_stored = _store(cache, req, url_key, resp, indexed_fields, body, times)
+        else:
+            not_stored = _why_not_collected(tee, cfg)
     if stored:
         outcome.cache += ";stored"
+    elif not_stored is not None:
+        outcome.cache += f";detail={not_stored}"
     return keep
+
+
+def _not_a_candidate(req: Request, resp: Response) -> str | None:
+    """Why the response to ``req`` is not even weighed for the store, or None: ``method``
+    (neither a GET nor a POST, see ``_may_store``), ``body`` (a GET with a body, DESIGN.md
+    §5 rule 8) or ``until-close`` (delimited by the origin closing: cproxy cannot tell a
+    complete body from a cut one)."""
+    if not _may_store(req):
+        return "body" if req.method == "GET" else "method"
+    if resp.body not in (LENGTH, CHUNKED, NONE):
+        return "until-close"
+    return None
+
+
+def _why_not_collected(tee: BodyTee, cfg: Config) -> str:
+    """Why a streamed body that ``storable`` accepted was not stored after all: larger
+    than CacheFileSizeLimit (``too-large``) or than the cache (``limit``), or it did not
+    arrive whole (``incomplete``)."""
+    if not tee.overflow:
+        return "incomplete"
+    file_limit = cfg.cache_file_size_limit_bytes
+    return "too-large" if file_limit and tee.size > file_limit else "limit"
 
 
 def own_cookie_lines(resp_fields: Headers) -> bytes:
@@ -580,9 +612,10 @@ def _store(
     fields: Headers,
     body: bytes,
     times: tuple[float, float],
-) -> bool:
+) -> tuple[bool, str | None]:
     """Store a complete origin response (RFC 9111 §3), requested and received at
-    ``times``; True when it was stored (a 206 kept with the URL's other parts included)."""
+    ``times``: ``(True, None)`` when it was stored (a 206 kept with the URL's other parts
+    included), else ``(False, why)``."""
     entry, why = cache.http.store_response(
         req.method,
         url_key,
@@ -599,7 +632,9 @@ def _store(
         # hiding is): `_fetch` noted the exchange's peer before storing, and an entry that
         # came from the tier was noted when copied in, so its rewrites keep the mark.
         cache.tier.store(entry, loopback_origin=url_key in cache.loopback_origins)
-    return entry is not None or why == "stored-part"
+    if entry is not None or why == "stored-part":
+        return True, None
+    return False, why
 
 
 def _refresh_in_background(
