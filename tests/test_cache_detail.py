@@ -4,11 +4,13 @@ stored one that is not used, names the reason in its ``detail``, and the access 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import requests
 
+from cproxy.cache.policy import STORE_REASONS
 from tests.support import Origin, OriginHandler, start_proxy
 
 FRESH = {"Cache-Control": "max-age=600"}
@@ -80,3 +82,11 @@ def test_a_stored_response_says_stored_and_then_hit(tmp_path: Path) -> None:
         "uri-miss;stored",
         "hit",
     ]
+
+
+def test_the_man_page_lists_every_detail() -> None:
+    page = (Path(__file__).resolve().parents[1] / "man" / "cproxy.8").read_text()
+    section = page.split(".SH CACHE STATUS\n")[1].split("\n.SH ")[0]
+    listed = set(re.findall(r"^\.B ([a-z-]+)$", section, re.M))
+    words = {*STORE_REASONS, "body", "until-close", "too-large", "limit", "incomplete"}
+    assert words <= listed, words - listed

@@ -332,6 +332,9 @@ _STORE_RULES: tuple[tuple[str, Callable[[_StoreFacts], bool]], ...] = (
     ("no-freshness", _worthless),
 )
 
+#: Every reason ``storable`` may give (man/cproxy.8 lists them).
+STORE_REASONS = tuple(dict.fromkeys(reason for reason, _ in _STORE_RULES))
+
 
 def storable(
     method: str,
