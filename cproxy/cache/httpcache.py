@@ -80,7 +80,8 @@ class Lookup:
     detail: str | None = None
     ttl: float | None = None
     name: str = "cproxy"
-    # A HIT answered from stored parts (RFC 9111 §3.3): the parts and the byte range.
+    # A HIT answered from stored parts (RFC 9111 §3.3): the parts and the byte range;
+    # or a MISS completing them (fwd=partial): the parts and the range asked of the origin.
     partial: PartialEntry | None = None
     span: tuple[int, int] | None = None
 
@@ -145,6 +146,11 @@ CONDITIONAL_FIELDS = frozenset(
 )
 
 
+# Request fields that keep a whole-representation GET from being completed from stored
+# parts: the client's own conditionals (the origin decides those) and If-Range.
+COMPLETION_BLOCKERS = CONDITIONAL_FIELDS | {"if-range", "range"}
+
+
 class HttpCache:
     """RFC 9111 shared-cache behaviour over a ``CacheStore``; pure and clock-free."""
 
@@ -205,6 +211,8 @@ class HttpCache:
                 # Nothing stored under the URL, and no request directive (only-if-cached)
                 # or precondition to weigh: the general path's verdict, in one step.
                 parts = self._from_parts(url_key, req_headers, now)
+                if parts is None:
+                    parts = self._completion(url_key, req_headers)
                 if parts is not None:
                     return parts
                 self.store.misses += 1
@@ -227,6 +235,8 @@ class HttpCache:
             return self._result(LookupKind.MISS, fwd="request", detail="precondition")
         if method == "GET" and url_key not in self.store:
             parts = self._from_parts(url_key, req_headers, now)
+            if parts is None and not request.only_if_cached:
+                parts = self._completion(url_key, req_headers)
             if parts is not None:
                 return parts
         entry = self.store.lookup(url_key, req_headers)
@@ -297,6 +307,27 @@ class HttpCache:
         self.store.hits += 1
         return self._result(
             LookupKind.HIT, partial=parts, span=span, age=int(age), ttl=meta.lifetime_s - age
+        )
+
+    def _completion(self, url_key: str, req_headers: HeaderPairs) -> Lookup | None:
+        """A GET for the whole representation of which parts are stored (RFC 9111 §3.4):
+        ask the origin only for the one missing byte range, under If-Range with the parts'
+        strong ETag (RFC 9110 §13.1.5), so a changed representation comes whole instead.
+        A MISS with ``fwd=partial``, the parts and the range asked for; None when the
+        request has its own Range or conditionals, the parts have no strong ETag, or more
+        than one range is missing."""
+        if get_first(req_headers, "Range") is not None:
+            return None
+        parts = self.store.partial(url_key)
+        if parts is None or parts.etag is None or has_any(req_headers, COMPLETION_BLOCKERS):
+            return None
+        span = parts.missing()
+        if span is None:
+            return None
+        fields = [(k, v) for k, v in req_headers if k.lower() not in COMPLETION_BLOCKERS]
+        fields += [("Range", f"bytes={span[0]}-{span[1]}"), ("If-Range", f'"{parts.etag}"')]
+        return self._result(
+            LookupKind.MISS, fwd="partial", partial=parts, span=span, origin_headers=tuple(fields)
         )
 
     def _result(self, kind: LookupKind, **fields: object) -> Lookup:

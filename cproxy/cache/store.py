@@ -317,6 +317,18 @@ class PartialEntry:
                 return data[first - start : last - start + 1]
         return None
 
+    def missing(self) -> tuple[int, int] | None:
+        """The one byte range (inclusive) the parts lack, when exactly one is missing."""
+        gaps = []
+        position = 0
+        for first, data in self.spans:
+            if first > position:
+                gaps.append((position, first - 1))
+            position = first + len(data)
+        if position < self.length:
+            gaps.append((position, self.length - 1))
+        return gaps[0] if len(gaps) == 1 else None
+
     def complete_body(self) -> bytes | None:
         """The whole representation when the parts now cover it, else None."""
         if len(self.spans) == 1 and self.spans[0][0] == 0 and len(self.spans[0][1]) == self.length:

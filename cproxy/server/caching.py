@@ -61,7 +61,7 @@ from cproxy.http.framing import CHUNKED, LENGTH, NONE
 from cproxy.http.message import client_fields
 from cproxy.memo import memoised_when_short
 from cproxy.server.destinations import LoopbackOrigins, policy_for
-from cproxy.server.exchange import Requester
+from cproxy.server.exchange import Exchange, Requester
 from cproxy.server.respond import Outcome, local_answer, origin_failed
 from cproxy.server.sharedcache import from_shared_tier, lead_or_wait, open_tier
 from cproxy.server.sink import JOIN_BODY_BYTES, DiscardSink
@@ -478,6 +478,13 @@ def _fetch(
             exchange.finish(clean=not rest)
             return _fetch(who, cache, req, url_key, None, keep, outcome)
 
+    if result is not None and result.partial is not None and result.kind is LookupKind.MISS:
+        completed = _complete_parts(
+            who, cache, req, url_key, exchange, (request_time, response_time), keep, outcome
+        )
+        if completed is not None:
+            return completed
+
     tee = None
     # The fields for the client, with the name index the policy's many lookups use.
     indexed_fields = client_fields(resp, cfg.hostname)
@@ -527,9 +534,7 @@ def _fetch(
     status_value = (
         result.cache_status(fwd_status=resp.status, stored=stored, not_stored=not_stored)
         if result is not None
-        else cache_status(
-            cache.http.name, fwd="bypass", fwd_status=resp.status, detail=not_stored
-        )
+        else cache_status(cache.http.name, fwd="bypass", fwd_status=resp.status, detail=not_stored)
     )
     keep = exchange.relay(
         keep,
@@ -572,6 +577,54 @@ def _why_not_collected(tee: BodyTee, cfg: Config) -> str:
         return "incomplete"
     file_limit = cfg.cache_file_size_limit_bytes
     return "too-large" if file_limit and tee.size > file_limit else "limit"
+
+
+def _complete_parts(
+    who: Requester,
+    cache: ProxyCache,
+    req: Request,
+    url_key: str,
+    exchange: Exchange,
+    times: tuple[float, float],
+    keep: bool,
+    outcome: Outcome,
+) -> bool | None:
+    """The origin's answer to the missing range of stored parts (``HttpCache._completion``):
+    a 206 joins the parts, and the complete response they make is served to the client,
+    who asked for the whole (RFC 9111 §3.4). None when the origin sent something else (a
+    200: If-Range found the representation changed), which is relayed and stored as usual.
+    A 206 that does not complete the parts is not shown to this client: the whole
+    representation is asked for again, without Range."""
+    resp = exchange.resp
+    if resp.status != 206:
+        return None
+    body = None
+    if resp.body == LENGTH:
+        exchange.read_body_ahead()
+        body = _body_in_hand(resp, exchange.rest)
+    if body is None:
+        exchange.discard()  # chunked, or it did not arrive whole: not worth joining
+    else:
+        fields = client_fields(resp, who.config.hostname)
+        _store(cache, req, url_key, resp, fields, body, times)
+        exchange.finish(clean=len(exchange.rest) == resp.content_length)
+    now = cache.clock()
+    entry = cache.store.lookup(url_key, req.headers)
+    if entry is None:
+        again = Lookup(LookupKind.MISS, fwd="uri-miss", name=cache.http.name)
+        return _fetch(who, cache, req, url_key, again, keep, outcome)
+    age = entry.current_age(now)
+    served = Lookup(
+        LookupKind.HIT,
+        entry=entry,
+        age=int(age),
+        ttl=entry.lifetime_s - age,
+        fwd="partial",
+        detail="completed",
+        name=cache.http.name,
+    )
+    outcome.cache = "partial;stored"
+    return _send_stored(who, cache, req, served, keep, outcome)
 
 
 def own_cookie_lines(resp_fields: Headers) -> bytes:
