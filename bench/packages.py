@@ -7,7 +7,8 @@ state and configuration each in a directory of their own) run ``apt-get update``
 log on. Printed: per machine, the requests apt made, those the origin received, the hits,
 and the bytes sent to apt that did not come from the cache.
 
-Usage: ``.venv/bin/python bench/packages.py [--packages 20]`` (needs apt-get and dpkg-dev).
+Usage: ``.venv/bin/python bench/packages.py [--packages 20] [--no-package-rules]``
+(needs apt-get and dpkg-dev).
 Loopback only; nothing is installed, the machine's apt is not touched.
 """
 
@@ -34,6 +35,9 @@ def _fields(line: str) -> tuple[str, int, str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--packages", type=int, default=20)
+    parser.add_argument(
+        "--no-package-rules", action="store_true", help="CachePackageRules off, for comparison"
+    )
     args = parser.parse_args()
     names = [f"cproxy-bench-{i:02d}" for i in range(args.packages)]
     with tempfile.TemporaryDirectory(prefix="cproxy-bench-packages-") as tmp:
@@ -41,7 +45,11 @@ def main() -> int:
         repo = make_apt_repo(root, names)
         log = root / "access.log"
         rows = []
-        with Origin() as origin, start_proxy(AccessLog=str(log)) as proxy:
+        rules = "off" if args.no_package_rules else "on"
+        with (
+            Origin() as origin,
+            start_proxy(AccessLog=str(log), CachePackageRules=rules) as proxy,
+        ):
             origin.default_route = serve_directory(repo)
             for machine in ("first", "second"):
                 with origin.lock:
@@ -52,6 +60,8 @@ def main() -> int:
                 assert len(got) == len(names), got
                 with origin.lock:
                     rows.append((machine, len(origin.requests) - before))
+                    asked = [path for _, path, _, _ in origin.requests[before:]]
+                print(f"{machine} machine, origin saw: {sorted(set(asked) - {'/'})[:6]} ...")
         lines = log.read_text().splitlines()
     # The two machines' lines, in order: split where the second update starts.
     per_machine: list[list[tuple[str, int, str]]] = [[], []]
@@ -64,7 +74,10 @@ def main() -> int:
             seen_debs += 1
             if seen_debs == len(names):
                 machine = 1
-    print(f"apt-get update + apt-get download of {len(names)} packages, twice, through cproxy")
+    print(
+        f"apt-get update + apt-get download of {len(names)} packages, twice, through cproxy"
+        f" (CachePackageRules {rules})"
+    )
     header = ("machine", "requests", "origin", "hits", ".deb hits", "bytes not from cache")
     print(
         f"{header[0]:8} {header[1]:>8} {header[2]:>7} {header[3]:>5} {header[4]:>9} {header[5]:>21}"
