@@ -242,3 +242,85 @@ def pip_download(index_url: str, proxy_port: int, dest: Path, name: str) -> Path
     )
     assert done.returncode == 0, done.stdout + done.stderr
     return next(dest.glob(f"{name}-*.whl"))
+
+
+# -- npm -----------------------------------------------------------------------------------
+
+
+def make_npm_registry(root: Path, name: str, origin_url: str, version: str = "1.0.0") -> Path:
+    """A registry directory for one package: the package document at /NAME (served as
+    /NAME/index.html) and its tarball at /NAME/-/NAME-VERSION.tgz, as registry.npmjs.org
+    lays them out. ``origin_url`` is the origin's base URL, which the document names."""
+    import io
+    import json
+    import tarfile
+
+    site = root / "npm"
+    tarballs = site / name / "-"
+    tarballs.mkdir(parents=True)
+    manifest = json.dumps({"name": name, "version": version, "description": "tiny"}).encode()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        info = tarfile.TarInfo("package/package.json")
+        info.size = len(manifest)
+        info.mtime = 1_700_000_000
+        tar.addfile(info, io.BytesIO(manifest))
+    data = buffer.getvalue()
+    tarball = tarballs / f"{name}-{version}.tgz"
+    tarball.write_bytes(data)
+    integrity = "sha512-" + base64.b64encode(hashlib.sha512(data).digest()).decode()
+    document = {
+        "name": name,
+        "dist-tags": {"latest": version},
+        "versions": {
+            version: {
+                "name": name,
+                "version": version,
+                "dist": {
+                    "tarball": f"{origin_url.rstrip('/')}/{name}/-/{tarball.name}",
+                    "shasum": hashlib.sha1(data).hexdigest(),
+                    "integrity": integrity,
+                },
+            }
+        },
+    }
+    (site / name / "index.html").write_text(json.dumps(document))
+    return site
+
+
+def npm_pack(registry_url: str, proxy_port: int, home: Path, name: str) -> Path:
+    """``npm pack NAME``: fetch the package's tarball from the registry through the proxy,
+    with an npm cache and configuration of its own under ``home``."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "npmrc").write_text("")
+    env = clean_env()
+    env.update(HOME=str(home), NPM_CONFIG_UPDATE_NOTIFIER="false")
+    done = subprocess.run(
+        [
+            "npm",
+            "pack",
+            name,
+            "--registry",
+            registry_url,
+            "--proxy",
+            f"http://127.0.0.1:{proxy_port}",
+            "--cache",
+            str(home / "cache"),
+            "--userconfig",
+            str(home / "npmrc"),
+            "--pack-destination",
+            str(home),
+            "--no-audit",
+            "--no-fund",
+            "--loglevel",
+            "warn",
+        ],
+        cwd=home,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=CLIENT_TIMEOUT_S,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return next(home.glob(f"{name}-*.tgz"))

@@ -13,7 +13,9 @@ import pytest
 from tests.packagerepo import (
     AptMachine,
     make_apt_repo,
+    make_npm_registry,
     make_simple_index,
+    npm_pack,
     pip_download,
     serve_directory,
 )
@@ -98,3 +100,25 @@ def test_pip_second_download_of_a_wheel_is_a_hit(tmp_path: Path) -> None:
     # The index page is asked of the origin every time (pip says max-age=0, and it has
     # no validator to revalidate with).
     assert sum(p.endswith("/simple/cproxy-tiny/") for p in paths) == 2, paths
+
+
+@pytest.mark.skipif(shutil.which("npm") is None, reason="needs npm")
+@pytest.mark.timeout(240)
+def test_npm_second_fetch_of_a_tarball_is_a_hit(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    with Origin() as origin, start_proxy(AccessLog=str(log)) as proxy:
+        site = make_npm_registry(tmp_path, "cproxy-tiny", origin.url("/"))
+        tarball = site / "cproxy-tiny" / "-" / "cproxy-tiny-1.0.0.tgz"
+        origin.default_route = serve_directory(site)
+        got = [
+            npm_pack(origin.url("/"), proxy.port, tmp_path / f"m{i}", "cproxy-tiny").read_bytes()
+            for i in range(2)
+        ]
+        paths = [path for _, path, _, _ in origin.requests]
+    assert got == [tarball.read_bytes()] * 2
+    assert sum(p.endswith(".tgz") for p in paths) == 1, paths
+    assert _cache_fields(log, ".tgz") == ["uri-miss;stored", "hit"]
+    # The package document (no validator, no rule for this host) is never kept: every run
+    # asks the origin (npm asks it more than once a run), and the log says why.
+    documents = _cache_fields(log, "/cproxy-tiny")
+    assert len(documents) >= 2 and set(documents) == {"uri-miss;detail=no-freshness"}
