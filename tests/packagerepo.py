@@ -24,9 +24,11 @@ from tests.support import OriginHandler
 CLIENT_TIMEOUT_S = 90
 
 
-def serve_directory(root: Path):  # type: ignore[no-untyped-def]
+def serve_directory(root: Path, *, last_modified: bool = False):  # type: ignore[no-untyped-def]
     """An origin route serving files under ``root`` (a directory's index.html for a path
-    ending in /), with no validator or freshness field; 404 for anything else."""
+    ending in /), with no validator or freshness field; 404 for anything else. With
+    ``last_modified`` each file has a Last-Modified (its mtime), and an If-Modified-Since
+    not older than it gets a 304."""
     root = root.resolve()
 
     def route(h: OriginHandler) -> None:
@@ -37,7 +39,16 @@ def serve_directory(root: Path):  # type: ignore[no-untyped-def]
             h.reply(404, b"not found\n", {"Content-Type": "text/plain"})
             return
         kind = "text/html" if path.suffix == ".html" else "application/octet-stream"
-        h.reply(200, path.read_bytes(), {"Content-Type": kind})
+        fields = {"Content-Type": kind}
+        if last_modified:
+            mtime = int(path.stat().st_mtime)
+            fields["Last-Modified"] = email.utils.formatdate(mtime, usegmt=True)
+            since = h.headers.get("If-Modified-Since")
+            parsed = email.utils.parsedate_to_datetime(since) if since else None
+            if parsed is not None and parsed.timestamp() >= mtime:
+                h.reply(304, b"", {**fields, "Content-Length": "0"})
+                return
+        h.reply(200, path.read_bytes(), fields)
 
     return route
 

@@ -5,6 +5,7 @@ package rules (CachePackageRules) keep the package files and never the indexes."
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -60,6 +61,27 @@ def test_apt_second_machine_gets_the_package_from_the_cache(tmp_path: Path) -> N
     # update, never kept, and the log says why.
     assert sum(p.endswith("/Packages") for p in paths) == 2, paths
     assert _cache_fields(log, "/Packages") == ["uri-miss;detail=no-freshness"] * 2
+
+
+@needs_apt
+@pytest.mark.timeout(240)
+def test_apt_indexes_with_a_validator_are_revalidated(tmp_path: Path) -> None:
+    """An archive that sends Last-Modified: Packages is stored but never fresh by heuristic
+    (the 0.1 factor would make a days-old index fresh for hours, against a newer
+    InRelease), so the second machine's update revalidates it: a 304, not the body."""
+    repo = make_apt_repo(tmp_path, ["cproxy-hello"])
+    old = 1_700_000_000  # a week-old index: the catch-all factor would give it 17 hours
+    for name in ("Packages", "Release"):
+        os.utime(repo / name, (old, old))
+    log = tmp_path / "access.log"
+    with Origin() as origin, start_proxy(AccessLog=str(log)) as proxy:
+        origin.default_route = serve_directory(repo, last_modified=True)
+        for machine in ("first", "second"):
+            AptMachine(tmp_path / machine, origin.url("/"), proxy.port).update()
+        asked = [(path, headers) for _, path, headers, _ in origin.requests]
+    packages = [headers for path, headers in asked if path.endswith("/Packages")]
+    assert len(packages) == 2 and "If-Modified-Since" in packages[1], packages
+    assert _cache_fields(log, "/Packages") == ["uri-miss;stored", "revalidated"]
 
 
 @needs_apt
