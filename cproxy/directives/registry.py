@@ -1003,6 +1003,10 @@ _DECLARED: tuple[Directive, ...] = (
 
         0, the default, gives such responses no freshness: they are revalidated every time,
         which is what RFC 9111 wants when the origin says nothing.
+
+        This is the catch-all for every URL, error statuses included; set it for some URLs
+        only with a CacheDefaultExpiry line of CacheFreshnessRules (IBM's
+        CacheDefaultExpiry url_pattern time).
         """,
         live=True,
     ),
@@ -1016,7 +1020,7 @@ _DECLARED: tuple[Directive, ...] = (
         factor x (Date - Last-Modified), capped by CacheMaxExpiry (RFC 9111 section 4.2.2).
 
         0.1 (a tenth of the object's age) is the typical value RFC 9111 mentions; 0 turns the
-        heuristic off.
+        heuristic off. This is the catch-all; CacheFreshnessRules sets it per URL pattern.
         """,
         live=True,
     ),
