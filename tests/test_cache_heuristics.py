@@ -3,13 +3,15 @@ package rules (CachePackageRules) and the single-valued catch-all (RFC 9111 §4.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from cproxy.cache import CacheSettings
 from cproxy.cache.heuristics import PACKAGE_RULES
 from cproxy.cache.policy import freshness_lifetime, storable
 from cproxy.directives import DIRECTIVES, defaults
-from cproxy.directives.config import config_with
+from cproxy.directives.config import config_with, load_config
 from cproxy.directives.freshnesstypes import FreshnessRule, FreshnessRuleList
 from cproxy.errors import ConfigError
 from tests.test_cache_support import T0, date
@@ -203,3 +205,32 @@ def test_config_gives_the_cache_its_rules() -> None:
     assert s.cache_package_rules is False
     assert s.cache_freshness_rules == (("CacheMinHold", "*.iso", 7 * DAY, False),)
     assert defaults().cache_package_rules is True
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("CacheDefaultExpiry = http://*/*.deb 30 days\n", "is not a time"),
+        ("CacheDefaultExpiry = 1 day\nCacheDefaultExpiry = 2 days\n", "given twice"),
+        ("CacheMinHold = *.deb 30 days\n", "unknown directive"),
+        ("CacheLastModifiedFactor = *.html 0.2\n", "is not a number"),
+    ],
+)
+def test_ibm_style_lines_at_the_top_level_point_to_the_rules(
+    tmp_path: Path, text: str, words: str
+) -> None:
+    conf = tmp_path / "cproxy.conf"
+    conf.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(str(conf))
+    message = str(info.value)
+    assert words in message and "line of CacheFreshnessRules" in message, message
+    assert info.value.line is not None
+
+
+def test_a_plain_bad_time_gets_no_pattern_hint(tmp_path: Path) -> None:
+    conf = tmp_path / "cproxy.conf"
+    conf.write_text("CacheDefaultExpiry = 30\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(str(conf))
+    assert "CacheFreshnessRules" not in str(info.value)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import ClassVar, NamedTuple
 
-from .types import PATTERN_ALLOWED, Factor, RuleList, Time, ValueType, check_pattern
+from .types import PATTERN_ALLOWED, Factor, RuleList, Time, ValueType, check_pattern, is_pattern
 
 # A freshness rule's value types: times up to ten years (CacheMaxExpiry caps them anyway),
 # factors from 0 to 1 as CacheLastModifiedFactor takes them.
@@ -28,6 +28,17 @@ _BY_LOWER = {name.lower(): name for name in _KINDS}
 
 # The flag that lets a rule apply to error statuses (404, 410...) too.
 ERRORS_FLAG = "errors"
+
+
+def per_pattern_hint(name: str, value: str | None = None) -> str:
+    """Where IBM's per-pattern directive ``name`` goes in a cproxy file (for the error a
+    user who wrote it IBM's way gets: repeated, CacheMinHold alone, or a ``value`` that
+    starts with a URL pattern), or "" for any other name or value."""
+    kind = _BY_LOWER.get(name.lower())
+    words = value.split() if value is not None else []
+    if kind is None or (value is not None and (len(words) < 2 or not is_pattern(words[0]))):
+        return ""
+    return f" (per URL pattern, write {kind} pattern value as a line of CacheFreshnessRules)"
 
 
 class FreshnessRule(NamedTuple):

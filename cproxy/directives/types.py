@@ -633,8 +633,13 @@ _PATTERN_START = re.compile(r"(?:https?://|/|\*)", re.IGNORECASE)
 PATTERN_ALLOWED = "URL patterns starting with http://, https://, / or *; * matches any text"
 
 
+def is_pattern(item: str) -> bool:
+    """Is ``item`` a URL pattern (starts with http://, https://, / or *; no white space)?"""
+    return bool(_PATTERN_START.match(item)) and not any(c.isspace() for c in item)
+
+
 def check_pattern(item: str) -> None:
-    if not _PATTERN_START.match(item) or any(c.isspace() for c in item):
+    if not is_pattern(item):
         raise ValueError(f"{item!r} is not a URL pattern")
 
 
