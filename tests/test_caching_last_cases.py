@@ -8,8 +8,9 @@
 
 from __future__ import annotations
 
+from cproxy.cache import normalise_url
 from cproxy.cache.dates import format_http_date, parse_http_date
-from tests.support import Origin, ProxyThread
+from tests.support import Origin, ProxyThread, start_proxy
 from tests.test_cache_support import T0, URL, date, make_cache
 from tests.test_caching_proxy import fetch, origin_requests
 from tests.test_caching_ranges import BODY, _ranged_origin
@@ -106,3 +107,46 @@ def test_completion_is_not_tried_with_the_clients_own_conditionals() -> None:
     for field in ("If-None-Match", "If-Modified-Since", "If-Range"):
         value = '"e"' if field != "If-Modified-Since" else date()
         assert cache.lookup("GET", URL, [(field, value)], T0).fwd != "partial", field
+
+
+def test_a_206_of_another_size_is_never_shown_and_the_whole_is_asked_again(
+    proxy: ProxyThread, origin: Origin
+) -> None:
+    _ranged_origin(origin, "/odd")
+    url = origin.url("/odd")
+    assert fetch(proxy, url, headers={"Range": "bytes=0-99"})[0] == 206
+    asked: list[str | None] = []
+
+    def odd(h) -> None:  # type: ignore[no-untyped-def]
+        asked.append(h.headers.get("Range"))
+        fields = {"Cache-Control": "max-age=600", "ETag": '"r1"'}
+        if h.headers.get("Range"):  # not the range asked for
+            h.reply(206, BODY[100:200], {**fields, "Content-Range": "bytes 100-199/1024"})
+        else:
+            h.reply(200, BODY, fields)
+
+    origin.routes["/odd"] = odd
+    status, _, body = fetch(proxy, url)
+    assert (status, body) == (200, BODY)
+    assert asked == ["bytes=100-1023", None]
+
+
+def test_no_completion_for_what_the_cache_could_not_hold(origin: Origin) -> None:
+    big = bytes(range(256)) * 16  # 4096 bytes, more than the whole cache below
+
+    def handler(h) -> None:  # type: ignore[no-untyped-def]
+        fields = {"Cache-Control": "max-age=600", "ETag": '"b"'}
+        if h.headers.get("Range") == "bytes=0-99":
+            h.reply(206, big[:100], {**fields, "Content-Range": f"bytes 0-99/{len(big)}"})
+        else:
+            h.reply(200, big, fields)
+
+    origin.routes["/huge"] = handler
+    url = origin.url("/huge")
+    with start_proxy(CacheMemory="2 K", CacheFileSizeLimit="0") as proxy:
+        assert fetch(proxy, url, headers={"Range": "bytes=0-99"})[0] == 206
+        assert proxy.runtime.cache.store.partial(normalise_url(url)) is not None
+        status, headers, body = fetch(proxy, url)
+    assert (status, body) == (200, big)
+    assert "fwd=partial" not in headers["cache-status"]
+    assert "Range" not in origin_requests(origin, "/huge")[1][2]

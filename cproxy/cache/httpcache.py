@@ -322,7 +322,10 @@ class HttpCache:
         if parts is None or parts.etag is None or has_any(req_headers, COMPLETION_BLOCKERS):
             return None
         span = parts.missing()
-        if span is None:
+        # The completed response must be storable as a whole (CacheFileSizeLimit, and the
+        # cache itself): else the whole is simply forwarded and streamed.
+        limit = self.settings.cache_file_size_limit_bytes or self.store.max_bytes
+        if span is None or parts.length > min(limit, self.store.max_bytes):
             return None
         fields = [(k, v) for k, v in req_headers if k.lower() not in COMPLETION_BLOCKERS]
         fields += [("Range", f"bytes={span[0]}-{span[1]}"), ("If-Range", f'"{parts.etag}"')]

@@ -479,8 +479,17 @@ def _fetch(
             return _fetch(who, cache, req, url_key, None, keep, outcome)
 
     if result is not None and result.partial is not None and result.kind is LookupKind.MISS:
+        assert result.span is not None  # set with the parts by HttpCache._completion
         completed = _complete_parts(
-            who, cache, req, url_key, exchange, (request_time, response_time), keep, outcome
+            who,
+            cache,
+            req,
+            url_key,
+            exchange,
+            result.span,
+            (request_time, response_time),
+            keep,
+            outcome,
         )
         if completed is not None:
             return completed
@@ -585,6 +594,7 @@ def _complete_parts(
     req: Request,
     url_key: str,
     exchange: Exchange,
+    span: tuple[int, int],
     times: tuple[float, float],
     keep: bool,
     outcome: Outcome,
@@ -599,11 +609,13 @@ def _complete_parts(
     if resp.status != 206:
         return None
     body = None
-    if resp.body == LENGTH:
+    first, last = span
+    # Read into memory only the range asked for (bounded by `HttpCache._completion`).
+    if resp.body == LENGTH and resp.content_length == last - first + 1:
         exchange.read_body_ahead()
         body = _body_in_hand(resp, exchange.rest)
     if body is None:
-        exchange.discard()  # chunked, or it did not arrive whole: not worth joining
+        exchange.discard()  # chunked, another size, or not whole: not worth joining
     else:
         fields = client_fields(resp, who.config.hostname)
         _store(cache, req, url_key, resp, fields, body, times)
