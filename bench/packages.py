@@ -19,10 +19,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import benchlib as bl
 
-from tests.packagerepo import AptMachine, make_apt_repo, serve_directory
-from tests.support import Origin, start_proxy
+# Checked before anything starts (and before tests.* imports cproxy).
+bl.require(tools=["apt-get", "dpkg-deb", "dpkg-scanpackages"])
+sys.path.insert(0, str(bl.REPO_DIR))
+
+from tests.packagerepo import AptMachine, make_apt_repo, serve_directory  # noqa: E402
+from tests.support import Origin, start_proxy  # noqa: E402
 
 
 def _fields(line: str) -> tuple[str, int, str]:
