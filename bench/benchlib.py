@@ -35,6 +35,9 @@ DEBIAN_PACKAGES = {
     "taskset": "util-linux",
     "redis-server": "redis-server",
     "redis-cli": "redis-tools",
+    "apt-get": "apt",
+    "dpkg-deb": "dpkg",
+    "dpkg-scanpackages": "dpkg-dev",
 }
 
 #: the origin's files: name -> size in bytes

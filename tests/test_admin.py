@@ -662,3 +662,63 @@ def test_cproxy_passwd_command_reads_the_password_from_stdin(tmp_path: Path) -> 
 
     hashed = path.read_text().strip().split(":", 1)[1].encode()
     assert bcrypt.checkpw(b"from stdin", hashed)
+
+
+# ---------------------------------------------------------------------- freshness rules
+
+CACHE_SETTINGS = "/config/cache-configuration/cache-settings"
+
+
+def test_freshness_rules_are_edited_like_mapping_rules(site: AdminSite) -> None:
+    def rule_forms(action: str) -> list[dict[str, Any]]:
+        html = site.get(CACHE_SETTINGS).text
+        return [
+            f["fields"]
+            for f in forms_in(html)
+            if f["fields"].get("action") == action
+            and f["fields"].get("directive") == "CacheFreshnessRules"
+        ]
+
+    html = site.get(CACHE_SETTINGS).text
+    assert 'id="field-CacheFreshnessRules"' in html and "CacheMinHold" in html
+    add = rule_forms("rule-add")[0]
+    add.update({"rule.kind": "CacheMinHold", "rule.pattern": "*.iso", "rule.target": "7 days"})
+    assert site.post(CACHE_SETTINGS, add).status_code == 200
+    add = rule_forms("rule-add")[0]
+    add.update(
+        {"rule.kind": "CacheDefaultExpiry", "rule.pattern": "*/favicon.ico"}
+        | {"rule.target": "1 day errors", "position": "1"}
+    )
+    assert site.post(CACHE_SETTINGS, add).status_code == 200
+    assert [str(r) for r in site.runtime.config.cache_freshness_rules] == [
+        "CacheDefaultExpiry */favicon.ico 1 day errors",
+        "CacheMinHold *.iso 7 days",
+    ]
+    assert load_config(site.conf).cache_freshness_rules == (
+        site.runtime.config.cache_freshness_rules
+    )
+    remove = rule_forms("rule-remove")[0]
+    assert site.post(CACHE_SETTINGS, remove).status_code == 200
+    assert [str(r) for r in site.runtime.config.cache_freshness_rules] == [
+        "CacheMinHold *.iso 7 days"
+    ]
+
+
+def test_a_bad_freshness_rule_is_refused_and_nothing_changes(site: AdminSite) -> None:
+    before_file = site.conf.read_bytes()
+    before = site.runtime.config
+    html = site.get(CACHE_SETTINGS).text
+    add = next(
+        f["fields"]
+        for f in forms_in(html)
+        if f["fields"].get("action") == "rule-add"
+        and f["fields"].get("directive") == "CacheFreshnessRules"
+    )
+    add.update({"rule.kind": "CacheMinHold", "rule.pattern": "*.iso", "rule.target": "7"})
+    response = site.post(CACHE_SETTINGS, add)
+    assert response.status_code == 400
+    assert "Rule not added" in response.text
+    section = re.search(r'id="field-CacheFreshnessRules">(.*?)</section>', response.text, re.S)
+    assert section is not None and "is not a time" in section.group(1)
+    assert site.runtime.config == before
+    assert site.conf.read_bytes() == before_file

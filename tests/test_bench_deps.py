@@ -22,6 +22,7 @@ SCRIPTS = {
     "pool_bench.py": ("wrk", "trustme"),
     "profile_cproxy.py": ("py-spy", None),
     "shared_tier.py": ("redis-server", "redis"),
+    "packages.py": ("dpkg-scanpackages", None),
 }
 
 RUN = """

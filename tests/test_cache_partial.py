@@ -78,7 +78,7 @@ def test_3_3_which_partial_responses_are_stored(fields, body_bytes: int, ok: boo
 
 def test_3_3_partial_over_cache_file_size_limit_is_not_stored() -> None:
     settings = CacheSettings(cache_file_size_limit_bytes=512)  # complete length 1024
-    assert storable("GET", 206, [], part(0, 9), settings, body_bytes=10) == (False, "partial")
+    assert storable("GET", 206, [], part(0, 9), settings, body_bytes=10) == (False, "range")
 
 
 def test_3_3_range_inside_a_stored_part_is_answered_from_it() -> None:
@@ -168,7 +168,7 @@ def test_parts_count_in_cache_memory_and_are_evicted_with_it() -> None:
     assert cache.store.current_bytes <= 2000
     # Parts larger than the whole cache are not kept.
     small = make_cache(max_bytes=800)
-    assert store_part(small, 0, 899) == (None, "too-large")
+    assert store_part(small, 0, 899) == (None, "limit")
     assert small.store.partial(URL) is None and small.store.current_bytes == 0
 
 

@@ -30,6 +30,8 @@ BOTH = ("Cproxy-Cache-Control", "CDN-Cache-Control")
         ("max-age=5, max-age=9", {"max-age": "9"}),  # RFC 8941: the last duplicate wins
         ("  must-revalidate ,s-maxage=3  ", {"must-revalidate": None, "s-maxage": "3"}),
         ('x="a,b", max-age=1', {"x": "a,b", "max-age": "1"}),
+        ("max-age=1.5", {"max-age": "1.5"}),  # a decimal: not delta-seconds, so stale
+        ("max-age=60, x=:aGk=:", {"max-age": "60", "x": "aGk="}),
     ],
 )
 def test_rfc9213_targeted_field_is_a_structured_dictionary(value: str, parsed: dict) -> None:
@@ -37,7 +39,14 @@ def test_rfc9213_targeted_field_is_a_structured_dictionary(value: str, parsed: d
 
 
 @pytest.mark.parametrize(
-    "value", ["", "   ", "Max-Age=60", "max-age=60,", "max-age 60", "max-age=60 x", "=5", ",a"]
+    "value",
+    [
+        *("", "   ", "Max-Age=60", "max-age=60,", "max-age 60", "max-age=60 x", "=5", ",a"),
+        # Issue #23: read by a Structured Fields parser (http-sf), so anything RFC 8941
+        # refuses makes the whole field invalid, and it is ignored as a whole.
+        *("max-age=60, no-store=", "max-age=(1 2", "max-age=:not base64!:", "max-age=\u00e9"),
+        *('private="unterminated', "max-age=60;", "max-age=-", "no-store,,max-age=5"),
+    ],
 )
 def test_rfc9213_invalid_targeted_field_is_refused(value: str) -> None:
     assert parse_targeted_cache_control(value) is None

@@ -75,7 +75,7 @@ from cproxy.admin.status import (
 )
 from cproxy.directives.config import config_with, diff, load_config, save_changes
 from cproxy.directives.registry import DIRECTIVES, forms
-from cproxy.directives.types import RULE_KINDS, Rule, parse_rule
+from cproxy.directives.types import RuleList
 from cproxy.errors import ConfigError
 
 log = logging.getLogger("cproxy.admin")
@@ -477,12 +477,14 @@ class AdminApp:
         if name not in page.names() or widget_for(DIRECTIVES[name]) != "rules":
             raise HTTPProblem(400, "No such rule list on this form.")
         directive = DIRECTIVES[name]
-        rules: list[Rule] = list(getattr(config, directive.attr))
+        rule_type = directive.type
+        assert isinstance(rule_type, RuleList)  # widget_for said "rules"
+        rules: list[Any] = list(getattr(config, directive.attr))
         if action == "rule-add":
             draft = {key: form.get(f"rule.{key}", "").strip() for key in _RULE_FIELDS}
             line = " ".join(draft[key] for key in _RULE_FIELDS if draft[key])
             try:
-                rule = parse_rule(line)
+                rule = rule_type.parse_line(line)
             except ValueError as exc:
                 outcome = Outcome(400, [("error", "Rule not added; nothing was changed.")])
                 outcome.errors[name] = str(exc)
@@ -563,7 +565,6 @@ class AdminApp:
             plain_fields=[f for f in fields if f.widget != "rules"],
             rule_fields=[f for f in fields if f.widget == "rules"],
             rules=rules,
-            rule_kinds=[kind.name for kind in RULE_KINDS.values()],
             rule_draft=outcome.rule_draft,
             generation=generation(config, page.names()),
             messages=outcome.messages,

@@ -19,8 +19,12 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Iterable
+from typing import Any
+
+import http_sf
 
 from cproxy.cache.fields import split_list, unquote
 from cproxy.memo import memoised_when_short
@@ -123,60 +127,36 @@ def field_names(argument: str | None) -> list[str]:
 
 # -- Targeted cache control (RFC 9213): a Structured Field Dictionary (RFC 8941 §3.2) -------
 
-_SF_KEY = r"[a-z*][a-z0-9_\-.*]*"
-_SF_BARE = (
-    r"(?:-?(?:[0-9]{1,12}\.[0-9]{1,3}|[0-9]{1,15})"  # decimal, integer (§3.3.1, §3.3.2)
-    r'|"(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\[\\"])*"'  # string (§3.3.3)
-    r"|[A-Za-z*][!#$%&'*+\-.^_`|~0-9A-Za-z:/]*"  # token (§3.3.4)
-    r"|:[A-Za-z0-9+/=]*:"  # byte sequence (§3.3.5)
-    r"|\?[01])"  # boolean (§3.3.6)
-)
-_SF_PARAMS = rf"(?:;\x20*{_SF_KEY}(?:={_SF_BARE})?)*"
-_SF_INNER = rf"\(\x20*(?:{_SF_BARE}{_SF_PARAMS}(?:\x20+{_SF_BARE}{_SF_PARAMS})*\x20*)?\)"
-_SF_MEMBER = re.compile(rf"({_SF_KEY})(?:=({_SF_BARE}|{_SF_INNER}))?{_SF_PARAMS}")
-_SF_SEPARATOR = re.compile(r"[ \t]*,[ \t]*")
-_SF_INNER_ITEM = re.compile(rf"({_SF_BARE}){_SF_PARAMS}")
 
-
-def _sf_argument(raw: str | None) -> str | bool | None:
-    """A Dictionary member's value as a Cache-Control argument: True/False for booleans
-    (a bare key is ``?1``), the content of a string, the items of an inner list joined
-    with ", " (field names for ``private``/``no-cache``), the text of anything else."""
-    if raw is None or raw == "?1":
-        return True
-    if raw == "?0":
-        return False
-    if raw.startswith("("):
-        return ", ".join(unquote(m.group(1)) for m in _SF_INNER_ITEM.finditer(raw[1:-1]))
-    return unquote(raw)
+def _sf_argument(value: object) -> str | None:
+    """A Dictionary member's value as a Cache-Control argument (None for a bare key, ``?1``):
+    the items of an inner list joined with ", " (field names for ``private``/``no-cache``),
+    the text of an integer, decimal, string or token, base64 for a byte sequence."""
+    if value is True:
+        return None
+    if isinstance(value, list):
+        return ", ".join(str(_sf_argument(item)) for item, _params in value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    return str(value)
 
 
 def parse_targeted_cache_control(value: str) -> CacheControl | None:
     """A targeted cache-control field's directives (RFC 9213 §2.1), or None when invalid.
 
-    The field is a Structured Field Dictionary (RFC 8941 §4.2.2): ``max-age=60, no-store``.
-    A value that does not parse whole, or an empty one, is invalid: RFC 9213 §2.1 then has
-    the cache ignore the field. Parameters are ignored; a later duplicate key wins
-    (RFC 8941 §4.2.2); a ``?0`` (false) directive is absent. The result has the shape of
-    ``parse_cache_control``'s, so every freshness and storage rule reads it unchanged.
+    The field is a Structured Field Dictionary (RFC 8941 §4.2.2) parsed by the ``http-sf``
+    package: ``max-age=60, no-store``. A value that does not parse whole, or an empty
+    one, is invalid: RFC 9213 §2.1 then has the cache ignore the field as a whole.
+    Parameters are ignored; a later duplicate key wins (RFC 8941 §4.2.2); a ``?0`` (false)
+    directive is absent. The result has the shape of ``parse_cache_control``'s, so every
+    freshness and storage rule reads it unchanged.
     """
-    text = value.strip(" ")
-    if not text:
+    try:
+        members: Any = http_sf.parse(value.encode("latin-1"), tltype="dictionary")
+    except (http_sf.StructuredFieldError, UnicodeEncodeError, ValueError):
         return None
-    directives: CacheControl = {}
-    position = 0
-    while True:
-        match = _SF_MEMBER.match(text, position)
-        if match is None:
-            return None
-        argument = _sf_argument(match.group(2))
-        directives.pop(match.group(1), None)
-        if argument is not False:
-            directives[match.group(1)] = None if argument is True else str(argument)
-        position = match.end()
-        if position == len(text):
-            return directives
-        separator = _SF_SEPARATOR.match(text, position)
-        if separator is None or separator.end() == len(text):
-            return None  # junk after a member, or a trailing comma
-        position = separator.end()
+    if not isinstance(members, dict) or not members:
+        return None
+    return {
+        key: _sf_argument(item) for key, (item, _params) in members.items() if item is not False
+    }

@@ -80,14 +80,24 @@ class Lookup:
     detail: str | None = None
     ttl: float | None = None
     name: str = "cproxy"
-    # A HIT answered from stored parts (RFC 9111 §3.3): the parts and the byte range.
+    # A HIT answered from stored parts (RFC 9111 §3.3): the parts and the byte range;
+    # or a MISS completing them (fwd=partial): the parts and the range asked of the origin.
     partial: PartialEntry | None = None
     span: tuple[int, int] | None = None
 
     def cache_status(
-        self, *, fwd_status: int | None = None, stored: bool = False, collapsed: bool = False
+        self,
+        *,
+        fwd_status: int | None = None,
+        stored: bool = False,
+        collapsed: bool = False,
+        not_stored: str | None = None,
     ) -> str:
-        """The Cache-Status member for this outcome (RFC 9211), e.g. ``cproxy; hit; ttl=5``."""
+        """The Cache-Status member for this outcome (RFC 9211), e.g. ``cproxy; hit; ttl=5``.
+
+        ``not_stored``: why the forwarded response was not stored (``policy.storable``'s
+        reason); it replaces the lookup's own detail, being what the reader wants to know.
+        """
         hit = self.kind in (LookupKind.HIT, LookupKind.STALE_WHILE_REVALIDATE) and not self.fwd
         return cache_status(
             self.name,
@@ -97,7 +107,7 @@ class Lookup:
             ttl=self.ttl,
             stored=stored,
             collapsed=collapsed,
-            detail=self.detail,
+            detail=not_stored or self.detail,
         )
 
     def response_head(self, extra: bytes | None = None, *, collapsed: bool = False) -> bytes:
@@ -134,6 +144,11 @@ DECISIVE_FIELDS = frozenset(
 CONDITIONAL_FIELDS = frozenset(
     {"if-match", "if-none-match", "if-modified-since", "if-unmodified-since"}
 )
+
+
+# Request fields that keep a whole-representation GET from being completed from stored
+# parts: the client's own conditionals (the origin decides those) and If-Range.
+COMPLETION_BLOCKERS = CONDITIONAL_FIELDS | {"if-range", "range"}
 
 
 class HttpCache:
@@ -196,6 +211,8 @@ class HttpCache:
                 # Nothing stored under the URL, and no request directive (only-if-cached)
                 # or precondition to weigh: the general path's verdict, in one step.
                 parts = self._from_parts(url_key, req_headers, now)
+                if parts is None:
+                    parts = self._completion(url_key, req_headers)
                 if parts is not None:
                     return parts
                 self.store.misses += 1
@@ -218,6 +235,8 @@ class HttpCache:
             return self._result(LookupKind.MISS, fwd="request", detail="precondition")
         if method == "GET" and url_key not in self.store:
             parts = self._from_parts(url_key, req_headers, now)
+            if parts is None and not request.only_if_cached:
+                parts = self._completion(url_key, req_headers)
             if parts is not None:
                 return parts
         entry = self.store.lookup(url_key, req_headers)
@@ -290,6 +309,30 @@ class HttpCache:
             LookupKind.HIT, partial=parts, span=span, age=int(age), ttl=meta.lifetime_s - age
         )
 
+    def _completion(self, url_key: str, req_headers: HeaderPairs) -> Lookup | None:
+        """A GET for the whole representation of which parts are stored (RFC 9111 §3.4):
+        ask the origin only for the one missing byte range, under If-Range with the parts'
+        strong ETag (RFC 9110 §13.1.5), so a changed representation comes whole instead.
+        A MISS with ``fwd=partial``, the parts and the range asked for; None when the
+        request has its own Range or conditionals, the parts have no strong ETag, or more
+        than one range is missing."""
+        if get_first(req_headers, "Range") is not None:
+            return None
+        parts = self.store.partial(url_key)
+        if parts is None or parts.etag is None or has_any(req_headers, COMPLETION_BLOCKERS):
+            return None
+        span = parts.missing()
+        # The completed response must be storable as a whole (CacheFileSizeLimit, and the
+        # cache itself): else the whole is simply forwarded and streamed.
+        limit = self.settings.cache_file_size_limit_bytes or self.store.max_bytes
+        if span is None or parts.length > min(limit, self.store.max_bytes):
+            return None
+        fields = [(k, v) for k, v in req_headers if k.lower() not in COMPLETION_BLOCKERS]
+        fields += [("Range", f"bytes={span[0]}-{span[1]}"), ("If-Range", f'"{parts.etag}"')]
+        return self._result(
+            LookupKind.MISS, fwd="partial", partial=parts, span=span, origin_headers=tuple(fields)
+        )
+
     def _result(self, kind: LookupKind, **fields: object) -> Lookup:
         return Lookup(kind, name=self.name, **fields)  # type: ignore[arg-type]
 
@@ -317,9 +360,10 @@ class HttpCache:
         """Store a complete origin response when RFC 9111 §3 allows.
 
         Returns ``(entry, "stored")`` or ``(None, reason)`` with the reason from
-        ``policy.storable`` (or ``"too-large"`` when it exceeds the whole cache). A 206
-        is kept with the URL's parts (``_store_part``): ``(None, "stored-part")``, or the
-        complete entry once the parts make one. A response that is not storable leaves
+        ``policy.storable`` (or ``"limit"`` when it does not fit in the whole cache,
+        CacheMemory). A 206 is kept with the URL's parts (``_store_part``):
+        ``(None, "stored-part")``, or the complete entry once the parts make one. A
+        response that is not storable leaves
         older stored responses in place.
         """
         date_value = response_date(resp_headers, response_time)
@@ -351,7 +395,7 @@ class HttpCache:
             settings=self.settings,
         )
         if not self.store.put(entry):
-            return None, "too-large"
+            return None, "limit"
         return entry, "stored"
 
     def _store_part(
@@ -394,7 +438,7 @@ class HttpCache:
         whole = parts.complete_body()
         if whole is None:
             # Not an Entry to serve: the parts stay in-process (never in a shared tier).
-            return None, ("stored-part" if self.store.put_partial(parts) else "too-large")
+            return None, ("stored-part" if self.store.put_partial(parts) else "limit")
         self.store.drop_partial(url_key)
         entry = Entry.build(
             url_key=url_key,
@@ -408,7 +452,7 @@ class HttpCache:
             settings=self.settings,
         )
         if not self.store.put(entry):
-            return None, "too-large"
+            return None, "limit"
         return entry, "stored"
 
     def handle_304(

@@ -31,6 +31,7 @@ from cproxy.cache.fields import (
     list_members,
     split_list,
 )
+from cproxy.cache.heuristics import compiled, heuristic_lifetime
 from cproxy.cache.urlkey import origin_of, resolve_reference
 from cproxy.http.syntax import HOP_BY_HOP
 
@@ -56,6 +57,10 @@ class CacheSettings:
     cache_queries: bool = True
     cache_targeted_fields: tuple[str, ...] = ()
     cache_max_stale_s: float = 0.0
+    # Heuristic freshness per URL pattern (``cproxy.cache.heuristics``): the user's rules,
+    # (kind, pattern, value, errors) each, and whether the built-in package rules follow.
+    cache_freshness_rules: tuple[tuple[str, str, float, bool], ...] = ()
+    cache_package_rules: bool = True
 
     @classmethod
     def from_config(cls, cfg: Any) -> CacheSettings:
@@ -250,6 +255,8 @@ def _worthless(f: _StoreFacts) -> bool:
         date_value=f.date_value,
         resp_cc=f.resp_cc,
         expires_ignored=f.targeted,
+        url_key=f.url_key,
+        status=f.status,
     )
     too_short = lifetime <= 0 or lifetime < f.settings.cache_time_margin_s
     return too_short and not _has_validator(f.resp_headers)
@@ -279,11 +286,17 @@ def _too_large(f: _StoreFacts) -> bool:
     return bool(limit and f.body_bytes is not None and f.body_bytes > limit)
 
 
-def _url_excluded(f: _StoreFacts) -> bool:
-    return f.url_key is not None and url_excluded(f.url_key, f.settings) is not None
+def _query_excluded(f: _StoreFacts) -> bool:
+    return f.url_key is not None and url_excluded(f.url_key, f.settings) == "query"
 
 
-# The storage rules in the order they are checked: (reason when refused, refuses?).
+def _pattern_excluded(f: _StoreFacts) -> bool:
+    return f.url_key is not None and url_excluded(f.url_key, f.settings) == "no-caching"
+
+
+# The storage rules in the order they are checked: (reason when refused, refuses?). The
+# reason is a word or two that Cache-Status gives as its detail (RFC 9211 §2.8) and the
+# access log's cache= field as detail=...; man/cproxy.8 lists them.
 _STORE_RULES: tuple[tuple[str, Callable[[_StoreFacts], bool]], ...] = (
     ("caching-off", lambda f: not f.settings.caching),
     # GET responses are stored, and POST responses that say they are the target's
@@ -295,7 +308,7 @@ _STORE_RULES: tuple[tuple[str, Callable[[_StoreFacts], bool]], ...] = (
     # §3.3/§3.4: a 206 is stored only in the shape cproxy can combine (``_partial_unusable``).
     # RFC 9110 §14.4: Content-Range means something only on 206 and 416; a 200 that
     # carries one is a complete response.
-    ("partial", lambda f: f.status == 206 and _partial_unusable(f)),
+    ("range", lambda f: f.status == 206 and _partial_unusable(f)),
     # §5.2.2.3: must-understand stores only statuses whose semantics we know.
     (
         "must-understand",
@@ -308,11 +321,19 @@ _STORE_RULES: tuple[tuple[str, Callable[[_StoreFacts], bool]], ...] = (
     ("authorization", _authorized_without_permission),
     # §4.1: "Vary: *" never matches a later request, so storing it is pointless.
     ("vary-star", lambda f: vary_fields(f.resp_headers) is None),
-    ("url", _url_excluded),
-    ("not-cacheable", lambda f: not _explicit_or_allowed(f)),
+    ("query", _query_excluded),  # CacheQueries off
+    ("no-caching", _pattern_excluded),  # NoCaching
+    # §3: nothing allows it: no explicit freshness, not public, and a status that is not
+    # heuristically cacheable (a 302, a 500...).
+    ("status", lambda f: not _explicit_or_allowed(f)),
     ("too-large", _too_large),
-    ("too-short", _worthless),
+    # No freshness (explicit, heuristic or a freshness rule's) beyond CacheTimeMargin, and
+    # no validator to revalidate with: it could never be reused.
+    ("no-freshness", _worthless),
 )
+
+#: Every reason ``storable`` may give (man/cproxy.8 lists them).
+STORE_REASONS = tuple(dict.fromkeys(reason for reason, _ in _STORE_RULES))
 
 
 def storable(
@@ -330,9 +351,10 @@ def storable(
 
     ``reason`` is ``"ok"`` or the first rule that refused: ``caching-off``, ``method``
     (neither GET nor a POST whose response may serve later GETs, RFC 9110 §9.3.3),
-    ``status``, ``partial``, ``must-understand``, ``no-store``, ``private``,
-    ``authorization``, ``vary-star``, ``url`` (CacheQueries / NoCaching), ``not-cacheable``
-    (nothing in §3 allows it), ``too-large`` (CacheFileSizeLimit) or ``too-short`` (no
+    ``status`` (not final, a 304, or nothing in §3 allows the status without explicit
+    freshness), ``range`` (a 206 cproxy cannot keep), ``must-understand``, ``no-store``,
+    ``private``, ``authorization``, ``vary-star``, ``query`` (CacheQueries off),
+    ``no-caching`` (NoCaching), ``too-large`` (CacheFileSizeLimit) or ``no-freshness`` (no
     freshness beyond CacheTimeMargin and no validator). ``date_value`` stands in for a
     missing or invalid Date (the response time). The response's directives are those of
     ``response_cache_control``: a valid targeted field (RFC 9213) replaces Cache-Control.
@@ -421,19 +443,23 @@ def freshness_lifetime(
     date_value: float | None = None,
     resp_cc: CacheControl | None = None,
     expires_ignored: bool = False,
+    url_key: str | None = None,
+    status: int = 200,
 ) -> float:
     """The freshness lifetime in seconds (RFC 9111 §4.2.1), capped by CacheMaxExpiry.
 
     First match wins: s-maxage (shared cache), max-age, Expires minus Date, then, when
     ``heuristic_allowed``, CacheLastModifiedFactor x (Date - Last-Modified) (§4.2.2), else
-    CacheDefaultExpiry. An invalid s-maxage or max-age gives 0 (stale: the most
+    CacheDefaultExpiry, at least CacheMinHold; each of the three from the first freshness
+    rule matching ``url_key`` for ``status`` (``cproxy.cache.heuristics``), else the
+    single-valued directive. An invalid s-maxage or max-age gives 0 (stale: the most
     restrictive reading, §4.2.1). ``date_value`` stands in for a missing or invalid Date.
     ``resp_cc`` is the directives this cache obeys (``response_cache_control``); with
     ``expires_ignored`` (a targeted field decides, RFC 9213 §2.2) Expires is not read.
     """
     cc = parse_cache_control(get_all(resp_headers, "Cache-Control")) if resp_cc is None else resp_cc
     lifetime = _uncapped_lifetime(
-        resp_headers, cc, settings, heuristic_allowed, date_value, expires_ignored
+        resp_headers, cc, settings, heuristic_allowed, date_value, expires_ignored, url_key, status
     )
     if settings.cache_max_expiry_s > 0:
         lifetime = min(lifetime, settings.cache_max_expiry_s)
@@ -447,6 +473,8 @@ def _uncapped_lifetime(
     heuristic_ok: bool,
     date_value: float | None,
     expires_ignored: bool,
+    url_key: str | None,
+    status: int,
 ) -> float:
     for directive in ("s-maxage", "max-age"):
         if directive in cc:
@@ -461,10 +489,16 @@ def _uncapped_lifetime(
     if not heuristic_ok:
         return 0.0
     last_modified = parse_http_date(get_first(resp_headers, "Last-Modified"))
-    if last_modified is not None and date is not None:
-        # §4.2.2: a fraction of the time since the last modification.
-        return max(0.0, (date - last_modified) * settings.cache_last_modified_factor)
-    return settings.cache_default_expiry_s
+    # §4.2.2: a fraction of the time since the last modification, else a default.
+    return heuristic_lifetime(
+        rules=compiled(settings.cache_freshness_rules, settings.cache_package_rules),
+        url_key=url_key,
+        status=status,
+        date=date,
+        last_modified=None if last_modified is None else float(last_modified),
+        default_expiry_s=settings.cache_default_expiry_s,
+        last_modified_factor=settings.cache_last_modified_factor,
+    )
 
 
 def response_date(resp_headers: HeaderPairs, fallback: float | None = None) -> float | None:

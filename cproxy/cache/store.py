@@ -126,6 +126,8 @@ class Entry:
             date_value=date_value,
             resp_cc=cc,
             expires_ignored=targeted is not None,
+            url_key=url_key,
+            status=status,
         )
         lines = [f"HTTP/1.1 {status} {reason}\r\n".encode("latin-1", "replace")]
         lines.extend(_encode(f"{name}: {value}\r\n") for name, value in headers)
@@ -314,6 +316,18 @@ class PartialEntry:
             if start <= first and last < start + len(data):
                 return data[first - start : last - start + 1]
         return None
+
+    def missing(self) -> tuple[int, int] | None:
+        """The one byte range (inclusive) the parts lack, when exactly one is missing."""
+        gaps = []
+        position = 0
+        for first, data in self.spans:
+            if first > position:
+                gaps.append((position, first - 1))
+            position = first + len(data)
+        if position < self.length:
+            gaps.append((position, self.length - 1))
+        return gaps[0] if len(gaps) == 1 else None
 
     def complete_body(self) -> bytes | None:
         """The whole representation when the parts now cover it, else None."""

@@ -6,6 +6,7 @@ mistyped ``cfg.<attr>`` is an error). The values themselves are set by `Config`.
 
 from __future__ import annotations
 
+from cproxy.directives.freshnesstypes import FreshnessRule
 from cproxy.directives.origintypes import Origin
 from cproxy.directives.types import IPNetwork, Pattern, PortRanges, RedisTarget, Rule
 
@@ -74,6 +75,8 @@ class ConfigAttributes:
     cache_max_expiry_s: float  # CacheMaxExpiry
     cache_default_expiry_s: float  # CacheDefaultExpiry
     cache_last_modified_factor: float  # CacheLastModifiedFactor
+    cache_freshness_rules: tuple[FreshnessRule, ...]  # CacheFreshnessRules
+    cache_package_rules: bool  # CachePackageRules
     cache_time_margin_s: float  # CacheTimeMargin
     no_caching: tuple[Pattern, ...]  # NoCaching
     cache_queries: bool  # CacheQueries

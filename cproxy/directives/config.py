@@ -36,6 +36,7 @@ import configobj
 from cproxy.errors import ConfigError
 
 from .attributes import ConfigAttributes
+from .freshnesstypes import per_pattern_hint
 from .registry import DIRECTIVES, Directive, lookup
 
 __all__ = [
@@ -173,7 +174,8 @@ def _parse_value(d: Directive, text: str, *, path: str | None, line: int | None)
     try:
         return d.type.parse(text)
     except ValueError as exc:
-        raise _error(str(exc), d.type.allowed, path=path, line=line, directive=d.name) from exc
+        what = str(exc) + per_pattern_hint(d.name, text)
+        raise _error(what, d.type.allowed, path=path, line=line, directive=d.name) from exc
 
 
 def _unknown(name: str, *, path: str | None, line: int | None) -> ConfigError:
@@ -181,7 +183,7 @@ def _unknown(name: str, *, path: str | None, line: int | None) -> ConfigError:
     if not close:  # case differences count as nothing: compare in lower case too
         lowered = {n.lower(): n for n in DIRECTIVES}
         close = [lowered[m] for m in difflib.get_close_matches(name.lower(), lowered, n=1)]
-    hint = f" (did you mean {close[0]}?)" if close else ""
+    hint = per_pattern_hint(name) or (f" (did you mean {close[0]}?)" if close else "")
     return _error(
         f"unknown directive{hint}",
         "the directives listed in cproxy.conf(5)",
@@ -302,7 +304,9 @@ def _syntax_error(exc: configobj.ConfigObjError, lines: list[str], path: str) ->
         keys, _ = _scan_lines(lines)
         first = keys.get(_strip_quotes(key.group(1))) if key else None
         return _error(
-            f"given twice (first on line {first})", "each directive once in the file", **where
+            f"given twice (first on line {first}){per_pattern_hint(name or '')}",
+            "each directive once in the file",
+            **where,
         )
     if "multiline" in str(exc):
         value = key.group(2) if key else ""

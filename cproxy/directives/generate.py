@@ -21,6 +21,7 @@ from pathlib import Path
 from cproxy import __version__
 
 from .config import encode_value
+from .freshnesstypes import FreshnessRuleList
 from .origintypes import OriginList, StandbyList
 from .registry import DIRECTIVES, Directive, forms
 from .types import (
@@ -71,6 +72,7 @@ _SYNTAX: dict[type[ValueType], Callable[[ValueType], str]] = {
     FieldNameList: lambda t: "fields",
     PatternList: lambda t: "patterns",
     RuleList: lambda t: "rules",
+    FreshnessRuleList: lambda t: "freshness rules",
     OriginList: lambda t: "origins",
     StandbyList: lambda t: "origin count lines",
     SharedCacheURL: lambda t: "url",
@@ -182,6 +184,9 @@ in it matches any text.
 .TP
 .I rules
 Mapping rules, one per line (see \fBMappingRules\fR).
+.TP
+.I freshness rules
+Heuristic freshness rules, one per line (see \fBCacheFreshnessRules\fR).
 .SH DIRECTIVES
 """
 

@@ -15,6 +15,7 @@ import inspect
 import re
 from dataclasses import dataclass, field
 
+from .freshnesstypes import FreshnessRuleList
 from .origintypes import OriginList, StandbyList
 from .types import (
     AddressList,
@@ -1058,6 +1059,10 @@ _DECLARED: tuple[Directive, ...] = (
 
         0, the default, gives such responses no freshness: they are revalidated every time,
         which is what RFC 9111 wants when the origin says nothing.
+
+        This is the catch-all for every URL, error statuses included; set it for some URLs
+        only with a CacheDefaultExpiry line of CacheFreshnessRules (IBM's
+        CacheDefaultExpiry url_pattern time).
         """,
         live=True,
     ),
@@ -1071,7 +1076,84 @@ _DECLARED: tuple[Directive, ...] = (
         factor x (Date - Last-Modified), capped by CacheMaxExpiry (RFC 9111 section 4.2.2).
 
         0.1 (a tenth of the object's age) is the typical value RFC 9111 mentions; 0 turns the
-        heuristic off.
+        heuristic off. This is the catch-all; CacheFreshnessRules sets it per URL pattern.
+        """,
+        live=True,
+    ),
+    Directive(
+        "CacheFreshnessRules",
+        FreshnessRuleList(),
+        "",
+        CACHE_SETTINGS,
+        """
+        Heuristic freshness per URL pattern, one rule per line in IBM Caching Proxy's words:
+        CacheDefaultExpiry pattern time, CacheLastModifiedFactor pattern factor and
+        CacheMinHold pattern time (IBM writes them as repeated directives; here, like the
+        mapping rules, they are the lines of one value). For each of the three, the first
+        rule whose pattern matches the URL wins (as Squid's refresh_pattern); then the
+        built-in package rules (CachePackageRules); then the single-valued
+        CacheDefaultExpiry and CacheLastModifiedFactor, the catch-all.
+
+        Rules apply only to a response that gives no explicit freshness (no max-age,
+        s-maxage or Expires) and whose status RFC 9111 lets a cache reuse heuristically
+        (200, 301, 404 and others). CacheDefaultExpiry is the lifetime of such a response
+        without Last-Modified; CacheLastModifiedFactor the fraction of (Date -
+        Last-Modified) it stays fresh with one; CacheMinHold the least it stays fresh
+        either way, which also lets a response without any validator be stored. No rule
+        makes a response stored that forbids it (no-store, private, Authorization).
+        A rule applies to error statuses (404, 410...) only when its line ends with the
+        word errors, so a rule meant for package files never keeps a missing file's 404.
+        CacheMaxExpiry caps every lifetime. A change applies to responses stored from then
+        on.
+
+        Empty by default: the built-in package rules cover package archives.
+        """,
+        example="""
+            CacheMinHold            http://deb.example.test/*.iso  7 days
+            CacheDefaultExpiry      http://intranet.test/*         10 minutes
+            CacheLastModifiedFactor http://*/*.html                0.2
+            CacheDefaultExpiry      */favicon.ico                  1 day errors
+        """,
+        live=True,
+    ),
+    Directive(
+        "CachePackageRules",
+        Switch(),
+        "on",
+        CACHE_SETTINGS,
+        """
+        Whether the built-in freshness rules for package archives apply (after
+        CacheFreshnessRules, before the catch-all). Like every heuristic rule they apply
+        only to responses without explicit freshness, never to error statuses, and never
+        store what a response forbids storing. The rules and the reason for each:
+
+        Debian and Ubuntu package files and by-hash indexes (*.deb, *.udeb, *.ddeb,
+        */by-hash/*) never change under their name (a new version has a new file name; a
+        by-hash name is the content's hash): CacheMinHold for as long as CacheMaxExpiry
+        allows.
+
+        Python wheels and sdists (*/packages/*.whl, */packages/*.tar.gz,
+        */packages/*.zip) never change under their name (PyPI refuses to replace a file):
+        held as long as CacheMaxExpiry allows.
+
+        npm tarballs (*/-/*.tgz) never change under their name (a published version
+        cannot be replaced): held as long as CacheMaxExpiry allows.
+
+        Debian and Ubuntu indexes (*/InRelease, */Release, */Release.gpg, */Packages*,
+        */Sources*, */Contents-*, */Translation-*) change in place when the archive is
+        updated, and apt refuses an index whose hash disagrees with a newer InRelease:
+        CacheDefaultExpiry and CacheLastModifiedFactor 0, so they are revalidated on every
+        use (and not stored when the archive sends no validator).
+
+        Python index pages (*/simple/*) and npm package documents
+        (*://registry.npmjs.org/*, *://registry.yarnpkg.com/*) list new releases as they
+        are published: CacheDefaultExpiry and CacheLastModifiedFactor 0, revalidated on
+        every use.
+
+        On by default: package mirrors often send no Cache-Control, Expires or validator at
+        all, and a team's or build farm's repeated downloads of the same package files are
+        the commonest job of a caching forward proxy. Off leaves such responses to the
+        catch-all (not stored, by default).
         """,
         live=True,
     ),

@@ -630,11 +630,16 @@ class FieldNameList(ValueType):
 # ("http://host/path") for proxy requests, a path ("/path") for requests sent to cproxy as a
 # web server. "*" alone matches everything.
 _PATTERN_START = re.compile(r"(?:https?://|/|\*)", re.IGNORECASE)
-_PATTERN_ALLOWED = "URL patterns starting with http://, https://, / or *; * matches any text"
+PATTERN_ALLOWED = "URL patterns starting with http://, https://, / or *; * matches any text"
 
 
-def _check_pattern(item: str) -> None:
-    if not _PATTERN_START.match(item) or any(c.isspace() for c in item):
+def is_pattern(item: str) -> bool:
+    """Is ``item`` a URL pattern (starts with http://, https://, / or *; no white space)?"""
+    return bool(_PATTERN_START.match(item)) and not any(c.isspace() for c in item)
+
+
+def check_pattern(item: str) -> None:
+    if not is_pattern(item):
         raise ValueError(f"{item!r} is not a URL pattern")
 
 
@@ -672,12 +677,12 @@ class PatternList(ValueType):
 
     @property
     def allowed(self) -> str:
-        return _PATTERN_ALLOWED + ", separated by spaces"
+        return PATTERN_ALLOWED + ", separated by spaces"
 
     def parse(self, text: str) -> tuple[Pattern, ...]:
         patterns = []
         for item in text.split():
-            _check_pattern(item)
+            check_pattern(item)
             patterns.append(Pattern(item))
         return tuple(patterns)
 
@@ -756,7 +761,7 @@ def parse_rule(line: str) -> Rule:
         shape = f"{kind.name} pattern" + (" target" if kind.needs_target else "")
         raise ValueError(f"{line.strip()!r}: write {shape}")
     pattern = words[1]
-    _check_pattern(pattern)
+    check_pattern(pattern)
     target = words[2] if kind.needs_target else None
     if target is not None:
         if kind.target_start is not None and not kind.target_start.match(target):
@@ -775,13 +780,24 @@ class RuleList(ValueType):
 
     multiline: bool = field(default=True, init=False)
     kinds_help: ClassVar[str] = ", ".join(k.name for k in RULE_KINDS.values())
+    # What the admin's rule editor shows (cproxy.admin): the kinds offered, the third
+    # column's title, the inputs' placeholders and the empty table's text.
+    kind_names: ClassVar[tuple[str, ...]] = tuple(k.name for k in RULE_KINDS.values())
+    target_label: ClassVar[str] = "Target"
+    target_placeholder: ClassVar[str] = "http://127.0.0.1:9000/*  (empty for Fail)"
+    pattern_placeholder: ClassVar[str] = "/app/*"
+    empty_text: ClassVar[str] = "No rules: every request goes to the host named in its URL."
 
     @property
     def allowed(self) -> str:
         return (
             f"one rule per line: Kind pattern target, Kind one of {self.kinds_help} "
-            f"(Fail has no target); {_PATTERN_ALLOWED}"
+            f"(Fail has no target); {PATTERN_ALLOWED}"
         )
+
+    def parse_line(self, line: str) -> Rule:
+        """One rule from its line (the admin's rule editor adds rules one at a time)."""
+        return parse_rule(line)
 
     def parse(self, text: str) -> tuple[Rule, ...]:
         rules = []

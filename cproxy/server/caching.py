@@ -61,7 +61,7 @@ from cproxy.http.framing import CHUNKED, LENGTH, NONE
 from cproxy.http.message import client_fields
 from cproxy.memo import memoised_when_short
 from cproxy.server.destinations import LoopbackOrigins, policy_for
-from cproxy.server.exchange import Requester
+from cproxy.server.exchange import Exchange, Requester
 from cproxy.server.respond import Outcome, local_answer, origin_failed
 from cproxy.server.sharedcache import from_shared_tier, lead_or_wait, open_tier
 from cproxy.server.sink import JOIN_BODY_BYTES, DiscardSink
@@ -478,6 +478,22 @@ def _fetch(
             exchange.finish(clean=not rest)
             return _fetch(who, cache, req, url_key, None, keep, outcome)
 
+    if result is not None and result.partial is not None and result.kind is LookupKind.MISS:
+        assert result.span is not None  # set with the parts by HttpCache._completion
+        completed = _complete_parts(
+            who,
+            cache,
+            req,
+            url_key,
+            exchange,
+            result.span,
+            (request_time, response_time),
+            keep,
+            outcome,
+        )
+        if completed is not None:
+            return completed
+
     tee = None
     # The fields for the client, with the name index the policy's many lookups use.
     indexed_fields = client_fields(resp, cfg.hostname)
@@ -488,8 +504,10 @@ def _fetch(
     if invalidated and cache.tier is not None:
         for target in invalidated:
             cache.tier.invalidate(target)  # in the shared tier and on every node
-    if _may_store(req) and resp.body in (LENGTH, CHUNKED, NONE):
-        ok, _why = storable(
+    # Why the response is not stored (RFC 9211 detail, the access log's detail=), or None.
+    not_stored: str | None = _not_a_candidate(req, resp)
+    if not_stored is None:
+        ok, why = storable(
             req.method,
             resp.status,
             fields,
@@ -505,8 +523,10 @@ def _fetch(
             tee = BodyTee(cache.store_limit_bytes(cfg))
             if url_key in cache.uncacheable:
                 del cache.uncacheable[url_key]
-        elif url_key not in cache.uncacheable and req.method == "GET":
-            cache.uncacheable[url_key] = True
+        else:
+            not_stored = why
+            if url_key not in cache.uncacheable and req.method == "GET":
+                cache.uncacheable[url_key] = True
     stored = False
     times = (request_time, response_time)
     if tee is not None and resp.body == LENGTH and resp.content_length <= JOIN_BODY_BYTES:
@@ -518,12 +538,12 @@ def _fetch(
     if in_hand is not None:
         # The whole body came with the head: store it before the head goes out, so that
         # Cache-Status says "stored" only when it really was (RFC 9211 §2.7).
-        stored = _store(cache, req, url_key, resp, indexed_fields, in_hand, times)
+        stored, not_stored = _store(cache, req, url_key, resp, indexed_fields, in_hand, times)
         tee = None
     status_value = (
-        result.cache_status(fwd_status=resp.status, stored=stored)
+        result.cache_status(fwd_status=resp.status, stored=stored, not_stored=not_stored)
         if result is not None
-        else f"{cache.http.name}; fwd=bypass; fwd-status={resp.status}"
+        else cache_status(cache.http.name, fwd="bypass", fwd_status=resp.status, detail=not_stored)
     )
     keep = exchange.relay(
         keep,
@@ -536,10 +556,87 @@ def _fetch(
         # without "stored" (it could not know), the access log says what happened.
         body = tee.body()
         if body is not None:
-            stored = _store(cache, req, url_key, resp, indexed_fields, body, times)
+            stored, not_stored = _store(cache, req, url_key, resp, indexed_fields, body, times)
+        else:
+            not_stored = _why_not_collected(tee, cfg)
     if stored:
         outcome.cache += ";stored"
+    elif not_stored is not None:
+        outcome.cache += f";detail={not_stored}"
     return keep
+
+
+def _not_a_candidate(req: Request, resp: Response) -> str | None:
+    """Why the response to ``req`` is not even weighed for the store, or None: ``method``
+    (neither a GET nor a POST, see ``_may_store``), ``body`` (a GET with a body, DESIGN.md
+    §5 rule 8) or ``until-close`` (delimited by the origin closing: cproxy cannot tell a
+    complete body from a cut one)."""
+    if not _may_store(req):
+        return "body" if req.method == "GET" else "method"
+    if resp.body not in (LENGTH, CHUNKED, NONE):
+        return "until-close"
+    return None
+
+
+def _why_not_collected(tee: BodyTee, cfg: Config) -> str:
+    """Why a streamed body that ``storable`` accepted was not stored after all: larger
+    than CacheFileSizeLimit (``too-large``) or than the cache (``limit``), or it did not
+    arrive whole (``incomplete``)."""
+    if not tee.overflow:
+        return "incomplete"
+    file_limit = cfg.cache_file_size_limit_bytes
+    return "too-large" if file_limit and tee.size > file_limit else "limit"
+
+
+def _complete_parts(
+    who: Requester,
+    cache: ProxyCache,
+    req: Request,
+    url_key: str,
+    exchange: Exchange,
+    span: tuple[int, int],
+    times: tuple[float, float],
+    keep: bool,
+    outcome: Outcome,
+) -> bool | None:
+    """The origin's answer to the missing range of stored parts (``HttpCache._completion``):
+    a 206 joins the parts, and the complete response they make is served to the client,
+    who asked for the whole (RFC 9111 §3.4). None when the origin sent something else (a
+    200: If-Range found the representation changed), which is relayed and stored as usual.
+    A 206 that does not complete the parts is not shown to this client: the whole
+    representation is asked for again, without Range."""
+    resp = exchange.resp
+    if resp.status != 206:
+        return None
+    body = None
+    first, last = span
+    # Read into memory only the range asked for (bounded by `HttpCache._completion`).
+    if resp.body == LENGTH and resp.content_length == last - first + 1:
+        exchange.read_body_ahead()
+        body = _body_in_hand(resp, exchange.rest)
+    if body is None:
+        exchange.discard()  # chunked, another size, or not whole: not worth joining
+    else:
+        fields = client_fields(resp, who.config.hostname)
+        _store(cache, req, url_key, resp, fields, body, times)
+        exchange.finish(clean=len(exchange.rest) == resp.content_length)
+    now = cache.clock()
+    entry = cache.store.lookup(url_key, req.headers)
+    if entry is None:
+        again = Lookup(LookupKind.MISS, fwd="uri-miss", name=cache.http.name)
+        return _fetch(who, cache, req, url_key, again, keep, outcome)
+    age = entry.current_age(now)
+    served = Lookup(
+        LookupKind.HIT,
+        entry=entry,
+        age=int(age),
+        ttl=entry.lifetime_s - age,
+        fwd="partial",
+        detail="completed",
+        name=cache.http.name,
+    )
+    outcome.cache = "partial;stored"
+    return _send_stored(who, cache, req, served, keep, outcome)
 
 
 def own_cookie_lines(resp_fields: Headers) -> bytes:
@@ -580,9 +677,10 @@ def _store(
     fields: Headers,
     body: bytes,
     times: tuple[float, float],
-) -> bool:
+) -> tuple[bool, str | None]:
     """Store a complete origin response (RFC 9111 §3), requested and received at
-    ``times``; True when it was stored (a 206 kept with the URL's other parts included)."""
+    ``times``: ``(True, None)`` when it was stored (a 206 kept with the URL's other parts
+    included), else ``(False, why)``."""
     entry, why = cache.http.store_response(
         req.method,
         url_key,
@@ -599,7 +697,9 @@ def _store(
         # hiding is): `_fetch` noted the exchange's peer before storing, and an entry that
         # came from the tier was noted when copied in, so its rewrites keep the mark.
         cache.tier.store(entry, loopback_origin=url_key in cache.loopback_origins)
-    return entry is not None or why == "stored-part"
+    if entry is not None or why == "stored-part":
+        return True, None
+    return False, why
 
 
 def _refresh_in_background(
