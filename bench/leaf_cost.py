@@ -32,11 +32,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from benchlib import require
 
-from cproxy.intercept.ca import create_ca
-from cproxy.intercept.leaves import LeafCache, leaf_key, make_leaf, parse_leaf_name
+# What is missing is named before anything is imported from it (tests/test_bench_deps.py).
+require(modules=("cryptography",))
+
+from cryptography.hazmat.primitives import serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
+
+from cproxy.intercept.ca import create_ca  # noqa: E402
+from cproxy.intercept.leaves import LeafCache, leaf_key, make_leaf, parse_leaf_name  # noqa: E402
 
 
 def median_us(n: int, step: Callable[[int], object]) -> float:
