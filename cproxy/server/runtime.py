@@ -21,6 +21,7 @@ import gevent
 
 from cproxy.directives import DIRECTIVES, Config, diff
 from cproxy.origin import OriginPool
+from cproxy.origin.deadaddrs import DeadAddresses
 from cproxy.origin.parents import ParentSet
 from cproxy.origin.tls import tls_policy
 from cproxy.server.accesslog import AccessLog
@@ -65,6 +66,7 @@ def pool_caps(cfg: Config) -> dict[str, Any]:
         "max_requests_per_conn": cfg.max_persist_request_per_server,
         "max_idle_total": cfg.max_idle_sockets,
         "standby": cfg.server_conn_standby,
+        "connect_attempt_delay_s": cfg.connect_attempt_delay_s,
         "tls_for": tls_policy(cfg.server_sslca_file, frozenset(cfg.server_ssl_no_verify)),
     }
 
@@ -82,7 +84,11 @@ class Runtime:
         self.admission = Admission(
             max_client_connections(config), config.max_client_connections_per_address
         )
+        # Origin addresses that failed lately, tried last (issue #24): the pool's and the
+        # CONNECT tunnels' (through pool.dead_addresses).
+        self.dead_addresses = DeadAddresses(config.dead_address_timeout_s)
         self.pool = OriginPool(
+            dead_addresses=self.dead_addresses,
             enabled=config.server_conn_pool,
             max_idle_per_origin=config.max_socket_per_server,
             idle_timeout_s=config.server_conn_timeout_s,
@@ -184,6 +190,7 @@ class Runtime:
             connect_timeout_s=new.connect_timeout_s,
             **pool_caps(new),
         )
+        self.dead_addresses.remember_s = new.dead_address_timeout_s
         if old.resolve_path("AccessLog") != new.resolve_path("AccessLog"):
             self.access_log.reopen(new.resolve_path("AccessLog"))
         if old.access_log_format != new.access_log_format:
