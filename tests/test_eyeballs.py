@@ -1,0 +1,568 @@
+"""Connection racing (RFC 8305 Happy Eyeballs) and the dead-address memory (issue #24),
+over real loopback sockets.
+
+A black-holed address: a listener on 127.0.0.1:P with ``listen(0)`` and its accept queue
+filled by one connection nobody accepts. The kernel then drops further SYNs (checked on this
+machine, gVisor's netstack as much as Linux: the next connect waits until its timeout), which
+is what a dead server in a DNS round robin or a broken IPv6 route looks like. The live
+origin listens on 127.0.0.2:P (all of 127/8 is loopback), and a resolver the test injects
+(the ``resolve`` every origin connection takes, `OriginPool.resolve` for the proxy) says the
+name has both addresses.
+
+No timed assertions: ordering is shown with a ConnectAttemptDelay so long that waiting for it
+would overrun ConnectTimeout, and the only time bound is ConnectTimeout itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import gevent
+import gevent.event
+import pytest
+import requests
+
+from cproxy.errors import DestinationRefused, OriginConnectError, OriginConnectTimeout
+from cproxy.origin import OriginPool, open_socket
+from cproxy.origin.deadaddrs import DeadAddresses
+from cproxy.origin.eyeballs import CANCELLED, CONNECTED, FAILED, OVERTAKEN, interleave, race
+from tests.support import FakeClock, Origin, start_proxy
+
+WAIT_S = 10.0
+LONG_DELAY_S = 60.0  # an attempt delay no test may wait for: it would overrun ConnectTimeout
+
+Info = tuple[Any, ...]
+
+
+def info(host: str, port: int) -> Info:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sockaddr: tuple[Any, ...] = (host, port, 0, 0) if ":" in host else (host, port)
+    return (family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", sockaddr)
+
+
+def resolver(*hosts: str) -> Any:
+    """A resolver that gives every name ``hosts`` (in this order) on the asked port."""
+
+    def resolve(host: str, port: int) -> list[Info]:
+        return [info(h, port) for h in hosts]
+
+    return resolve
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.fixture(autouse=True)
+def _warm_hub() -> None:
+    """The event loop opens descriptors of its own on first use (epoll, its wake-up
+    pipe): let that happen before a test counts descriptors."""
+    listener = LiveListener("127.0.0.1", 0)
+    try:
+        port = listener.sock.getsockname()[1]
+        open_socket("127.0.0.1", port, timeout_s=WAIT_S, resolve=resolver("127.0.0.1")).close()
+    finally:
+        listener.close()
+
+
+def has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+class BlackHole:
+    """A listener whose accept queue is full, so that the kernel drops new SYNs."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.listener = socket.socket(family, socket.SOCK_STREAM)
+        self.fillers: list[socket.socket] = []
+        try:
+            self.listener.bind((host, port))
+            self.listener.listen(0)
+            self.port: int = self.listener.getsockname()[1]
+            for _ in range(64):
+                s = socket.socket(family, socket.SOCK_STREAM)
+                self.fillers.append(s)
+                s.settimeout(0.2)
+                try:
+                    s.connect((host, self.port))
+                except TimeoutError:
+                    s.close()
+                    self.fillers.pop()
+                    if self.fillers:
+                        # This SYN was dropped: the queue is full (the probe is closed, so
+                        # only the fillers remain).
+                        return
+                    # Even the first connect was slow (a loaded machine): try again.
+            raise RuntimeError("the kernel accepted 64 connects on a listen(0) socket")
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        for s in self.fillers:
+            s.close()
+        self.listener.close()
+
+
+class LiveListener:
+    """A listener the kernel completes handshakes for (nobody needs to accept)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            self.sock.bind((host, port))
+            self.sock.listen(16)
+        except BaseException:
+            self.sock.close()
+            raise
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@contextlib.contextmanager
+def dead_and_live(dead_host: str = "127.0.0.1", live_host: str = "127.0.0.2") -> Iterator[int]:
+    """A black hole on dead_host:P and a live listener on live_host:P; yields P."""
+    for _ in range(10):
+        hole = BlackHole(dead_host)
+        try:
+            live = LiveListener(live_host, hole.port)
+        except OSError:
+            hole.close()  # P taken on live_host: another port
+            continue
+        try:
+            yield hole.port
+        finally:
+            live.close()
+            hole.close()
+        return
+    raise RuntimeError(f"no port free on both {dead_host} and {live_host}")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nobody listens on (so a connect is refused)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+# -- ordering (pure) ---------------------------------------------------------------------------
+
+
+def test_interleave_alternates_families_starting_with_the_first() -> None:
+    a6, b6, c6 = info("::1", 1), info("::2", 1), info("::3", 1)
+    a4, b4 = info("127.0.0.1", 1), info("127.0.0.2", 1)
+    assert interleave([a6, b6, c6, a4, b4]) == [a6, a4, b6, b4, c6]
+    assert interleave([a4, b4, a6]) == [a4, a6, b4]
+    assert interleave([a4, b4]) == [a4, b4]
+    assert interleave([]) == []
+
+
+def test_dead_addresses_go_last_until_they_expire() -> None:
+    clock = FakeClock()
+    dead = DeadAddresses(remember_s=600, clock=clock)
+    items = [("10.0.0.1", 80), ("10.0.0.2", 80), ("10.0.0.3", 80)]
+    dead.mark("10.0.0.1", 80)
+    assert dead.order(items, lambda x: x) == [items[1], items[2], items[0]]
+    # Another port of the same address is not dead: a refused port says nothing of others.
+    assert not dead.is_dead("10.0.0.1", 443)
+    clock.advance(599)
+    assert dead.is_dead("10.0.0.1", 80)
+    clock.advance(1)
+    assert not dead.is_dead("10.0.0.1", 80)
+    assert dead.order(items, lambda x: x) == items
+    assert len(dead) == 0
+
+
+def test_dead_addresses_success_clears_and_capacity_bounds() -> None:
+    dead = DeadAddresses(remember_s=600, capacity=2, clock=FakeClock())
+    dead.mark("10.0.0.1", 80)
+    dead.mark("10.0.0.2", 80)
+    dead.mark("10.0.0.3", 80)  # the least recently marked is forgotten
+    assert dead.snapshot() == [("10.0.0.2", 80), ("10.0.0.3", 80)]
+    dead.clear("10.0.0.2", 80)
+    assert dead.snapshot() == [("10.0.0.3", 80)]
+    dead.remember_s = 0  # off: forgets and remembers nothing
+    dead.mark("10.0.0.4", 80)
+    assert len(dead) == 0
+    with pytest.raises(ValueError):
+        DeadAddresses(remember_s=-1)
+
+
+# -- racing ----------------------------------------------------------------------------------
+
+
+def test_black_holed_first_address_loses_to_the_second() -> None:
+    with dead_and_live() as port:
+        before = open_fds()
+        dead = DeadAddresses()
+        sock = open_socket(
+            "multi.test",
+            port,
+            timeout_s=WAIT_S,
+            resolve=resolver("127.0.0.1", "127.0.0.2"),
+            dead=dead,
+        )
+        try:
+            assert sock.getpeername() == ("127.0.0.2", port)
+            assert sock.gettimeout() is None  # blocking-with-gevent, as before
+            # The loser (still in SYN_SENT) was closed: only the winner is left open.
+            assert open_fds() == before + 1
+        finally:
+            sock.close()
+        assert open_fds() == before
+        # Overtaken by an address started after it: remembered as dead; the winner is not.
+        assert dead.snapshot() == [("127.0.0.1", port)]
+
+
+def test_race_reports_what_became_of_each_address() -> None:
+    with dead_and_live() as port:
+        refused = free_port("127.0.0.3")
+        infos = [info("127.0.0.3", refused), info("127.0.0.1", port), info("127.0.0.2", port)]
+        sock, attempts = race(infos, deadline=time.monotonic() + WAIT_S, attempt_delay_s=0.05)
+        assert sock is not None
+        sock.close()
+        assert [a.kind for a in attempts] == [FAILED, OVERTAKEN, CONNECTED]
+        assert "refused" in attempts[0].outcome.lower()
+        assert all(a.sock is None for a in attempts)
+
+
+def test_refused_first_address_falls_back_at_once() -> None:
+    with dead_and_live() as port:
+        # 127.0.0.3:P refuses. Were the next address started only after the attempt delay,
+        # ConnectTimeout would run out first.
+        resolve = resolver("127.0.0.3", "127.0.0.2")
+        sock = open_socket(
+            "multi.test", port, timeout_s=WAIT_S, resolve=resolve, attempt_delay_s=LONG_DELAY_S
+        )
+        assert sock.getpeername() == ("127.0.0.2", port)
+        sock.close()
+
+
+def test_black_hole_first_with_a_long_delay_times_out() -> None:
+    """The control for the next test: without the memory, the long delay keeps the live
+    address waiting, so ConnectTimeout runs out (the test below could fail)."""
+    with dead_and_live() as port:
+        before = open_fds()
+        with pytest.raises(OriginConnectTimeout) as caught:
+            open_socket(
+                "multi.test",
+                port,
+                timeout_s=0.5,
+                resolve=resolver("127.0.0.1", "127.0.0.2"),
+                attempt_delay_s=LONG_DELAY_S,
+            )
+        message = str(caught.value)
+        assert f"127.0.0.1:{port} timed out" in message
+        assert f"127.0.0.2:{port} not tried" in message
+        assert open_fds() == before
+
+
+def test_dead_address_is_tried_last_on_the_next_request() -> None:
+    with dead_and_live() as port:
+        clock = FakeClock()
+        dead = DeadAddresses(remember_s=600, clock=clock)
+        resolve = resolver("127.0.0.1", "127.0.0.2")
+        first = open_socket("multi.test", port, timeout_s=WAIT_S, resolve=resolve, dead=dead)
+        first.close()
+        # Now the live address goes first: no wait for the attempt delay, however long.
+        for _ in range(3):
+            again = open_socket(
+                "multi.test",
+                port,
+                timeout_s=2.0,
+                resolve=resolve,
+                dead=dead,
+                attempt_delay_s=LONG_DELAY_S,
+            )
+            assert again.getpeername() == ("127.0.0.2", port)
+            again.close()
+        # Remembered for DeadAddressTimeout only: then the black hole leads again.
+        clock.advance(600)
+        with pytest.raises(OriginConnectTimeout):
+            open_socket(
+                "multi.test",
+                port,
+                timeout_s=0.5,
+                resolve=resolve,
+                dead=dead,
+                attempt_delay_s=LONG_DELAY_S,
+            )
+        # That timeout marked it again.
+        assert dead.is_dead("127.0.0.1", port)
+
+
+def test_a_success_clears_the_mark() -> None:
+    with dead_and_live() as port:
+        dead = DeadAddresses()
+        dead.mark("127.0.0.2", port)
+        sock = open_socket(
+            "127.0.0.2", port, timeout_s=WAIT_S, resolve=resolver("127.0.0.2"), dead=dead
+        )
+        sock.close()
+        assert not dead.is_dead("127.0.0.2", port)
+
+
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="no ::1 on this machine")
+def test_both_families_black_holed_ipv6_first() -> None:
+    with dead_and_live("::1", "127.0.0.1") as port:
+        before = open_fds()
+        # getaddrinfo's order (IPv6 first, as a system preferring it gives) is kept, and
+        # the families alternate: ::1, 127.0.0.1, ::2 (never reached).
+        resolve = resolver("::1", "::2", "127.0.0.1")
+        dead = DeadAddresses()
+        sock = open_socket("dual.test", port, timeout_s=WAIT_S, resolve=resolve, dead=dead)
+        try:
+            assert sock.family == socket.AF_INET
+            assert sock.getpeername() == ("127.0.0.1", port)
+            assert open_fds() == before + 1
+        finally:
+            sock.close()
+        assert open_fds() == before
+        assert dead.is_dead("::1", port)
+
+
+def test_every_address_dead_times_out_naming_each() -> None:
+    with contextlib.ExitStack() as stack:
+        one = BlackHole("127.0.0.1")
+        stack.callback(one.close)
+        two = BlackHole("127.0.0.2", one.port)
+        stack.callback(two.close)
+        port = one.port
+        before = open_fds()
+        dead = DeadAddresses()
+        with pytest.raises(OriginConnectTimeout) as caught:
+            open_socket(
+                "dead.test",
+                port,
+                timeout_s=0.6,
+                resolve=resolver("127.0.0.1", "127.0.0.2"),
+                attempt_delay_s=0.1,
+                dead=dead,
+            )
+        message = str(caught.value)
+        assert message.startswith(f"connecting to dead.test:{port} timed out after 0.6 s")
+        assert f"127.0.0.1:{port} timed out" in message
+        assert f"127.0.0.2:{port} timed out" in message
+        assert caught.value.status == 504
+        assert open_fds() == before
+        assert sorted(dead.snapshot()) == [("127.0.0.1", port), ("127.0.0.2", port)]
+
+
+def test_every_address_refused_names_each() -> None:
+    port = free_port()
+    with pytest.raises(OriginConnectError) as caught:
+        open_socket(
+            "closed.test", port, timeout_s=WAIT_S, resolve=resolver("127.0.0.1", "127.0.0.2")
+        )
+    message = str(caught.value)
+    assert message.startswith(f"cannot connect to closed.test:{port}: ")
+    assert f"127.0.0.1:{port} Connection refused" in message
+    assert f"127.0.0.2:{port} Connection refused" in message
+    assert caught.value.status == 502
+
+
+def test_policy_refusal_is_named_and_never_connected() -> None:
+    port = free_port()
+
+    def admit(address: str) -> None:
+        if address == "127.0.0.3":
+            raise DestinationRefused("Refusing to connect to 127.0.0.3.")
+
+    with pytest.raises(OriginConnectError) as caught:
+        open_socket(
+            "mixed.test",
+            port,
+            timeout_s=WAIT_S,
+            resolve=resolver("127.0.0.3", "127.0.0.1"),
+            admit=admit,
+        )
+    message = str(caught.value)
+    assert f"127.0.0.3:{port} refused by policy" in message
+    assert f"127.0.0.1:{port} Connection refused" in message
+    # Refused for every address: the policy's own 403, nothing connected.
+    with pytest.raises(DestinationRefused):
+        open_socket(
+            "mixed.test", port, timeout_s=WAIT_S, resolve=resolver("127.0.0.3"), admit=admit
+        )
+
+
+def test_killed_caller_leaves_no_socket() -> None:
+    with contextlib.ExitStack() as stack:
+        holes = [BlackHole("127.0.0.1")]
+        stack.callback(holes[0].close)
+        for host in ("127.0.0.2", "127.0.0.3"):
+            hole = BlackHole(host, holes[0].port)
+            stack.callback(hole.close)
+            holes.append(hole)
+        port = holes[0].port
+        before = open_fds()
+        resolved = gevent.event.Event()
+
+        def resolve(host: str, p: int) -> list[Info]:
+            resolved.set()
+            return [info(h, p) for h in ("127.0.0.1", "127.0.0.2", "127.0.0.3")]
+
+        worker = gevent.spawn(
+            open_socket, "dead.test", port, timeout_s=WAIT_S, resolve=resolve, attempt_delay_s=0
+        )
+        assert resolved.wait(WAIT_S)
+        gevent.idle()  # the worker is now waiting on its three attempts
+        assert open_fds() == before + 3
+        worker.kill(block=True, timeout=WAIT_S)
+        assert worker.dead
+        assert open_fds() == before
+        # The caller's own timeout fires inside the race: the same.
+        with pytest.raises(gevent.Timeout), gevent.Timeout(0.3):
+            open_socket("dead.test", port, timeout_s=WAIT_S, resolve=resolve, attempt_delay_s=0.05)
+        assert open_fds() == before
+
+
+def test_attempts_started_after_the_winner_are_not_marked_dead() -> None:
+    with dead_and_live() as port:
+        later = BlackHole("127.0.0.3", port)
+        try:
+            # A delay of 0 starts all three before any answers: the black hole started
+            # before the winner was overtaken (dead), the one started after it was only
+            # cancelled (no verdict).
+            infos = [info("127.0.0.1", port), info("127.0.0.2", port), info("127.0.0.3", port)]
+            sock, attempts = race(infos, deadline=time.monotonic() + WAIT_S, attempt_delay_s=0)
+            assert sock is not None
+            sock.close()
+            assert [a.kind for a in attempts] == [OVERTAKEN, CONNECTED, CANCELLED]
+            dead = DeadAddresses()
+            sock = open_socket(
+                "multi.test",
+                port,
+                timeout_s=WAIT_S,
+                resolve=resolver("127.0.0.1", "127.0.0.2", "127.0.0.3"),
+                attempt_delay_s=0,
+                dead=dead,
+            )
+            sock.close()
+            assert dead.snapshot() == [("127.0.0.1", port)]
+        finally:
+            later.close()
+
+
+# -- the pool --------------------------------------------------------------------------------
+
+
+def test_pool_caps_count_only_the_winner() -> None:
+    with dead_and_live() as port:
+        pool = OriginPool(
+            max_conn_per_origin=1,
+            connect_timeout_s=WAIT_S,
+            resolve=resolver("127.0.0.1", "127.0.0.2"),
+        )
+        try:
+            before = open_fds()
+            key = ("http", "multi.test", port)
+            conn = pool.acquire(key)
+            assert conn.peer_ip == "127.0.0.2"
+            stats = pool.stats()["origins"][f"http://multi.test:{port}"]
+            assert stats["created"] == 1 and stats["in_use"] == 1
+            assert stats["pending_connects"] == 0 and stats["connect_failures"] == 0
+            assert open_fds() == before + 1  # the race's loser is gone
+            pool.release(conn)
+            again = pool.acquire(key)  # the cap of 1 holds only the winner: reused
+            assert again is conn and again.reused
+            pool.release(again)
+            assert pool.dead_addresses.is_dead("127.0.0.1", port)
+        finally:
+            pool.close()
+
+
+# -- through the proxy: a mapping rule's target, a CONNECT tunnel, the error page --------------
+
+
+@contextlib.contextmanager
+def dead_and_live_origin() -> Iterator[tuple[int, Origin]]:
+    """A black hole on 127.0.0.1:P and a real HTTP origin on 127.0.0.2:P."""
+    for _ in range(10):
+        hole = BlackHole("127.0.0.1")
+        try:
+            origin = Origin("127.0.0.2", hole.port)
+        except OSError:
+            hole.close()
+            continue
+        try:
+            with origin:
+                yield hole.port, origin
+        finally:
+            hole.close()
+        return
+    raise RuntimeError("no port free on both 127.0.0.1 and 127.0.0.2")
+
+
+def test_mapping_rule_target_races(tmp_path: Any) -> None:
+    with dead_and_live_origin() as (port, origin):
+        rules = f"Proxy /app/* http://multi.test:{port}/*"
+        with start_proxy(MappingRules=rules, ConnectTimeout="10 seconds") as proxy:
+            proxy.runtime.pool.resolve = resolver("127.0.0.1", "127.0.0.2")
+            r = requests.get(f"{proxy.url}/app/page", timeout=WAIT_S)
+            assert r.status_code == 200
+            assert r.text == "hello GET /page"
+            assert proxy.call(lambda: proxy.runtime.dead_addresses.snapshot()) == [
+                ("127.0.0.1", port)
+            ]
+        assert origin.connections == 1
+
+
+def test_connect_tunnel_races() -> None:
+    with dead_and_live_origin() as (port, origin):
+        proxy_thread = start_proxy(ConnectPorts=str(port), ConnectTimeout="10 seconds")
+        with proxy_thread as proxy:
+            proxy.runtime.pool.resolve = resolver("127.0.0.1", "127.0.0.2")
+            with socket.create_connection(("127.0.0.1", proxy.port), timeout=WAIT_S) as s:
+                authority = f"multi.test:{port}"
+                s.sendall(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode())
+                f = s.makefile("rb")
+                assert f.readline().split()[1] == b"200"
+                while f.readline() not in (b"\r\n", b""):
+                    pass
+                s.sendall(b"GET /through HTTP/1.1\r\nHost: multi.test\r\nConnection: close\r\n\r\n")
+                assert f.readline().split()[1] == b"200"
+                assert b"hello GET /through" in f.read()
+            assert proxy.call(lambda: proxy.runtime.dead_addresses.snapshot()) == [
+                ("127.0.0.1", port)
+            ]
+        assert origin.connections == 1
+
+
+def test_every_address_dead_gives_504_naming_each(caplog: pytest.LogCaptureFixture) -> None:
+    with contextlib.ExitStack() as stack:
+        one = BlackHole("127.0.0.1")
+        stack.callback(one.close)
+        two = BlackHole("127.0.0.2", one.port)
+        stack.callback(two.close)
+        port = one.port
+        # The error log is the "cproxy" logger (ErrorLog is where the command points it).
+        logger = logging.getLogger("cproxy")
+        logger.addHandler(caplog.handler)
+        stack.callback(logger.removeHandler, caplog.handler)
+        stack.enter_context(caplog.at_level(logging.INFO, logger="cproxy"))
+        with start_proxy(ConnectTimeout="1 second", LogLevel="info") as proxy:
+            proxy.runtime.pool.resolve = resolver("127.0.0.1", "127.0.0.2")
+            r = requests.get(
+                f"http://dead.test:{port}/x", proxies={"http": proxy.url}, timeout=WAIT_S
+            )
+            assert r.status_code == 504
+        logged = [rec.getMessage() for rec in caplog.records if "dead.test" in rec.getMessage()]
+        assert logged, caplog.text
+        for text in (r.text, logged[0]):
+            assert f"127.0.0.1:{port} timed out" in text
+            assert f"127.0.0.2:{port} timed out" in text
