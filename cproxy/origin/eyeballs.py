@@ -140,7 +140,7 @@ def race(
             if not pending:
                 break  # every address tried and failed
             wake_at = deadline if not waiting else min(deadline, next_start)
-            for fd, _events in poller.poll(max(0.0, wake_at - now) * 1000.0):
+            for fd in _wait_writable(poller, pending, wake_at - now):
                 attempt = pending.pop(fd)
                 poller.unregister(fd)
                 if _finish(attempt, winner is None):
@@ -170,6 +170,29 @@ def race(
     sock, winner.sock = winner.sock, None
     assert sock is not None
     return sock, attempts
+
+
+def _wait_writable(
+    poller: gevent.select.poll, pending: dict[int, Attempt], wait_s: float
+) -> list[int]:
+    """The pending descriptors that became writable (connected or failed) within
+    ``wait_s``; [] when none did.
+
+    One attempt pending (the common case: one address, or the first answering within the
+    delay) waits on its descriptor alone: the watcher wakes this greenlet directly, where the
+    poll object's event costs one more turn of the loop, about a third more time per new
+    connection on loopback (measured with bench/dns_cache.py part 2).
+    """
+    if wait_s <= 0:
+        return []
+    if len(pending) == 1:
+        fd = next(iter(pending))
+        try:
+            gsocket.wait_write(fd, timeout=wait_s)
+        except TimeoutError:
+            return []
+        return [fd]
+    return [fd for fd, _events in poller.poll(wait_s * 1000.0)]
 
 
 def _start(attempt: Attempt, admit: Callable[[str], None] | None) -> bool:
