@@ -29,6 +29,7 @@ import gevent.event
 import pytest
 import requests
 
+from cproxy.directives import config_with
 from cproxy.errors import DestinationRefused, OriginConnectError, OriginConnectTimeout
 from cproxy.origin import OriginPool, default_resolve, open_socket
 from cproxy.origin.deadaddrs import DeadAddresses
@@ -564,3 +565,52 @@ def test_an_address_literal_is_its_own_answer() -> None:
         want = socket.getaddrinfo(host, 80, 0, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         assert default_resolve(host, 80) == want
     assert default_resolve("0x7f.1", 80)[0][4] == ("127.0.0.1", 80)
+
+
+def test_standby_connections_race() -> None:
+    with dead_and_live() as port:
+        key = ("http", "multi.test", port)
+        pool = OriginPool(
+            gc_interval_s=0,
+            connect_timeout_s=WAIT_S,
+            standby=((key, 1),),
+            resolve=resolver("127.0.0.1", "127.0.0.2"),
+        )
+        try:
+            pool.start()
+            with gevent.Timeout(WAIT_S):
+                while pool.stats()["origins"].get(f"http://multi.test:{port}", {}).get("idle") != 1:
+                    gevent.sleep(0)  # a yield to the keeper, not a timed wait
+            conn = pool.acquire(key)
+            assert conn.peer_ip == "127.0.0.2" and conn.reused  # the pre-opened one
+            pool.release(conn)
+            assert pool.dead_addresses.is_dead("127.0.0.1", port)
+        finally:
+            pool.close()
+
+
+def test_directives_apply_live() -> None:
+    with dead_and_live_origin() as (port, _origin), start_proxy(ConnectTimeout="1 second") as proxy:
+        proxy.runtime.pool.resolve = resolver("127.0.0.1", "127.0.0.2")
+        url = f"http://multi.test:{port}/x"
+        proxies = {"http": proxy.url}
+
+        def apply(**changes: str) -> None:
+            rt = proxy.runtime
+            proxy.call(lambda: rt.apply(config_with(rt.config, changes)))
+
+        # A delay longer than ConnectTimeout: the live address is never reached, and
+        # without a memory of dead addresses the next request does no better.
+        apply(ConnectAttemptDelay="1 minute", DeadAddressTimeout="0")
+        for _ in range(2):
+            r = requests.get(url, proxies=proxies, timeout=WAIT_S)
+            assert r.status_code == 504
+            assert f"127.0.0.2:{port} not tried" in r.text
+        assert proxy.call(lambda: len(proxy.runtime.dead_addresses)) == 0
+        # Remembered again: the timed out address goes last, the next request connects.
+        apply(ConnectAttemptDelay="1 minute", DeadAddressTimeout="10 minutes")
+        assert requests.get(url, proxies=proxies, timeout=WAIT_S).status_code == 504
+        assert requests.get(url, proxies=proxies, timeout=WAIT_S).status_code == 200
+        # The default delay: racing finds the live address even with nothing remembered.
+        apply(ConnectAttemptDelay="250 ms", DeadAddressTimeout="0")
+        assert requests.get(url + "?2", proxies=proxies, timeout=WAIT_S).status_code == 200
