@@ -614,3 +614,34 @@ def test_directives_apply_live() -> None:
         # The default delay: racing finds the live address even with nothing remembered.
         apply(ConnectAttemptDelay="250 ms", DeadAddressTimeout="0")
         assert requests.get(url + "?2", proxies=proxies, timeout=WAIT_S).status_code == 200
+
+
+def test_parent_proxy_connections_race() -> None:
+    """A ParentProxy named by a name with a black-holed address: the child reaches the
+    parent's live address over its pool."""
+    with contextlib.ExitStack() as stack:
+        origin = stack.enter_context(Origin())
+        # The parent listens on 127.0.0.2:P, beside a black hole on 127.0.0.1:P.
+        for _ in range(20):
+            hole = BlackHole("127.0.0.1")
+            try:
+                parent = stack.enter_context(
+                    start_proxy(Hostname="parent", BindAddress="127.0.0.2", Port=str(hole.port))
+                )
+            except OSError:
+                hole.close()
+                continue
+            stack.callback(hole.close)
+            break
+        port = hole.port
+        child = stack.enter_context(
+            start_proxy(
+                Hostname="child", ParentProxy=f"parents.test:{port}", ConnectTimeout="10 seconds"
+            )
+        )
+        child.runtime.pool.resolve = resolver("127.0.0.1", "127.0.0.2")
+        r = requests.get(origin.url("/via"), proxies={"http": child.url}, timeout=WAIT_S)
+        assert r.status_code == 200 and r.text == "hello GET /via"
+        assert "parent" in r.headers["Via"] and "child" in r.headers["Via"]
+        assert child.call(lambda: child.runtime.dead_addresses.snapshot()) == [("127.0.0.1", port)]
+        assert parent.runtime.requests_total >= 1
