@@ -12,8 +12,9 @@ Loopback only; names come from /etc/hosts (``localhost``), so nothing leaves the
    cache could save.
 3. End to end: cproxy with ServerConnPool off (every request opens a new origin
    connection) under wrk, unique URLs on a no-store nginx origin, the origin named
-   ``localhost`` (a lookup per connection) vs ``127.0.0.1`` (no lookup: the ceiling of a
-   cache hit), trials interleaved. Requests/s and cproxy CPU per request.
+   ``localhost`` with DNSCacheTimeout 0 (a lookup per connection) and 1 minute (the
+   cache), and ``127.0.0.1`` (no lookup at all: the floor), trials interleaved.
+   Requests/s and cproxy CPU per request, each against no cache.
 
 Prints one line per figure and a JSON summary at the end.
 """
@@ -96,32 +97,47 @@ def connections(seconds: float) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in out.items()}
 
 
+VARIANTS = {
+    # name: (origin host, DNSCacheTimeout)
+    "localhost, no cache": ("localhost", "0"),
+    "localhost, cache": ("localhost", "1 minute"),
+    "127.0.0.1 (no lookup)": ("127.0.0.1", "0"),
+}
+
+
 def end_to_end(seconds: float, trials: int) -> dict[str, Any]:
     bl.require_tools(["nginx", "wrk"])
     origin = bl.start_origin(cpu=None)
-    proxy = bl.start_cproxy(cpu=None, access_log=True, ServerConnPool="off")
+    proxies = {
+        timeout: bl.start_cproxy(
+            cpu=None, access_log=True, ServerConnPool="off", DNSCacheTimeout=timeout
+        )
+        for timeout in sorted({t for _, t in VARIANTS.values()})
+    }
     tmp = bl.make_tmp("dnsbench")
-    results: dict[str, list[dict[str, float]]] = {"localhost": [], "127.0.0.1": []}
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in VARIANTS}
     try:
         for _ in range(trials):
-            for host in results:
+            for name, (host, timeout) in VARIANTS.items():  # interleaved, against drift
+                proxy = proxies[timeout]
                 url = f"http://{host}:{origin.port}/nostore/1k"
-                script = bl.write_wrk_script(tmp / f"{host}.lua", url, unique_query=True)
+                script = bl.write_wrk_script(tmp / "bench.lua", url, unique_query=True)
                 bl.run_wrk(proxy.port, script, 1, connections=20, cpu=None)  # warm
                 before = proxy.cpu_s()
                 r = bl.run_wrk(proxy.port, script, seconds, connections=20, cpu=None)
                 cpu = proxy.cpu_s() - before
                 if r["errors"]:
-                    raise RuntimeError(f"{host}: wrk errors {r}")
-                results[host].append(
+                    raise RuntimeError(f"{name}: wrk errors {r}")
+                results[name].append(
                     {"rps": r["rps"], "cpu_us_per_req": cpu / max(1, r["requests"]) * 1e6}
                 )
     finally:
-        proxy.stop()
+        for proxy in proxies.values():
+            proxy.stop()
         origin.stop()
     summary: dict[str, Any] = {}
-    for host, runs in results.items():
-        summary[host] = {
+    for name, runs in results.items():
+        summary[name] = {
             "rps": statistics.median(x["rps"] for x in runs),
             "cpu_us_per_req": statistics.median(x["cpu_us_per_req"] for x in runs),
             "trials": runs,
@@ -152,13 +168,17 @@ def main() -> None:
     summary: dict[str, Any] = {"lookups": look, "connections_per_s": conns, "versions": {}}
     if not args.no_wrk:
         e2e = end_to_end(args.seconds, args.trials)
-        for host, r in e2e.items():
+        for name, r in e2e.items():
             print(
-                f"cproxy, pool off, origin {host:10s} {r['rps']:8.0f} req/s "
+                f"cproxy, pool off, {name:22s} {r['rps']:8.0f} req/s "
                 f"{r['cpu_us_per_req']:6.0f} µs CPU/req"
             )
-        ratio = e2e["127.0.0.1"]["rps"] / e2e["localhost"]["rps"]
-        print(f"no lookup vs a lookup per connection: {ratio:.2f}x req/s")
+        base = e2e["localhost, no cache"]
+        for name in ("localhost, cache", "127.0.0.1 (no lookup)"):
+            print(
+                f"{name} vs no cache: {e2e[name]['rps'] / base['rps']:.2f}x req/s, "
+                f"{e2e[name]['cpu_us_per_req'] / base['cpu_us_per_req']:.2f}x CPU/req"
+            )
         summary["end_to_end"] = e2e
         summary["versions"] = bl.versions()
     print("BENCHJSON " + json.dumps(summary))

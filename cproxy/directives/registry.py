@@ -477,6 +477,39 @@ _DECLARED: tuple[Directive, ...] = (
         """,
         live=True,
     ),
+    Directive(
+        "DNSCacheTimeout",
+        Time(0.0, _DAY_S),
+        "1 minute",
+        CONNECTION_POOL,
+        """
+        How long the addresses an origin's name resolved to are kept for its next new
+        connections. 0 looks the name up for every new connection.
+
+        The system resolver gives no record TTLs, so a fixed time is used, as Chromium (1
+        minute for the system resolver's answers) and curl (60 seconds) do. A lookup costs
+        a new connection more than the connection itself on loopback; with ServerConnPool
+        off it was about a quarter of cproxy's CPU per request (docs/CONNECTING.md). Cached
+        addresses are checked by the destination rules on every connection, like fresh
+        ones. An address literal is never looked up.
+        """,
+        live=True,
+    ),
+    Directive(
+        "DNSNegativeCacheTimeout",
+        Time(0.0, _DAY_S),
+        "10 seconds",
+        CONNECTION_POOL,
+        """
+        How long a name that does not exist (the resolver said so) is answered with 502
+        without asking again. 0 asks every time. A resolver that cannot answer now (a
+        temporary failure, a timeout) is always asked again.
+
+        10 seconds spares the resolver a burst of requests for a mistyped or vanished name
+        (a page's many resources) and lets a name that was just created work soon.
+        """,
+        live=True,
+    ),
     # Caps of the origin pool (issue #11): one block, kept together.
     Directive(
         "MaxConnPerServer",

@@ -20,8 +20,9 @@ from typing import Any
 import gevent
 
 from cproxy.directives import DIRECTIVES, Config, diff
-from cproxy.origin import OriginPool
+from cproxy.origin import OriginPool, default_resolve
 from cproxy.origin.deadaddrs import DeadAddresses
+from cproxy.origin.dnscache import DNSCache
 from cproxy.origin.parents import ParentSet
 from cproxy.origin.tls import tls_policy
 from cproxy.server.accesslog import AccessLog
@@ -87,7 +88,13 @@ class Runtime:
         # Origin addresses that failed lately, tried last (issue #24): the pool's and the
         # CONNECT tunnels' (through pool.dead_addresses).
         self.dead_addresses = DeadAddresses(config.dead_address_timeout_s)
+        # DNSCacheTimeout: the resolver every origin connection uses (tests may set
+        # pool.resolve to one of their own, which goes round it).
+        self.dns_cache = DNSCache(
+            default_resolve, config.dns_cache_timeout_s, config.dns_negative_cache_timeout_s
+        )
         self.pool = OriginPool(
+            resolve=self.dns_cache,
             dead_addresses=self.dead_addresses,
             enabled=config.server_conn_pool,
             max_idle_per_origin=config.max_socket_per_server,
@@ -191,6 +198,7 @@ class Runtime:
             **pool_caps(new),
         )
         self.dead_addresses.remember_s = new.dead_address_timeout_s
+        self.dns_cache.reconfigure(new.dns_cache_timeout_s, new.dns_negative_cache_timeout_s)
         if old.resolve_path("AccessLog") != new.resolve_path("AccessLog"):
             self.access_log.reopen(new.resolve_path("AccessLog"))
         if old.access_log_format != new.access_log_format:
