@@ -645,3 +645,22 @@ def test_parent_proxy_connections_race() -> None:
         assert "parent" in r.headers["Via"] and "child" in r.headers["Via"]
         assert child.call(lambda: child.runtime.dead_addresses.snapshot()) == [("127.0.0.1", port)]
         assert parent.runtime.requests_total >= 1
+
+
+def test_one_winner_when_several_connect_at_once() -> None:
+    listener = LiveListener("127.0.0.1", 0)
+    try:
+        port = listener.sock.getsockname()[1]
+        same = info("127.0.0.1", port)  # a name may resolve to one address twice
+        sock, attempts = race(
+            [same, same, same], deadline=time.monotonic() + WAIT_S, attempt_delay_s=0
+        )
+        assert sock is not None
+        sock.close()
+        # One winner (the earliest started among those that connected in the same turn of
+        # the loop; which ones did is the kernel's business), the others closed, no verdict.
+        kinds = [a.kind for a in attempts]
+        assert sorted(kinds) == sorted([CONNECTED, CANCELLED, CANCELLED])
+        assert all(a.sock is None for a in attempts)
+    finally:
+        listener.close()

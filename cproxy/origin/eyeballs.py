@@ -51,9 +51,10 @@ NOT_TRIED = "not tried"  # the race ended before its turn
 DEAD_KINDS = frozenset((FAILED, TIMED_OUT, OVERTAKEN))
 
 
-@dataclass
+@dataclass(eq=False)
 class Attempt:
-    """One address of the race and what became of it."""
+    """One address of the race and what became of it (compared by identity: a name may
+    resolve to the same address twice)."""
 
     info: AddrInfo
     kind: str = NOT_TRIED
@@ -140,7 +141,10 @@ def race(
             if not pending:
                 break  # every address tried and failed
             wake_at = deadline if not waiting else min(deadline, next_start)
-            for fd in _wait_writable(poller, pending, wake_at - now):
+            ready = _wait_writable(poller, pending, wake_at - now)
+            # Several at once: the earliest started wins (the poll's order is arbitrary).
+            ready.sort(key=lambda fd: attempts.index(pending[fd]))
+            for fd in ready:
                 attempt = pending.pop(fd)
                 poller.unregister(fd)
                 if _finish(attempt, winner is None):
