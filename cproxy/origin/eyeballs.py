@@ -86,6 +86,9 @@ class Attempt:
 def interleave(infos: Iterable[AddrInfo]) -> list[AddrInfo]:
     """RFC 8305 §4: alternate address families, the first family being the one of the first
     address (getaddrinfo's preference), each family in its given order."""
+    infos = list(infos)
+    if len(infos) < 2:
+        return infos  # the usual case: one address, nothing to order
     families: dict[int, deque[AddrInfo]] = {}
     for info in infos:
         families.setdefault(info[0], deque()).append(info)
@@ -117,7 +120,6 @@ def race(
     attempts = [Attempt(info) for info in infos]
     waiting = deque(attempts)
     pending: dict[int, Attempt] = {}  # fd -> attempt
-    poller = gevent.select.poll()
     winner: Attempt | None = None
     next_start = clock()
     try:
@@ -132,28 +134,25 @@ def race(
                         winner = attempt
                     else:
                         assert attempt.sock is not None
-                        fd = attempt.sock.fileno()
-                        pending[fd] = attempt
-                        poller.register(fd, gevent.select.POLLOUT)
+                        pending[attempt.sock.fileno()] = attempt
                         next_start = now + attempt_delay_s
                 # Failed at once or refused by policy: the next one starts now.
                 continue
             if not pending:
                 break  # every address tried and failed
             wake_at = deadline if not waiting else min(deadline, next_start)
-            ready = _wait_writable(poller, pending, wake_at - now)
-            # Several at once: the earliest started wins (the poll's order is arbitrary).
-            ready.sort(key=lambda fd: attempts.index(pending[fd]))
+            ready = _wait_writable(pending, wake_at - now)
+            if len(ready) > 1:
+                # Several at once: the earliest started wins (the poll's order is arbitrary).
+                ready.sort(key=lambda fd: attempts.index(pending[fd]))
             for fd in ready:
                 attempt = pending.pop(fd)
-                poller.unregister(fd)
                 if _finish(attempt, winner is None):
                     winner = attempt
                 elif attempt.kind == FAILED:
                     next_start = clock()  # RFC 8305 §5: a failure starts the next at once
                 elif attempt.kind == PENDING:
                     pending[fd] = attempt  # not connected after all: wait on
-                    poller.register(fd, gevent.select.POLLOUT)
     except BaseException:
         # Killed, or the caller's timeout: nothing opened here may outlive the call.
         for attempt in attempts:
@@ -176,9 +175,7 @@ def race(
     return sock, attempts
 
 
-def _wait_writable(
-    poller: gevent.select.poll, pending: dict[int, Attempt], wait_s: float
-) -> list[int]:
+def _wait_writable(pending: dict[int, Attempt], wait_s: float) -> list[int]:
     """The pending descriptors that became writable (connected or failed) within
     ``wait_s``; [] when none did.
 
@@ -196,6 +193,9 @@ def _wait_writable(
         except TimeoutError:
             return []
         return [fd]
+    poller = gevent.select.poll()  # its watchers live only while poll() waits
+    for fd in pending:
+        poller.register(fd, gevent.select.POLLOUT)
     return [fd for fd, _events in poller.poll(wait_s * 1000.0)]
 
 
