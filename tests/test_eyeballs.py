@@ -664,3 +664,23 @@ def test_one_winner_when_several_connect_at_once() -> None:
         assert all(a.sock is None for a in attempts)
     finally:
         listener.close()
+
+
+def test_a_socket_this_host_cannot_make_is_not_the_address_fault() -> None:
+    with dead_and_live() as port:
+        # socket() itself fails (TCP family, UDP protocol): the next address is tried at
+        # once, and the first is not remembered as dead (too many open files, no IPv6 here,
+        # say nothing about the address).
+        broken = (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_UDP, "", ("127.0.0.3", port))
+        dead = DeadAddresses()
+        sock = open_socket(
+            "multi.test",
+            port,
+            timeout_s=WAIT_S,
+            resolve=lambda host, p: [broken, info("127.0.0.2", p)],
+            attempt_delay_s=LONG_DELAY_S,
+            dead=dead,
+        )
+        assert sock.getpeername() == ("127.0.0.2", port)
+        sock.close()
+        assert len(dead) == 0

@@ -41,6 +41,7 @@ AddrInfo = tuple[Any, ...]
 PENDING = "pending"  # started, not yet connected or failed
 CONNECTED = "connected"  # the winner
 FAILED = "failed"  # refused, unreachable, reset: ``outcome`` has the OS's words
+NO_SOCKET = "no socket"  # this host could not make a socket (no descriptors, no IPv6)
 TIMED_OUT = "timed out"  # still pending when the deadline came
 OVERTAKEN = "overtaken"  # started before the winner, still pending when it connected
 CANCELLED = "cancelled"  # started after the winner's start, closed when it connected
@@ -213,8 +214,10 @@ def _start(attempt: Attempt, admit: Callable[[str], None] | None) -> bool:
             return False
     try:
         sock = gsocket.socket(family, socktype or gsocket.SOCK_STREAM, proto)
-    except OSError as exc:  # a family this host lacks (no IPv6 at all)
-        attempt._close(FAILED, exc.strerror or str(exc))
+    except OSError as exc:
+        # Too many open files, a family this host lacks: our trouble, not the address's
+        # (not remembered as dead), and the next address may still work.
+        attempt._close(NO_SOCKET, exc.strerror or str(exc))
         return False
     attempt.sock = sock
     try:
