@@ -60,7 +60,7 @@ def configure_logging(cfg: Config) -> None:
 
 
 def pool_caps(cfg: Config) -> dict[str, Any]:
-    """The origin pool's caps (issue #11) from the directives."""
+    """The origin pool's caps (issue #11) and ConnectAttemptDelay (#24) from the directives."""
     return {
         "max_conn_per_origin": cfg.max_conn_per_server,
         "queue_timeout_s": cfg.server_conn_queue_timeout_s,
