@@ -222,13 +222,14 @@ def _default_route(h: OriginHandler) -> None:
 
 
 class Origin(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    """A real HTTP/1.1 origin on 127.0.0.1:0 that records what it receives."""
+    """A real HTTP/1.1 origin on 127.0.0.1:0 (or ``host``:``port``) that records what it
+    receives."""
 
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), OriginHandler)
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__((host, port), OriginHandler)
         self.lock = threading.Lock()
         self.connections = 0
         self.requests: list[tuple[str, str, dict[str, str], bytes]] = []

@@ -36,6 +36,10 @@ class ConfigAttributes:
     server_conn_timeout_s: float  # ServerConnTimeout
     server_conn_gc_run_s: float  # ServerConnGCRun
     connect_timeout_s: float  # ConnectTimeout
+    connect_attempt_delay_s: float  # ConnectAttemptDelay
+    dead_address_timeout_s: float  # DeadAddressTimeout
+    dns_cache_timeout_s: float  # DNSCacheTimeout
+    dns_negative_cache_timeout_s: float  # DNSNegativeCacheTimeout
     max_conn_per_server: int  # MaxConnPerServer
     server_conn_queue_timeout_s: float  # ServerConnQueueTimeout
     max_persist_request_per_server: int  # MaxPersistRequestPerServer

@@ -431,11 +431,86 @@ _DECLARED: tuple[Directive, ...] = (
         "10 seconds",
         CONNECTION_POOL,
         """
-        Time allowed to establish a TCP connection to an origin server (per address tried).
+        Time allowed to establish a TCP connection to an origin server: resolving its name
+        and every address tried (see ConnectAttemptDelay), together; for https the TLS
+        handshake too.
 
-        When it runs out the client gets 504 Gateway Timeout. 10 seconds allows for a
-        retransmitted SYN (the first retry comes after 1 to 3 seconds) without making users
-        wait long for an unreachable host.
+        When it runs out the client gets 504 Gateway Timeout, naming each address tried and
+        what became of it. 10 seconds allows for a retransmitted SYN (the first retry comes
+        after 1 to 3 seconds) without making users wait long for an unreachable host.
+        """,
+        live=True,
+    ),
+    Directive(
+        "ConnectAttemptDelay",
+        Time(0.0, 60.0),
+        "250 ms",
+        CONNECTION_POOL,
+        """
+        When an origin's name has several addresses, how long a connection attempt may stay
+        unanswered before the next address is tried beside it (RFC 8305, "Happy Eyeballs").
+        The first address to connect is used and the others are closed at once; a refused
+        address makes way for the next immediately. Addresses alternate between IPv6 and
+        IPv4, the family the system prefers first. Every origin connection races this way:
+        plain and TLS, pooled and standby, parents, mapping rule targets, CONNECT tunnels.
+
+        250 ms is RFC 8305's recommendation, used by browsers, curl and Squid
+        (happy_eyeballs_connect_timeout): a black-holed address (a dead server in a DNS
+        round robin, a broken IPv6 route) costs a quarter second instead of ConnectTimeout.
+        0 starts all attempts at once (more load on the origins for no gain on a healthy
+        network).
+        """,
+        live=True,
+        example="100 ms",
+    ),
+    Directive(
+        "DeadAddressTimeout",
+        Time(0.0, _DAY_S),
+        "10 minutes",
+        CONNECTION_POOL,
+        """
+        How long an origin address that refused, was unreachable, timed out or was overtaken
+        by another in a connection race is tried after the other addresses of any name that
+        resolves to it. Still tried when every address is dead. A successful connection to
+        it forgets it at once. 0 remembers nothing.
+
+        The next request then connects to a live address at once, instead of waiting
+        ConnectAttemptDelay for the dead one again (Squid's ipcache marks bad addresses the
+        same way). 10 minutes is of the order of DNS TTLs, and short enough for an origin
+        that came back to be used again soon. At most 4096 addresses are remembered.
+        """,
+        live=True,
+    ),
+    Directive(
+        "DNSCacheTimeout",
+        Time(0.0, _DAY_S),
+        "1 minute",
+        CONNECTION_POOL,
+        """
+        How long the addresses an origin's name resolved to are kept for its next new
+        connections. 0 looks the name up for every new connection.
+
+        The system resolver gives no record TTLs, so a fixed time is used, as Chromium (1
+        minute for the system resolver's answers) and curl (60 seconds) do. A lookup costs
+        a new connection more than the connection itself on loopback; with ServerConnPool
+        off it was about a quarter of cproxy's CPU per request (docs/CONNECTING.md). Cached
+        addresses are checked by the destination rules on every connection, like fresh
+        ones. An address literal is never looked up.
+        """,
+        live=True,
+    ),
+    Directive(
+        "DNSNegativeCacheTimeout",
+        Time(0.0, _DAY_S),
+        "10 seconds",
+        CONNECTION_POOL,
+        """
+        How long a name that does not exist (the resolver said so) is answered with 502
+        without asking again. 0 asks every time. A resolver that cannot answer now (a
+        temporary failure, a timeout) is always asked again.
+
+        10 seconds spares the resolver a burst of requests for a mistyped or vanished name
+        (a page's many resources) and lets a name that was just created work soon.
         """,
         live=True,
     ),

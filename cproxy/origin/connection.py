@@ -1,8 +1,9 @@
 """One proxy-to-origin TCP connection, and how it is opened.
 
-Opening a connection resolves the origin's name, then tries each address in turn within a single
-connect-timeout budget, and maps every failure onto the typed errors of ``cproxy.errors`` with a
-message naming ``host:port`` and the cause: the client sees that message on its 502/504 page.
+Opening a connection resolves the origin's name, then races connections to its addresses
+(RFC 8305, `cproxy.origin.eyeballs`) within a single connect-timeout budget, and maps every
+failure onto the typed errors of ``cproxy.errors`` with a message naming ``host:port`` and each
+address with its outcome: the client sees that message on its 502/504 page.
 
 All I/O uses gevent's socket module explicitly: cproxy runs without monkey-patching.
 """
@@ -10,6 +11,7 @@ All I/O uses gevent's socket module explicitly: cproxy runs without monkey-patch
 from __future__ import annotations
 
 import functools
+import ipaddress
 import socket as _stdlib_socket
 import time
 from collections.abc import Callable
@@ -19,12 +21,23 @@ import gevent
 import gevent.socket as gsocket
 
 from cproxy.errors import (
-    DestinationRefused,
     OriginConnectError,
     OriginConnectTimeout,
     OriginDNSError,
 )
 from cproxy.geventshim import plain_raw_socket, raw_socket
+from cproxy.origin.deadaddrs import DeadAddresses
+from cproxy.origin.eyeballs import (
+    ATTEMPT_DELAY_S,
+    CONNECTED,
+    DEAD_KINDS,
+    NOT_TRIED,
+    POLICY,
+    TIMED_OUT,
+    Attempt,
+    interleave,
+    race,
+)
 
 OriginKey = tuple[str, str, int]
 """``(scheme, host, port)``: host lowercased, an IPv6 literal without brackets."""
@@ -71,8 +84,27 @@ def format_origin(key: OriginKey) -> str:
 
 
 def default_resolve(host: str, port: int) -> list[tuple[Any, ...]]:
-    """Resolve with gevent's resolver (cooperative: other greenlets run meanwhile)."""
+    """Resolve with gevent's resolver (cooperative: other greenlets run meanwhile).
+
+    An IP address literal is its own answer: gevent's default resolver hands even those to
+    its thread pool, about 90 µs each (bench/dns_cache.py), on every new connection to a
+    mapping rule's ``http://127.0.0.1:9000`` target. Unusual spellings (``0x7f.1``) and
+    zoned IPv6 literals still go to getaddrinfo, which reads them as it always did.
+    """
+    if "%" not in host:
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            pass
+        else:
+            if ip.version == 6:
+                return [(_AF_INET6, _SOCK_STREAM, _IPPROTO_TCP, "", (host, port, 0, 0))]
+            return [(_AF_INET, _SOCK_STREAM, _IPPROTO_TCP, "", (host, port))]
     return gsocket.getaddrinfo(host, port, 0, gsocket.SOCK_STREAM, gsocket.IPPROTO_TCP)
+
+
+_AF_INET, _AF_INET6 = gsocket.AF_INET, gsocket.AF_INET6
+_SOCK_STREAM, _IPPROTO_TCP = gsocket.SOCK_STREAM, gsocket.IPPROTO_TCP
 
 
 class OriginConnection:
@@ -274,19 +306,27 @@ def open_socket(
     timeout_s: float,
     resolve: Resolver,
     admit: AddressCheck | None = None,
+    attempt_delay_s: float = ATTEMPT_DELAY_S,
+    dead: DeadAddresses | None = None,
 ) -> gsocket.socket:
-    """Resolve ``host`` and connect to the first address that accepts, within ``timeout_s``.
+    """Resolve ``host`` and race connections to its addresses (RFC 8305, `eyeballs.race`)
+    within ``timeout_s``; return the first socket that connects.
 
-    ``admit`` is asked about each resolved address before connecting to it, and the
+    Addresses are interleaved by family (the family getaddrinfo prefers first), those
+    ``dead`` remembers as failed recently go last, and a new attempt starts every
+    ``attempt_delay_s`` while earlier ones are pending, at once when one fails. What each
+    address did is remembered in ``dead`` (a failure marks it, a success clears it).
+
+    ``admit`` is asked about each resolved address just before connecting to it, and the
     connection goes to exactly the address it admitted (one lookup, so a name cannot
     resolve to a checked address and then to another). Addresses it refuses are skipped;
     when it refuses all of them, its first `DestinationRefused` is raised and nothing was
     connected.
 
-    The budget covers resolution and every address tried: a black-holed first address must not
-    make a later good one wait a second full timeout. Raises ``OriginDNSError`` (name does not
-    resolve), ``OriginConnectTimeout`` (budget spent) or ``OriginConnectError`` (every address
-    refused or was unreachable); each message names ``host:port`` and the cause.
+    The budget covers resolution and every address tried. Raises ``OriginDNSError`` (name
+    does not resolve), ``OriginConnectTimeout`` (budget spent with an attempt pending or an
+    address not reached) or ``OriginConnectError`` (every address refused or was
+    unreachable); each message names ``host:port`` and every address with its outcome.
     """
     where = format_host_port(host, port)
     # Real time, not the pool's injectable clock: this bounds an actual wait on the network.
@@ -308,46 +348,41 @@ def open_socket(
     if not infos:
         raise OriginDNSError(f"cannot resolve {where}: no addresses")
 
-    failures: list[str] = []
-    refusals: list[DestinationRefused] = []
-    for family, socktype, proto, _canonname, sockaddr in infos:
-        if admit is not None and family in (gsocket.AF_INET, gsocket.AF_INET6):
-            try:
-                admit(str(sockaddr[0]))
-            except DestinationRefused as refusal:
-                refusals.append(refusal)
+    ordered = interleave(infos)
+    if dead is not None:
+        ordered = dead.order(ordered, _ip_port)
+    sock, attempts = race(ordered, deadline=deadline, attempt_delay_s=attempt_delay_s, admit=admit)
+    if dead is not None:
+        for attempt in attempts:
+            address = attempt.address()
+            if address is None:
                 continue
-        elif admit is not None:
-            refusals.append(DestinationRefused(f"Refusing to connect to {sockaddr!r}."))
-            continue
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        sock = gsocket.socket(family, socktype or gsocket.SOCK_STREAM, proto)
-        try:
-            sock.settimeout(remaining)
-            sock.connect(sockaddr)
-            if family in (gsocket.AF_INET, gsocket.AF_INET6):
-                sock.setsockopt(gsocket.IPPROTO_TCP, gsocket.TCP_NODELAY, 1)
-            sock.settimeout(None)
-        except OSError as exc:
-            # Refused, unreachable, or reset between connect and setsockopt: try the next one.
-            sock.close()
-            tried = _sockaddr_text(family, sockaddr)
-            # An address literal is tried as itself: name it once, not twice.
-            failures.append(_describe(exc) if tried == where else f"{tried} {_describe(exc)}")
-            continue
-        except BaseException:
-            # GreenletExit or a caller's gevent.Timeout: do not leak the half-open socket.
-            sock.close()
-            raise
+            if attempt.kind == CONNECTED:
+                dead.clear(*address)
+            elif attempt.kind in DEAD_KINDS:
+                dead.mark(*address)
+    if sock is not None:
         return sock
 
-    if refusals and not failures:
+    refusals = [a.refusal for a in attempts if a.refusal is not None]
+    if refusals and all(a.kind == POLICY for a in attempts):
         raise refusals[0]
-    causes = "; ".join(failures) if failures else "no address tried"
-    if time.monotonic() >= deadline:
+    causes = "; ".join(_attempt_text(a, where) for a in attempts) or "no address tried"
+    if any(a.kind in (TIMED_OUT, NOT_TRIED) for a in attempts):
         raise OriginConnectTimeout(
             f"connecting to {where} timed out after {timeout_s:g} s ({causes})"
         )
     raise OriginConnectError(f"cannot connect to {where}: {causes}")
+
+
+def _ip_port(info: tuple[Any, ...]) -> tuple[str, int] | None:
+    if info[0] in (gsocket.AF_INET, gsocket.AF_INET6):
+        return str(info[4][0]), int(info[4][1])
+    return None
+
+
+def _attempt_text(attempt: Attempt, where: str) -> str:
+    """``127.0.0.1:80 Connection refused``; an address literal is tried as itself, so its
+    outcome alone (the message names it once already)."""
+    tried = _sockaddr_text(attempt.family, attempt.sockaddr)
+    return attempt.outcome if tried == where else f"{tried} {attempt.outcome}"

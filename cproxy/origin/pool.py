@@ -61,6 +61,8 @@ from cproxy.origin.connection import (
     open_socket,
     origin_key,
 )
+from cproxy.origin.deadaddrs import DeadAddresses
+from cproxy.origin.eyeballs import ATTEMPT_DELAY_S
 from cproxy.origin.telemetry import PoolEvents, WaitHistogram
 from cproxy.origin.tls import DEFAULT_TLS, TLSSettings, start_tls, tls_session
 
@@ -188,6 +190,12 @@ def _check_settings(
         raise ValueError(f"max_idle_total must be >= 0 (0 = no cap), not {max_idle_total}")
 
 
+def _attempt_delay(seconds: float) -> float:
+    if seconds < 0:
+        raise ValueError(f"connect_attempt_delay_s must be >= 0, not {seconds}")
+    return seconds
+
+
 class OriginPool:
     """Hands out connections to origins and keeps released ones idle for reuse.
 
@@ -224,6 +232,8 @@ class OriginPool:
         standby_backoff_s: tuple[float, float] = (1.0, 60.0),
         clock: Callable[[], float] = time.monotonic,
         resolve: Resolver | None = None,
+        connect_attempt_delay_s: float = ATTEMPT_DELAY_S,
+        dead_addresses: DeadAddresses | None = None,
     ) -> None:
         _check_settings(
             max_idle_per_origin,
@@ -246,6 +256,10 @@ class OriginPool:
         self._max_idle_total = max_idle_total
         self._clock = clock
         self._resolve: Resolver = resolve if resolve is not None else default_resolve
+        # Connection racing (issue #24, `open_socket`): ConnectAttemptDelay, and the
+        # addresses that failed lately (shared with CONNECT tunnels through the property).
+        self._attempt_delay_s = _attempt_delay(connect_attempt_delay_s)
+        self._dead = dead_addresses if dead_addresses is not None else DeadAddresses()
         # ``tls_for(key)``: the TLS settings for an https origin (part of the pool key).
         self._tls_for = tls_for if tls_for is not None else _default_tls
         self._origins: dict[tuple[OriginKey, TLSSettings | None], _Origin] = {}
@@ -336,6 +350,11 @@ class OriginPool:
     @resolve.setter
     def resolve(self, resolve: Resolver) -> None:
         self._resolve = resolve
+
+    @property
+    def dead_addresses(self) -> DeadAddresses:
+        """The addresses every connection of this pool tries last (`open_socket`)."""
+        return self._dead
 
     def acquire(
         self,
@@ -512,6 +531,7 @@ class OriginPool:
         max_idle_total: int | None = None,
         tls_for: Callable[[OriginKey], TLSSettings] | None = None,
         standby: tuple[tuple[OriginKey, int], ...] | None = None,
+        connect_attempt_delay_s: float | None = None,
     ) -> None:
         """Apply new settings live (the caps and ``tls_for`` left as None keep their values).
 
@@ -532,6 +552,9 @@ class OriginPool:
             max_requests_per_conn = self._max_requests_per_conn
         if max_idle_total is None:
             max_idle_total = self._max_idle_total
+        if connect_attempt_delay_s is None:
+            connect_attempt_delay_s = self._attempt_delay_s
+        _attempt_delay(connect_attempt_delay_s)
         _check_settings(
             max_idle_per_origin,
             idle_timeout_s,
@@ -551,6 +574,7 @@ class OriginPool:
         self._queue_timeout_s = queue_timeout_s
         self._max_requests_per_conn = max_requests_per_conn
         self._max_idle_total = max_idle_total
+        self._attempt_delay_s = connect_attempt_delay_s
         if tls_for is not None:
             self._tls_for = tls_for
         if standby is not None and _standby_targets(standby) != self._standby:
@@ -846,7 +870,13 @@ class OriginPool:
         deadline = time.monotonic() + self._connect_timeout_s
         try:
             sock = open_socket(
-                host, port, timeout_s=self._connect_timeout_s, resolve=self._resolve, admit=admit
+                host,
+                port,
+                timeout_s=self._connect_timeout_s,
+                resolve=self._resolve,
+                admit=admit,
+                attempt_delay_s=self._attempt_delay_s,
+                dead=self._dead,
             )
             if origin.tls is not None:
                 # The handshake shares the connect budget: together they are "connecting".

@@ -569,8 +569,9 @@ class ClientConnection:
             self._local_error(req, 403, "Refusing to tunnel to cproxy itself.", False, outcome)
             return False
         try:
+            pool = self.rt.pool
             osock, early = open_tunnel(
-                req, cfg, self.rt.pool.resolve, self.client_ip, self.rt.parents
+                req, cfg, pool.resolve, self.client_ip, self.rt.parents, pool.dead_addresses
             )
         except OriginError as exc:
             origin_failed(self.sink, cfg.hostname, req, exc, False, outcome)

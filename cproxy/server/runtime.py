@@ -20,7 +20,9 @@ from typing import Any
 import gevent
 
 from cproxy.directives import DIRECTIVES, Config, diff
-from cproxy.origin import OriginPool
+from cproxy.origin import OriginPool, default_resolve
+from cproxy.origin.deadaddrs import DeadAddresses
+from cproxy.origin.dnscache import DNSCache
 from cproxy.origin.parents import ParentSet
 from cproxy.origin.tls import tls_policy
 from cproxy.server.accesslog import AccessLog
@@ -60,7 +62,7 @@ def configure_logging(cfg: Config) -> None:
 
 
 def pool_caps(cfg: Config) -> dict[str, Any]:
-    """The origin pool's caps (issue #11) from the directives."""
+    """The origin pool's caps (issue #11) and ConnectAttemptDelay (#24) from the directives."""
     return {
         "max_conn_per_origin": cfg.max_conn_per_server,
         "queue_timeout_s": cfg.server_conn_queue_timeout_s,
@@ -68,6 +70,7 @@ def pool_caps(cfg: Config) -> dict[str, Any]:
         # Within its share of the descriptor limit, so idle sockets never starve clients.
         "max_idle_total": FdBudget.current().idle_cap(cfg.max_idle_sockets),
         "standby": cfg.server_conn_standby,
+        "connect_attempt_delay_s": cfg.connect_attempt_delay_s,
         "tls_for": tls_policy(cfg.server_sslca_file, frozenset(cfg.server_ssl_no_verify)),
     }
 
@@ -85,7 +88,17 @@ class Runtime:
         self.admission = Admission(
             max_client_connections(config), config.max_client_connections_per_address
         )
+        # Origin addresses that failed lately, tried last (issue #24): the pool's and the
+        # CONNECT tunnels' (through pool.dead_addresses).
+        self.dead_addresses = DeadAddresses(config.dead_address_timeout_s)
+        # DNSCacheTimeout: the resolver every origin connection uses (tests may set
+        # pool.resolve to one of their own, which goes round it).
+        self.dns_cache = DNSCache(
+            default_resolve, config.dns_cache_timeout_s, config.dns_negative_cache_timeout_s
+        )
         self.pool = OriginPool(
+            resolve=self.dns_cache,
+            dead_addresses=self.dead_addresses,
             enabled=config.server_conn_pool,
             max_idle_per_origin=config.max_socket_per_server,
             idle_timeout_s=config.server_conn_timeout_s,
@@ -187,6 +200,8 @@ class Runtime:
             connect_timeout_s=new.connect_timeout_s,
             **pool_caps(new),
         )
+        self.dead_addresses.remember_s = new.dead_address_timeout_s
+        self.dns_cache.reconfigure(new.dns_cache_timeout_s, new.dns_negative_cache_timeout_s)
         if old.resolve_path("AccessLog") != new.resolve_path("AccessLog"):
             self.access_log.reopen(new.resolve_path("AccessLog"))
         if old.access_log_format != new.access_log_format:

@@ -17,6 +17,7 @@ from cproxy.http import Request
 from cproxy.http.limits import IO_CHUNK_BYTES
 from cproxy.origin import open_socket
 from cproxy.origin.connection import Resolver, format_host_port
+from cproxy.origin.deadaddrs import DeadAddresses
 from cproxy.origin.parents import CONNECT_FAILURES, ParentSet, tunnel_through
 from cproxy.server.destinations import policy_for
 
@@ -27,10 +28,12 @@ def open_tunnel(
     resolve: Resolver,
     client_ip: str,
     parents: ParentSet | None = None,
+    dead: DeadAddresses | None = None,
 ) -> tuple[socket.socket, bytes]:
     """A plain connection for the CONNECT (outside the pool): to the target, or to the
     first ParentProxy that is up and agrees to tunnel; with it, the bytes the parent sent
-    after its answer (the start of the stream). Raises OriginError."""
+    after its answer (the start of the stream). Raises OriginError. Connections race as
+    the pool's do (ConnectAttemptDelay; ``dead``: the addresses that failed lately)."""
     parent = parents.pick(req.host) if parents is not None and parents.active else None
     if parent is None:
         sock = open_socket(
@@ -39,6 +42,8 @@ def open_tunnel(
             timeout_s=cfg.connect_timeout_s,
             resolve=resolve,
             admit=policy_for(cfg).admit(client_ip),
+            attempt_delay_s=cfg.connect_attempt_delay_s,
+            dead=dead,
         )
         return sock, b""
     assert parents is not None
@@ -47,7 +52,12 @@ def open_tunnel(
             # The parent is the administrator's choice: the destination policy is the
             # parent's to apply to the target.
             sock = open_socket(
-                parent.host, parent.port, timeout_s=cfg.connect_timeout_s, resolve=resolve
+                parent.host,
+                parent.port,
+                timeout_s=cfg.connect_timeout_s,
+                resolve=resolve,
+                attempt_delay_s=cfg.connect_attempt_delay_s,
+                dead=dead,
             )
         except CONNECT_FAILURES as exc:
             parents.mark_down(parent, str(exc))
