@@ -106,7 +106,6 @@ VARIANTS = {
 
 
 def end_to_end(seconds: float, trials: int) -> dict[str, Any]:
-    bl.require_tools(["nginx", "wrk"])
     origin = bl.start_origin(cpu=None)
     proxies = {
         timeout: bl.start_cproxy(
@@ -152,6 +151,8 @@ def main() -> None:
     parser.add_argument("--lookups", type=int, default=3000)
     parser.add_argument("--no-wrk", action="store_true", help="parts 1 and 2 only")
     args = parser.parse_args()
+    if not args.no_wrk:
+        bl.require_tools(["nginx", "wrk"])  # before anything runs: what is missing, named
 
     print(
         f"resolver: {type(gevent.get_hub().resolver).__module__} (GEVENT_RESOLVER="

@@ -25,6 +25,7 @@ SCRIPTS = {
     "shared_tier.py": ("redis-server", "redis"),
     "packages.py": ("dpkg-scanpackages", None),
     "leaf_cost.py": (None, "cryptography"),
+    "dns_cache.py": ("wrk", None),
 }
 
 RUN = """
