@@ -41,8 +41,8 @@ from cproxy.errors import (
     OriginError,
     OriginProtocolError,
 )
-from cproxy.geventshim import raw_socket, recv_ready, wait_readable_untimed
 from cproxy.http import Request, find_head_end, parse_request_head
+from cproxy.http.authority import bind_to_authority
 from cproxy.http.framing import (
     LENGTH,
     NONE,
@@ -58,15 +58,16 @@ from cproxy.origin.connection import format_host_port
 from cproxy.server import routing
 from cproxy.server.caching import Front, cache_front, serve_with_cache
 from cproxy.server.clientbody import ClientBody
+from cproxy.server.context import ConnectionContext
 from cproxy.server.destinations import destination_refusal
 from cproxy.server.exchange import TO_SELF, Requester, body_too_large
 from cproxy.server.fastlane import plain_get, serve_fresh_hit
-from cproxy.server.lingering import linger_close
 from cproxy.server.pac import is_pac_request, pac_response
 from cproxy.server.pages import error_response
 from cproxy.server.respond import Outcome, local_answer, origin_failed, send_page
 from cproxy.server.sink import ClientGone, OutputTimeout, SocketSink
 from cproxy.server.trace import Refusal, allowed_methods, is_trace, trace_refusal
+from cproxy.server.transport import ClientTransport
 from cproxy.server.tunnel import open_tunnel, relay_tunnel
 
 if TYPE_CHECKING:
@@ -108,6 +109,9 @@ class ClientConnection:
     def __init__(self, runtime: Runtime, sock: socket.socket, address: tuple) -> None:
         self.rt = runtime
         self.sock = sock
+        self.transport = ClientTransport(sock)
+        # Set by an intercepted CONNECT: every later request is bound to its authority.
+        self.context: ConnectionContext | None = None
         self.client_ip = address[0]
         self.buf = b""
         self.served = 0
@@ -152,7 +156,10 @@ class ClientConnection:
                 self.served += 1
                 self.rt.requests_total += 1
                 self._ready_to_answer()
-                plain = plain_get(head) if self.rt.fast_lane else None
+                # Inside an intercepted connection every request is bound to its authority
+                # first (`_serve`): the fast lane, which takes absolute http targets of any
+                # authority, is not for it.
+                plain = plain_get(head) if self.rt.fast_lane and self.context is None else None
                 keep = None
                 if plain is not None:
                     slots = self.rt.slots
@@ -174,52 +181,50 @@ class ClientConnection:
             pass
         finally:
             self.rt.connections.discard(self)
-            if self.linger and not self.evicted:
+            linger = self.linger and not self.evicted
+            if linger:
                 # Lingering is waiting too: admission may cut it short for a new client.
                 self.waiting_since = time.monotonic()
-                linger_close(self.sock)
-            else:
-                self.sock.close()
+            self.transport.close(linger=linger)
             self.rt.admission.leave(self)
+
+    def _rebind(self, sock: socket.socket, context: ConnectionContext) -> None:
+        """Carry on over ``sock`` (the TLS layer over this connection's socket, after an
+        intercepted CONNECT's handshake), every request bound to ``context``: the sink,
+        the requester and the transport follow the new socket; admission, the reaper's
+        deadlines and the teardown stay this connection's."""
+        self.sock = sock
+        self.transport = ClientTransport(sock, tls=True)
+        self.context = context
+        self.buf = b""
+        self.sink = SocketSink(sock)
+        self.requester = Requester(
+            self.rt, self.sink, self.client_ip, body=self, abandon_on_eof=sock
+        )
 
     def has_input(self) -> bool:
         """Bytes from the client wait unread in the socket (a peek that never blocks)."""
-        raw = raw_socket(self.sock)
-        if raw is None:
-            return False
-        try:
-            return bool(raw.recv(1, socket.MSG_PEEK))
-        except OSError:  # BlockingIOError: nothing there
-            return False
+        return self.transport.has_input()
 
     def evict(self) -> None:
         """Admission closes this connection, which is waiting for a request head (or
         lingering), to admit another: its wait ends at once (EOF), quietly."""
         self.evicted = True
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+        self.transport.wake(socket.SHUT_RDWR)
 
     def expire_if_idle(self, now: float) -> None:
         """Called by the runtime's reaper: end a wait for a request, or for an origin's
         response head, that is past its deadline."""
         if self.idle and now >= self.idle_deadline:
             self.idle_expired = True
-            try:
-                # The blocked recv returns b"" at once; the socket can still send a 408.
-                self.sock.shutdown(socket.SHUT_RD)
-            except OSError:
-                pass
+            # The blocked recv returns b"" at once; the socket can still send a 408.
+            self.transport.wake(socket.SHUT_RD)
         self.requester.expire_if_idle(now)
 
     def close_if_idle(self) -> None:
         """At shutdown: end a connection that is between requests."""
         if self.idle:
-            try:
-                self.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            self.transport.wake(socket.SHUT_RDWR)
 
     def _read_head(self) -> bytes | None:
         """The next request head, or None when the client is done (EOF, idle, evicted).
@@ -246,8 +251,8 @@ class ClientConnection:
                 self.idle_deadline = time.monotonic() + cfg.persist_timeout_s
             self.idle = True
             try:
-                wait_readable_untimed(sock)
-                buf = recv_ready(sock, IO_CHUNK_BYTES, self.sink.raw)
+                self.transport.wait_readable()
+                buf = self.transport.recv_ready(IO_CHUNK_BYTES)
             except OSError:
                 # gevent cancels a wait on a socket shut down under it (cancel_wait_ex).
                 if not self.idle_expired:
@@ -312,6 +317,10 @@ class ClientConnection:
         outcome = Outcome()
         self.body = None
         try:
+            context = self.context
+            if context is not None:
+                # Before anything else looks at it (DESIGN.md §5 rule 13): 421 otherwise.
+                bind_to_authority(req, context.scheme, context.host, context.port)
             keep = self._dispatch(req, keep, outcome)
             if req.body != NONE and not (self.body is not None and self.body.consumed):
                 # Part of the body is unread (refused, or the origin answered early): the
@@ -342,9 +351,14 @@ class ClientConnection:
 
     def _dispatch(self, req: Request, keep: bool, outcome: Outcome) -> bool:
         cfg = self.rt.config
-        if is_pac_request(req, cfg):  # before ProxyAuth: browsers fetch it without a login
+        context = self.context
+        if context is not None:
+            # Authenticated once, at the CONNECT: browsers send no Proxy-Authorization
+            # inside TLS.
+            outcome.user = context.user
+        elif is_pac_request(req, cfg):  # before ProxyAuth: browsers fetch it without a login
             return self._send_pac(req, keep, outcome)
-        if cfg.proxy_auth:
+        elif cfg.proxy_auth:
             verdict = self.rt.proxy_auth.check(req, self.client_ip, cfg)
             if isinstance(verdict, Refusal):
                 return self._refuse(req, verdict, keep, outcome)
