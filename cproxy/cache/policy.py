@@ -56,6 +56,7 @@ class CacheSettings:
     cache_queries: bool = True
     cache_targeted_fields: tuple[str, ...] = ()
     cache_max_stale_s: float = 0.0
+    cache_cookie_responses: str = "https"  # explicit | https | rfc (CacheCookieResponses)
 
     @classmethod
     def from_config(cls, cfg: Any) -> CacheSettings:
@@ -274,6 +275,22 @@ def _no_store(f: _StoreFacts) -> bool:
     return "no-store" in f.resp_cc and "must-understand" not in f.resp_cc
 
 
+def _cookie_not_shared(f: _StoreFacts) -> bool:
+    """CacheCookieResponses (issue #19; DESIGN.md §5 rule 13): a response to a request that
+    carried Cookie is stored only when it says it may be shared: public, s-maxage, or
+    Vary: Cookie (each cookie its own entry). Beyond RFC 9111, as Varnish's built-in rules
+    go further; ``https`` applies it to https:// URLs only, ``rfc`` never."""
+    mode = f.settings.cache_cookie_responses
+    if mode == "rfc" or get_first(f.req_headers, "Cookie") is None:
+        return False
+    if mode == "https" and not (f.url_key or "").startswith("https://"):
+        return False
+    if "public" in f.resp_cc or "s-maxage" in f.resp_cc:
+        return False
+    varies = vary_fields(f.resp_headers)
+    return varies is None or "cookie" not in varies
+
+
 def _too_large(f: _StoreFacts) -> bool:
     limit = f.settings.cache_file_size_limit_bytes
     return bool(limit and f.body_bytes is not None and f.body_bytes > limit)
@@ -306,6 +323,7 @@ _STORE_RULES: tuple[tuple[str, Callable[[_StoreFacts], bool]], ...] = (
     # only forbids storing the listed fields (stripped by ``headers_to_store``).
     ("private", lambda f: "private" in f.resp_cc and f.resp_cc["private"] is None),
     ("authorization", _authorized_without_permission),
+    ("cookie", _cookie_not_shared),
     # §4.1: "Vary: *" never matches a later request, so storing it is pointless.
     ("vary-star", lambda f: vary_fields(f.resp_headers) is None),
     ("url", _url_excluded),
@@ -331,10 +349,11 @@ def storable(
     ``reason`` is ``"ok"`` or the first rule that refused: ``caching-off``, ``method``
     (neither GET nor a POST whose response may serve later GETs, RFC 9110 §9.3.3),
     ``status``, ``partial``, ``must-understand``, ``no-store``, ``private``,
-    ``authorization``, ``vary-star``, ``url`` (CacheQueries / NoCaching), ``not-cacheable``
-    (nothing in §3 allows it), ``too-large`` (CacheFileSizeLimit) or ``too-short`` (no
-    freshness beyond CacheTimeMargin and no validator). ``date_value`` stands in for a
-    missing or invalid Date (the response time). The response's directives are those of
+    ``authorization``, ``cookie`` (CacheCookieResponses), ``vary-star``, ``url``
+    (CacheQueries / NoCaching), ``not-cacheable`` (nothing in §3 allows it),
+    ``too-large`` (CacheFileSizeLimit) or ``too-short`` (no freshness beyond
+    CacheTimeMargin and no validator). ``date_value`` stands in for a missing or invalid
+    Date (the response time). The response's directives are those of
     ``response_cache_control``: a valid targeted field (RFC 9213) replaces Cache-Control.
     """
     control = response_cache_control(resp_headers, settings)
