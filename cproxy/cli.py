@@ -40,6 +40,12 @@ def main(argv: list[str] | None = None) -> int:
             from cproxy.server.sharedcache import read_password
 
             read_password(config)
+        if config.sslca_cert_file or config.sslca_key_file:
+            # Checked now so a CA key open to others, or a certificate that is not a CA,
+            # stops the start with one message naming the file (issue #19).
+            from cproxy.intercept.ca import ca_from_config
+
+            ca_from_config(config)
     except ConfigError as exc:
         print(f"cproxy: {exc}", file=sys.stderr)
         return 2

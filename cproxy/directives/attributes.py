@@ -60,6 +60,9 @@ class ConfigAttributes:
     safe_ports: PortRanges  # SafePorts
     refused_destinations: tuple[IPNetwork, ...]  # RefusedDestinations
     loopback_destinations: tuple[IPNetwork, ...]  # LoopbackDestinations
+    sslca_cert_file: str  # SSLCACertFile
+    sslca_key_file: str  # SSLCAKeyFile
+    ssl_leaf_cache_size: int  # SSLLeafCacheSize
     ssl_interception: bool  # SSLInterception
     ssl_intercept_clients: tuple[IPNetwork, ...]  # SSLInterceptClients
     ssl_splice_hosts: tuple[str | IPNetwork, ...]  # SSLSpliceHosts

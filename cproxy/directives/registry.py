@@ -47,12 +47,12 @@ ADMINISTRATION = ("Server Configuration", "Administration")
 PROXY_PERFORMANCE = ("Proxy Configuration", "Proxy Performance")
 CONNECTION_POOL = ("Proxy Configuration", "Connection Pool")
 PROXY_CHAINING = ("Proxy Configuration", "Proxy Chaining")
+HTTPS_INTERCEPTION = ("Proxy Configuration", "HTTPS Interception")
 ACCESS_CONTROL = ("Proxy Configuration", "Access Control")
 REQUEST_ROUTING = ("Request Routing",)
 LOGGING = ("Logging",)
 CACHE_SETTINGS = ("Cache Configuration", "Cache Settings")
 SHARED_CACHE = ("Cache Configuration", "Shared Cache")
-INTERCEPTION_SCOPE = ("Proxy Configuration", "HTTPS Interception")
 
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
@@ -843,12 +843,63 @@ _DECLARED: tuple[Directive, ...] = (
         """,
         live=True,
     ),
+    # --- Proxy Configuration / HTTPS Interception (#19) --------------------------------------
+    Directive(
+        "SSLCACertFile",
+        Text(allow_empty=True, description="a PEM file of the CA certificate, or empty"),
+        "",
+        HTTPS_INTERCEPTION,
+        """
+        The certificate of cproxy's interception CA (ca-cert.pem, made by cproxy ca init),
+        which signs the certificates cproxy shows clients for the hosts it intercepts.
+        Give SSLCAKeyFile with it. A relative name is taken relative to the directive
+        file's directory.
+
+        Empty by default: no CA, no interception. When set, cproxy refuses to start unless
+        the file is a CA certificate (basic constraints CA:TRUE and keyCertSign) valid
+        today and SSLCAKeyFile holds its key, so a wrong file is found at start, not at a
+        client's first handshake.
+        """,
+        example="/etc/cproxy/ca/ca-cert.pem",
+        live=False,
+    ),
+    Directive(
+        "SSLCAKeyFile",
+        Text(allow_empty=True, description="a PEM file of the CA private key, or empty"),
+        "",
+        HTTPS_INTERCEPTION,
+        """
+        The private key of SSLCACertFile's certificate (ca-key.pem, made by cproxy ca
+        init). A relative name is taken relative to the directive file's directory.
+
+        cproxy refuses to start when this file is readable or writable by group or others:
+        whoever reads it can impersonate every web site to every client that trusts the
+        CA. The key never leaves the file; the admin pages offer the certificate only.
+        """,
+        example="/etc/cproxy/ca/ca-key.pem",
+        live=False,
+    ),
+    Directive(
+        "SSLLeafCacheSize",
+        Integer(1, 100_000),
+        "1000",
+        HTTPS_INTERCEPTION,
+        """
+        Most host certificates (each with its ready TLS context) kept in memory; the least
+        recently used goes first, and a certificate is made again before it expires.
+
+        1000 covers the hosts a busy office visits in a day, at a few kilobytes each; a
+        host not in the cache costs one signature (well under a millisecond) on its next
+        handshake, never a new key (one key serves every host).
+        """,
+        live=False,
+    ),
     # --- Proxy Configuration / HTTPS Interception: which CONNECTs are intercepted (#19) ---
     Directive(
         "SSLInterception",
         Switch(),
         "off",
-        INTERCEPTION_SCOPE,
+        HTTPS_INTERCEPTION,
         """
         Whether cproxy intercepts HTTPS: it answers a CONNECT itself, completes the
         client's TLS handshake with a certificate of its own CA for the host, and serves
@@ -867,7 +918,7 @@ _DECLARED: tuple[Directive, ...] = (
         "SSLInterceptClients",
         AddressList(),
         "",
-        INTERCEPTION_SCOPE,
+        HTTPS_INTERCEPTION,
         """
         Client networks whose tunnels are intercepted (while SSLInterception is on);
         other clients' tunnels pass untouched. Empty means every client ProxyAccess
@@ -884,7 +935,7 @@ _DECLARED: tuple[Directive, ...] = (
         "SSLSpliceHosts",
         DirectList(),
         "",
-        INTERCEPTION_SCOPE,
+        HTTPS_INTERCEPTION,
         """
         Hosts never intercepted: their tunnels pass untouched (spliced), whatever the
         other SSLIntercept directives say. Domains cover the names under them
@@ -901,7 +952,7 @@ _DECLARED: tuple[Directive, ...] = (
         "SSLInterceptHosts",
         DirectList(),
         "",
-        INTERCEPTION_SCOPE,
+        HTTPS_INTERCEPTION,
         """
         When not empty, the only hosts intercepted: every other tunnel passes untouched.
         Written like SSLSpliceHosts, which wins where both list a host.
@@ -916,7 +967,7 @@ _DECLARED: tuple[Directive, ...] = (
         "SSLPinnedSpliceTime",
         Time(1.0, 30 * _DAY_S),
         "1 hour",
-        INTERCEPTION_SCOPE,
+        HTTPS_INTERCEPTION,
         """
         How long a host is spliced for one client after that client aborted the TLS
         handshake with cproxy's certificate (an app that pins its server's certificate,
