@@ -33,6 +33,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+import gevent
 from gevent import socket
 
 from cproxy.directives import ip_allowed
@@ -59,9 +60,16 @@ from cproxy.server import routing
 from cproxy.server.caching import Front, cache_front, serve_with_cache
 from cproxy.server.clientbody import ClientBody
 from cproxy.server.context import ConnectionContext
-from cproxy.server.destinations import destination_refusal
+from cproxy.server.destinations import destination_refusal, policy_for
 from cproxy.server.exchange import TO_SELF, Requester, body_too_large
 from cproxy.server.fastlane import plain_get, serve_fresh_hit
+from cproxy.server.interception import (
+    HandshakeRefused,
+    NoLeaf,
+    hello_splice,
+    peek_hello,
+    scope_splice,
+)
 from cproxy.server.pac import is_pac_request, pac_response
 from cproxy.server.pages import error_response
 from cproxy.server.respond import Outcome, local_answer, origin_failed, send_page
@@ -316,8 +324,8 @@ class ClientConnection:
         keep = req.keep_alive and self.persists()
         outcome = Outcome()
         self.body = None
+        context = self.context
         try:
-            context = self.context
             if context is not None:
                 # Before anything else looks at it (DESIGN.md §5 rule 13): 421 otherwise.
                 bind_to_authority(req, context.scheme, context.host, context.port)
@@ -334,6 +342,8 @@ class ClientConnection:
         finally:
             elapsed_s = time.monotonic() - started
             self.rt.responses.record(outcome.status, elapsed_s)
+            if context is not None:
+                self._count_intercepted(req, outcome)
             if self.rt.access_log.enabled:
                 self.rt.access_log.write(
                     self.client_ip,
@@ -348,6 +358,14 @@ class ClientConnection:
                     outcome.user,
                 )
         return keep
+
+    def _count_intercepted(self, req: Request, outcome: Outcome) -> None:
+        interception = self.rt.interception
+        interception.intercepted_requests += 1
+        if outcome.upstream_tls == "verify":
+            interception.upstream_verify_failures += 1
+        elif outcome.upstream_tls == "client-cert":
+            interception.client_cert_wanted(req.host)
 
     def _dispatch(self, req: Request, keep: bool, outcome: Outcome) -> bool:
         cfg = self.rt.config
@@ -564,15 +582,8 @@ class ClientConnection:
     # -- CONNECT -------------------------------------------------------------------
 
     def _tunnel(self, req: Request, outcome: Outcome) -> bool:
-        """A CONNECT tunnel is a request being served for as long as it lasts: a slot."""
-        slots = self.rt.slots
-        slots.acquire()
-        try:
-            return self._tunnel_in_slot(req, outcome)
-        finally:
-            slots.release()
-
-    def _tunnel_in_slot(self, req: Request, outcome: Outcome) -> bool:
+        """A CONNECT: refused, intercepted (SSLInterception) or tunnelled. A tunnel is a
+        request being served for as long as it lasts: it holds a slot."""
         cfg = self.rt.config
         if req.port not in cfg.connect_ports:
             self._local_error(
@@ -582,6 +593,17 @@ class ClientConnection:
         if self._aims_at_self(req):
             self._local_error(req, 403, "Refusing to tunnel to cproxy itself.", False, outcome)
             return False
+        if cfg.ssl_interception and self.rt.interception.ready:
+            return self._connect_intercepting(req, outcome)
+        slots = self.rt.slots
+        slots.acquire()
+        try:
+            return self._tunnel_in_slot(req, outcome)
+        finally:
+            slots.release()
+
+    def _tunnel_in_slot(self, req: Request, outcome: Outcome) -> bool:
+        cfg = self.rt.config
         try:
             osock, early = open_tunnel(
                 req, cfg, self.rt.pool.resolve, self.client_ip, self.rt.parents
@@ -599,6 +621,121 @@ class ClientConnection:
             outcome.sent = relay_tunnel(self.sock, osock, cfg.read_timeout_s)
         finally:
             osock.close()
+        return False
+
+    # -- CONNECT with SSLInterception on (cproxy.server.interception) ----------------
+
+    def _connect_intercepting(self, req: Request, outcome: Outcome) -> bool:
+        """Answer 200 at once, then intercept or splice (see cproxy.server.interception).
+        Returns True when the connection carries on as an intercepted one (`_rebind`):
+        the access log's CONNECT line is written then, its cache column saying
+        ``intercepted``, ``spliced:REASON`` or ``refused:REASON``. Neither the ClientHello
+        peek nor the handshake holds a slot; both together are bounded by InputTimeout."""
+        cfg = self.rt.config
+        interception = self.rt.interception
+        host = req.host
+        # An address literal is checked before the 200, as plain requests' are before any
+        # lookup; a name is checked on each address it resolves to, when connected to.
+        off_limits = policy_for(cfg).literal_refusal(host, self.client_ip)
+        if off_limits is not None:
+            self._local_error(req, 403, off_limits, False, outcome)
+            return False
+        reason = scope_splice(
+            cfg,
+            self.client_ip,
+            host,
+            self.rt.parents,
+            interception.pinned,
+            interception.client_cert_hosts,
+        )
+        outcome.status = 200
+        answer = b"HTTP/1.1 200 Connection Established\r\n\r\n"
+        self.sink.send(answer)
+        outcome.sent = len(answer)
+        if reason is None and self.buf:
+            # Bytes sent before our answer were read with the CONNECT: a TLS layer cannot
+            # be given them back, so the connection is tunnelled with them.
+            reason = "early-bytes"
+        tls = None
+        if reason is None:
+            deadline = time.monotonic() + cfg.input_timeout_s
+            try:
+                tls, reason = self._hello_and_handshake(host, deadline)
+            except HandshakeRefused as exc:
+                log.info("CONNECT %s from %s refused: %s", req.target, self.client_ip, exc)
+                outcome.cache = f"refused:{exc.reason}"
+                return False
+        if reason is not None:
+            return self._splice(req, outcome, reason)
+        assert tls is not None
+        outcome.cache = "intercepted"
+        self._rebind(tls, ConnectionContext("https", host, req.port, outcome.user))
+        return True
+
+    def _hello_and_handshake(
+        self, host: str, deadline: float
+    ) -> tuple[socket.socket | None, str | None]:
+        """Peek at the ClientHello and, unless it says to splice, complete the client's
+        handshake: (the TLS socket, None) or (None, the splice reason)."""
+        interception = self.rt.interception
+        timer = gevent.Timeout(max(deadline - time.monotonic(), 0.001))
+        timer.start()
+        try:
+            peek = peek_hello(self.sock)
+        except gevent.Timeout as exc:
+            if exc is not timer:
+                raise
+            interception.handshake_failures["no-hello"] += 1
+            raise HandshakeRefused(
+                "no-hello", "no ClientHello arrived within InputTimeout"
+            ) from None
+        finally:
+            timer.close()
+        if peek is None:
+            interception.handshake_failures["no-hello"] += 1
+            raise HandshakeRefused("no-hello", "the client closed before its ClientHello")
+        try:
+            reason = hello_splice(peek, host)
+        except HandshakeRefused:
+            interception.handshake_failures["malformed-hello"] += 1
+            raise
+        if reason is not None:
+            return None, reason
+        remaining = max(deadline - time.monotonic(), 0.001)
+        try:
+            return interception.handshake(self.sock, self.client_ip, host, remaining), None
+        except NoLeaf:
+            return None, "no-leaf"
+
+    def _splice(self, req: Request, outcome: Outcome, reason: str) -> bool:
+        """Tunnel the connection untouched (after the 200 already sent): a failure to reach
+        the origin can only close it."""
+        cfg = self.rt.config
+        self.rt.interception.splices[reason] += 1
+        outcome.cache = f"spliced:{reason}"
+        slots = self.rt.slots
+        slots.acquire()
+        try:
+            try:
+                osock, early = open_tunnel(
+                    req, cfg, self.rt.pool.resolve, self.client_ip, self.rt.parents
+                )
+            except (OriginError, ClientProtocolError) as exc:
+                log.info("CONNECT %s (spliced, %s): %s", req.target, reason, exc)
+                outcome.status = getattr(exc, "status", 502)
+                return False
+            outcome.origin = "new"
+            try:
+                if early:
+                    self.sink.send(early)
+                if self.buf:
+                    osock.sendall(self.buf)
+                    self.buf = b""
+                outcome.sent += relay_tunnel(self.sock, osock, cfg.read_timeout_s)
+            finally:
+                osock.close()
+        finally:
+            slots.release()
         return False
 
 

@@ -1,0 +1,278 @@
+"""HTTPS interception through the running proxy (issue #19), with real parts: a TLS origin
+whose certificate comes from a test CA that cproxy trusts (ServerSSLCAFile), and Python
+clients that trust only cproxy's CA.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from pathlib import Path
+
+import pytest
+
+from cproxy.intercept.clienthello import Verdict, peek_client_hello
+from tests.intercepting import Lab, connect, get, issuer, running, tls_origin, tunnel
+from tests.support import wait_for
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Lab:
+    return Lab(tmp_path)
+
+
+def cacheable(h: object) -> None:
+    h.reply(  # type: ignore[attr-defined]
+        200,
+        b"x" * 1024,
+        {"Cache-Control": "max-age=600", "Content-Type": "application/octet-stream"},
+    )
+
+
+def access_lines(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def flush_log(proxy: object) -> None:
+    proxy.call(lambda: proxy.runtime.access_log.flush())  # type: ignore[attr-defined]
+
+
+def test_a_hit_inside_an_intercepted_tunnel_touches_no_origin(lab: Lab, tmp_path: Path) -> None:
+    log_path = tmp_path / "access.log"
+    with (
+        tls_origin(lab.origin_context()) as origin,
+        running(lab.proxy(origin.port, AccessLog=str(log_path), AccessLogFormat="json")) as proxy,
+    ):
+        origin.default_route = cacheable
+        with tunnel(proxy, "a.test", origin.port, lab.client_context()) as tls:
+            # The client verified cproxy's leaf for a.test against cproxy's CA only.
+            assert "cproxy" in issuer(tls)
+            reader = tls.makefile("rb")
+            first = get(tls, "/img.png", f"a.test:{origin.port}", reader=reader)
+            assert first[0] == 200 and len(first[2]) == 1024
+            connections, requests = origin.connections, len(origin.requests)
+            second = get(tls, "/img.png", f"a.test:{origin.port}", reader=reader)
+        assert second[0] == 200 and second[2] == first[2]
+        assert "hit" in second[1]["cache-status"]
+        # No origin connection and no origin request for the hit.
+        assert (origin.connections, len(origin.requests)) == (connections, requests)
+        assert origin.requests[0][1] == "/img.png"
+        flush_log(proxy)
+        lines = access_lines(log_path)
+        url = f"https://a.test:{origin.port}/img.png"
+        connect_line = next(line for line in lines if line["method"] == "CONNECT")
+        assert connect_line["cache"] == "intercepted"
+        gets = [line for line in lines if line["method"] == "GET" and line["target"] == url]
+        assert [str(line["cache"]).split(";")[0] for line in gets] == ["uri-miss", "hit"], lines
+        stats = proxy.call(lambda: proxy.runtime.stats()["interception"])
+        assert stats["handshakes"] == 1 and stats["leaves_generated"] == 1
+        assert stats["intercepted_requests"] == 2
+
+
+def test_the_origin_is_reached_over_the_pool_and_reused_across_tunnels(lab: Lab) -> None:
+    with (
+        tls_origin(lab.origin_context()) as origin,
+        running(lab.proxy(origin.port, Caching="off")) as proxy,
+    ):
+        for _ in range(3):
+            with tunnel(proxy, "a.test", origin.port, lab.client_context()) as tls:
+                status, _, body = get(tls, "/p", f"a.test:{origin.port}")
+                assert status == 200 and body == b"hello GET /p"
+        # One pooled, verified TLS connection to the origin served the three tunnels.
+        assert origin.connections == 1 and origin.handshakes == 1
+        stats = proxy.call(lambda: proxy.runtime.stats()["interception"])
+        assert stats["leaves_generated"] == 1 and stats["leaves_cache_hits"] == 2
+
+
+@pytest.mark.parametrize(
+    "host_field",
+    ["b.test:{port}", "a.test", "a.test:1"],
+    ids=["other-host", "default-port", "other-port"],
+)
+def test_another_authority_inside_the_tunnel_gets_421_and_reaches_nothing(
+    lab: Lab, host_field: str
+) -> None:
+    with tls_origin(lab.origin_context()) as origin, running(lab.proxy(origin.port)) as proxy:
+        origin.default_route = cacheable
+        # b.test's page is in the cache: the 421 must come before any lookup.
+        with tunnel(proxy, "b.test", origin.port, lab.client_context()) as tls:
+            assert get(tls, "/x", f"b.test:{origin.port}")[0] == 200
+        before = len(origin.requests)
+        with tunnel(proxy, "a.test", origin.port, lab.client_context()) as tls:
+            status, headers, body = get(tls, "/x", host_field.format(port=origin.port))
+        assert status == 421 and b"a.test" in body
+        assert "cache-status" not in headers
+        assert len(origin.requests) == before
+
+
+def test_an_absolute_target_for_another_authority_gets_421(lab: Lab) -> None:
+    with tls_origin(lab.origin_context()) as origin, running(lab.proxy(origin.port)) as proxy:
+        with tunnel(proxy, "a.test", origin.port, lab.client_context()) as tls:
+            target = f"http://b.test:{origin.port}/x"
+            status, _, _ = get(tls, target, f"b.test:{origin.port}")
+        assert status == 421 and origin.requests == []
+
+
+def test_a_spliced_host_shows_the_origins_own_certificate(lab: Lab) -> None:
+    with (
+        tls_origin(lab.origin_context()) as origin,
+        running(lab.proxy(origin.port, SSLSpliceHosts="*.splice.test splice.test")) as proxy,
+    ):
+        # Trusting the origin's CA (not cproxy's): the origin's certificate came through.
+        origin_trust = ssl.create_default_context(cafile=str(lab.origin_ca_pem))
+        with tunnel(proxy, "splice.test", origin.port, origin_trust) as tls:
+            assert "cproxy" not in issuer(tls)
+            status, _, body = get(tls, "/s", f"splice.test:{origin.port}")
+        assert status == 200 and body == b"hello GET /s"
+        assert origin.handshakes == 1
+        stats = proxy.call(lambda: proxy.runtime.stats()["interception"])
+        assert stats["splices"]["listed"] == 1 and stats["handshakes"] == 0
+
+
+def test_interception_scope_directives(lab: Lab) -> None:
+    origin_trust = ssl.create_default_context(cafile=str(lab.origin_ca_pem))
+    with (
+        tls_origin(lab.origin_context()) as origin,
+        running(
+            lab.proxy(origin.port, SSLInterceptHosts="a.test", SSLInterceptClients="10.0.0.0/8")
+        ) as proxy,
+    ):
+        # 127.0.0.1 is not in SSLInterceptClients: spliced even for a.test.
+        with tunnel(proxy, "a.test", origin.port, origin_trust) as tls:
+            assert get(tls, "/", f"a.test:{origin.port}")[0] == 200
+        stats = proxy.call(lambda: proxy.runtime.stats()["interception"])
+        assert stats["splices"]["client-not-listed"] == 1
+    with (
+        tls_origin(lab.origin_context()) as origin,
+        running(lab.proxy(origin.port, SSLInterceptHosts="a.test")) as proxy,
+    ):
+        with tunnel(proxy, "b.test", origin.port, origin_trust) as tls:
+            assert get(tls, "/", f"b.test:{origin.port}")[0] == 200
+        with tunnel(proxy, "a.test", origin.port, lab.client_context()) as tls:
+            assert get(tls, "/", f"a.test:{origin.port}")[0] == 200
+        stats = proxy.call(lambda: proxy.runtime.stats()["interception"])
+        assert stats["splices"]["not-listed"] == 1 and stats["handshakes"] == 1
+
+
+@pytest.mark.parametrize(
+    ("make_context", "words"),
+    [
+        ("expired_context", "expired"),
+        ("self_signed_context", "self-signed"),  # a chain to an unknown issuer
+        ("wrong_name", "mismatch"),
+    ],
+)
+def test_an_origin_whose_certificate_fails_gets_a_502_page_inside_tls(
+    lab: Lab, tmp_path: Path, make_context: str, words: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    if make_context == "wrong_name":
+        context = lab.origin_context("other.test")
+    else:
+        context = getattr(lab, make_context)()
+    with tls_origin(context) as origin, running(lab.proxy(origin.port)) as proxy:
+        origin.default_route = cacheable
+        with tunnel(proxy, "a.test", origin.port, lab.client_context()) as tls:
+            status, _, body = get(tls, "/secret", f"a.test:{origin.port}")
+        assert status == 502
+        text = body.decode()
+        assert f"a.test:{origin.port}" in text and "did not verify" in text
+        assert words in text.lower() or (
+            words == "self-signed" and "unable to get local issuer" in text.lower()
+        ), text
+        # Nothing from that origin: its handler never ran.
+        assert origin.requests == []
+        stats = proxy.call(lambda: proxy.runtime.stats()["interception"])
+        assert stats["upstream_verify_failures"] == 1
+
+
+def test_a_client_rejecting_our_certificate_is_spliced_for_a_while(lab: Lab) -> None:
+    origin_trust = ssl.create_default_context(cafile=str(lab.origin_ca_pem))
+    with tls_origin(lab.origin_context()) as origin, running(lab.proxy(origin.port)) as proxy:
+        # A "pinned" client: it trusts only the origin's CA, so it refuses cproxy's leaf.
+        with pytest.raises(ssl.SSLCertVerificationError):
+            tunnel(proxy, "a.test", origin.port, origin_trust)
+        wait_for(
+            lambda: proxy.call(lambda: proxy.runtime.interception.pinned.stats().entries) == 1,
+            what="the pinned pair",
+        )
+        # Its retry goes to the origin untouched and works.
+        with tunnel(proxy, "a.test", origin.port, origin_trust) as tls:
+            assert get(tls, "/", f"a.test:{origin.port}")[0] == 200
+        stats = proxy.call(lambda: proxy.runtime.stats()["interception"])
+        assert stats["splices"]["pinned"] == 1
+        assert stats["handshake_failures"] == {"certificate_rejected": 1}
+
+
+def test_sni_naming_another_host_is_spliced_never_intercepted(lab: Lab) -> None:
+    origin_trust = ssl.create_default_context(cafile=str(lab.origin_ca_pem))
+    with tls_origin(lab.origin_context()) as origin, running(lab.proxy(origin.port)) as proxy:
+        with tunnel(proxy, "a.test", origin.port, origin_trust, sni="b.test") as tls:
+            # The origin's own certificate (for b.test too): tunnelled untouched.
+            assert get(tls, "/", f"b.test:{origin.port}")[0] == 200
+        stats = proxy.call(lambda: proxy.runtime.stats()["interception"])
+        assert stats["splices"]["sni-mismatch"] == 1 and stats["handshakes"] == 0
+
+
+def test_bytes_that_are_not_tls_are_tunnelled_untouched(lab: Lab) -> None:
+    from tests.tls import EchoServer
+
+    with EchoServer() as echo, running(lab.proxy(echo.port)) as proxy:
+        sock = connect(proxy, "127.0.0.1", echo.port)
+        with sock:
+            sock.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+            got = b""
+            while len(got) < 21:
+                got += sock.recv(100)
+        assert got == b"SSH-2.0-OpenSSH_9.2\r\n"
+        stats = proxy.call(lambda: proxy.runtime.stats()["interception"])
+        assert stats["splices"]["not-tls"] == 1
+
+
+def test_a_cookie_response_is_not_shared_unless_it_says_so(lab: Lab) -> None:
+    def personal(h: object) -> None:
+        cookie = h.headers.get("Cookie", "")  # type: ignore[attr-defined]
+        h.reply(200, f"page for {cookie}".encode(), {"Cache-Control": "max-age=600"})  # type: ignore[attr-defined]
+
+    with tls_origin(lab.origin_context()) as origin, running(lab.proxy(origin.port)) as proxy:
+        origin.routes["/me"] = personal
+        with tunnel(proxy, "a.test", origin.port, lab.client_context()) as tls:
+            reader = tls.makefile("rb")
+            alice = get(tls, "/me", f"a.test:{origin.port}", "Cookie: u=alice", reader=reader)
+            bob = get(tls, "/me", f"a.test:{origin.port}", "Cookie: u=bob", reader=reader)
+        assert alice[2] == b"page for u=alice" and bob[2] == b"page for u=bob"
+        assert len(origin.requests) == 2
+
+
+def test_interception_on_without_the_ca_refuses_to_start(lab: Lab) -> None:
+    from cproxy.cli import main
+
+    conf = lab.directory / "bad.conf"
+    conf.write_text("SSLInterception = on\n")
+    assert main(["-c", str(conf), "--check-config"]) == 2
+
+
+def test_a_large_hit_goes_out_whole_over_tls(lab: Lab) -> None:
+    """Bodies over 64 KiB take sendmsg on plain sockets; gevent's SSLSocket has none."""
+    big = bytes(range(256)) * 1024  # 256 KiB
+
+    def large(h: object) -> None:
+        h.reply(200, big, {"Cache-Control": "max-age=600"})  # type: ignore[attr-defined]
+
+    with tls_origin(lab.origin_context()) as origin, running(lab.proxy(origin.port)) as proxy:
+        origin.routes["/big"] = large
+        with tunnel(proxy, "a.test", origin.port, lab.client_context()) as tls:
+            reader = tls.makefile("rb")
+            assert get(tls, "/big", f"a.test:{origin.port}", reader=reader)[2] == big
+            status, headers, body = get(tls, "/big", f"a.test:{origin.port}", reader=reader)
+        assert status == 200 and body == big and "hit" in headers["cache-status"]
+
+
+def test_the_clienthello_of_pythons_ssl_is_read(lab: Lab) -> None:
+    """The peek's parser on a real ClientHello, made by Python's ssl."""
+    outgoing = ssl.MemoryBIO()
+    obj = lab.client_context().wrap_bio(ssl.MemoryBIO(), outgoing, server_hostname="a.test")
+    with pytest.raises(ssl.SSLWantReadError):
+        obj.do_handshake()
+    peek = peek_client_hello(outgoing.read())
+    assert peek.verdict is Verdict.CLIENT_HELLO and peek.hello is not None
+    assert peek.hello.sni == "a.test"
