@@ -664,6 +664,8 @@ class ClientConnection:
             except HandshakeRefused as exc:
                 log.info("CONNECT %s from %s refused: %s", req.target, self.client_ip, exc)
                 outcome.cache = f"refused:{exc.reason}"
+                # What the client sent is unread (peeked): a lingering close, not a reset.
+                self.linger = True
                 return False
         if reason is not None:
             return self._splice(req, outcome, reason)
