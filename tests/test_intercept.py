@@ -12,7 +12,16 @@ from pathlib import Path
 import pytest
 
 from cproxy.intercept.clienthello import Verdict, peek_client_hello
-from tests.intercepting import Lab, connect, get, issuer, running, tls_origin, tunnel
+from tests.intercepting import (
+    Lab,
+    connect,
+    get,
+    issuer,
+    localhost_resolver,
+    running,
+    tls_origin,
+    tunnel,
+)
 from tests.support import wait_for
 
 
@@ -276,3 +285,39 @@ def test_the_clienthello_of_pythons_ssl_is_read(lab: Lab) -> None:
     peek = peek_client_hello(outgoing.read())
     assert peek.verdict is Verdict.CLIENT_HELLO and peek.hello is not None
     assert peek.hello.sni == "a.test"
+
+
+def test_an_origin_asking_for_a_client_certificate_gets_502_then_is_spliced(lab: Lab) -> None:
+    context = lab.origin_context()
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(cafile=str(lab.origin_ca_pem))
+    with tls_origin(context) as origin, running(lab.proxy(origin.port)) as proxy:
+        with tunnel(proxy, "a.test", origin.port, lab.client_context()) as tls:
+            status, _, body = get(tls, "/", f"a.test:{origin.port}")
+        assert status == 502 and origin.requests == [], body
+        # From then on the host is tunnelled untouched: the client's own certificate (or
+        # its absence) is between the client and the origin.
+        origin_trust = ssl.create_default_context(cafile=str(lab.origin_ca_pem))
+        with tunnel(proxy, "a.test", origin.port, origin_trust) as tls:
+            assert "cproxy" not in issuer(tls)
+        stats = proxy.call(lambda: proxy.runtime.stats()["interception"])
+        assert stats["splices"]["client-cert"] == 1
+
+
+def test_with_a_parent_proxy_tunnels_are_spliced_never_sent_as_cleartext(lab: Lab) -> None:
+    """Intercepted requests would reach a ParentProxy as absolute-form cleartext: with a
+    parent, every tunnel it would carry is spliced (through the parent, as before)."""
+    from tests.support import ProxyThread, test_config
+
+    with (
+        tls_origin(lab.origin_context()) as origin,
+        ProxyThread(test_config(ConnectPorts=str(origin.port))) as parent,
+        running(lab.proxy(origin.port, ParentProxy=f"127.0.0.1:{parent.port}")) as proxy,
+    ):
+        parent.call(lambda: setattr(parent.runtime.pool, "resolve", localhost_resolver))
+        origin_trust = ssl.create_default_context(cafile=str(lab.origin_ca_pem))
+        with tunnel(proxy, "a.test", origin.port, origin_trust) as tls:
+            assert "cproxy" not in issuer(tls)
+            assert get(tls, "/", f"a.test:{origin.port}")[0] == 200
+        stats = proxy.call(lambda: proxy.runtime.stats()["interception"])
+        assert stats["splices"]["parent"] == 1 and stats["handshakes"] == 0

@@ -329,6 +329,7 @@ class ClientConnection:
             if context is not None:
                 # Before anything else looks at it (DESIGN.md §5 rule 13): 421 otherwise.
                 bind_to_authority(req, context.scheme, context.host, context.port)
+                outcome.on_upstream_tls = self._upstream_tls_failed
             keep = self._dispatch(req, keep, outcome)
             if req.body != NONE and not (self.body is not None and self.body.consumed):
                 # Part of the body is unread (refused, or the origin answered early): the
@@ -343,7 +344,7 @@ class ClientConnection:
             elapsed_s = time.monotonic() - started
             self.rt.responses.record(outcome.status, elapsed_s)
             if context is not None:
-                self._count_intercepted(req, outcome)
+                self.rt.interception.intercepted_requests += 1
             if self.rt.access_log.enabled:
                 self.rt.access_log.write(
                     self.client_ip,
@@ -359,13 +360,13 @@ class ClientConnection:
                 )
         return keep
 
-    def _count_intercepted(self, req: Request, outcome: Outcome) -> None:
+    def _upstream_tls_failed(self, failure: str) -> None:
+        """TLS to an intercepted request's origin failed (before its 502 goes out)."""
         interception = self.rt.interception
-        interception.intercepted_requests += 1
-        if outcome.upstream_tls == "verify":
+        if failure == "verify":
             interception.upstream_verify_failures += 1
-        elif outcome.upstream_tls == "client-cert":
-            interception.client_cert_wanted(req.host)
+        elif failure == "client-cert" and self.context is not None:
+            interception.client_cert_wanted(self.context.host)
 
     def _dispatch(self, req: Request, keep: bool, outcome: Outcome) -> bool:
         cfg = self.rt.config

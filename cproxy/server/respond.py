@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+from collections.abc import Callable
 
 from cproxy.errors import OriginTLSError, PoolQueueTimeout
 from cproxy.http import Request
@@ -23,7 +24,7 @@ log = logging.getLogger("cproxy")
 class Outcome:
     """What the access log records of one request."""
 
-    __slots__ = ("cache", "origin", "sent", "status", "upstream_tls", "user")
+    __slots__ = ("cache", "on_upstream_tls", "origin", "sent", "status", "upstream_tls", "user")
 
     def __init__(self, status: int = 0, sent: int = 0, origin: str = "-", cache: str = "-") -> None:
         self.status = status
@@ -34,6 +35,9 @@ class Outcome:
         # Why TLS to the origin failed, when it did for a reason interception acts on:
         # "verify" (its certificate did not verify) or "client-cert" (it wants one).
         self.upstream_tls: str | None = None
+        # Told of ``upstream_tls`` before the error page goes out (interception acts on it
+        # before the client can open its next connection).
+        self.on_upstream_tls: Callable[[str], None] | None = None
 
 
 def send_page(
@@ -91,10 +95,12 @@ def origin_failed(
     status = getattr(exc, "status", 502)
     # A CONNECT's target is host:port (RFC 9110 §9.3.6), not a URL.
     target = format_host_port(req.host, req.port) if req.method == "CONNECT" else req.url
-    outcome.upstream_tls = upstream_tls_failure(exc)
-    if outcome.upstream_tls is not None:
+    failure = outcome.upstream_tls = upstream_tls_failure(exc)
+    if failure is not None:
         # The client gets the same words in the 502 page (DESIGN.md §5 rule 12).
         log.warning("%s %s: %s", req.method, target, exc)
+        if outcome.on_upstream_tls is not None:
+            outcome.on_upstream_tls(failure)
     else:
         log.info("%s %s: %s", req.method, target, exc)
     headers = origin_error_headers(exc)
