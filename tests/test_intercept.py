@@ -5,8 +5,13 @@ clients that trust only cproxy's CA.
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import hashlib
 import json
+import socket
 import ssl
+import threading
 from pathlib import Path
 
 import pytest
@@ -22,7 +27,7 @@ from tests.intercepting import (
     tls_origin,
     tunnel,
 )
-from tests.support import wait_for
+from tests.support import WAIT_S, read_response, wait_for
 
 
 @pytest.fixture
@@ -287,21 +292,60 @@ def test_the_clienthello_of_pythons_ssl_is_read(lab: Lab) -> None:
     assert peek.hello.sni == "a.test"
 
 
+class ClientCertOrigin:
+    """A TLS 1.3 origin that requires a client certificate: its handshake fails with the
+    certificate_required alert, after which it reads what it was sent and closes without
+    a reset (a reset could overtake the alert and hide it)."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self.context = context
+        self.connections = 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                raw, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            raw.settimeout(WAIT_S)
+            tls = self.context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
+            with tls, contextlib.suppress(OSError):
+                with contextlib.suppress(ssl.SSLError):
+                    tls.do_handshake()
+                # Without its TLS layer now: read what came, then close (no reset).
+                tls.shutdown(socket.SHUT_WR)
+                while tls.recv(4096):
+                    pass
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)  # ends the accept() (close alone does not)
+        self.sock.close()
+        self.thread.join(WAIT_S)
+
+
 def test_an_origin_asking_for_a_client_certificate_gets_502_then_is_spliced(lab: Lab) -> None:
     context = lab.origin_context()
     context.verify_mode = ssl.CERT_REQUIRED
     context.load_verify_locations(cafile=str(lab.origin_ca_pem))
-    with tls_origin(context) as origin, running(lab.proxy(origin.port)) as proxy:
+    origin = ClientCertOrigin(context)
+    with contextlib.closing(origin), running(lab.proxy(origin.port)) as proxy:
         with tunnel(proxy, "a.test", origin.port, lab.client_context()) as tls:
             status, _, body = get(tls, "/", f"a.test:{origin.port}")
-        assert status == 502 and origin.requests == [], body
+        assert status == 502 and b"certificate required" in body, body
         # From then on the host is tunnelled untouched: the client's own certificate (or
         # its absence) is between the client and the origin.
         origin_trust = ssl.create_default_context(cafile=str(lab.origin_ca_pem))
         with tunnel(proxy, "a.test", origin.port, origin_trust) as tls:
+            # The origin's own certificate: its request for one is now the client's to answer.
             assert "cproxy" not in issuer(tls)
         stats = proxy.call(lambda: proxy.runtime.stats()["interception"])
-        assert stats["splices"]["client-cert"] == 1
+        assert stats["splices"]["client-cert"] == 1 and stats["handshakes"] == 1
 
 
 def test_with_a_parent_proxy_tunnels_are_spliced_never_sent_as_cleartext(lab: Lab) -> None:
@@ -321,3 +365,98 @@ def test_with_a_parent_proxy_tunnels_are_spliced_never_sent_as_cleartext(lab: La
             assert get(tls, "/", f"a.test:{origin.port}")[0] == 200
         stats = proxy.call(lambda: proxy.runtime.stats()["interception"])
         assert stats["splices"]["parent"] == 1 and stats["handshakes"] == 0
+
+
+class WebSocketOrigin:
+    """A TLS origin that accepts one WebSocket opening handshake per connection (RFC 6455
+    §4.2.2) and then echoes every byte; ``answer`` replaces the 101 when set."""
+
+    def __init__(self, context: ssl.SSLContext, answer: bytes | None = None) -> None:
+        self.context = context
+        self.answer = answer
+        self.heads: list[bytes] = []
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        try:
+            raw, _ = self.sock.accept()
+        except OSError:
+            return
+        with (
+            raw,
+            contextlib.suppress(OSError),
+            self.context.wrap_socket(raw, server_side=True) as tls,
+        ):
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += tls.recv(4096)
+            self.heads.append(head)
+            key = next(
+                line.split(b":", 1)[1].strip()
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"sec-websocket-key:")
+            )
+            accept = base64.b64encode(
+                hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()
+            )
+            tls.sendall(
+                self.answer
+                or b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Accept: "
+                + accept
+                + b"\r\n\r\n"
+            )
+            while data := tls.recv(4096):
+                tls.sendall(data)
+
+    def close(self) -> None:
+        self.sock.close()
+        self.thread.join(WAIT_S)
+
+
+WS_REQUEST = (
+    "GET /chat HTTP/1.1\r\nHost: a.test:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+def test_a_websocket_inside_an_intercepted_connection_is_relayed_after_the_101(lab: Lab) -> None:
+    origin = WebSocketOrigin(lab.origin_context())
+    try:
+        with (
+            running(lab.proxy(origin.port)) as proxy,
+            tunnel(proxy, "a.test", origin.port, lab.client_context()) as tls,
+            tls.makefile("rb") as reader,
+        ):
+            tls.sendall(WS_REQUEST.format(port=origin.port).encode())
+            status, headers, _ = read_response(reader)
+            assert status == 101
+            assert headers["upgrade"] == "websocket" and headers["connection"] == "Upgrade"
+            assert headers["sec-websocket-accept"] == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+            frame = b"\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58"  # a masked "Hello"
+            tls.sendall(frame)
+            assert reader.read(len(frame)) == frame
+        sent = origin.heads[0].decode("latin-1").lower()
+        assert "upgrade: websocket" in sent and "sec-websocket-key:" in sent
+    finally:
+        origin.close()
+
+
+def test_an_origin_refusing_the_websocket_upgrade_gives_502(lab: Lab) -> None:
+    origin = WebSocketOrigin(
+        lab.origin_context(), answer=b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"
+    )
+    try:
+        with (
+            running(lab.proxy(origin.port)) as proxy,
+            tunnel(proxy, "a.test", origin.port, lab.client_context()) as tls,
+            tls.makefile("rb") as reader,
+        ):
+            tls.sendall(WS_REQUEST.format(port=origin.port).encode())
+            status, _, body = read_response(reader)
+        assert status == 502 and b"403" in body
+    finally:
+        origin.close()

@@ -77,6 +77,7 @@ from cproxy.server.sink import ClientGone, OutputTimeout, SocketSink
 from cproxy.server.trace import Refusal, allowed_methods, is_trace, trace_refusal
 from cproxy.server.transport import ClientTransport
 from cproxy.server.tunnel import open_tunnel, relay_tunnel
+from cproxy.server.upgrade import relay_websocket, websocket_upgrade
 
 if TYPE_CHECKING:
     from cproxy.server.runtime import Runtime
@@ -414,7 +415,23 @@ class ClientConnection:
             answered = self._max_forwards(req, keep, outcome)
             if answered is not None:
                 return answered
+        if self.context is not None and websocket_upgrade(req):
+            return self._websocket(req, outcome)
         return self._forward(req, keep, outcome)
+
+    def _websocket(self, req: Request, outcome: Outcome) -> bool:
+        """A WebSocket inside an intercepted connection (cproxy.server.upgrade): a slot
+        for as long as it lasts, as a tunnel; the connection ends with it."""
+        slots = self.rt.slots
+        slots.acquire()
+        try:
+            early, self.buf = self.buf, b""
+            relay_websocket(self.rt, self.sink, self.sock, req, outcome, self.client_ip, early)
+        except (OriginError, OriginProtocolError) as exc:
+            origin_failed(self.sink, self.rt.config.hostname, req, exc, False, outcome)
+        finally:
+            slots.release()
+        return False
 
     # -- answers of our own --------------------------------------------------------
 
