@@ -1,4 +1,5 @@
-"""The ``cproxy`` command: run the proxy, check a directive file, manage admin passwords."""
+"""The ``cproxy`` command: run the proxy, check a directive file, manage admin passwords
+and the HTTPS interception CA."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="cproxy",
         description="A caching forward HTTP proxy. See cproxy(8) and cproxy.conf(5).",
-        epilog="Subcommand: 'cproxy passwd [-f FILE] USER' manages the admin password file.",
+        epilog="Subcommands: 'cproxy passwd [-f FILE] USER' manages the admin password file; "
+        "'cproxy ca init|show -d DIR' creates or shows the HTTPS interception CA.",
     )
     p.add_argument(
         "-c", "--config", metavar="FILE", help="directive file (default: built-in defaults)"
@@ -32,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
         from cproxy.admin.passwd import main as passwd_main
 
         return passwd_main(args_list[1:])
+    if args_list[:1] == ["ca"]:
+        from cproxy.intercept.cacommand import main as ca_main
+
+        return ca_main(args_list[1:])
     args = _parser().parse_args(args_list)
     try:
         config = load_config(args.config) if args.config else defaults()

@@ -23,6 +23,8 @@ Routes::
     POST /config/<form path>    action=apply: apply the form;
                                 action=rule-add/rule-remove/rule-up/rule-down: edit a
                                 mapping rule list (one small form per button, no JS)
+    GET  /ca                    the HTTPS interception CA: fingerprint, validity
+    GET  /ca/cproxy-ca.pem      its certificate (PEM; .der: DER), never the key
     GET  /static/<file>         CSS and JavaScript from web_admin/static
 
 Applying a form parses every value with the registry's types (``config_with``); any
@@ -53,6 +55,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from cproxy import __version__
 from cproxy.admin import auth
+from cproxy.admin.capage import DOWNLOADS, ca_view
 from cproxy.admin.csrf import CsrfGuard, same_origin
 from cproxy.admin.forms import (
     FormPage,
@@ -253,6 +256,12 @@ class AdminApp:
         if path == "/metrics":
             self._require_method(method, ("GET", "HEAD"))
             return Response(200, generate_latest(self.metrics_registry), CONTENT_TYPE_LATEST)
+        if path in ("/ca", "/ca/"):
+            self._require_method(method, ("GET", "HEAD"))
+            return self._ca_page(user)
+        if path.startswith("/ca/"):
+            self._require_method(method, ("GET", "HEAD"))
+            return self._ca_download(path.removeprefix("/ca/"))
         if path in ("/config", "/config/"):
             self._require_method(method, ("GET", "HEAD"))
             first = next(iter(self.forms.pages.values()))
@@ -405,7 +414,14 @@ class AdminApp:
         if not errors:
             try:
                 new = config_with(config, changes)
+                if _CA_DIRECTIVES & changes.keys():
+                    # The checks cproxy makes at start, so a CA the proxy would refuse at
+                    # its next restart is refused here, next to its field.
+                    from cproxy.intercept.ca import ca_from_config
+
+                    ca_from_config(new)
             except ConfigError as exc:
+                new = None
                 errors[exc.directive or ""] = exc.message
         if new is None:
             form_error = errors.pop("", None)
@@ -568,6 +584,30 @@ class AdminApp:
             status=self._status_document(),
         )
 
+    def _ca_page(self, user: str) -> Response:
+        return self._render(
+            "ca.html",
+            200,
+            **self._common(user, "/ca"),
+            title="Interception CA",
+            ca=ca_view(self.runtime.config),
+        )
+
+    def _ca_download(self, name: str) -> Response:
+        """The CA certificate only: the view is built from SSLCACertFile, never the key."""
+        if name not in DOWNLOADS:
+            raise HTTPProblem(404, "Not found.")
+        view = ca_view(self.runtime.config)
+        if not view.configured or view.error:
+            raise HTTPProblem(404, view.error or "No interception CA is configured.")
+        attr, content_type = DOWNLOADS[name]
+        return Response(
+            200,
+            getattr(view, attr),
+            content_type,
+            headers=[("Content-Disposition", f'attachment; filename="{name}"')],
+        )
+
     def _plain_page(self, title: str, message: str) -> bytes:
         return self.env.get_template("message.html").render(title=title, message=message).encode()
 
@@ -591,6 +631,7 @@ class AdminApp:
         )
 
 
+_CA_DIRECTIVES = frozenset({"SSLCACertFile", "SSLCAKeyFile"})
 _RULE_ACTIONS = ("rule-add", "rule-remove", "rule-up", "rule-down")
 _RULE_FIELDS = ("kind", "pattern", "target")
 

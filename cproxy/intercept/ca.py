@@ -46,6 +46,7 @@ __all__ = [
     "create_ca",
     "fingerprint_sha256",
     "load_ca",
+    "load_ca_certificate",
 ]
 
 #: The private key types a CA may have: both sign with SHA-256 in ``cert.sign``.
@@ -62,12 +63,14 @@ CA_BACKDATE_S = 3600
 
 
 class CAError(CproxyError):
-    """The CA files cannot be used (or made): ``str()`` is ``path: problem``."""
+    """The CA files cannot be used (or made): ``str()`` is ``path: problem``; ``role`` says
+    which file of the pair was at fault ("certificate", "key"; "" for a directory)."""
 
-    def __init__(self, message: str, *, path: str | os.PathLike[str]) -> None:
+    def __init__(self, message: str, *, path: str | os.PathLike[str], role: str = "") -> None:
         super().__init__(message)
         self.message = message
         self.path = os.fspath(path)
+        self.role = role
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}"
@@ -259,23 +262,25 @@ def create_ca(
 # Loading
 
 
-def _read(path: Path) -> bytes:
+def _read(path: Path, role: str) -> bytes:
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        raise CAError("file not found", path=path) from None
+        raise CAError("file not found", path=path, role=role) from None
     except OSError as exc:
-        raise CAError(f"cannot read the file: {exc.strerror or exc}", path=path) from exc
+        raise CAError(f"cannot read the file: {exc.strerror or exc}", path=path, role=role) from exc
 
 
 def _load_certificate(path: Path) -> x509.Certificate:
-    data = _read(path)
+    data = _read(path, "certificate")
     try:
         if b"-----BEGIN" in data:
             return x509.load_pem_x509_certificate(data)
         return x509.load_der_x509_certificate(data)
     except ValueError as exc:
-        raise CAError(f"not a PEM or DER certificate ({exc})", path=path) from exc
+        raise CAError(
+            f"not a PEM or DER certificate ({exc})", path=path, role="certificate"
+        ) from exc
 
 
 def _check_is_ca(cert: x509.Certificate, path: Path) -> None:
@@ -288,6 +293,7 @@ def _check_is_ca(cert: x509.Certificate, path: Path) -> None:
             "the certificate is not a CA certificate (no basic constraints CA:TRUE); "
             "create one with cproxy ca init",
             path=path,
+            role="certificate",
         )
     try:
         usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
@@ -298,6 +304,7 @@ def _check_is_ca(cert: x509.Certificate, path: Path) -> None:
             "the certificate is not a CA certificate (its key usage lacks keyCertSign); "
             "create one with cproxy ca init",
             path=path,
+            role="certificate",
         )
 
 
@@ -305,19 +312,22 @@ def _check_key_mode(path: Path) -> None:
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
-        raise CAError("file not found", path=path) from None
+        raise CAError("file not found", path=path, role="key") from None
     except OSError as exc:
-        raise CAError(f"cannot read the file: {exc.strerror or exc}", path=path) from exc
+        raise CAError(
+            f"cannot read the file: {exc.strerror or exc}", path=path, role="key"
+        ) from exc
     if mode & 0o077:
         raise CAError(
             f"the CA key is readable or writable by group or others (mode {mode & 0o777:04o}); "
             f"allowed: owner only: chmod 600 {path}",
             path=path,
+            role="key",
         )
 
 
 def _load_key(path: Path) -> SigningKey:
-    data = _read(path)
+    data = _read(path, "key")
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except TypeError as exc:  # encrypted, and we have no password
@@ -325,7 +335,7 @@ def _load_key(path: Path) -> SigningKey:
             "the key is encrypted; cproxy needs an unencrypted key (mode 0600)", path=path
         ) from exc
     except ValueError as exc:
-        raise CAError(f"not a PEM private key ({exc})", path=path) from exc
+        raise CAError(f"not a PEM private key ({exc})", path=path, role="key") from exc
     if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
         raise CAError(
             f"a {type(key).__name__} key cannot sign leaves here; allowed: EC or RSA", path=path
@@ -338,6 +348,14 @@ def _spki(key: object) -> bytes:
     return key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+
+
+def load_ca_certificate(path: str | os.PathLike[str]) -> x509.Certificate:
+    """The CA certificate at ``path`` alone, checked to be a CA, without touching the key:
+    for showing and handing out (the admin pages). Raises ``CAError``."""
+    cert = _load_certificate(Path(path))
+    _check_is_ca(cert, Path(path))
+    return cert
 
 
 def load_ca(
@@ -362,6 +380,7 @@ def load_ca(
         raise CAError(
             f"the key does not match the certificate {cert_file} (a key of another CA?)",
             path=key_file,
+            role="key",
         )
     now = dt.datetime.fromtimestamp(clock(), dt.UTC)
     if now > cert.not_valid_after_utc:
@@ -369,12 +388,14 @@ def load_ca(
             f"the CA certificate expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC; "
             "create a new CA",
             path=cert_file,
+            role="certificate",
         )
     if now < cert.not_valid_before_utc:
         raise CAError(
             f"the CA certificate is not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} "
             "UTC (is the clock right?)",
             path=cert_file,
+            role="certificate",
         )
     return CertificateAuthority(
         cert=cert, key=key, cert_path=os.fspath(cert_file), key_path=os.fspath(key_file)
@@ -408,5 +429,5 @@ def ca_from_config(
     try:
         return load_ca(cert, key, clock=clock)
     except CAError as exc:
-        directive = "SSLCAKeyFile" if os.path.abspath(exc.path) == key else "SSLCACertFile"
+        directive = "SSLCAKeyFile" if exc.role == "key" else "SSLCACertFile"
         raise ConfigError(str(exc), path=cfg.source_path, directive=directive) from exc

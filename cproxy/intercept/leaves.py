@@ -102,12 +102,12 @@ def parse_leaf_name(name: str) -> LeafName:
     is neither an IP address nor a host name (wildcards, spaces, empty labels, too long).
     """
     text = name.strip()
-    if text.startswith("[") and text.endswith("]"):
-        text = text[1:-1]
+    bracketed = text.startswith("[") and text.endswith("]")
     try:
-        ip = ipaddress.ip_address(text)
+        ip = ipaddress.ip_address(text[1:-1] if bracketed else text)
     except ValueError:
-        pass
+        if bracketed:
+            raise NameRefused(f"{name!r} is not an IP address in brackets") from None
     else:
         return LeafName(str(ip), ip)
     if text.endswith("."):
@@ -272,6 +272,7 @@ class LeafCache:
         self._renew_before_s = renew_before_s
         self._context_class = context_class
         self._chain_tail = ca.cert_pem
+        self._ca_end = ca.not_after.timestamp()
         self._lru = _CountingLRU(maxsize=max_entries)
         self._generated = 0
         self._renewed = 0
@@ -301,7 +302,9 @@ class LeafCache:
         now = self._clock()
         entry = self._lru.get(leaf_name.text)
         if entry is not None:
-            if entry.not_after - now > self._renew_before_s:
+            # A leaf cut short by the CA's own end cannot be bettered: keep it rather than
+            # sign a new one at every handshake (the CA page warns long before).
+            if entry.not_after - now > self._renew_before_s or entry.not_after >= self._ca_end:
                 self._hits += 1
                 return entry.context
             self._renewed += 1
