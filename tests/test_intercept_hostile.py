@@ -20,7 +20,7 @@ import pytest
 from cproxy.intercept.clienthello import Verdict
 from cproxy.server.interception import peek_hello
 from tests.intercepting import Lab, connect, get, running, tls_origin, tunnel
-from tests.support import WAIT_S, wait_for
+from tests.support import WAIT_S, read_response, wait_for
 
 
 @pytest.fixture
@@ -278,3 +278,35 @@ def test_bytes_sent_with_the_connect_are_tunnelled_untouched(lab: Lab, tmp_path:
             lambda: any(x["cache"] == "spliced:early-bytes" for x in log_lines(log_path, proxy))
         )
         assert interception_stats(proxy)["splices"]["early-bytes"] == 1  # type: ignore[index]
+
+
+def test_a_late_request_head_inside_tls_gets_its_408_over_tls(lab: Lab) -> None:
+    """The timeouts' answers go through the TLS layer (waking a wait shuts the raw socket
+    down, never gevent's SSLSocket, which would drop the layer and send the 408 in
+    cleartext), and an idle intercepted connection ends with close_notify."""
+    with (
+        tls_origin(lab.origin_context()) as origin,
+        running(
+            lab.proxy(origin.port, InputTimeout="1 second", PersistTimeout="1 second")
+        ) as proxy,
+    ):
+        with tunnel(proxy, "a.test", origin.port, lab.client_context()) as tls:
+            tls.sendall(b"GET / HTTP/1.1\r\nHost: a.te")  # and nothing more
+            status, _, body = read_response(tls.makefile("rb"))
+            assert status == 408 and b"did not arrive in time" in body
+        with tunnel(proxy, "a.test", origin.port, lab.client_context()) as tls:
+            assert get(tls, "/", f"a.test:{origin.port}")[0] == 200
+            started = time.monotonic()
+            tls.settimeout(WAIT_S)
+            assert tls.recv(100) == b""  # close_notify after PersistTimeout, then EOF
+            assert time.monotonic() - started < WAIT_S
+
+
+def test_an_idle_intercepted_connection_ends_cleanly_when_cproxy_stops(lab: Lab) -> None:
+    with tls_origin(lab.origin_context()) as origin:
+        with running(lab.proxy(origin.port)) as proxy:
+            tls = tunnel(proxy, "a.test", origin.port, lab.client_context())
+            assert get(tls, "/", f"a.test:{origin.port}")[0] == 200
+        with tls:
+            tls.settimeout(WAIT_S)
+            assert tls.recv(100) == b""  # close_notify, no alert

@@ -138,6 +138,9 @@ class ClientConnection:
         self.idle = False
         self.idle_deadline = 0.0
         self.idle_expired = False
+        # Set when the wait for a request was ended by shutting the socket down (reaper,
+        # eviction, shutdown): the connection is ending.
+        self.woken = False
         # Responses go out through the sink; exchanges with origins are made through the
         # requester, which reads request bodies from this connection (recv, unread).
         self.sink = SocketSink(sock)
@@ -218,14 +221,14 @@ class ClientConnection:
     def evict(self) -> None:
         """Admission closes this connection, which is waiting for a request head (or
         lingering), to admit another: its wait ends at once (EOF), quietly."""
-        self.evicted = True
+        self.evicted = self.woken = True
         self.transport.wake(socket.SHUT_RDWR)
 
     def expire_if_idle(self, now: float) -> None:
         """Called by the runtime's reaper: end a wait for a request, or for an origin's
         response head, that is past its deadline."""
         if self.idle and now >= self.idle_deadline:
-            self.idle_expired = True
+            self.idle_expired = self.woken = True
             # The blocked recv returns b"" at once; the socket can still send a 408.
             self.transport.wake(socket.SHUT_RD)
         self.requester.expire_if_idle(now)
@@ -233,6 +236,7 @@ class ClientConnection:
     def close_if_idle(self) -> None:
         """At shutdown: end a connection that is between requests."""
         if self.idle:
+            self.woken = True
             self.transport.wake(socket.SHUT_RDWR)
 
     def _read_head(self) -> bytes | None:
@@ -261,7 +265,12 @@ class ClientConnection:
             self.idle = True
             try:
                 self.transport.wait_readable()
-                buf = self.transport.recv_ready(IO_CHUNK_BYTES)
+                if self.transport.tls and self.woken:
+                    # Woken by a shutdown of the raw socket: reading now would make
+                    # OpenSSL see a truncated stream and send the client a fatal alert.
+                    buf = b""
+                else:
+                    buf = self.transport.recv_ready(IO_CHUNK_BYTES)
             except OSError:
                 # gevent cancels a wait on a socket shut down under it (cancel_wait_ex).
                 if not self.idle_expired:

@@ -72,9 +72,15 @@ class ClientTransport:
 
     def wake(self, how: int) -> None:
         """Shut the connection down under a blocked wait (``socket.SHUT_RD`` ends a wait
-        for a request and still lets an answer go out; ``SHUT_RDWR`` ends everything),
-        through the raw socket, so a TLS socket keeps its TLS layer for that answer."""
-        target = raw_socket(self.sock) if self.tls else self.sock
+        for a request and still lets an answer go out; ``SHUT_RDWR`` ends everything). A
+        TLS connection is shut for reading only, through the raw socket, so it keeps its
+        TLS layer for that answer and for its close_notify; the waiter must not read
+        from it then (OpenSSL would take the EOF for a truncation and send an alert)."""
+        if self.tls:
+            # The read side only: the close that follows still sends close_notify.
+            target, how = raw_socket(self.sock), socket.SHUT_RD
+        else:
+            target = self.sock
         try:
             (target or self.sock).shutdown(how)
         except OSError:
