@@ -460,3 +460,41 @@ def test_an_origin_refusing_the_websocket_upgrade_gives_502(lab: Lab) -> None:
         assert status == 502 and b"403" in body
     finally:
         origin.close()
+
+
+@pytest.mark.parametrize("host_field", ["a.test:{port}", "A.Test:{port}"], ids=["exact", "case"])
+def test_the_fast_lane_answers_intercepted_hits_as_the_general_path_does(
+    lab: Lab, tmp_path: Path, host_field: str
+) -> None:
+    log_path = tmp_path / "access.log"
+    with (
+        tls_origin(lab.origin_context()) as origin,
+        running(lab.proxy(origin.port, AccessLog=str(log_path), AccessLogFormat="json")) as proxy,
+        tunnel(proxy, "a.test", origin.port, lab.client_context()) as tls,
+        tls.makefile("rb") as reader,
+    ):
+        origin.default_route = cacheable
+        host = host_field.format(port=origin.port)
+        assert get(tls, "/f", host, "Accept: */*", reader=reader)[0] == 200  # stored
+        answers = {}
+        for lane in (True, False):
+            proxy.call(lambda lane=lane: setattr(proxy.runtime, "fast_lane", lane))
+            before = proxy.call(lambda: proxy.runtime.cache.fast_hits)
+            status, headers, body = get(tls, "/f", host, "Accept: */*", reader=reader)
+            taken = proxy.call(lambda: proxy.runtime.cache.fast_hits) - before
+            headers.pop("age", None)
+            answers[lane] = (status, headers, body, taken)
+        assert answers[True][:3] == answers[False][:3]
+        # The exact authority takes the fast lane; another spelling is bound by the general path.
+        assert answers[True][3] == (1 if host_field == "a.test:{port}" else 0)
+        assert answers[False][3] == 0
+        proxy.call(lambda: proxy.runtime.access_log.flush())
+        stats = proxy.call(lambda: proxy.runtime.stats()["interception"])
+        assert stats["intercepted_requests"] == 3
+    lines = [json.loads(x) for x in log_path.read_text().splitlines()]
+    hits = [x for x in lines if x["method"] == "GET" and x["cache"] == "hit"]
+    assert len(hits) == 2
+    for line in hits:
+        del line["time"], line["elapsed_ms"]
+    assert hits[0] == hits[1]
+    assert hits[0]["target"] == f"https://a.test:{origin.port}/f"

@@ -62,7 +62,7 @@ from cproxy.server.clientbody import ClientBody
 from cproxy.server.context import ConnectionContext
 from cproxy.server.destinations import destination_refusal, policy_for
 from cproxy.server.exchange import TO_SELF, Requester, body_too_large
-from cproxy.server.fastlane import plain_get, serve_fresh_hit
+from cproxy.server.fastlane import bound_get, plain_get, serve_fresh_hit
 from cproxy.server.interception import (
     HandshakeRefused,
     NoLeaf,
@@ -168,10 +168,15 @@ class ClientConnection:
                 self.served += 1
                 self.rt.requests_total += 1
                 self._ready_to_answer()
-                # Inside an intercepted connection every request is bound to its authority
-                # first (`_serve`): the fast lane, which takes absolute http targets of any
-                # authority, is not for it.
-                plain = plain_get(head) if self.rt.fast_lane and self.context is None else None
+                context = self.context
+                if not self.rt.fast_lane:
+                    plain = None
+                elif context is None:
+                    plain = plain_get(head)
+                else:
+                    # Inside an intercepted connection only origin-form GETs for its own
+                    # authority (`bound_get`); the rest is bound, or refused, in `_serve`.
+                    plain = bound_get(head, context.scheme, context.host, context.port)
                 keep = None
                 if plain is not None:
                     slots = self.rt.slots
@@ -182,6 +187,8 @@ class ClientConnection:
                         )
                     finally:
                         slots.release()
+                    if keep is not None and context is not None:
+                        self.rt.interception.intercepted_requests += 1
                 if keep is None:
                     req = plain.request() if plain is not None else parse_request_head(head)
                     keep = self._serve(req)
