@@ -9,6 +9,7 @@ import base64
 import contextlib
 import hashlib
 import json
+import logging
 import socket
 import ssl
 import threading
@@ -177,12 +178,13 @@ def test_interception_scope_directives(lab: Lab) -> None:
     ],
 )
 def test_an_origin_whose_certificate_fails_gets_a_502_page_inside_tls(
-    lab: Lab, tmp_path: Path, make_context: str, words: str, caplog: pytest.LogCaptureFixture
+    lab: Lab, make_context: str, words: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     if make_context == "wrong_name":
         context = lab.origin_context("other.test")
     else:
         context = getattr(lab, make_context)()
+    caplog.set_level(logging.WARNING, logger="cproxy")
     with tls_origin(context) as origin, running(lab.proxy(origin.port)) as proxy:
         origin.default_route = cacheable
         with tunnel(proxy, "a.test", origin.port, lab.client_context()) as tls:
@@ -197,6 +199,9 @@ def test_an_origin_whose_certificate_fails_gets_a_502_page_inside_tls(
         assert origin.requests == []
         stats = proxy.call(lambda: proxy.runtime.stats()["interception"])
         assert stats["upstream_verify_failures"] == 1
+    # The error log says the same as the page, as a warning.
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(f"the certificate of a.test:{origin.port} did not verify" in m for m in warned)
 
 
 def test_a_client_rejecting_our_certificate_is_spliced_for_a_while(lab: Lab) -> None:
@@ -498,3 +503,50 @@ def test_the_fast_lane_answers_intercepted_hits_as_the_general_path_does(
         del line["time"], line["elapsed_ms"]
     assert hits[0] == hits[1]
     assert hits[0]["target"] == f"https://a.test:{origin.port}/f"
+
+
+def test_the_user_the_connect_authenticated_is_the_user_of_every_request_inside(
+    lab: Lab, tmp_path: Path
+) -> None:
+    from cproxy.admin.passwd import set_password
+
+    passwd = tmp_path / "proxy.passwd"
+    set_password(str(passwd), "alice", "secret", rounds=4)
+    log_path = tmp_path / "access.log"
+    directives = {
+        "ProxyAuth": "on",
+        "ProxyAuthPasswordFile": str(passwd),
+        "ProxyAuthExempt": "",
+        "AccessLog": str(log_path),
+        "AccessLogFormat": "json",
+    }
+    with (
+        tls_origin(lab.origin_context()) as origin,
+        running(lab.proxy(origin.port, **directives)) as proxy,
+    ):
+        origin.default_route = cacheable
+        # Without credentials the CONNECT itself is refused with 407.
+        with pytest.raises(ConnectionError, match="407"):
+            connect(proxy, "a.test", origin.port)
+        sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=WAIT_S)
+        credentials = base64.b64encode(b"alice:secret").decode()
+        sock.sendall(
+            f"CONNECT a.test:{origin.port} HTTP/1.1\r\nHost: a.test:{origin.port}\r\n"
+            f"Proxy-Authorization: Basic {credentials}\r\n\r\n".encode()
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(1)
+        assert head.startswith(b"HTTP/1.1 200")
+        with lab.client_context().wrap_socket(sock, server_hostname="a.test") as tls:
+            reader = tls.makefile("rb")
+            # Browsers send no Proxy-Authorization inside TLS: no 407 here.
+            assert get(tls, "/u", f"a.test:{origin.port}", reader=reader)[0] == 200
+            assert get(tls, "/u", f"a.test:{origin.port}", reader=reader)[0] == 200
+            reader.close()
+        # Nothing the client sent for the proxy reaches the origin.
+        assert all("Proxy-Authorization" not in h for _, _, h, _ in origin.requests)
+        proxy.call(lambda: proxy.runtime.access_log.flush())
+    lines = [json.loads(x) for x in log_path.read_text().splitlines()]
+    inside = [x for x in lines if x["method"] == "GET"]
+    assert [x["user"] for x in inside] == ["alice", "alice"]
