@@ -7,6 +7,7 @@ subprocess and stopped by its own process id; every load run is bounded in time.
 from __future__ import annotations
 
 import http.client
+import importlib
 import json
 import os
 import re
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,19 +61,91 @@ BROWSER_HEADERS = {
 }
 
 
-def missing_tools(names: list[str]) -> list[str]:
+def missing_tools(names: Sequence[str]) -> list[str]:
     return [n for n in names if shutil.which(n) is None and not Path(f"/usr/sbin/{n}").exists()]
 
 
-def require_tools(names: list[str]) -> None:
-    """Exit with a message naming the Debian packages to install when a tool is missing."""
-    missing = missing_tools(names)
+# Tools that come from pip rather than Debian (not dependencies of cproxy).
+PIP_TOOLS = {"py-spy": "py-spy"}
+
+# What installs the Python packages the benchmarks import: cproxy's own dependencies and
+# its test extras (trustme, ...), at the versions the tests passed with.
+PIP_INSTALL = f"{sys.executable} -m pip install -c {REPO_DIR}/constraints.txt '{REPO_DIR}[test]'"
+
+
+def missing_modules(names: Sequence[str]) -> list[str]:
+    """The Python modules of ``names`` this interpreter cannot import."""
+    missing = []
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    return missing
+
+
+def cproxy_import_problem() -> str | None:
+    """What stops ``python -m cproxy`` from starting with this interpreter (as the
+    benchmarks run it, from the source tree), e.g. a dependency not installed; None if
+    nothing does."""
+    env = dict(os.environ, PYTHONPATH=str(REPO_DIR))
+    probe = subprocess.run(
+        [sys.executable, "-c", "import cproxy.server.proxy"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    if probe.returncode == 0:
+        return None
+    lines = probe.stderr.strip().splitlines()
+    return lines[-1] if lines else f"exit status {probe.returncode}"
+
+
+def require(tools: Sequence[str] = (), modules: Sequence[str] = (), cproxy: bool = True) -> None:
+    """Check what a benchmark needs before it starts anything; when something is missing,
+    print every missing piece with the command that installs it and exit with status 2.
+
+    ``tools``: programs (Debian packages, or pip for PIP_TOOLS); ``modules``: Python
+    modules this benchmark imports; ``cproxy``: whether it runs cproxy (then cproxy's
+    own dependencies must import too)."""
+    problems = []
+    missing = [t for t in missing_tools(tools) if t not in PIP_TOOLS]
     if missing:
         pkgs = " ".join(sorted({DEBIAN_PACKAGES.get(n, n).split()[0] for n in missing}))
-        sys.exit(
-            f"missing: {', '.join(missing)}. Install with: apt-get install {pkgs}\n"
-            f"(Debian packages: {', '.join(DEBIAN_PACKAGES.get(n, n) for n in missing)})"
+        problems.append(
+            f"missing programs: {', '.join(missing)}. Install with: apt-get install {pkgs}\n"
+            f"  (Debian packages: {', '.join(DEBIAN_PACKAGES.get(n, n) for n in missing)})"
         )
+    pip_tools = [t for t in missing_tools(tools) if t in PIP_TOOLS]
+    if pip_tools:
+        pkgs = " ".join(PIP_TOOLS[t] for t in pip_tools)
+        problems.append(
+            f"missing programs: {', '.join(pip_tools)}. Install with: "
+            f"{sys.executable} -m pip install {pkgs} (a tool, not a dependency of cproxy)"
+        )
+    mods = missing_modules(modules)
+    if mods:
+        problems.append(
+            f"missing Python packages: {', '.join(mods)} (for {sys.executable}). "
+            f"Install with: {PIP_INSTALL}"
+        )
+    if cproxy:
+        problem = cproxy_import_problem()
+        if problem is not None:
+            problems.append(
+                f"cproxy cannot start with {sys.executable}: {problem}. Install its "
+                f"dependencies with: {PIP_INSTALL}"
+            )
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        sys.exit(2)
+
+
+def require_tools(names: list[str]) -> None:
+    """`require` for programs alone (and cproxy's dependencies)."""
+    require(tools=names)
 
 
 def tool(name: str) -> str:

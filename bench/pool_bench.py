@@ -255,7 +255,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="each wrk run")
     parser.add_argument("--trials", type=int, default=5, help="first-request trials")
     args = parser.parse_args()
-    bl.require_tools(["nginx", "wrk", "taskset"])
+    bl.require(tools=["nginx", "wrk", "taskset"], modules=["trustme"])
     tmp = bl.make_tmp("poolbench")
     origin = bl.start_origin()
     try:

@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 import collections
 import re
-import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -63,9 +61,7 @@ def main() -> int:
     p.add_argument("--by-line", action="store_true", help="per source line, not per function")
     p.add_argument("--out", default=str(bl.BENCH_DIR / "results"))
     args = p.parse_args()
-    bl.require_tools(["nginx", "wrk", "taskset"])
-    if shutil.which("py-spy") is None:
-        sys.exit("py-spy is missing: pip install py-spy (a profiling tool, not a dependency)")
+    bl.require(tools=["nginx", "wrk", "taskset", "py-spy"])
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     name = args.path.strip("/").replace("/", "_")

@@ -33,10 +33,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import benchlib as bl
-import redis as redis_py
 
-from cproxy.cache.shared import entry_key
-from cproxy.cache.urlkey import normalise_url
+# Checked before the imports below need them: a clear message, not a ModuleNotFoundError.
+bl.require(tools=["nginx", "redis-server", "redis-cli"], modules=["redis"])
+
+import redis as redis_py  # noqa: E402
+
+from cproxy.cache.shared import entry_key  # noqa: E402
+from cproxy.cache.urlkey import normalise_url  # noqa: E402
 
 RELAY_MS = 25
 ZIPF_S = 1.0
@@ -174,7 +178,6 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=6000)
     parser.add_argument("--seed", type=int, default=14)
     args = parser.parse_args()
-    bl.require_tools(["nginx", "redis-server", "redis-cli"])
 
     servers: list[bl.Server] = []
     try:

@@ -7,6 +7,7 @@ import argparse
 import sys
 
 from cproxy import __version__
+from cproxy.control import CHOICES, run
 from cproxy.directives import defaults, load_config
 from cproxy.errors import ConfigError
 
@@ -15,14 +16,21 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="cproxy",
         description="A caching forward HTTP proxy. See cproxy(8) and cproxy.conf(5).",
-        epilog="Subcommands: 'cproxy passwd [-f FILE] USER' manages the admin password file; "
-        "'cproxy ca init|show -d DIR' creates or shows the HTTPS interception CA.",
+        epilog="Subcommands: 'cproxy passwd [-c FILE | -f PASSWDFILE] USER' manages the admin "
+        "password file; 'cproxy ca init|show -d DIR' creates or shows the HTTPS interception CA.",
     )
     p.add_argument(
         "-c", "--config", metavar="FILE", help="directive file (default: built-in defaults)"
     )
     p.add_argument(
         "--check-config", action="store_true", help="validate the directive file and exit"
+    )
+    p.add_argument(
+        "-k",
+        choices=CHOICES,
+        metavar="{reload,stop,reopen,check}",
+        help="signal the cproxy running with this directive file, found by its PidFile: "
+        "reload the file, stop, reopen the logs, or check the file and whether it runs",
     )
     p.add_argument("--version", action="version", version=f"cproxy {__version__}")
     return p
@@ -60,8 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"cproxy: {exc}", file=sys.stderr)
         return 2
+    source = args.config or "built-in defaults"
+    if args.k:
+        return run(args.k, config, source)
     if args.check_config:
-        print(f"cproxy: {args.config or 'built-in defaults'}: OK")
+        print(f"cproxy: {source}: OK")
         return 0
     from cproxy.server.proxy import serve
 

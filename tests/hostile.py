@@ -15,7 +15,7 @@ What it gives the tests of DESIGN.md §5:
 - `origin_requests` parses what an origin received with cproxy's own strict parser plus
   body framing: the bytes must be exactly a sequence of complete, canonical requests
   (§5 rule 1: one framing, never a smuggled second request).
-- `TALLY` counts bad inputs tried and canaries smuggled, for the README's figures.
+- `TALLY` counts bad inputs tried and canaries smuggled, for the figures in docs/HARDENING.md.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ import gevent.socket as gsocket
 import pytest
 from gevent.pywsgi import WSGIServer
 
+from cproxy.admin.status import SAMPLE_INTERVAL_S, StatsHistory
 from cproxy.server.proxy import ProxyServer
 from tests.support import CHROMIUM, CHROMIUM_ARGS
 from tests.test_admin import PASSWORD, PERFORMANCE, USER, WAIT_S, AdminSite
@@ -130,3 +131,64 @@ def test_browser_changes_max_persist_request_and_the_proxy_follows(
             assert closing == (number == 3), (number, headers)
         assert buf == b""
         assert sock.recv(1) == b""  # the proxy closed its end
+
+
+def _status_page_with_credentials_in_the_url(url: str) -> dict[str, Any]:
+    """Open the status page as ``url`` (user:password@ in it); wait for its first refresh;
+    return what the page shows."""
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context().new_page()  # no login but the URL's
+            page.set_default_timeout(BROWSER_WAIT_MS)
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(url)
+            page.wait_for_function(
+                "() => /^(live|not updating)/.test(document.getElementById('live').textContent)"
+            )
+            return {
+                "live": page.locator("#live").inner_text(),
+                "lines": {
+                    chart: page.locator(f"#{chart} path.line").count()
+                    for chart in ("chart-rps", "chart-hit")
+                },
+                "ticks": {
+                    chart: page.locator(f"#{chart} text[data-axis='time']").all_text_contents()
+                    for chart in ("chart-rps", "chart-hit")
+                },
+                "errors": errors,
+            }
+        finally:
+            browser.close()
+
+
+def test_the_status_page_opened_with_credentials_in_its_url_updates_and_labels_time(
+    tmp_path: Path,
+) -> None:
+    """Issue #22: http://user:pass@127.0.0.1:8081/ showed "not updating" and empty charts
+    (the page's fetches inherited the credentials, which browsers refuse); the charts had
+    no time axis."""
+    site = AdminSite(tmp_path)
+    try:
+        site.server.stop_sampler()
+        now = [0.0]
+        history = site.server.app.history = StatsHistory(clock=lambda: now[0])
+        for step in range(4):
+            site.runtime.requests_total = 50 * step
+            history.record(site.runtime.stats())
+            now[0] += SAMPLE_INTERVAL_S
+        port = site.base.rsplit(":", 1)[1]
+        url = f"http://{USER}:{PASSWORD}@127.0.0.1:{port}/"
+        with gevent.Timeout(90):
+            shown = gevent.get_hub().threadpool.apply(
+                _status_page_with_credentials_in_the_url, (url,)
+            )
+    finally:
+        site.close()
+    assert shown["live"].startswith("live"), shown
+    assert shown["errors"] == [], shown
+    assert shown["lines"]["chart-rps"] == 1, shown  # the requests/s series is drawn
+    for chart, ticks in shown["ticks"].items():
+        assert len(ticks) == 5 and ticks[-1] == "now", (chart, ticks)
+        assert all(re.fullmatch(r"\d{1,2}:\d{2}( [AP]M)?", t) for t in ticks[:-1]), ticks

@@ -10,7 +10,6 @@ import contextlib
 import logging
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import requests
 
 from cproxy.admin.passwd import set_password
 from tests.support import Origin, raw_connection, read_response, start_proxy, wait_for
-from tests.test_cli import ENV, RunningProxy
+from tests.test_cli import ENV, RunningProxy, accepts
 
 
 @contextlib.contextmanager
@@ -72,7 +71,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_a_password_file_created_after_start_starts_the_admin_on_sighup(tmp_path: Path) -> None:
+def test_a_password_file_created_after_start_starts_the_admin_without_a_reload(
+    tmp_path: Path,
+) -> None:
+    """Issue #22: cproxy passwd -c CONF writes the file cproxy -c CONF looks for, and the
+    running proxy starts its admin when the file appears: no SIGHUP, no restart."""
     admin_port = free_port()
     passwd = tmp_path / "users.passwd"
     proxy = RunningProxy(tmp_path, "AdminPasswordFile = users.passwd\n")
@@ -81,26 +84,46 @@ def test_a_password_file_created_after_start_starts_the_admin_on_sighup(tmp_path
         warning = proxy.wait_log("admin not started: no password file")
         line = next(x for x in warning.splitlines() if "admin not started" in x)
         assert f"cproxy passwd -f {passwd} admin" in line
-        assert "then reload cproxy (SIGHUP) to start the admin" in line
+        assert "the admin starts within a second of it appearing" in line
         with pytest.raises(requests.ConnectionError):
             requests.get(f"http://127.0.0.1:{admin_port}/", timeout=5)
         made = subprocess.run(
-            [sys.executable, "-m", "cproxy", "passwd", "-f", str(passwd), "admin"],
+            [sys.executable, "-m", "cproxy", "passwd", "-c", str(proxy.conf), "admin"],
             input="s3cret-pass\n",
             capture_output=True,
             text=True,
             env=ENV,
+            cwd=tmp_path.parent,  # not the directive file's directory
             timeout=30,
             check=False,
         )
         assert made.returncode == 0, made.stderr
-        proxy.signal(signal.SIGHUP)
-        proxy.wait_log("admin listening on")
+        assert passwd.is_file()
+        # A bounded poll of the admin port: it opens within ADMIN_WATCH_S of the file.
+        wait_for(lambda: accepts(admin_port), what="the admin listener")
         r = requests.get(
             f"http://127.0.0.1:{admin_port}/status.json", auth=("admin", "s3cret-pass"), timeout=10
         )
         assert r.status_code == 200
         assert "requests_total" in r.text
+        assert "admin listening on" in proxy.log_text()
+
+
+def test_passwd_with_a_bad_directive_file_names_it_and_writes_nothing(tmp_path: Path) -> None:
+    conf = tmp_path / "cproxy.conf"
+    conf.write_text("Port = nope\n", encoding="utf-8")
+    made = subprocess.run(
+        [sys.executable, "-m", "cproxy", "passwd", "-c", str(conf), "admin"],
+        input="pw\n",
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=30,
+        check=False,
+    )
+    assert made.returncode == 2
+    assert str(conf) in made.stderr and "Port" in made.stderr, made.stderr
+    assert not (tmp_path / "cproxy.passwd").exists()
 
 
 def test_a_busy_admin_port_stops_the_start_with_a_clear_message(tmp_path: Path) -> None:

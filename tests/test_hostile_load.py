@@ -1,7 +1,7 @@
 """Slow and greedy clients (issue #6, DESIGN.md §5 rule 6): every input bounded in time
 and memory, and one client's greed never starves another.
 
-The figures printed here (run with ``-s``) go to the README's "Hardening" section:
+The figures printed here (run with ``-s``) go to docs/HARDENING.md:
 ``pytest -s tests/test_hostile_load.py | grep hostile:``.
 
 On the listen backlog, measured and documented: while MaxActiveThreads handlers are busy

@@ -277,7 +277,7 @@ def test_absolute_uri_wins_over_a_disagreeing_host(
 
 
 def test_zz_tally() -> None:
-    """The figures for the README: every bad input handled, no canary smuggled."""
+    """The figures for docs/HARDENING.md: every bad input handled, no canary smuggled."""
     print(f"\nhostile: {TALLY['bad_inputs']} bad inputs so far, {TALLY['smuggled']} smuggled")
     assert TALLY["smuggled"] == 0
     assert TALLY["bad_inputs"] >= len(REFUSED) + len(ACCEPTED) or TALLY["bad_inputs"] == 0

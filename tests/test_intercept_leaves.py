@@ -239,8 +239,34 @@ def test_context_settings(ca: CertificateAuthority) -> None:
     assert hs.client.version() is None
 
 
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_memory_files_leave_no_file_and_no_descriptor(ca: CertificateAuthority) -> None:
+    cache = LeafCache(ca, 100, context_class=ssl.SSLContext)
+    cache.context_for("warm.example.test")
+    before = open_fds()
+    for i in range(50):
+        cache.context_for(f"m{i}.example.test")
+    assert open_fds() == before
+    assert cache._tmpdir is None  # the key never went to a file system
+
+
+@pytest.mark.parametrize("memfd", [True, False], ids=["memfd", "files"])
+def test_both_ways_of_loading_give_a_verified_handshake(
+    ca: CertificateAuthority, memfd: bool
+) -> None:
+    cache = LeafCache(ca, 10, context_class=ssl.SSLContext, memfd=memfd)
+    for name in ("load.example.test", "127.0.0.2"):
+        hs = handshake(cache.context_for(name), trusting(ca), name)
+        assert hs.client_error is None and hs.server_error is None
+        assert hs.client.getpeercert() is not None
+    cache.close()
+
+
 def test_temporary_files_are_deleted_and_private(ca: CertificateAuthority) -> None:
-    cache = LeafCache(ca, 10, context_class=ssl.SSLContext)
+    cache = LeafCache(ca, 10, context_class=ssl.SSLContext, memfd=False)
     cache.context_for("a.example.test")
     directory = cache._tmpdir
     assert directory is not None
@@ -257,16 +283,17 @@ def test_temporary_files_are_deleted_and_private(ca: CertificateAuthority) -> No
 @pytest.mark.timeout(600)
 def test_ten_thousand_names_stay_within_max_entries(ca: CertificateAuthority) -> None:
     cache = LeafCache(ca, 100, context_class=ssl.SSLContext)
+    fds = open_fds()
     for i in range(10_000):
         cache.context_for(f"host{i}.example.test")
         assert len(cache) <= 100
     stats = cache.stats()
     assert (stats.generated, stats.evictions, stats.entries) == (10_000, 9_900, 100)
+    assert open_fds() == fds
     # The most recent names are the ones kept; the first ones were dropped.
     assert cache.certificate_for("host9999.example.test") is not None
     assert cache.certificate_for("host0.example.test") is None
     assert leaf_key_generations() == 1
-    assert cache._tmpdir is not None and os.listdir(cache._tmpdir) == []
 
 
 def test_least_recently_used_goes_first(ca: CertificateAuthority) -> None:

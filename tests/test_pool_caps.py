@@ -410,6 +410,24 @@ def test_lowering_the_global_idle_cap_live_evicts_the_oldest(
     assert check(pool)["totals"]["evicted"] == 3
 
 
+def test_close_idle_gives_back_the_least_recently_used_idle_sockets(
+    origin: LoopbackOrigin, other: LoopbackOrigin, make_pool: Any
+) -> None:
+    """Issue #22: the listener, out of descriptors at accept, asks the pool for some."""
+    pool = make_pool()
+    conns = [pool.acquire(o.key) for o in (origin, other, origin, other)]
+    for conn in conns:
+        pool.release(conn)
+    fds = _open_fds()
+    assert pool.close_idle(3) == 3
+    assert [c.closed for c in conns] == [True, True, True, False]
+    assert _open_fds() == fds - 3
+    assert pool.close_idle(5) == 1
+    assert pool.close_idle(5) == 0
+    totals = check(pool)["totals"]
+    assert (totals["evicted"], totals["idle"]) == (4, 0)
+
+
 # -- everything at once ----------------------------------------------------------------------
 
 

@@ -68,3 +68,15 @@ def test_the_readme_install_command_creates_and_uses_a_virtual_environment() -> 
     assert all(step[0].startswith(f"{venv}/bin/") for step in steps[1:]), steps
     assert [step[0].rsplit("/", 1)[1] for step in steps[1:]] == ["pip", "cproxy"]
     assert "apt-get install python3-venv" in README
+
+
+def test_the_readme_fits_a_screen_or_two_and_its_links_lead_somewhere() -> None:
+    """Issue #22: the README is the first hour; the rest lives in docs/."""
+    assert len(README.splitlines()) < 200
+    root = Path(__file__).resolve().parents[1]
+    links = re.findall(r"\]\(([^)#]+)\)", README)
+    assert links, "no links to the documentation"
+    for link in links:
+        assert (root / link).is_file(), link
+    # The run command with a directive file copies the sample out of the repository.
+    assert "cp etc/cproxy.conf ~/cproxy.conf && .venv/bin/cproxy -c ~/cproxy.conf" in README

@@ -7,6 +7,12 @@
 #
 # Needs node and npm; installs the suite into a temporary directory, never into the repo.
 set -euo pipefail
+for need in node npm; do
+    if ! command -v "$need" >/dev/null; then
+        echo "missing program: $need. Install with: apt-get install nodejs npm" >&2
+        exit 2
+    fi
+done
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 work="$(mktemp -d)"

@@ -1,4 +1,9 @@
-"""``cproxy passwd [-f FILE] USER``: create or update a user in the admin password file.
+"""``cproxy passwd [-c CONF | -f FILE] USER``: create or update a user in the admin password file.
+
+``-c CONF`` writes the file that directive file's AdminPasswordFile names (by default
+``cproxy.passwd`` next to it): where ``cproxy -c CONF`` looks, and starts its admin when
+the file appears. ``-f FILE`` names the file itself; with neither, ``cproxy.passwd`` in the
+working directory (where cproxy on built-in defaults looks).
 
 The password is read twice from the terminal (it must match), or once from standard
 input when that is not a terminal (``echo pw | cproxy passwd -f FILE admin``). The file
@@ -18,7 +23,9 @@ from typing import TextIO
 import bcrypt
 
 from cproxy.admin.auth import valid_user_name
+from cproxy.directives import load_config
 from cproxy.directives.registry import DIRECTIVES
+from cproxy.errors import ConfigError
 
 # The AdminPasswordFile directive's default, declared once in the registry.
 DEFAULT_PASSWORD_FILE = DIRECTIVES["AdminPasswordFile"].default
@@ -39,11 +46,18 @@ def _parser() -> argparse.ArgumentParser:
         prog="cproxy passwd",
         description="Create or update a user of the cproxy admin forms.",
     )
-    parser.add_argument(
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "-c",
+        "--config",
+        metavar="CONF",
+        help="directive file: write the AdminPasswordFile it names (next to it by default)",
+    )
+    where.add_argument(
         "-f",
         "--file",
-        default=DEFAULT_PASSWORD_FILE,
-        help=f"password file (default: {DEFAULT_PASSWORD_FILE}); created when missing",
+        help=f"password file (default: {DEFAULT_PASSWORD_FILE} in the working directory); "
+        "created when missing",
     )
     parser.add_argument("user", help="user name (no ':' or spaces)")
     return parser
@@ -112,6 +126,14 @@ def main(argv: Sequence[str] | None = None, stdin: TextIO | None = None) -> int:
     if not valid_user_name(args.user):
         print(f"cproxy passwd: invalid user name {args.user!r}", file=sys.stderr)
         return 2
+    if args.config:
+        try:
+            args.file = load_config(args.config).resolve_path("AdminPasswordFile")
+        except ConfigError as exc:
+            print(f"cproxy passwd: {exc}", file=sys.stderr)
+            return 2
+    elif not args.file:
+        args.file = DEFAULT_PASSWORD_FILE
     try:
         password = read_new_password(stdin if stdin is not None else sys.stdin)
         created = set_password(args.file, args.user, password)

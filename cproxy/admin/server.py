@@ -125,7 +125,7 @@ def start_admin(
     if not passwords.is_file():
         log.warning(
             "admin not started: no password file %s; create one with: "
-            "cproxy passwd -f %s admin, then reload cproxy (SIGHUP) to start the admin",
+            "cproxy passwd -f %s admin (the admin starts within a second of it appearing)",
             passwords,
             passwords,
         )

@@ -269,8 +269,10 @@ _DECLARED: tuple[Directive, ...] = (
         PERFORMANCE,
         """
         Most client connections open at once; 0 (the default) sizes it to the process's
-        file-descriptor limit: half of RLIMIT_NOFILE, less 64 kept for listeners and logs,
-        the other half left for origin sockets.
+        file-descriptor limit: half of RLIMIT_NOFILE less 64 kept for listeners and logs
+        (a quarter goes to idle pooled sockets, a quarter to origin sockets in use). A
+        larger value is lowered to that share. cproxy raises its soft limit to the hard
+        one at start and logs the figures.
 
         Only MaxActiveThreads of them are being served at a time; the others wait for a
         request head (or receive a body up to RequestBodyBuffer) at the cost of a socket
@@ -497,9 +499,10 @@ _DECLARED: tuple[Directive, ...] = (
 
         When a released connection would exceed it, the least recently used idle
         connection of any origin is closed, so a forward proxy that meets thousands of
-        origins cannot pile up idle sockets and file descriptors. 512 is half the common
-        1024 file-descriptor limit per process, leaving the rest for clients and origin
-        connections in use, and still keeps 8 origins at the MaxSocketPerServer default.
+        origins cannot pile up idle sockets and file descriptors. Whatever it says, idle
+        sockets get at most a quarter of the descriptor limit less 64 (240 of 1024), so
+        they never take the descriptors clients need; 512 keeps 8 origins at the
+        MaxSocketPerServer default where the limit allows it.
         """,
         live=True,
     ),
@@ -1467,16 +1470,20 @@ _DECLARED: tuple[Directive, ...] = (
     Directive(
         "PidFile",
         Text(allow_empty=True, description="a file name, or empty for none"),
-        "",
+        "cproxy.pid",
         ADMINISTRATION,
         """
         File cproxy writes its process id to once it listens, and removes when it stops.
 
-        Service managers and the logrotate snippet (etc/cproxy.logrotate) find the process
-        to signal there. With Workers above 1 it is the supervisor's id, which passes
-        signals on to the workers. Empty by default: a cproxy started by hand needs none,
-        and etc/cproxy.service sets /run/cproxy/cproxy.pid. A relative name is taken
-        relative to the directive file's directory.
+        cproxy -c FILE -k reload|stop|reopen|check finds the process here, and so do
+        service managers and the logrotate snippet (etc/cproxy.logrotate). With Workers
+        above 1 it is the supervisor's id, which passes signals on to the workers. A
+        relative name is taken relative to the directive file's directory, so by default
+        the file sits next to it, where the user who runs cproxy can write without root;
+        on built-in defaults it goes to $XDG_RUNTIME_DIR, or the working directory when
+        that is not set. etc/cproxy.service uses /run/cproxy/cproxy.pid. cproxy refuses
+        to start when the file names another running cproxy; a stale file (its process
+        gone) is replaced. Empty: no file, and -k cannot find the process.
         """,
         live=False,
     ),

@@ -457,6 +457,18 @@ class OriginPool:
             closed += len(expired)
         return closed
 
+    def close_idle(self, n: int) -> int:
+        """Close up to ``n`` idle sockets of any origin, least recently used first (counted
+        ``evicted``); return how many. For a process out of file descriptors: an idle
+        socket is the cheapest one to give back (the listener calls this at EMFILE)."""
+        closed = 0
+        while closed < n and self._idle_lru:
+            victim = next(iter(self._idle_lru))
+            self._count(self._origin(victim.key, victim.tls), "evicted")
+            victim.close()  # _on_conn_close takes it off the idle lists
+            closed += 1
+        return closed
+
     def start(self) -> None:
         """Start the collector greenlet (runs ``collect()`` every ``gc_interval_s``).
 

@@ -8,7 +8,7 @@
   keep a fresh one waiting. A request that finds no slot free waits for one, in order
   (held, not refused, as the Caching Proxy does).
 - *Open connections* are capped in all (MaxClientConnections, by default half the
-  process's file-descriptor limit, the other half left for origin sockets) and per
+  process's file-descriptor limit less a reserve: cproxy.server.fdlimits) and per
   client address (MaxClientConnectionsPerAddress). At a cap a new connection is still
   admitted by closing the connection that has waited longest for a request head, of
   that address (or of anyone, for the total); connections being served are never cut.
@@ -19,20 +19,16 @@ from __future__ import annotations
 
 import heapq
 import logging
-import resource
 from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Protocol
 
 from gevent.event import Event
 
+from cproxy.server.fdlimits import FdBudget
+
 log = logging.getLogger("cproxy")
 
-# Descriptors kept back from the automatic MaxClientConnections: listeners, logs, the
-# admin server, files the cache or a tier may open.
-RESERVED_FDS = 64
-# The automatic MaxClientConnections is never below this, whatever the limit says.
-MIN_AUTO_CONNECTIONS = 16
 # How many of the longest-waiting connections eviction peeks at for one whose socket holds
 # no unread bytes (one with bytes has a request arriving: it is about to be served). At
 # a cap, eviction scans the connections concerned (at most the cap) for waiting ones.
@@ -41,12 +37,8 @@ EVICTION_SCAN = 16
 
 def auto_max_connections() -> int:
     """MaxClientConnections for 0 ("automatic"): half of the soft RLIMIT_NOFILE, less a
-    reserve; the other half is for origin sockets (one per request being served, plus
-    the pool's idle ones)."""
-    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        soft = 1 << 20
-    return max(MIN_AUTO_CONNECTIONS, (soft - RESERVED_FDS) // 2)
+    reserve (cproxy.server.fdlimits shares the limit out)."""
+    return FdBudget.current().clients
 
 
 class Slots:

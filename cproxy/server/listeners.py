@@ -8,9 +8,14 @@ Addresses print as users write them, IPv6 in brackets (``[::1]:8080``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import errno
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
 
+import gevent
 from gevent import socket
+from gevent.server import StreamServer
 
 from cproxy.errors import CproxyError
 from cproxy.origin.connection import format_host_port as format_address
@@ -72,8 +77,90 @@ def listen_socket(host: str, port: int, backlog: int) -> socket.socket:
     return listen_sockets([host], port, backlog)[0]
 
 
+log = logging.getLogger("cproxy")
+
+# Out of descriptors at accept with nothing to give back: stop accepting for this long,
+# doubled while it lasts, up to the most. Clients wait in the kernel's backlog meanwhile
+# (not refused), and the process does not spin on a listener that stays readable.
+EXHAUSTED_PAUSE_S = 0.02
+EXHAUSTED_PAUSE_MAX_S = 1.0
+_OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE)
+
+
+class ProxyListener(StreamServer):  # type: ignore[misc]
+    """A StreamServer that survives running out of file descriptors (EMFILE, ENFILE).
+
+    At accept it asks ``give_back`` to free descriptors (the origin pool closes idle
+    sockets) and accepts again; when nothing could be freed it stops accepting for a
+    short pause that doubles while the shortage lasts. The error log says so once per
+    episode, and once when accepting works again. (gevent's own handling of an accept
+    error is the pause alone, with a traceback printed every time.)
+    """
+
+    def __init__(
+        self,
+        listener: socket.socket,
+        handle: Callable[..., Any],
+        *,
+        spawn: Any,
+        give_back: Callable[[], int],
+    ) -> None:
+        super().__init__(listener, handle, spawn=spawn)
+        self._give_back = give_back
+        self._pause_s = 0.0  # > 0 during an episode
+        self._given_back = 0
+        self._resume: gevent.Greenlet | None = None
+
+    def do_read(self) -> Any:
+        try:
+            accepted = super().do_read()
+        except OSError as exc:
+            if exc.errno not in _OUT_OF_DESCRIPTORS:
+                raise
+            self._out_of_descriptors(exc)
+            return None
+        if accepted and self._pause_s:
+            log.warning(
+                "accepting again after running out of file descriptors "
+                "(%d idle origin sockets closed)",
+                self._given_back,
+            )
+            self._pause_s = 0.0
+            self._given_back = 0
+        return accepted
+
+    def _out_of_descriptors(self, exc: OSError) -> None:
+        freed = self._give_back()
+        if not self._pause_s:
+            log.error(
+                "out of file descriptors at accept (%s): closed %d idle origin sockets%s",
+                exc.strerror,
+                freed,
+                "" if freed else "; pausing accept until some are free",
+            )
+            self._pause_s = EXHAUSTED_PAUSE_S
+        self._given_back += freed
+        if freed:
+            return  # accept again at once: the listener is still readable
+        pause = self._pause_s
+        self._pause_s = min(pause * 2, EXHAUSTED_PAUSE_MAX_S)
+        self.stop_accepting()
+        self._resume = gevent.spawn_later(pause, self._accept_again)
+
+    def _accept_again(self) -> None:
+        self._resume = None
+        if self.started:
+            self.start_accepting()
+
+    def close(self) -> None:
+        if self._resume is not None:
+            self._resume.kill(block=False)
+        super().close()
+
+
 __all__ = [
     "ListenError",
+    "ProxyListener",
     "bind_socket",
     "bind_sockets",
     "format_address",

@@ -13,25 +13,36 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import gevent
 import gevent.event
 from gevent import socket
 from gevent.pool import Pool
-from gevent.server import StreamServer
 
 from cproxy.directives import Config, load_config
 from cproxy.errors import ConfigError
+from cproxy.server.fdlimits import log_budget, raise_soft_limit
 from cproxy.server.handler import handle_client
-from cproxy.server.listeners import ListenError, bind_sockets, format_address, listen_sockets
+from cproxy.server.listeners import (
+    ListenError,
+    ProxyListener,
+    bind_sockets,
+    format_address,
+    listen_sockets,
+)
+from cproxy.server.pidfile import AlreadyRunning, pid_file, pid_file_path
 from cproxy.server.runtime import Runtime, configure_logging
 
 log = logging.getLogger("cproxy")
 
 # How long SIGTERM waits for in-flight requests before closing their connections.
 SHUTDOWN_GRACE_S = 10.0
+# Idle origin sockets closed each time accept fails for want of a descriptor.
+GIVE_BACK_IDLE_SOCKETS = 16
+# How often a proxy whose admin waits for its password file looks for it: the admin
+# starts within this long of `cproxy passwd` creating the file (one stat a second).
+ADMIN_WATCH_S = 1.0
 
 
 class ProxyServer:
@@ -60,7 +71,10 @@ class ProxyServer:
         # One server per address. An unbounded pool shared by all: it only tracks the
         # handlers, so that stop() can wait for them (admission decides who is served).
         handlers = Pool()
-        self.servers = [StreamServer(s, self._handle, spawn=handlers) for s in socks]
+        self.servers = [
+            ProxyListener(s, self._handle, spawn=handlers, give_back=self._give_back_fds)
+            for s in socks
+        ]
         self.admin: Any = None
         admin_socks = (
             []
@@ -69,6 +83,7 @@ class ProxyServer:
         )
         self._admin_socks = admin_socks if admin else []
         self._admin_wanted = admin
+        self._admin_watch: gevent.Greenlet | None = None
         for s in socks:
             host, port = s.getsockname()[:2]
             runtime.proxy_addresses.append((host, port))
@@ -76,6 +91,11 @@ class ProxyServer:
     @property
     def address(self) -> tuple[str, int]:
         return self.runtime.proxy_addresses[0]
+
+    def _give_back_fds(self) -> int:
+        """Out of descriptors at accept: close some idle origin sockets (the listener's
+        give_back); a client being refused costs more than an origin socket reopened."""
+        return self.runtime.pool.close_idle(GIVE_BACK_IDLE_SOCKETS)
 
     def _handle(self, sock: socket.socket, address: tuple) -> None:
         handle_client(self.runtime, sock, address)
@@ -85,6 +105,8 @@ class ProxyServer:
         for server in self.servers:
             server.start()
         self._start_admin()
+        if self.admin is None and self._admin_wanted and self.runtime.config.admin_port:
+            self._admin_watch = gevent.spawn(self._watch_password_file)
         listening = ", ".join(format_address(h, p) for h, p in self.runtime.proxy_addresses)
         log.info("cproxy listening on %s", listening)
 
@@ -105,9 +127,27 @@ class ProxyServer:
 
         self.admin = start_admin(self.runtime, listener=self._admin_socks or None)
 
+    def _watch_password_file(self) -> None:
+        """Start the admin once its password file appears (``cproxy passwd`` run after the
+        start), with no reload needed. One try: a busy admin address is logged once and
+        a reload tries again."""
+        while self.admin is None and not self.runtime.stopping:
+            gevent.sleep(ADMIN_WATCH_S)
+            if admin_will_run(self.runtime.config):
+                self._start_admin()
+                break
+        self._admin_watch = None
+
+    def reopen_logs(self) -> None:
+        """SIGUSR1: reopen the logs; an admin waiting for its password file starts too."""
+        self.runtime.reopen_logs()
+        self._start_admin()
+
     def stop(self, grace_s: float = SHUTDOWN_GRACE_S) -> None:
         """Stop accepting, let in-flight requests finish within ``grace_s``, close."""
         self.runtime.stopping = True
+        if self._admin_watch is not None:
+            self._admin_watch.kill(block=False)
         for server in self.servers:
             server.close()  # stop accepting first
         for conn in list(self.runtime.connections):
@@ -147,6 +187,10 @@ _CONTROL_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1
 def serve(config: Config, config_path: str | None) -> int:
     """Run cproxy until SIGTERM or SIGINT: one process, or a supervisor and ``Workers``."""
     configure_logging(config)
+    before, after = raise_soft_limit()
+    if after > before:
+        log.info("file descriptor limit raised from %d to %d (the hard limit)", before, after)
+    log_budget(config.max_client_connections, config.max_idle_sockets)
     # Clients (and supervisors) may connect and signal as soon as we listen: hold the
     # control signals until their handlers are installed, or their default action kills us.
     signal.pthread_sigmask(signal.SIG_BLOCK, _CONTROL_SIGNALS)
@@ -169,7 +213,10 @@ def serve(config: Config, config_path: str | None) -> int:
             )
     with contextlib.ExitStack() as stack:
         try:
-            stack.enter_context(pid_file(config.resolve_path("PidFile")))
+            stack.enter_context(pid_file(pid_file_path(config)))
+        except AlreadyRunning as exc:
+            _close(sock + (admin_sock or []))
+            return _cannot_start(config, str(exc))
         except OSError as exc:
             _close(sock + (admin_sock or []))
             return _cannot_start(config, f"cannot write the PidFile: {exc}")
@@ -177,27 +224,6 @@ def serve(config: Config, config_path: str | None) -> int:
             return serve_process(config, config_path, sock, admin_sock=admin_sock)
         return supervise(config, config_path, sock, admin_sock)
     raise AssertionError("unreachable")  # mypy: ExitStack may swallow exceptions
-
-
-@contextlib.contextmanager
-def pid_file(path: str) -> Iterator[None]:
-    """Write this process's id to ``path`` (PidFile; nothing when empty) while inside; the
-    file is replaced atomically, so a reader never sees it half written."""
-    if not path:
-        yield
-        return
-    pid = os.getpid()
-    partial = f"{path}.{pid}.tmp"
-    with open(partial, "w", encoding="ascii") as out:
-        out.write(f"{pid}\n")
-    os.replace(partial, path)
-    try:
-        yield
-    finally:
-        # A forked worker leaves the block too: only the process that wrote it removes it.
-        if os.getpid() == pid:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
 
 
 def admin_will_run(cfg: Config) -> bool:
@@ -251,7 +277,7 @@ def serve_process(
     gevent.signal_handler(signal.SIGTERM, on_term)
     gevent.signal_handler(signal.SIGINT, on_term)
     gevent.signal_handler(signal.SIGHUP, lambda: gevent.spawn(server.reload))
-    gevent.signal_handler(signal.SIGUSR1, runtime.reopen_logs)
+    gevent.signal_handler(signal.SIGUSR1, server.reopen_logs)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _CONTROL_SIGNALS)
     stopped.wait()
     log.info("stopped")

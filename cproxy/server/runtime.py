@@ -25,9 +25,10 @@ from cproxy.origin import OriginPool
 from cproxy.origin.parents import ParentSet
 from cproxy.origin.tls import tls_policy
 from cproxy.server.accesslog import AccessLog
-from cproxy.server.admission import Admission, Slots, auto_max_connections
+from cproxy.server.admission import Admission, Slots
 from cproxy.server.auth import ProxyAuthenticator
 from cproxy.server.caching import ProxyCache
+from cproxy.server.fdlimits import FdBudget
 from cproxy.server.interception import Interception
 from cproxy.server.responsestats import ResponseStats
 
@@ -35,8 +36,9 @@ log = logging.getLogger("cproxy")
 
 
 def max_client_connections(cfg: Config) -> int:
-    """MaxClientConnections, with 0 sized to the file-descriptor limit."""
-    return cfg.max_client_connections or auto_max_connections()
+    """MaxClientConnections in force: 0 sized to the file-descriptor limit, and any value
+    kept within its share of the limit (cproxy.server.fdlimits)."""
+    return FdBudget.current().client_cap(cfg.max_client_connections)
 
 
 def configure_logging(cfg: Config) -> None:
@@ -65,7 +67,8 @@ def pool_caps(cfg: Config) -> dict[str, Any]:
         "max_conn_per_origin": cfg.max_conn_per_server,
         "queue_timeout_s": cfg.server_conn_queue_timeout_s,
         "max_requests_per_conn": cfg.max_persist_request_per_server,
-        "max_idle_total": cfg.max_idle_sockets,
+        # Within its share of the descriptor limit, so idle sockets never starve clients.
+        "max_idle_total": FdBudget.current().idle_cap(cfg.max_idle_sockets),
         "standby": cfg.server_conn_standby,
         "tls_for": tls_policy(cfg.server_sslca_file, frozenset(cfg.server_ssl_no_verify)),
     }

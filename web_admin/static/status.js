@@ -3,7 +3,13 @@
 "use strict";
 (function () {
   const SVG = "http://www.w3.org/2000/svg";
-  const W = 400, H = 120, PAD = 4;
+  // The plot takes the top of the chart; the time axis and its labels the AXIS px below.
+  const W = 400, H = 136, PAD = 4, AXIS = 16, PLOT = H - AXIS;
+  // Every fetch is built from the page's origin, which never holds credentials: a page
+  // opened as http://user:pass@host:8081/ would otherwise resolve "/status.json" to a URL
+  // with the credentials in it, which browsers refuse to fetch. The browser still sends
+  // the login it was given for this origin (credentials: "same-origin").
+  const STATUS_URL = new URL("/status.json", window.location.origin).href;
 
   function fmt(value, kind) {
     if (value === null || value === undefined) return "–";
@@ -36,12 +42,13 @@
     const values = points.filter((p) => p.value !== null);
     const max = fixedMax || Math.max(1, ...values.map((p) => p.value)) * 1.15;
     const x = (age) => W - PAD - ((-age) / windowS) * (W - 2 * PAD);
-    const y = (v) => H - PAD - (v / max) * (H - 2 * PAD);
+    const y = (v) => PLOT - PAD - (v / max) * (PLOT - 2 * PAD);
+    timeAxis(svg, windowS, x);
     for (const f of [0.25, 0.5, 0.75]) {
       svg.appendChild(el("line", { x1: 0, x2: W, y1: y(max * f), y2: y(max * f), class: "grid" }));
     }
     if (values.length === 0) {
-      svg.appendChild(el("text", { x: W / 2, y: H / 2, class: "nodata" }, "collecting samples…"));
+      svg.appendChild(el("text", { x: W / 2, y: PLOT / 2, class: "nodata" }, "collecting samples…"));
       return;
     }
     // A null value (no traffic to the cache) breaks the line instead of drawing zero.
@@ -49,7 +56,7 @@
     const flush = () => {
       if (segment.length > 1) {
         const d = segment.map((p, i) => (i ? "L" : "M") + x(p.age_s).toFixed(1) + "," + y(p.value).toFixed(1)).join(" ");
-        const area = d + " L" + x(segment[segment.length - 1].age_s).toFixed(1) + "," + (H - PAD) + " L" + x(segment[0].age_s).toFixed(1) + "," + (H - PAD) + " Z";
+        const area = d + " L" + x(segment[segment.length - 1].age_s).toFixed(1) + "," + (PLOT - PAD) + " L" + x(segment[0].age_s).toFixed(1) + "," + (PLOT - PAD) + " Z";
         svg.appendChild(el("path", { d: area, class: "area" }));
         svg.appendChild(el("path", { d, class: "line" }));
       } else if (segment.length === 1) {
@@ -62,6 +69,22 @@
     const last = values[values.length - 1].value;
     svg.appendChild(el("text", { x: W - PAD - 2, y: 14, class: "label" }, fmt(last, kind)));
     svg.appendChild(el("text", { x: PAD + 2, y: 14, class: "scale" }, "max " + fmt(max, kind)));
+  }
+
+  // The time axis: a base line and five ticks over the window, each labelled with the
+  // clock time it stands for (the last one "now").
+  function timeAxis(svg, windowS, x) {
+    svg.appendChild(el("line", { x1: PAD, x2: W - PAD, y1: PLOT, y2: PLOT, class: "axis" }));
+    const now = Date.now();
+    const ticks = [1, 0.75, 0.5, 0.25, 0];
+    ticks.forEach((f, i) => {
+      const age = -windowS * f;
+      const at = x(age);
+      svg.appendChild(el("line", { x1: at, x2: at, y1: PLOT, y2: PLOT + 3, class: "axis" }));
+      const when = f === 0 ? "now" : new Date(now + age * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+      const anchor = i === 0 ? "start" : i === ticks.length - 1 ? "end" : "middle";
+      svg.appendChild(el("text", { x: at, y: H - 2, class: "tick tick-" + anchor, "data-axis": "time" }, when));
+    });
   }
 
   function originsTable(tbody, origins) {
@@ -138,7 +161,7 @@
   async function refresh() {
     const live = document.getElementById("live");
     try {
-      const res = await fetch("/status.json", { credentials: "same-origin", cache: "no-store" });
+      const res = await fetch(STATUS_URL, { credentials: "same-origin", cache: "no-store" });
       if (!res.ok) throw new Error("HTTP " + res.status);
       render(await res.json());
       live.textContent = "live · " + new Date().toLocaleTimeString();
