@@ -16,7 +16,13 @@ Measured, per proxy, in the same run:
    connection (CONNECT, TLS handshake with the proxy's certificate) carrying 1 KiB cached
    responses back to back for ``--seconds``: requests per second and the proxy's CPU time
    per request (user + system, from /proc);
-2. **a new intercepted connection**: ``--handshakes`` times, one after the other, CONNECT +
+2. **a browser-like page load**: ``--objects`` 1 KiB objects fetched over ``--page-conns``
+   new intercepted connections in parallel (objects shared out in turn), with the origin
+   behind a relay adding ``--delay-ms`` to each request's trip and one more to each new
+   connection (bench/netaux.py relay, as compare.py's pool figures); a first visit (every
+   object a miss) and a second one on new connections (every object a hit): wall time and
+   the origin connections each visit opened (nginx's stub_status);
+3. **a new intercepted connection**: ``--handshakes`` times, one after the other, CONNECT +
    handshake + one cached 1 KiB GET + close: median and p90 latency, proxy CPU per
    connection. For cproxy also with a leaf that is not cached (SSLLeafCacheSize 1 and two
    names taken in turn, so every handshake signs a new leaf) and without the GET.
@@ -46,6 +52,8 @@ BODY_BYTES = 1024
 # The origin's name: from /etc/hosts for both proxies (no DNS), and sent as SNI, which
 # Squid's step-2 bump needs to put the name in the certificate it makes.
 HOST = "localhost"
+# Files the origin has for the page-load figure (--objects may use fewer).
+PAGE_OBJECTS_MAX = 100
 
 
 # -- the origin ---------------------------------------------------------------------------
@@ -56,6 +64,8 @@ def start_tls_origin(tmp: Path, cert: Path, key: Path, cpu: str | None) -> bl.Se
     files = tmp / "files"
     files.mkdir()
     (files / "1k").write_bytes(b"o" * BODY_BYTES)
+    for i in range(PAGE_OBJECTS_MAX):
+        (files / f"obj{i}").write_bytes(b"p" * BODY_BYTES)
     port = bl.free_port()
     conf = tmp / "nginx.conf"
     conf.write_text(
@@ -69,6 +79,7 @@ http {{
         ssl_certificate {cert};
         ssl_certificate_key {key};
         location /cache/ {{ alias {files}/; add_header Cache-Control "max-age=3600"; }}
+        location = /nginx_status {{ stub_status; }}
     }}
 }}
 """
@@ -88,7 +99,7 @@ http {{
 
 
 def start_squid_bump(
-    tmp: Path, origin_port: int, origin_ca: Path, cpu: str | None, cache_mb: int
+    tmp: Path, ports: tuple[int, ...], origin_ca: Path, cpu: str | None, cache_mb: int
 ) -> bl.Server:
     """Squid with ssl_bump, memory cache only, its CA (RSA 2048, made by openssl) and
     certificate database in ``tmp``. Its CA file is ``tmp/squid-ca.pem``."""
@@ -123,7 +134,7 @@ workers 1
 cache_mem {cache_mb} MB
 maximum_object_size_in_memory 2 MB
 memory_cache_mode always
-acl bench_ssl_ports port 443 {origin_port}
+acl bench_ssl_ports port 443 {" ".join(str(p) for p in ports)}
 acl bench_connect method CONNECT
 http_access deny bench_connect !bench_ssl_ports
 http_access allow localhost
@@ -148,7 +159,7 @@ max_filedescriptors 8192
 
 
 def start_cproxy_intercepting(
-    tmp: Path, origin_port: int, origin_ca: Path, cpu: str | None, cache_mb: int, **more: str
+    tmp: Path, ports: tuple[int, ...], origin_ca: Path, cpu: str | None, cache_mb: int, **more: str
 ) -> bl.Server:
     from cproxy.intercept.ca import create_ca
 
@@ -156,7 +167,7 @@ def start_cproxy_intercepting(
     ca = create_ca(ca_dir)
     server = bl.start_cproxy(
         cache_mb,
-        (origin_port,),
+        ports,
         cpu,
         access_log=True,
         SSLInterception="on",
@@ -297,6 +308,84 @@ def measure_connections(
     }
 
 
+def origin_accepts(origin_port: int, origin_ca: Path) -> int:
+    """nginx's accepted-connection counter, asked over TLS (this query's own included)."""
+    import http.client
+
+    ctx = ssl.create_default_context(cafile=str(origin_ca))
+    conn = http.client.HTTPSConnection(HOST, origin_port, timeout=10, context=ctx)
+    try:
+        conn.request("GET", "/nginx_status", headers={"Connection": "close"})
+        text = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    return int(text.splitlines()[2].split()[0])
+
+
+def page_load(
+    proxy: bl.Server, relay_port: int, tag: str, args: argparse.Namespace
+) -> tuple[float, list[str]]:
+    """One visit: ``args.objects`` objects over ``args.page_conns`` new intercepted
+    connections to the relay, in parallel. Returns (seconds, the heads' cache verdicts)."""
+    import threading
+
+    ctx = ssl.create_default_context(cafile=str(proxy.extra["ca"]))
+    paths = [f"/cache/obj{i}?v={tag}" for i in range(args.objects)]
+    shares = [paths[i :: args.page_conns] for i in range(args.page_conns)]
+    heads: list[str] = []
+    errors: list[BaseException] = []
+
+    def connection(share: list[str]) -> None:
+        try:
+            tls = open_intercepted(proxy.port, HOST, relay_port, ctx)
+            buf = bytearray()
+            for path in share:
+                request = f"GET {path} HTTP/1.1\r\nHost: {HOST}:{relay_port}\r\n\r\n"
+                heads.append(one_get(tls, request.encode(), buf))
+            tls.close()
+        except BaseException as exc:  # reported below, in the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=connection, args=(sh,)) for sh in shares if sh]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    elapsed = time.perf_counter() - started
+    if errors:
+        raise errors[0]
+    return elapsed, heads
+
+
+def _verdict(head: str) -> str:
+    """hit or miss, from cproxy's Cache-Status or Squid's X-Cache."""
+    lower = head.lower()
+    if "cache-status:" in lower:
+        return "hit" if "; hit" in lower else "miss"
+    return "hit" if "x-cache: hit" in lower else "miss"
+
+
+def measure_page_loads(
+    proxies: dict[str, bl.Server],
+    origin_port: int,
+    relay_port: int,
+    origin_ca: Path,
+    args: argparse.Namespace,
+) -> dict[str, dict]:
+    out = {}
+    for name, proxy in proxies.items():
+        figures = {}
+        for visit in ("first", "second"):
+            before = origin_accepts(origin_port, origin_ca)
+            seconds, heads = page_load(proxy, relay_port, name, args)
+            opened = origin_accepts(origin_port, origin_ca) - before - 1
+            hits = sum(_verdict(h) == "hit" for h in heads)
+            figures[visit] = {"ms": seconds * 1000, "origin_conns": opened, "hits": hits}
+        out[name] = figures
+    return out
+
+
 # -- the run ------------------------------------------------------------------------------
 
 
@@ -306,6 +395,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--connections", type=int, default=4, help="client processes")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--handshakes", type=int, default=200, help="new connections per figure")
+    p.add_argument("--objects", type=int, default=20, help="objects of the page load")
+    p.add_argument("--page-conns", type=int, default=6, help="connections of the page load")
+    p.add_argument("--delay-ms", type=float, default=25.0, help="the relay's delay")
     p.add_argument("--cache-mb", type=int, default=64)
     p.add_argument("--no-pin", action="store_true", help="do not pin proxy/load to CPUs")
     args = p.parse_args()
@@ -330,12 +422,18 @@ def main() -> int:
         origin_tmp = bl.make_tmp("intercept-origin")
         origin = start_tls_origin(origin_tmp, cert_pem, key_pem, args.cpu_load)
         servers.append(origin)
+        relay_port = bl.free_port()
+        relay = bl.start_aux(
+            ["relay", str(relay_port), str(origin.port), str(args.delay_ms)],
+            relay_port,
+            cpu=args.cpu_load,
+        )
+        servers.append(relay)
+        ports = (origin.port, relay_port)
         proxies = {
-            "cproxy": start_cproxy_intercepting(
-                tmp, origin.port, ca_pem, args.cpu_proxy, args.cache_mb
-            ),
+            "cproxy": start_cproxy_intercepting(tmp, ports, ca_pem, args.cpu_proxy, args.cache_mb),
             "squid": start_squid_bump(
-                bl.make_tmp("squid-bump"), origin.port, ca_pem, args.cpu_proxy, args.cache_mb
+                bl.make_tmp("squid-bump"), ports, ca_pem, args.cpu_proxy, args.cache_mb
             ),
         }
         servers += proxies.values()
@@ -350,6 +448,7 @@ def main() -> int:
                     f"({r['reconnects']} new connections at the proxy's request)",
                     flush=True,
                 )
+        pages = measure_page_loads(proxies, origin.port, relay_port, ca_pem, args)
         conns = {}
         for name, proxy in proxies.items():
             conns[name] = measure_connections(
@@ -357,7 +456,7 @@ def main() -> int:
             )
         proxies["cproxy"].stop()  # one CPU for the next one
         fresh = start_cproxy_intercepting(
-            tmp, origin.port, ca_pem, args.cpu_proxy, args.cache_mb, SSLLeafCacheSize="1"
+            tmp, ports, ca_pem, args.cpu_proxy, args.cache_mb, SSLLeafCacheSize="1"
         )
         servers.append(fresh)
         names = ("a.bench.test", "b.bench.test")
@@ -377,6 +476,17 @@ def main() -> int:
             f"  cproxy/squid: {rps['cproxy'] / rps['squid']:.2f}x req/s, "
             f"{cpu['squid'] / cpu['cproxy']:.2f}x requests per CPU-second"
         )
+        print()
+        print(
+            f"page load: {args.objects} objects of 1 KiB over {args.page_conns} new "
+            f"intercepted connections, origin behind a {args.delay_ms:g} ms relay:"
+        )
+        for name, figures in pages.items():
+            for visit, f in figures.items():
+                print(
+                    f"  {name:<7} {visit:<6} visit {f['ms']:7.1f} ms  "
+                    f"{f['hits']:3d}/{args.objects} hits  {f['origin_conns']} origin connections"
+                )
         print()
         print(f"new intercepted connection ({args.handshakes} in a row):")
         for name, r in conns.items():
