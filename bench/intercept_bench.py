@@ -52,6 +52,8 @@ BODY_BYTES = 1024
 # The origin's name: from /etc/hosts for both proxies (no DNS), and sent as SNI, which
 # Squid's step-2 bump needs to put the name in the certificate it makes.
 HOST = "localhost"
+# Squid's certificate generator for ssl_bump (Debian's squid-openssl).
+CERTGEN = "/usr/lib/squid/security_file_certgen"
 # Files the origin has for the page-load figure (--objects may use fewer).
 PAGE_OBJECTS_MAX = 100
 
@@ -115,7 +117,7 @@ def start_squid_bump(
         capture_output=True,
         timeout=60,
     )  # fmt: skip
-    certgen = "/usr/lib/squid/security_file_certgen"
+    certgen = CERTGEN
     db = tmp / "ssl_db"
     subprocess.run([certgen, "-c", "-s", str(db), "-M", "16MB"], check=True, timeout=60)
     port = bl.free_port()
@@ -407,7 +409,14 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    bl.require_tools(["nginx", "squid", "taskset", "openssl"])
+    bl.require(tools=["nginx", "squid", "taskset", "openssl"], modules=["trustme"])
+    if not Path(CERTGEN).exists():
+        print(
+            f"missing program: {CERTGEN} (Squid's certificate helper for ssl_bump). "
+            "Install with: apt-get install squid-openssl",
+            file=sys.stderr,
+        )
+        return 2
     import trustme  # the origin's throw-away CA (a test dependency of cproxy)
 
     tmp = bl.make_tmp("intercept-bench")
