@@ -550,3 +550,51 @@ def test_the_user_the_connect_authenticated_is_the_user_of_every_request_inside(
     lines = [json.loads(x) for x in log_path.read_text().splitlines()]
     inside = [x for x in lines if x["method"] == "GET"]
     assert [x["user"] for x in inside] == ["alice", "alice"]
+
+
+def test_pipelined_requests_and_a_large_upload_inside_tls(lab: Lab) -> None:
+    def upload(h: object) -> None:
+        body = h.body  # type: ignore[attr-defined]
+        h.reply(200, f"got {len(body)} {hashlib.sha256(body).hexdigest()}".encode())  # type: ignore[attr-defined]
+
+    payload = bytes(range(256)) * 800  # 200 KiB: many TLS records
+    with (
+        tls_origin(lab.origin_context()) as origin,
+        running(lab.proxy(origin.port)) as proxy,
+        tunnel(proxy, "a.test", origin.port, lab.client_context()) as tls,
+        tls.makefile("rb") as reader,
+    ):
+        origin.routes["/up"] = upload
+        host = f"a.test:{origin.port}"
+        # Two GETs in one write, then a POST whose body spans many records.
+        tls.sendall(
+            f"GET /one HTTP/1.1\r\nHost: {host}\r\n\r\nGET /two HTTP/1.1\r\nHost: {host}\r\n\r\n"
+            f"POST /up HTTP/1.1\r\nHost: {host}\r\nContent-Length: {len(payload)}\r\n\r\n".encode()
+            + payload
+        )
+        assert read_response(reader)[2] == b"hello GET /one"
+        assert read_response(reader)[2] == b"hello GET /two"
+        status, _, body = read_response(reader)
+    assert status == 200
+    assert body == f"got {len(payload)} {hashlib.sha256(payload).hexdigest()}".encode()
+
+
+def test_a_large_upload_to_a_fresh_tls_origin_is_not_taken_for_an_early_answer(lab: Lab) -> None:
+    """TLS 1.3 session tickets make a fresh origin socket readable with no answer there;
+    the early-answer poll (plain sockets only) must not take them for one and wait."""
+
+    def upload(h: object) -> None:
+        h.reply(200, f"got {len(h.body)}".encode())  # type: ignore[attr-defined]
+
+    payload = b"u" * (4 << 20)
+    with (
+        tls_origin(lab.origin_context()) as origin,
+        running(lab.proxy(origin.port, ReadTimeout="3 seconds")) as proxy,
+        tunnel(proxy, "a.test", origin.port, lab.client_context()) as tls,
+        tls.makefile("rb") as reader,
+    ):
+        origin.routes["/up"] = upload
+        head = f"POST /up HTTP/1.1\r\nHost: a.test:{origin.port}\r\nContent-Length: {len(payload)}"
+        tls.sendall(head.encode() + b"\r\n\r\n" + payload)
+        status, _, body = read_response(reader)
+    assert (status, body) == (200, f"got {len(payload)}".encode())
