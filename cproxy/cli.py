@@ -60,6 +60,11 @@ def main(argv: list[str] | None = None) -> int:
             from cproxy.intercept.ca import ca_from_config
 
             ca_from_config(config)
+        if config.ssl_interception:
+            # SSLInterception on without the CA files: one message, before any worker.
+            from cproxy.server.interception import Interception
+
+            Interception().configure(config)
     except ConfigError as exc:
         print(f"cproxy: {exc}", file=sys.stderr)
         return 2

@@ -26,6 +26,7 @@ SCRIPTS = {
     "packages.py": ("dpkg-scanpackages", None),
     "leaf_cost.py": (None, "cryptography"),
     "dns_cache.py": ("wrk", None),
+    "intercept_bench.py": ("openssl", "trustme"),
 }
 
 RUN = """

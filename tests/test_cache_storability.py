@@ -226,3 +226,50 @@ def test_rfc9110_9_3_3_other_unsafe_methods_stay_unstored() -> None:
     fields = [("Cache-Control", "max-age=60"), ("Content-Location", URL)]
     for method in ("PUT", "PATCH", "DELETE", "post"):
         assert storable(method, 200, [], fields, S, url_key=URL) == (False, "method")
+
+
+# -- CacheCookieResponses (issue #19; DESIGN.md §5 rule 13) ------------------------------------
+
+HTTPS_URL = "https://a.example/page"
+COOKIE = [("Cookie", "session=alice")]
+
+
+@pytest.mark.parametrize(
+    ("resp", "stored"),
+    [
+        (FRESH, False),  # max-age alone says nothing about sharing
+        ([("Cache-Control", "public, max-age=60")], True),
+        ([("Cache-Control", "s-maxage=60")], True),
+        ([("Cache-Control", "max-age=60"), ("Vary", "Accept-Encoding, Cookie")], True),
+        ([("Cache-Control", "max-age=60"), ("Vary", "accept-encoding")], False),
+        ([("Expires", date(T0 + 60)), ("Date", date(T0))], False),
+    ],
+)
+def test_a_response_to_a_cookie_request_is_stored_only_when_it_says_it_may_be_shared(
+    resp: list[tuple[str, str]], stored: bool
+) -> None:
+    verdict = ok(req=COOKIE, resp=resp, url_key=HTTPS_URL)
+    assert verdict == ((True, "ok") if stored else (False, "cookie"))
+
+
+def test_the_cookie_rule_needs_a_cookie() -> None:
+    assert ok(req=[("Accept", "*/*")], url_key=HTTPS_URL) == (True, "ok")
+
+
+def test_the_cookie_rule_applies_by_default_to_https_urls_only() -> None:
+    assert ok(req=COOKIE, url_key="http://a.example/page") == (True, "ok")
+    explicit = CacheSettings(cache_cookie_responses="explicit")
+    assert ok(req=COOKIE, url_key="http://a.example/page", settings=explicit) == (False, "cookie")
+    rfc = CacheSettings(cache_cookie_responses="rfc")
+    assert ok(req=COOKIE, url_key=HTTPS_URL, settings=rfc) == (True, "ok")
+    # RFC 9111's own rules still apply under rfc.
+    private = [("Cache-Control", "private, max-age=60")]
+    assert ok(req=COOKIE, resp=private, url_key=HTTPS_URL, settings=rfc) == (False, "private")
+
+
+def test_the_cookie_directive_reaches_the_cache_settings() -> None:
+    from cproxy.directives import config_with, defaults
+
+    cfg = config_with(defaults(), {"CacheCookieResponses": "explicit"})
+    assert CacheSettings.from_config(cfg).cache_cookie_responses == "explicit"
+    assert CacheSettings.from_config(defaults()).cache_cookie_responses == "https"

@@ -16,8 +16,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 # Imported only by the parts that need them: cproxy.server.sharedcache.open_tier, and the
-# admin application (cproxy.admin imports it when first asked for it).
-HEAVY = ("redis", "hiredis", "jinja2", "prometheus_client")
+# admin application (cproxy.admin imports it when first asked for it); cryptography by
+# HTTPS interception once SSLInterception is on (cproxy.server.interception).
+HEAVY = ("redis", "hiredis", "jinja2", "prometheus_client", "cryptography")
 
 
 def imported_after(statement: str) -> set[str]:

@@ -171,6 +171,66 @@ def shared_families(shared: Stats) -> Iterator[Metric]:
     )
 
 
+def interception_snapshot(stats: Stats) -> dict[str, Any] | None:
+    """HTTPS interception's figures for the status page (None until a CA is loaded)."""
+    figures = stats.get("interception") or {}
+    if not figures.get("ready"):
+        return None
+    doc = {key: figures.get(key, 0) for key in _INTERCEPTION_COUNTERS}
+    doc["ca_fingerprint"] = figures.get("ca_fingerprint", "")
+    doc["leaves_cached"] = figures.get("leaves_cached", 0)
+    doc["handshake_failures"] = sum((figures.get("handshake_failures") or {}).values())
+    splices = figures.get("splices") or {}
+    doc["splices"] = sum(splices.values())
+    doc["splices_by_reason"] = dict(splices)
+    return doc
+
+
+# HTTPS interception's counters in runtime.stats()["interception"] -> /metrics help text.
+_INTERCEPTION_COUNTERS = {
+    "handshakes": "TLS handshakes with clients completed with cproxy's certificates",
+    "intercepted_requests": "Requests served inside intercepted connections",
+    "upstream_verify_failures": "Intercepted requests whose origin certificate failed "
+    "verification (answered 502)",
+    "leaves_generated": "Leaf certificates made (first use of a host and renewals)",
+    "leaves_cache_hits": "Handshakes served a leaf certificate from the cache",
+}
+
+
+def interception_families(figures: Stats) -> Iterator[Metric]:
+    """/metrics families of HTTPS interception (issue #19)."""
+    for key, help_text in _INTERCEPTION_COUNTERS.items():
+        counter = CounterMetricFamily(f"cproxy_intercept_{key}", help_text)
+        counter.add_metric([], float(figures.get(key, 0)))
+        yield counter
+    yield _gauge(
+        "cproxy_intercept_leaves_cached",
+        "Leaf certificates (ready TLS contexts) in the cache (SSLLeafCacheSize)",
+        figures.get("leaves_cached", 0),
+    )
+    yield _gauge(
+        "cproxy_intercept_pinned_pairs",
+        "(client, host) pairs spliced because the client rejected cproxy's certificate",
+        figures.get("pinned_pairs", 0),
+    )
+    failures = CounterMetricFamily(
+        "cproxy_intercept_handshake_failures",
+        "Client connections refused during interception, by reason",
+        labels=["reason"],
+    )
+    for reason, count in sorted((figures.get("handshake_failures") or {}).items()):
+        failures.add_metric([reason], float(count))
+    yield failures
+    splices = CounterMetricFamily(
+        "cproxy_intercept_splices",
+        "CONNECT tunnels passed untouched while interception is on, by reason",
+        labels=["reason"],
+    )
+    for reason, count in (figures.get("splices") or {}).items():
+        splices.add_metric([reason], float(count))
+    yield splices
+
+
 def status_snapshot(stats: Stats, history: StatsHistory) -> dict[str, Any]:
     """The document served as ``/status.json`` (and rendered by the status page)."""
     connections = stats.get("connections") or {}
@@ -203,6 +263,7 @@ def status_snapshot(stats: Stats, history: StatsHistory) -> dict[str, Any]:
         "parents": list(stats.get("parents") or []),
         "cache": cache_doc,
         "shared": shared_snapshot(stats),
+        "interception": interception_snapshot(stats),
         "pool": {
             "origins": origins,
             "totals": dict(pool.get("totals") or {}),
@@ -292,6 +353,9 @@ class RuntimeCollector(Collector):
                 yield from shared_families(cache["shared"])
 
         yield from pool_families(stats.get("pool") or {})
+        interception = stats.get("interception") or {}
+        if interception.get("ready"):
+            yield from interception_families(interception)
 
 
 def _response_metrics(responses: Stats) -> Iterator[Metric]:

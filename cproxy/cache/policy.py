@@ -61,6 +61,7 @@ class CacheSettings:
     # (kind, pattern, value, errors) each, and whether the built-in package rules follow.
     cache_freshness_rules: tuple[tuple[str, str, float, bool], ...] = ()
     cache_package_rules: bool = True
+    cache_cookie_responses: str = "https"  # explicit | https | rfc (CacheCookieResponses)
 
     @classmethod
     def from_config(cls, cfg: Any) -> CacheSettings:
@@ -281,6 +282,22 @@ def _no_store(f: _StoreFacts) -> bool:
     return "no-store" in f.resp_cc and "must-understand" not in f.resp_cc
 
 
+def _cookie_not_shared(f: _StoreFacts) -> bool:
+    """CacheCookieResponses (issue #19; DESIGN.md §5 rule 13): a response to a request that
+    carried Cookie is stored only when it says it may be shared: public, s-maxage, or
+    Vary: Cookie (each cookie its own entry). Beyond RFC 9111, as Varnish's built-in rules
+    go further; ``https`` applies it to https:// URLs only, ``rfc`` never."""
+    mode = f.settings.cache_cookie_responses
+    if mode == "rfc" or get_first(f.req_headers, "Cookie") is None:
+        return False
+    if mode == "https" and not (f.url_key or "").startswith("https://"):
+        return False
+    if "public" in f.resp_cc or "s-maxage" in f.resp_cc:
+        return False
+    varies = vary_fields(f.resp_headers)
+    return varies is None or "cookie" not in varies
+
+
 def _too_large(f: _StoreFacts) -> bool:
     limit = f.settings.cache_file_size_limit_bytes
     return bool(limit and f.body_bytes is not None and f.body_bytes > limit)
@@ -319,6 +336,7 @@ _STORE_RULES: tuple[tuple[str, Callable[[_StoreFacts], bool]], ...] = (
     # only forbids storing the listed fields (stripped by ``headers_to_store``).
     ("private", lambda f: "private" in f.resp_cc and f.resp_cc["private"] is None),
     ("authorization", _authorized_without_permission),
+    ("cookie", _cookie_not_shared),
     # §4.1: "Vary: *" never matches a later request, so storing it is pointless.
     ("vary-star", lambda f: vary_fields(f.resp_headers) is None),
     ("query", _query_excluded),  # CacheQueries off
@@ -353,10 +371,11 @@ def storable(
     (neither GET nor a POST whose response may serve later GETs, RFC 9110 §9.3.3),
     ``status`` (not final, a 304, or nothing in §3 allows the status without explicit
     freshness), ``range`` (a 206 cproxy cannot keep), ``must-understand``, ``no-store``,
-    ``private``, ``authorization``, ``vary-star``, ``query`` (CacheQueries off),
-    ``no-caching`` (NoCaching), ``too-large`` (CacheFileSizeLimit) or ``no-freshness`` (no
-    freshness beyond CacheTimeMargin and no validator). ``date_value`` stands in for a
-    missing or invalid Date (the response time). The response's directives are those of
+    ``private``, ``authorization``, ``cookie`` (CacheCookieResponses), ``vary-star``,
+    ``query`` (CacheQueries off), ``no-caching`` (NoCaching), ``too-large``
+    (CacheFileSizeLimit) or ``no-freshness`` (no freshness beyond CacheTimeMargin and no
+    validator). ``date_value`` stands in for a missing or invalid Date (the response
+    time). The response's directives are those of
     ``response_cache_control``: a valid targeted field (RFC 9213) replaces Cache-Control.
     """
     control = response_cache_control(resp_headers, settings)

@@ -68,6 +68,11 @@ class ConfigAttributes:
     sslca_cert_file: str  # SSLCACertFile
     sslca_key_file: str  # SSLCAKeyFile
     ssl_leaf_cache_size: int  # SSLLeafCacheSize
+    ssl_interception: bool  # SSLInterception
+    ssl_intercept_clients: tuple[IPNetwork, ...]  # SSLInterceptClients
+    ssl_splice_hosts: tuple[str | IPNetwork, ...]  # SSLSpliceHosts
+    ssl_intercept_hosts: tuple[str | IPNetwork, ...]  # SSLInterceptHosts
+    ssl_pinned_splice_time_s: float  # SSLPinnedSpliceTime
     mapping_rules: tuple[Rule, ...]  # MappingRules
     access_log: str  # AccessLog
     access_log_format: str  # AccessLogFormat
@@ -86,6 +91,7 @@ class ConfigAttributes:
     cache_queries: bool  # CacheQueries
     cache_max_stale_s: float  # CacheMaxStale
     cache_targeted_fields: tuple[str, ...]  # CacheTargetedFields
+    cache_cookie_responses: str  # CacheCookieResponses
     shared_cache: RedisTarget | None  # SharedCache
     shared_cache_password_file: str  # SharedCachePasswordFile
     shared_cache_namespace: str  # SharedCacheNamespace

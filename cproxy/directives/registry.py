@@ -974,6 +974,91 @@ _DECLARED: tuple[Directive, ...] = (
         """,
         live=False,
     ),
+    # --- Proxy Configuration / HTTPS Interception: which CONNECTs are intercepted (#19) ---
+    Directive(
+        "SSLInterception",
+        Switch(),
+        "off",
+        HTTPS_INTERCEPTION,
+        """
+        Whether cproxy intercepts HTTPS: it answers a CONNECT itself, completes the
+        client's TLS handshake with a certificate of its own CA for the host, and serves
+        the requests inside like plain ones (the cache, the origin pool, the access log),
+        fetching them from the origin over verified TLS. Tunnels it does not intercept
+        (see SSLSpliceHosts, SSLInterceptHosts, SSLInterceptClients) pass untouched, as
+        with off. On needs SSLCACertFile and SSLCAKeyFile (cproxy ca init makes them), and
+        every intercepted client must trust that CA; see docs/INTERCEPTION.md.
+
+        Off by default: interception reads traffic its users sent encrypted, which an
+        administrator must decide to do, for clients that were told and set up for it.
+        """,
+        live=True,
+    ),
+    Directive(
+        "SSLInterceptClients",
+        AddressList(),
+        "",
+        HTTPS_INTERCEPTION,
+        """
+        Client networks whose tunnels are intercepted (while SSLInterception is on);
+        other clients' tunnels pass untouched. Empty means every client ProxyAccess
+        admits.
+
+        Empty by default, so turning SSLInterception on is enough for a proxy whose
+        clients all trust the CA; list the networks of the managed machines when some
+        clients (guests, servers with their own trust store) do not.
+        """,
+        example="10.1.0.0/16",
+        live=True,
+    ),
+    Directive(
+        "SSLSpliceHosts",
+        DirectList(),
+        "",
+        HTTPS_INTERCEPTION,
+        """
+        Hosts never intercepted: their tunnels pass untouched (spliced), whatever the
+        other SSLIntercept directives say. Domains cover the names under them
+        (*.bank.example, .bank.example and bank.example are the same entry); networks
+        cover address literals.
+
+        Empty by default. List banks, health and government sites, and anything your
+        users' privacy or an app's certificate pinning needs left alone.
+        """,
+        example="*.bank.example health.example",
+        live=True,
+    ),
+    Directive(
+        "SSLInterceptHosts",
+        DirectList(),
+        "",
+        HTTPS_INTERCEPTION,
+        """
+        When not empty, the only hosts intercepted: every other tunnel passes untouched.
+        Written like SSLSpliceHosts, which wins where both list a host.
+
+        Empty by default (every host not in SSLSpliceHosts): list a few hosts to start
+        with interception where it pays most, such as your software mirrors or CDNs.
+        """,
+        example="deb.example.org *.cdn.example",
+        live=True,
+    ),
+    Directive(
+        "SSLPinnedSpliceTime",
+        Time(1.0, 30 * _DAY_S),
+        "1 hour",
+        HTTPS_INTERCEPTION,
+        """
+        How long a host is spliced for one client after that client aborted the TLS
+        handshake with cproxy's certificate (an app that pins its server's certificate,
+        or a client without the CA): its retry then reaches the origin untouched.
+
+        An hour by default: long enough that a pinned app's retries over a session work,
+        short enough that a client that was only missing the CA is intercepted again soon
+        after it is installed.
+        """,
+        live=True,
+    ),
     # --- Request Routing --------------------------------------------------------------------
     Directive(
         "MappingRules",
@@ -1316,6 +1401,28 @@ _DECLARED: tuple[Directive, ...] = (
         for this proxy only.
         """,
         example="Cproxy-Cache-Control CDN-Cache-Control",
+        live=True,
+    ),
+    Directive(
+        "CacheCookieResponses",
+        Choice("explicit", "https", "rfc"),
+        "https",
+        CACHE_SETTINGS,
+        """
+        Whether a response to a request that carried Cookie is stored when the response
+        does not say it may be shared. explicit: for every request, such a response is
+        stored only when it has Cache-Control public or s-maxage, or Vary: Cookie (each
+        cookie then gets its own entry). https: the same, for https:// URLs only (the
+        requests of intercepted connections, and https:// targets sent to the proxy). rfc:
+        RFC 9111 alone decides (Authorization, private and no-store still apply).
+
+        https by default: HTTPS traffic is mostly logged-in traffic, where a page made
+        for one user's cookie often carries no private directive (a site behind TLS does
+        not expect a shared cache to see it), and serving it to another user would leak
+        that user's page; Varnish's built-in rules pass every request with a cookie for
+        the same reason. Plain http:// traffic through a forward proxy has always been
+        cached by RFC 9111's rules alone, so its hit ratio is left as it was.
+        """,
         live=True,
     ),
     # --- Cache Configuration / Shared Cache (issue #14) ----------------------------------------

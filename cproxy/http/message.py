@@ -462,6 +462,12 @@ def _parse_authority(authority: str, client: bool = True) -> tuple[str, int | No
     return host.lower().rstrip("."), port
 
 
+def parse_authority(authority: str) -> tuple[str, int | None]:
+    """A client's ``host[:port]`` (a Host field, a CONNECT target) -> (lower-cased host
+    without brackets, port or None); raises `ClientProtocolError` 400 when malformed."""
+    return _parse_authority(authority)
+
+
 def _parse_content_length(values: Sequence[str], client: bool) -> int:
     """Content-Length (RFC 9112 §6.3): every value, in every field line, must be the
     same run of digits; anything else is a framing error."""

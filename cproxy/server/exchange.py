@@ -314,14 +314,23 @@ class Exchange:
         except OSError as exc:
             raise OriginReset(f"sending the request to the origin failed: {exc}") from exc
         self._stream_request_body(
-            osock, body_reader(req.body, req.content_length, client=True), BODY_WRITERS[req.body]
+            osock,
+            body_reader(req.body, req.content_length, client=True),
+            BODY_WRITERS[req.body],
+            watch_early=conn.raw is not None,
         )
 
     def _stream_request_body(
-        self, osock: socket.socket, reader: BodyReader, writer: BodyWriter
+        self, osock: socket.socket, reader: BodyReader, writer: BodyWriter, *, watch_early: bool
     ) -> None:
         """Copy the request body from the client to the origin, re-framed by ``writer``;
-        what follows it goes back to the client side (the next request)."""
+        what follows it goes back to the client side (the next request).
+
+        ``watch_early``: poll for an answer before each send (plain sockets only: on a TLS
+        socket, TLS 1.3 session tickets arriving after the handshake make it readable with
+        no answer there, and reading for one would wait while the origin waits for the
+        rest of the body; an origin that stops reading to answer is still caught when a
+        send fails)."""
         source = self.requester.body
         if source is None:
             raise AssertionError("a request with a body needs a RequestBody to read it from")
@@ -329,8 +338,9 @@ class Exchange:
         received = 0
         # An origin may answer before it has the whole body: polled before each send, so
         # that answer is read (and relayed) rather than lost in a reset.
-        watch = select.poll()
-        watch.register(osock.fileno(), select.POLLIN)
+        watch = select.poll() if watch_early else None
+        if watch is not None:
+            watch.register(osock.fileno(), select.POLLIN)
         while not reader.done:
             pieces = reader.feed(source.recv())
             if limit:
@@ -344,7 +354,7 @@ class Exchange:
             if reader.done:
                 out += writer.end()
             if out:
-                if watch.poll(0):
+                if watch is not None and watch.poll(0):
                     raise _EarlyResponse("the origin answered before the whole body was sent")
                 try:
                     osock.sendall(out)

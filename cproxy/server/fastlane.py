@@ -50,7 +50,7 @@ from cproxy.directives import Config
 from cproxy.errors import ClientProtocolError
 from cproxy.http import Headers, Request
 from cproxy.http.limits import MAX_REQUEST_LINE_BYTES
-from cproxy.http.message import REG_NAME_TEXT, parse_field_block, valid_host_field
+from cproxy.http.message import DEFAULT_PORTS, REG_NAME_TEXT, parse_field_block, valid_host_field
 from cproxy.server.accesslog import AccessLog
 from cproxy.server.caching import Front, ProxyCache, cache_front, hit_lines, url_key_of
 from cproxy.server.responsestats import ResponseStats
@@ -133,12 +133,13 @@ class PlainGet:
         self.fields = fields
 
     def request(self) -> Request:
-        """The `Request` that `parse_request_head` makes of this head."""
+        """The `Request` that `parse_request_head` makes of this head (and, for a head
+        from `bound_get`, `bind_to_authority` then makes of it)."""
         headers = Headers.with_index(list(self.fields.pairs), self.fields.index)
         req = Request("GET", self.target, 1, headers)
         req.form, req.scheme, req.host, req.port, req.path = (
             "absolute",
-            "http",
+            "https" if self.target.startswith("https://") else "http",
             self.host,
             self.port,
             self.path,
@@ -196,6 +197,50 @@ def plain_get(head: bytes) -> PlainGet | None:
     block = head[line_end + 2 : -2]
     fields = _remembered_fields(block) if len(block) <= _FIELDS_MEMO_BYTES else _plain_fields(block)
     if fields is None:
+        return None
+    return PlainGet(line, fields)
+
+
+# -- inside an intercepted connection (issue #19) ---------------------------------------------
+
+# An origin-form GET, as browsers send inside TLS: the path as `_PLAIN_GET` takes it.
+_BOUND_GET = re.compile(rb"GET (/[\x21\x22\x24-\x7e]*) HTTP/1\.1")
+
+
+def _bound_line(line: bytes, scheme: str, host: str, port: int) -> _Line | None:
+    """The verdict on an origin-form request line inside a connection bound to
+    ``scheme://host:port`` (an IPv6 literal is left to the general path)."""
+    m = _BOUND_GET.fullmatch(line)
+    if m is None or ":" in host:
+        return None
+    path = m.group(1).decode("ascii")
+    authority = host if port == DEFAULT_PORTS[scheme] else f"{host}:{port}"
+    url = f"{scheme}://{authority}{path}"
+    return (url, host, port, path, url_key_of(url), f"GET {url} HTTP/1.1")
+
+
+_remembered_bound_line = functools.lru_cache(maxsize=1024)(_bound_line)
+
+
+def bound_get(head: bytes, scheme: str, host: str, port: int) -> PlainGet | None:
+    """`plain_get` for a connection whose requests are bound to ``scheme://host:port``
+    (an intercepted one): an origin-form GET whose one Host field names exactly that
+    authority as its URL writes it (``a.example``, or ``a.example:8443`` for another port)
+    is what `bind_to_authority` would make the absolute request of this URL; anything
+    else, another spelling of the same authority included, is the general path's to bind
+    or refuse with 421."""
+    line_end = head.find(b"\r\n")
+    if line_end > _LINE_MEMO_BYTES:
+        return None
+    line = _remembered_bound_line(head[:line_end], scheme, host, port)
+    if line is None:
+        return None
+    block = head[line_end + 2 : -2]
+    fields = _remembered_fields(block) if len(block) <= _FIELDS_MEMO_BYTES else _plain_fields(block)
+    if fields is None:
+        return None
+    authority = line[0][len(scheme) + 3 : len(line[0]) - len(line[3])]
+    if fields.index["host"][0] != authority:
         return None
     return PlainGet(line, fields)
 

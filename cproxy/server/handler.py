@@ -33,6 +33,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+import gevent
 from gevent import socket
 
 from cproxy.directives import ip_allowed
@@ -41,8 +42,8 @@ from cproxy.errors import (
     OriginError,
     OriginProtocolError,
 )
-from cproxy.geventshim import raw_socket, recv_ready, wait_readable_untimed
 from cproxy.http import Request, find_head_end, parse_request_head
+from cproxy.http.authority import bind_to_authority
 from cproxy.http.framing import (
     LENGTH,
     NONE,
@@ -58,16 +59,25 @@ from cproxy.origin.connection import format_host_port
 from cproxy.server import routing
 from cproxy.server.caching import Front, cache_front, serve_with_cache
 from cproxy.server.clientbody import ClientBody
-from cproxy.server.destinations import destination_refusal
+from cproxy.server.context import ConnectionContext
+from cproxy.server.destinations import destination_refusal, policy_for
 from cproxy.server.exchange import TO_SELF, Requester, body_too_large
-from cproxy.server.fastlane import plain_get, serve_fresh_hit
-from cproxy.server.lingering import linger_close
+from cproxy.server.fastlane import bound_get, plain_get, serve_fresh_hit
+from cproxy.server.interception import (
+    HandshakeRefused,
+    NoLeaf,
+    hello_splice,
+    peek_hello,
+    scope_splice,
+)
 from cproxy.server.pac import is_pac_request, pac_response
 from cproxy.server.pages import error_response
 from cproxy.server.respond import Outcome, local_answer, origin_failed, send_page
 from cproxy.server.sink import ClientGone, OutputTimeout, SocketSink
 from cproxy.server.trace import Refusal, allowed_methods, is_trace, trace_refusal
+from cproxy.server.transport import ClientTransport
 from cproxy.server.tunnel import open_tunnel, relay_tunnel
+from cproxy.server.upgrade import relay_websocket, websocket_upgrade
 
 if TYPE_CHECKING:
     from cproxy.server.runtime import Runtime
@@ -108,6 +118,9 @@ class ClientConnection:
     def __init__(self, runtime: Runtime, sock: socket.socket, address: tuple) -> None:
         self.rt = runtime
         self.sock = sock
+        self.transport = ClientTransport(sock)
+        # Set by an intercepted CONNECT: every later request is bound to its authority.
+        self.context: ConnectionContext | None = None
         self.client_ip = address[0]
         self.buf = b""
         self.served = 0
@@ -125,6 +138,9 @@ class ClientConnection:
         self.idle = False
         self.idle_deadline = 0.0
         self.idle_expired = False
+        # Set when the wait for a request was ended by shutting the socket down (reaper,
+        # eviction, shutdown): the connection is ending.
+        self.woken = False
         # Responses go out through the sink; exchanges with origins are made through the
         # requester, which reads request bodies from this connection (recv, unread).
         self.sink = SocketSink(sock)
@@ -152,7 +168,15 @@ class ClientConnection:
                 self.served += 1
                 self.rt.requests_total += 1
                 self._ready_to_answer()
-                plain = plain_get(head) if self.rt.fast_lane else None
+                context = self.context
+                if not self.rt.fast_lane:
+                    plain = None
+                elif context is None:
+                    plain = plain_get(head)
+                else:
+                    # Inside an intercepted connection only origin-form GETs for its own
+                    # authority (`bound_get`); the rest is bound, or refused, in `_serve`.
+                    plain = bound_get(head, context.scheme, context.host, context.port)
                 keep = None
                 if plain is not None:
                     slots = self.rt.slots
@@ -163,6 +187,8 @@ class ClientConnection:
                         )
                     finally:
                         slots.release()
+                    if keep is not None and context is not None:
+                        self.rt.interception.intercepted_requests += 1
                 if keep is None:
                     req = plain.request() if plain is not None else parse_request_head(head)
                     keep = self._serve(req)
@@ -174,52 +200,51 @@ class ClientConnection:
             pass
         finally:
             self.rt.connections.discard(self)
-            if self.linger and not self.evicted:
+            linger = self.linger and not self.evicted
+            if linger:
                 # Lingering is waiting too: admission may cut it short for a new client.
                 self.waiting_since = time.monotonic()
-                linger_close(self.sock)
-            else:
-                self.sock.close()
+            self.transport.close(linger=linger)
             self.rt.admission.leave(self)
+
+    def _rebind(self, sock: socket.socket, context: ConnectionContext) -> None:
+        """Carry on over ``sock`` (the TLS layer over this connection's socket, after an
+        intercepted CONNECT's handshake), every request bound to ``context``: the sink,
+        the requester and the transport follow the new socket; admission, the reaper's
+        deadlines and the teardown stay this connection's."""
+        self.sock = sock
+        self.transport = ClientTransport(sock, tls=True)
+        self.context = context
+        self.buf = b""
+        self.sink = SocketSink(sock)
+        self.requester = Requester(
+            self.rt, self.sink, self.client_ip, body=self, abandon_on_eof=sock
+        )
 
     def has_input(self) -> bool:
         """Bytes from the client wait unread in the socket (a peek that never blocks)."""
-        raw = raw_socket(self.sock)
-        if raw is None:
-            return False
-        try:
-            return bool(raw.recv(1, socket.MSG_PEEK))
-        except OSError:  # BlockingIOError: nothing there
-            return False
+        return self.transport.has_input()
 
     def evict(self) -> None:
         """Admission closes this connection, which is waiting for a request head (or
         lingering), to admit another: its wait ends at once (EOF), quietly."""
-        self.evicted = True
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+        self.evicted = self.woken = True
+        self.transport.wake(socket.SHUT_RDWR)
 
     def expire_if_idle(self, now: float) -> None:
         """Called by the runtime's reaper: end a wait for a request, or for an origin's
         response head, that is past its deadline."""
         if self.idle and now >= self.idle_deadline:
-            self.idle_expired = True
-            try:
-                # The blocked recv returns b"" at once; the socket can still send a 408.
-                self.sock.shutdown(socket.SHUT_RD)
-            except OSError:
-                pass
+            self.idle_expired = self.woken = True
+            # The blocked recv returns b"" at once; the socket can still send a 408.
+            self.transport.wake(socket.SHUT_RD)
         self.requester.expire_if_idle(now)
 
     def close_if_idle(self) -> None:
         """At shutdown: end a connection that is between requests."""
         if self.idle:
-            try:
-                self.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            self.woken = True
+            self.transport.wake(socket.SHUT_RDWR)
 
     def _read_head(self) -> bytes | None:
         """The next request head, or None when the client is done (EOF, idle, evicted).
@@ -246,8 +271,13 @@ class ClientConnection:
                 self.idle_deadline = time.monotonic() + cfg.persist_timeout_s
             self.idle = True
             try:
-                wait_readable_untimed(sock)
-                buf = recv_ready(sock, IO_CHUNK_BYTES, self.sink.raw)
+                self.transport.wait_readable()
+                if self.transport.tls and self.woken:
+                    # Woken by a shutdown of the raw socket: reading now would make
+                    # OpenSSL see a truncated stream and send the client a fatal alert.
+                    buf = b""
+                else:
+                    buf = self.transport.recv_ready(IO_CHUNK_BYTES)
             except OSError:
                 # gevent cancels a wait on a socket shut down under it (cancel_wait_ex).
                 if not self.idle_expired:
@@ -311,7 +341,12 @@ class ClientConnection:
         keep = req.keep_alive and self.persists()
         outcome = Outcome()
         self.body = None
+        context = self.context
         try:
+            if context is not None:
+                # Before anything else looks at it (DESIGN.md §5 rule 13): 421 otherwise.
+                bind_to_authority(req, context.scheme, context.host, context.port)
+                outcome.on_upstream_tls = self._upstream_tls_failed
             keep = self._dispatch(req, keep, outcome)
             if req.body != NONE and not (self.body is not None and self.body.consumed):
                 # Part of the body is unread (refused, or the origin answered early): the
@@ -325,6 +360,8 @@ class ClientConnection:
         finally:
             elapsed_s = time.monotonic() - started
             self.rt.responses.record(outcome.status, elapsed_s)
+            if context is not None:
+                self.rt.interception.intercepted_requests += 1
             if self.rt.access_log.enabled:
                 self.rt.access_log.write(
                     self.client_ip,
@@ -340,11 +377,24 @@ class ClientConnection:
                 )
         return keep
 
+    def _upstream_tls_failed(self, failure: str) -> None:
+        """TLS to an intercepted request's origin failed (before its 502 goes out)."""
+        interception = self.rt.interception
+        if failure == "verify":
+            interception.upstream_verify_failures += 1
+        elif failure == "client-cert" and self.context is not None:
+            interception.client_cert_wanted(self.context.host)
+
     def _dispatch(self, req: Request, keep: bool, outcome: Outcome) -> bool:
         cfg = self.rt.config
-        if is_pac_request(req, cfg):  # before ProxyAuth: browsers fetch it without a login
+        context = self.context
+        if context is not None:
+            # Authenticated once, at the CONNECT: browsers send no Proxy-Authorization
+            # inside TLS.
+            outcome.user = context.user
+        elif is_pac_request(req, cfg):  # before ProxyAuth: browsers fetch it without a login
             return self._send_pac(req, keep, outcome)
-        if cfg.proxy_auth:
+        elif cfg.proxy_auth:
             verdict = self.rt.proxy_auth.check(req, self.client_ip, cfg)
             if isinstance(verdict, Refusal):
                 return self._refuse(req, verdict, keep, outcome)
@@ -381,7 +431,23 @@ class ClientConnection:
             answered = self._max_forwards(req, keep, outcome)
             if answered is not None:
                 return answered
+        if self.context is not None and websocket_upgrade(req):
+            return self._websocket(req, outcome)
         return self._forward(req, keep, outcome)
+
+    def _websocket(self, req: Request, outcome: Outcome) -> bool:
+        """A WebSocket inside an intercepted connection (cproxy.server.upgrade): a slot
+        for as long as it lasts, as a tunnel; the connection ends with it."""
+        slots = self.rt.slots
+        slots.acquire()
+        try:
+            early, self.buf = self.buf, b""
+            relay_websocket(self.rt, self.sink, self.sock, req, outcome, self.client_ip, early)
+        except (OriginError, OriginProtocolError) as exc:
+            origin_failed(self.sink, self.rt.config.hostname, req, exc, False, outcome)
+        finally:
+            slots.release()
+        return False
 
     # -- answers of our own --------------------------------------------------------
 
@@ -550,15 +616,8 @@ class ClientConnection:
     # -- CONNECT -------------------------------------------------------------------
 
     def _tunnel(self, req: Request, outcome: Outcome) -> bool:
-        """A CONNECT tunnel is a request being served for as long as it lasts: a slot."""
-        slots = self.rt.slots
-        slots.acquire()
-        try:
-            return self._tunnel_in_slot(req, outcome)
-        finally:
-            slots.release()
-
-    def _tunnel_in_slot(self, req: Request, outcome: Outcome) -> bool:
+        """A CONNECT: refused, intercepted (SSLInterception) or tunnelled. A tunnel is a
+        request being served for as long as it lasts: it holds a slot."""
         cfg = self.rt.config
         if req.port not in cfg.connect_ports:
             self._local_error(
@@ -568,6 +627,17 @@ class ClientConnection:
         if self._aims_at_self(req):
             self._local_error(req, 403, "Refusing to tunnel to cproxy itself.", False, outcome)
             return False
+        if cfg.ssl_interception and self.rt.interception.ready:
+            return self._connect_intercepting(req, outcome)
+        slots = self.rt.slots
+        slots.acquire()
+        try:
+            return self._tunnel_in_slot(req, outcome)
+        finally:
+            slots.release()
+
+    def _tunnel_in_slot(self, req: Request, outcome: Outcome) -> bool:
+        cfg = self.rt.config
         try:
             pool = self.rt.pool
             osock, early = open_tunnel(
@@ -586,6 +656,123 @@ class ClientConnection:
             outcome.sent = relay_tunnel(self.sock, osock, cfg.read_timeout_s)
         finally:
             osock.close()
+        return False
+
+    # -- CONNECT with SSLInterception on (cproxy.server.interception) ----------------
+
+    def _connect_intercepting(self, req: Request, outcome: Outcome) -> bool:
+        """Answer 200 at once, then intercept or splice (see cproxy.server.interception).
+        Returns True when the connection carries on as an intercepted one (`_rebind`):
+        the access log's CONNECT line is written then, its cache column saying
+        ``intercepted``, ``spliced:REASON`` or ``refused:REASON``. Neither the ClientHello
+        peek nor the handshake holds a slot; both together are bounded by InputTimeout."""
+        cfg = self.rt.config
+        interception = self.rt.interception
+        host = req.host
+        # An address literal is checked before the 200, as plain requests' are before any
+        # lookup; a name is checked on each address it resolves to, when connected to.
+        off_limits = policy_for(cfg).literal_refusal(host, self.client_ip)
+        if off_limits is not None:
+            self._local_error(req, 403, off_limits, False, outcome)
+            return False
+        reason = scope_splice(
+            cfg,
+            self.client_ip,
+            host,
+            self.rt.parents,
+            interception.pinned,
+            interception.client_cert_hosts,
+        )
+        outcome.status = 200
+        answer = b"HTTP/1.1 200 Connection Established\r\n\r\n"
+        self.sink.send(answer)
+        outcome.sent = len(answer)
+        if reason is None and self.buf:
+            # Bytes sent before our answer were read with the CONNECT: a TLS layer cannot
+            # be given them back, so the connection is tunnelled with them.
+            reason = "early-bytes"
+        tls = None
+        if reason is None:
+            deadline = time.monotonic() + cfg.input_timeout_s
+            try:
+                tls, reason = self._hello_and_handshake(host, deadline)
+            except HandshakeRefused as exc:
+                log.info("CONNECT %s from %s refused: %s", req.target, self.client_ip, exc)
+                outcome.cache = f"refused:{exc.reason}"
+                # What the client sent is unread (peeked): a lingering close, not a reset.
+                self.linger = True
+                return False
+        if reason is not None:
+            return self._splice(req, outcome, reason)
+        assert tls is not None
+        outcome.cache = "intercepted"
+        self._rebind(tls, ConnectionContext("https", host, req.port, outcome.user))
+        return True
+
+    def _hello_and_handshake(
+        self, host: str, deadline: float
+    ) -> tuple[socket.socket | None, str | None]:
+        """Peek at the ClientHello and, unless it says to splice, complete the client's
+        handshake: (the TLS socket, None) or (None, the splice reason)."""
+        interception = self.rt.interception
+        timer = gevent.Timeout(max(deadline - time.monotonic(), 0.001))
+        timer.start()
+        try:
+            peek = peek_hello(self.sock)
+        except gevent.Timeout as exc:
+            if exc is not timer:
+                raise
+            interception.handshake_failures["no-hello"] += 1
+            raise HandshakeRefused(
+                "no-hello", "no ClientHello arrived within InputTimeout"
+            ) from None
+        finally:
+            timer.close()
+        if peek is None:
+            interception.handshake_failures["no-hello"] += 1
+            raise HandshakeRefused("no-hello", "the client closed before its ClientHello")
+        try:
+            reason = hello_splice(peek, host)
+        except HandshakeRefused:
+            interception.handshake_failures["malformed-hello"] += 1
+            raise
+        if reason is not None:
+            return None, reason
+        remaining = max(deadline - time.monotonic(), 0.001)
+        try:
+            return interception.handshake(self.sock, self.client_ip, host, remaining), None
+        except NoLeaf:
+            return None, "no-leaf"
+
+    def _splice(self, req: Request, outcome: Outcome, reason: str) -> bool:
+        """Tunnel the connection untouched (after the 200 already sent): a failure to reach
+        the origin can only close it."""
+        cfg = self.rt.config
+        self.rt.interception.splices[reason] += 1
+        outcome.cache = f"spliced:{reason}"
+        slots = self.rt.slots
+        slots.acquire()
+        try:
+            try:
+                osock, early = open_tunnel(
+                    req, cfg, self.rt.pool.resolve, self.client_ip, self.rt.parents
+                )
+            except (OriginError, ClientProtocolError) as exc:
+                log.info("CONNECT %s (spliced, %s): %s", req.target, reason, exc)
+                outcome.status = getattr(exc, "status", 502)
+                return False
+            outcome.origin = "new"
+            try:
+                if early:
+                    self.sink.send(early)
+                if self.buf:
+                    osock.sendall(self.buf)
+                    self.buf = b""
+                outcome.sent += relay_tunnel(self.sock, osock, cfg.read_timeout_s)
+            finally:
+                osock.close()
+        finally:
+            slots.release()
         return False
 
 

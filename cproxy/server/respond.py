@@ -8,8 +8,10 @@ with `AccessLog.write` itself, the general path from its `Outcome`.
 from __future__ import annotations
 
 import logging
+import ssl
+from collections.abc import Callable
 
-from cproxy.errors import PoolQueueTimeout
+from cproxy.errors import OriginTLSError, PoolQueueTimeout
 from cproxy.http import Request
 from cproxy.http.framing import NONE
 from cproxy.origin.connection import format_host_port
@@ -22,7 +24,7 @@ log = logging.getLogger("cproxy")
 class Outcome:
     """What the access log records of one request."""
 
-    __slots__ = ("cache", "origin", "sent", "status", "user")
+    __slots__ = ("cache", "on_upstream_tls", "origin", "sent", "status", "upstream_tls", "user")
 
     def __init__(self, status: int = 0, sent: int = 0, origin: str = "-", cache: str = "-") -> None:
         self.status = status
@@ -30,6 +32,12 @@ class Outcome:
         self.origin = origin
         self.cache = cache
         self.user: str | None = None  # who authenticated (ProxyAuth), if anyone
+        # Why TLS to the origin failed, when it did for a reason interception acts on:
+        # "verify" (its certificate did not verify) or "client-cert" (it wants one).
+        self.upstream_tls: str | None = None
+        # Told of ``upstream_tls`` before the error page goes out (interception acts on it
+        # before the client can open its next connection).
+        self.on_upstream_tls: Callable[[str], None] | None = None
 
 
 def send_page(
@@ -87,9 +95,37 @@ def origin_failed(
     status = getattr(exc, "status", 502)
     # A CONNECT's target is host:port (RFC 9110 §9.3.6), not a URL.
     target = format_host_port(req.host, req.port) if req.method == "CONNECT" else req.url
-    log.info("%s %s: %s", req.method, target, exc)
+    failure = outcome.upstream_tls = upstream_tls_failure(exc)
+    if failure is not None:
+        # The client gets the same words in the 502 page (DESIGN.md §5 rule 12).
+        log.warning("%s %s: %s", req.method, target, exc)
+        if outcome.on_upstream_tls is not None:
+            outcome.on_upstream_tls(failure)
+    else:
+        log.info("%s %s: %s", req.method, target, exc)
     headers = origin_error_headers(exc)
     return local_answer(sink, hostname, req, status, str(exc), keep, outcome, headers)
+
+
+# OpenSSL's reason for the TLS 1.3 alert an origin sends when it wanted a client
+# certificate and got none (RFC 8446 §6.2 certificate_required).
+_CLIENT_CERT_REQUIRED = frozenset({"TLSV13_ALERT_CERTIFICATE_REQUIRED"})
+
+
+def upstream_tls_failure(exc: BaseException) -> str | None:
+    """ "verify" when ``exc`` comes of the origin's certificate failing verification,
+    "client-cert" when the origin wanted a client certificate, else None. Read from the
+    ``ssl`` exception the origin error was raised from (its type and OpenSSL reason code)."""
+    cause: BaseException | None = exc
+    seen = 0
+    while cause is not None and seen < 8:
+        if isinstance(cause, ssl.SSLCertVerificationError) and isinstance(exc, OriginTLSError):
+            return "verify"
+        if isinstance(cause, ssl.SSLError) and cause.reason in _CLIENT_CERT_REQUIRED:
+            return "client-cert"
+        cause = cause.__cause__ or cause.__context__
+        seen += 1
+    return None
 
 
 def origin_error_headers(exc: Exception) -> list[tuple[str, str]] | None:

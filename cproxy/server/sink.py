@@ -69,9 +69,15 @@ class SocketSink:
 
     def send_response(self, head: bytes, body: bytes) -> None:
         """In one system call when the socket takes it all: joined when the body is small,
-        by one sendmsg() when it is large (whatever that leaves goes as `send` sends)."""
+        by one sendmsg() when it is large on a plain socket (whatever that leaves goes as
+        `send` sends); a large body on a TLS socket goes as two sends."""
         if len(body) <= JOIN_BODY_BYTES:
             self.send(head + body)
+            return
+        if self.raw is None:
+            # Not a plain TCP socket (TLS: gevent's SSLSocket has no sendmsg): two sends.
+            self.send(head)
+            self.send(body)
             return
         sock = self.sock
         try:
