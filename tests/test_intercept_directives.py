@@ -62,3 +62,35 @@ def test_bad_values_name_file_line_and_directive(tmp_path: Path, line: str, dire
         load_config(path)
     text = str(info.value)
     assert f"{path}:2" in text and directive in text
+
+
+def test_a_reload_swaps_the_ca_and_a_bad_one_keeps_the_ca_in_use(tmp_path: Path) -> None:
+    """The CA directives apply live: a reload naming another CA intercepts with it from then
+    on; one naming a CA that fails the start-up checks is refused and the CA in use stays."""
+    from cproxy.directives import config_with
+    from cproxy.intercept.ca import create_ca
+    from cproxy.server.runtime import Runtime
+
+    first, second = create_ca(tmp_path / "a"), create_ca(tmp_path / "b")
+
+    def using(ca_dir: Path) -> dict[str, str]:
+        return {
+            "SSLInterception": "on",
+            "SSLCACertFile": str(ca_dir / "ca-cert.pem"),
+            "SSLCAKeyFile": str(ca_dir / "ca-key.pem"),
+        }
+
+    base = config_with(defaults(), {"Port": "0", "AdminPort": "0", "AccessLog": ""})
+    runtime = Runtime(config_with(base, using(tmp_path / "a")))
+    try:
+        assert runtime.interception.ca is not None
+        assert runtime.interception.ca.fingerprint == first.fingerprint
+        restart = runtime.apply(config_with(base, using(tmp_path / "b")))
+        assert not {"SSLCACertFile", "SSLCAKeyFile"} & set(restart)
+        assert runtime.interception.ca.fingerprint == second.fingerprint
+
+        (tmp_path / "a" / "ca-key.pem").chmod(0o640)  # now refused: open to the group
+        runtime.apply(config_with(base, using(tmp_path / "a")))
+        assert runtime.interception.ca.fingerprint == second.fingerprint
+    finally:
+        runtime.close()

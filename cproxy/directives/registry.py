@@ -937,10 +937,12 @@ _DECLARED: tuple[Directive, ...] = (
         Empty by default: no CA, no interception. When set, cproxy refuses to start unless
         the file is a CA certificate (basic constraints CA:TRUE and keyCertSign) valid
         today and SSLCAKeyFile holds its key, so a wrong file is found at start, not at a
-        client's first handshake.
+        client's first handshake. A reload or the admin form that names another CA checks
+        it the same way; a CA that fails the checks is refused there, and the one in use
+        stays.
         """,
         example="/etc/cproxy/ca/ca-cert.pem",
-        live=False,
+        live=True,
     ),
     Directive(
         "SSLCAKeyFile",
@@ -956,7 +958,7 @@ _DECLARED: tuple[Directive, ...] = (
         CA. The key never leaves the file; the admin pages offer the certificate only.
         """,
         example="/etc/cproxy/ca/ca-key.pem",
-        live=False,
+        live=True,
     ),
     Directive(
         "SSLLeafCacheSize",
@@ -972,7 +974,7 @@ _DECLARED: tuple[Directive, ...] = (
         cache costs one signature and a new context (about 2 ms) on its next handshake,
         never a new key (one key serves every host).
         """,
-        live=False,
+        live=True,
     ),
     # --- Proxy Configuration / HTTPS Interception: which CONNECTs are intercepted (#19) ---
     Directive(

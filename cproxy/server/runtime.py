@@ -223,8 +223,9 @@ class Runtime:
         try:
             self.interception.configure(new)
         except ConfigError as exc:
-            # The rest applies; CONNECTs are tunnelled as with SSLInterception off until
-            # the CA is fixed (at start the same error refuses to start).
+            # The rest applies; interception keeps the state it had (the CA in use, or
+            # none: CONNECTs tunnelled) until the CA is fixed (at start the same error
+            # refuses to start).
             log.error("HTTPS interception not changed: %s", exc)
         restart = [name for name in changed if not DIRECTIVES[name].live]
         if changed:
