@@ -55,3 +55,18 @@ def test_a_retry_is_a_new_value() -> None:
     assert not first.retried  # unchanged
     with pytest.raises(AttributeError):
         first.retried = True  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(("method", "has_body"), list(itertools.product(METHODS, [False, True])))
+def test_an_unprocessed_request_is_sent_again_once_whatever_its_method(
+    method: str, has_body: bool
+) -> None:
+    # RFC 9113 §8.7: a stream above GOAWAY's last_stream_id, or refused, did no work.
+    first = Retry.first(method, has_body)
+    again = first.after_unprocessed()
+    assert again is not None and again.fresh_socket
+    assert again.after_unprocessed() is None
+    # The other rule is untouched by it: a body still cannot be retried on no response.
+    assert (again.after_no_response(reused=True) is not None) == (
+        method in IDEMPOTENT_METHODS and not has_body
+    )

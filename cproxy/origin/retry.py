@@ -8,6 +8,11 @@ Only a request that cannot duplicate work is sent again: a safe or idempotent me
 (RFC 9110 §9.2.2), no body, on a socket that was reused from the pool (a fresh one that
 fails says the origin is down, not that a pooled socket went stale), when no byte of a
 response arrived; at most once, and on a fresh socket.
+
+A request the origin said it did not process (an HTTP/2 stream above a GOAWAY's last
+stream id, or refused with REFUSED_STREAM: RFC 9113 §8.7) cannot have done any work, so
+it is sent again whatever its method and body (`after_unprocessed`): once, on another
+connection.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ class Retry:
     method: str
     has_body: bool
     retried: bool = False
+    # Sent again once already because the origin said it did not process it.
+    unprocessed: bool = False
 
     @staticmethod
     def first(method: str, has_body: bool) -> Retry:
@@ -42,7 +49,7 @@ class Retry:
         """Whether the next attempt opens a fresh socket rather than take a pooled one:
         a body always does (a stale pooled socket could swallow part of an upload that
         cannot be replayed), and so does the retry."""
-        return self.has_body or self.retried
+        return self.has_body or self.retried or self.unprocessed
 
     @property
     def verify_pooled(self) -> bool:
@@ -56,6 +63,14 @@ class Retry:
         if reused and not self.has_body and not self.retried and self.method in IDEMPOTENT_METHODS:
             return dataclasses.replace(self, retried=True)
         return None
+
+    def after_unprocessed(self) -> Retry | None:
+        """The state for sending the request again after the origin said it did not
+        process it (`OriginUnprocessed`), or None when that was tried already: an origin
+        that refuses twice is failing, not shedding load."""
+        if self.unprocessed:
+            return None
+        return dataclasses.replace(self, unprocessed=True)
 
 
 # The first attempts of requests without a body, by method (a bounded set: only these).

@@ -57,7 +57,7 @@ from cproxy.errors import (
     OriginReset,
 )
 from cproxy.http import Headers, Request, Response
-from cproxy.http.framing import CHUNKED, LENGTH, NONE
+from cproxy.http.framing import CHUNKED, FRAMED, LENGTH, NONE
 from cproxy.http.message import client_fields
 from cproxy.memo import memoised_when_short
 from cproxy.server.destinations import LoopbackOrigins, policy_for
@@ -435,7 +435,7 @@ def _fetch(
                 return _send_stale(who, cache, req, stale, keep, outcome)
         return origin_failed(who.sink, who.config.hostname, req, exc, keep, outcome)
     response_time = cache.clock()
-    cache.loopback_origins.note(url_key, exchange.conn.peer_ip, policy_for(cfg))
+    cache.loopback_origins.note(url_key, exchange.stream.peer_ip, policy_for(cfg))
     resp, rest = exchange.resp, exchange.rest
     resp_fields = resp.headers
 
@@ -488,7 +488,7 @@ def _fetch(
     if invalidated and cache.tier is not None:
         for target in invalidated:
             cache.tier.invalidate(target)  # in the shared tier and on every node
-    if _may_store(req) and resp.body in (LENGTH, CHUNKED, NONE):
+    if _may_store(req) and resp.body in (LENGTH, CHUNKED, FRAMED, NONE):
         ok, _why = storable(
             req.method,
             resp.status,
