@@ -19,8 +19,11 @@ GOAWAY: no new stream is opened on the connection; streams above its last stream
 with `OriginUnprocessed` (sent again by the exchange, whatever the method); streams at or
 below it finish. ``h2`` closes its whole connection state machine on receiving GOAWAY
 (python-hyper/h2 issue 1181), after which any frame for a remaining stream is a protocol
-error: `_on_goaway` puts the machine back in its open state, which is safe because this
-module never opens a stream on a connection that received GOAWAY.
+error, and the frames after GOAWAY in the same read are lost with the exception (nginx
+sends GOAWAY before the last response when it reaches keepalive_requests).
+`_ClientConnection` puts the machine back in its open state as the GOAWAY frame is
+processed, which is safe because this module never opens a stream on a connection that
+received GOAWAY (``closing``).
 
 REFUSED_STREAM is `OriginUnprocessed` too; any other reset is an `OriginReset` (502, or a
 truncated response once the head went out, as over HTTP/1.1). ReadTimeout on a stream
@@ -46,6 +49,8 @@ import h2.exceptions
 import h2.settings
 
 from cproxy.errors import (
+    OriginConnectError,
+    OriginConnectTimeout,
     OriginError,
     OriginNoResponse,
     OriginProtocolError,
@@ -208,18 +213,24 @@ class H2Stream:
         if conn.needs_ping():
             conn.ping(min(self.read_timeout_s, 5.0))
         block = request_header_block(req, via_name)
-        self.stream_id = conn.begin(self, block, end_stream=body is None)
+        try:
+            conn.begin(self, block, end_stream=body is None)
+        except _WriteFailed:
+            return  # head() learns from the reader what became of the stream
         if body is None:
             self.sent_all = True
             return
-        while True:
-            piece = body.next_piece()
-            if piece is None:
-                conn.send_data(self, b"", end_stream=True)
-                self.sent_all = True
-                return
-            if piece:
-                conn.send_data(self, piece, end_stream=False)
+        try:
+            while True:
+                piece = body.next_piece()
+                if piece is None:
+                    conn.send_data(self, b"", end_stream=True)
+                    self.sent_all = True
+                    return
+                if piece:
+                    conn.send_data(self, piece, end_stream=False)
+        except _WriteFailed:
+            return
 
     # -- receiving --------------------------------------------------------------------
 
@@ -324,6 +335,7 @@ class H2Connection:
         self._methods: dict[int, str] = {}
         self.in_flight = 0  # streams granted and not yet done (includes reserved ones)
         self.opened = 0  # streams ever granted (MaxPersistRequestPerServer counts these)
+        self.started = False  # start() succeeded: the pool counts it
         self.closing = False  # GOAWAY received or sent: no new streams
         self.closed = False
         self.goaway_last_id: int | None = None
@@ -332,15 +344,19 @@ class H2Connection:
         self._peer_ip: str | None = None
         self._write_lock = gevent.lock.Semaphore()
         self._pong = gevent.event.Event()
+        self._settings_seen = gevent.event.Event()
         self._reader: gevent.Greenlet | None = None
         config = h2.config.H2Configuration(client_side=True, header_encoding=None)
-        self.h2 = h2.connection.H2Connection(config=config)
+        self.h2 = _ClientConnection(config=config)
 
     # -- life ---------------------------------------------------------------------------
 
     def start(self, timeout_s: float) -> None:
         """Send the preface and our settings, open the connection window for every
-        stream, and start the reader."""
+        stream, start the reader, and wait for the origin's SETTINGS: until they arrive
+        its stream limit is unknown, and streams opened beyond it would be refused.
+        (A server sends them at once, so this costs at most the time its first frame
+        takes.) Raises `OriginConnectTimeout` or `OriginConnectError`."""
         conn = self.h2
         conn.local_settings = h2.settings.Settings(
             client=True,
@@ -355,9 +371,23 @@ class H2Connection:
         # stalled by slow clients can never take the whole connection's window.
         want = STREAM_WINDOW_BYTES * self.stream_cap
         conn.increment_flow_control_window(want - 65535)
-        with gevent.Timeout(timeout_s, OriginNoResponse(f"{self.where}: HTTP/2 start timed out")):
-            self._flush()
-        self._reader = gevent.spawn(self._read_loop)
+        failed = OriginConnectTimeout(f"{self.where} sent no HTTP/2 SETTINGS in time")
+        try:
+            with gevent.Timeout(timeout_s, failed):
+                try:
+                    self._flush()
+                except OSError as exc:
+                    raise OriginConnectError(f"{self.where}: HTTP/2 preface failed: {exc}") from exc
+                self._reader = gevent.spawn(self._read_loop)
+                self._settings_seen.wait()
+            if self.closed:
+                raise OriginConnectError(
+                    f"{self.where} closed the connection at the HTTP/2 preface"
+                )
+        except BaseException:
+            self.close()  # not yet the pool's: it hears nothing of it
+            raise
+        self.started = True
 
     @property
     def peer_ip(self) -> str:
@@ -372,6 +402,11 @@ class H2Connection:
     def max_streams(self) -> int:
         """Streams this connection may carry at once: the origin's limit or ours."""
         return min(self.h2.remote_settings.max_concurrent_streams, self.stream_cap)
+
+    def buffered_bytes(self) -> int:
+        """Response body bytes received and not yet taken by their streams' readers:
+        at most the streams' windows (`STREAM_WINDOW_BYTES` each)."""
+        return sum(len(data) for stream in self.streams.values() for data, _ in stream.pieces)
 
     def has_room(self, max_requests: int = 0) -> bool:
         """May one more stream be granted on this connection now?"""
@@ -395,7 +430,11 @@ class H2Connection:
         connection is closed and the request goes to a fresh one (a stale pooled socket)."""
         self._pong.clear()
         self.h2.ping(b"cproxyok")
-        self._flush()
+        try:
+            self._flush()
+        except OSError as exc:
+            self.close()
+            raise OriginNoResponse(f"{self.where} is gone after idling: {exc}") from exc
         if not self._pong.wait(timeout_s):
             self.close()
             raise OriginNoResponse(f"{self.where} did not answer a PING after idling")
@@ -407,7 +446,9 @@ class H2Connection:
         self.closed = True
         self.closing = True
         self._fail_all(OriginReset(f"{self.where} closed the HTTP/2 connection"), unsent=None)
-        self._on_close(self)
+        self._settings_seen.set()  # a start() waiting for them ends
+        if self.started:
+            self._on_close(self)
         reader = self._reader
         if reader is not None and reader is not gevent.getcurrent():
             reader.kill(block=False)
@@ -528,11 +569,21 @@ class H2Connection:
                 self.sock.sendall(data)
 
     def _flush_or_fail(self) -> None:
+        """Send what h2 has for the socket. When the socket will not take it, the origin
+        is closing it (perhaps after a GOAWAY still unread in our buffer): no stream is
+        opened on it again, and what happened to the streams is left to the reader to
+        learn (GOAWAY: not processed; the end of the connection: no response), rather
+        than guessed here. Raises `_WriteFailed` to stop the caller's sending."""
         try:
             self._flush()
         except OSError as exc:
-            self.close()
-            raise OriginNoResponse(f"sending to {self.where} failed: {exc}") from exc
+            log.debug("%s: writing failed: %s", self.where, exc)
+            self.closing = True
+            try:
+                self.sock.shutdown(gsocket.SHUT_WR)
+            except OSError:
+                pass
+            raise _WriteFailed(str(exc)) from exc
 
     def _read_loop(self) -> None:
         try:
@@ -614,7 +665,7 @@ class H2Connection:
                 code = event.error_code
                 if code == h2.errors.ErrorCodes.REFUSED_STREAM:
                     self._count("h2_unprocessed")
-                    stream.fail(OriginUnprocessed(f"{self.where} refused the stream"))
+                    stream.fail(OriginUnprocessed(f"{self.where} refused the stream", refused=True))
                 elif not stream.ended:
                     stream.fail(OriginReset(f"{self.where} reset the stream ({code!s})"))
                 stream.ended = True
@@ -627,6 +678,7 @@ class H2Connection:
                 for each in self.streams.values():
                     each.window.set()
         elif isinstance(event, h2.events.RemoteSettingsChanged):
+            self._settings_seen.set()
             for each in self.streams.values():
                 each.window.set()  # a new initial window may open a stalled sender
             self._on_stream_done(self)  # a new stream limit may let waiters in
@@ -639,12 +691,6 @@ class H2Connection:
         last = event.last_stream_id if event.last_stream_id is not None else 0
         self.goaway_last_id = last
         self.closing = True
-        # h2 closes its state machine on GOAWAY (python-hyper/h2 issue 1181); streams up
-        # to ``last`` must still receive their frames, so it goes back to open. No stream
-        # is ever opened on this connection again (``closing``).
-        machine = self.h2.state_machine
-        if event.error_code == h2.errors.ErrorCodes.NO_ERROR or last:
-            machine.state = h2.connection.ConnectionState.CLIENT_OPEN
         code = event.error_code
         self._fail_all(
             OriginUnprocessed(f"{self.where} sent GOAWAY ({code!s}, last stream {last})"),
@@ -657,3 +703,18 @@ class H2Connection:
 
 def _no_count(name: str) -> None:
     pass
+
+
+class _ClientConnection(h2.connection.H2Connection):
+    """h2's connection, except that receiving GOAWAY leaves it open for the streams at
+    or below the GOAWAY's last stream id (python-hyper/h2 issue 1181: h2 closes its
+    whole state machine, and every later frame of those streams is a protocol error)."""
+
+    def _receive_goaway_frame(self, frame: Any) -> Any:
+        result = super()._receive_goaway_frame(frame)
+        self.state_machine.state = h2.connection.ConnectionState.CLIENT_OPEN
+        return result
+
+
+class _WriteFailed(Exception):
+    """The connection's socket would not take our frames (see `_flush_or_fail`)."""

@@ -108,7 +108,15 @@ COUNTERS = (
     "h2_window_stalls",
 )
 # Gauges: current values, summed over origins for the totals. ``waiting`` is the queue length.
-GAUGES = ("idle", "in_use", "pending_connects", "waiting", "h2_connections", "h2_streams_in_flight")
+GAUGES = (
+    "idle",
+    "in_use",
+    "pending_connects",
+    "waiting",
+    "h2_connections",
+    "h2_streams_in_flight",
+    "h2_buffered_bytes",
+)
 
 # What a queued request is handed (besides an idle connection).
 _SLOT = "slot"  # the right to open a connection, already counted in pending_connects
@@ -194,6 +202,7 @@ class _Origin:
             "waiting": len(self.waiters),
             "h2_connections": len(self.h2),
             "h2_streams_in_flight": sum(c.in_flight for c in self.h2),
+            "h2_buffered_bytes": sum(c.buffered_bytes() for c in self.h2),
             **self.counts,
         }
 
@@ -1022,6 +1031,8 @@ class OriginPool:
         if best is None:
             return None
         self._count(origin, "h2_streams")
+        if best.opened:
+            self._count(origin, "reused")  # a request on a pooled connection
         return best.grant(reused=best.opened > 0)
 
     def _start_h2(self, origin: _Origin, sock: gsocket.socket) -> H2Connection:
@@ -1069,7 +1080,8 @@ class OriginPool:
     def _h2_goaway(self, conn: H2Connection) -> None:
         origin = self._h2_origin(conn)
         self._count(origin, "h2_goaways")
-        self._note(origin, "goaway", f"last stream {conn.goaway_last_id}")
+        # Routine (nginx sends one every keepalive_requests): counted, not warned about.
+        log.info("%s sent GOAWAY (last stream %s)", format_origin(origin.key), conn.goaway_last_id)
 
     def _h2_closed(self, conn: H2Connection) -> None:
         origin = self._h2_origin(conn)

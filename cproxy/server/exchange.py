@@ -250,7 +250,12 @@ class Exchange:
                     # pass.
                     pool.discard(conn)
                     raise ClientProtocolError(403, TO_SELF)
-            stream: OriginStream = conn if isinstance(conn, H2Stream) else H1Stream(self, conn)
+            stream: OriginStream
+            if isinstance(conn, H2Stream):
+                conn.read_timeout_s = cfg.read_timeout_s  # each wait on it (a timer)
+                stream = conn
+            else:
+                stream = H1Stream(self, conn)
             self.stream = stream
             if body is None and has_body and stream.protocol == "2":
                 body = _BodyFeed(self)  # kept across attempts, so a retry can replay it
@@ -267,7 +272,7 @@ class Exchange:
                 stream.abort()
                 # RFC 9113 §8.7: the origin did no work on it; sent again once elsewhere,
                 # with its body replayed (when it was small enough to keep).
-                retry = retry.after_unprocessed()
+                retry = retry.after_unprocessed(refused=exc.refused)
                 if retry is None or (body is not None and not body.rewind()):
                     raise OriginReset(str(exc)) from exc
                 log.debug("sending %s %s again: %s", req.method, req.url, exc)
