@@ -220,3 +220,18 @@ def test_ssl_context_offers_h2_first() -> None:
 
     assert ALPN_H2 == ("h2", "http/1.1")
     assert isinstance(client_context(TLSSettings(alpn=ALPN_H2)), ssl.SSLContext)
+
+
+def test_the_access_log_says_which_protocol_reached_the_origin(
+    nginx: NginxOrigin, ca: TestCA, tmp_path: Path
+) -> None:
+    log = tmp_path / "access.log"
+    with start_proxy(**NO_CACHE, ServerSSLCAFile=str(ca.ca_pem), AccessLog=str(log)) as proxy:
+        assert proxy_fetch(proxy.port, nginx.url("/small/logged"))[0] == 200
+    with start_proxy(
+        **NO_CACHE, ServerSSLCAFile=str(ca.ca_pem), AccessLog=str(log), ServerHTTP2="off"
+    ) as proxy:
+        assert proxy_fetch(proxy.port, nginx.url("/small/logged1"))[0] == 200
+    first, second = log.read_text().splitlines()
+    assert "/small/logged " in first and first.endswith(" proto=2")
+    assert "/small/logged1 " in second and second.endswith(" proto=1.1")

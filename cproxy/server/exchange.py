@@ -257,6 +257,7 @@ class Exchange:
             else:
                 stream = H1Stream(self, conn)
             self.stream = stream
+            self.outcome.protocol = stream.protocol
             if body is None and has_body and stream.protocol == "2":
                 body = _BodyFeed(self)  # kept across attempts, so a retry can replay it
             try:

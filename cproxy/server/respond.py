@@ -22,7 +22,7 @@ log = logging.getLogger("cproxy")
 class Outcome:
     """What the access log records of one request."""
 
-    __slots__ = ("cache", "origin", "sent", "status", "user")
+    __slots__ = ("cache", "origin", "protocol", "sent", "status", "user")
 
     def __init__(self, status: int = 0, sent: int = 0, origin: str = "-", cache: str = "-") -> None:
         self.status = status
@@ -30,6 +30,8 @@ class Outcome:
         self.origin = origin
         self.cache = cache
         self.user: str | None = None  # who authenticated (ProxyAuth), if anyone
+        # The protocol that reached the origin: "1.1", "2", or "-" (none was reached).
+        self.protocol = "-"
 
 
 def send_page(
