@@ -44,7 +44,11 @@ class H2Origin:
     ``k``-th stream as last stream id, answer streams up to it and never the others (on the
     first connection; later ones answer at once). ``hold_first``: hold the first responses
     of a connection until that many requests are open, then answer them all (so that many
-    streams are surely open at once).
+    streams are surely open at once). ``lower_after``: once that many requests were
+    answered on a connection, lower the stream limit to 1 (a SETTINGS frame mid-flight).
+    (Not the window: h2's server side does not shrink its own view of open streams'
+    windows when its lowered INITIAL_WINDOW_SIZE is acknowledged, so it would wait for
+    bytes the client may no longer send; the client's side of that ends at ReadTimeout.)
     """
 
     def __init__(
@@ -55,6 +59,7 @@ class H2Origin:
         goaway_every: int | None = None,
         goaway_hold: tuple[int, int] | None = None,
         hold_first: int = 0,
+        lower_after: int = 0,
         big_bytes: int = 10 * 1024 * 1024,
     ) -> None:
         self.max_streams = max_streams
@@ -62,12 +67,14 @@ class H2Origin:
         self.goaway_every = goaway_every
         self.goaway_hold = goaway_hold
         self.hold_first = hold_first
+        self.lower_after = lower_after
         self.big_bytes = big_bytes
         self.lock = threading.Lock()
         self.requests: list[tuple[int, int, str, str, bytes]] = []
         self.max_open: list[int] = []  # per connection
         self.big_sent = 0  # bytes of /big handed to h2 (what the client's windows let out)
         self.refused = 0
+        self.pings = 0
         self.connections = 0
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
@@ -203,6 +210,9 @@ class _Conn:
         elif isinstance(event, h2.events.StreamEnded):
             if event.stream_id in self.open:
                 self.complete(event.stream_id)
+        elif isinstance(event, h2.events.PingReceived):
+            with o.lock:
+                o.pings += 1  # h2 sends the acknowledgement itself
         elif isinstance(event, h2.events.StreamReset):
             self.open.discard(event.stream_id)
             self.outbound.pop(event.stream_id, None)
@@ -260,6 +270,8 @@ class _Conn:
         self.h2.send_headers(sid, headers)
         self.outbound[sid] = memoryview(payload)
         self.answered += 1
+        if o.lower_after and self.answered == o.lower_after:
+            self.h2.update_settings({h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 1})
         if (
             o.goaway_every is not None
             and self.goaway_last is None

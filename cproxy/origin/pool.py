@@ -1090,6 +1090,8 @@ class OriginPool:
         self._count(origin, "closed")
         if origin.waiters:
             self._serve_waiters(origin)
+        if origin.key in self._standby:
+            self._standby_wake.set()
 
     # -- standby connections (ServerConnStandby) ----------------------------------------------
 
@@ -1140,6 +1142,10 @@ class OriginPool:
                 continue
             want = min(target, self._max_idle_per_origin)
             missing = want - len(origin.idle) - origin.standby_opening
+            if origin.protocol == "h2" or (origin.h2_capable and not origin.protocol):
+                # One shared connection carries every request: it is the standby (and
+                # while the protocol is unknown, one connection finds it out).
+                missing = min(missing, 1 - len(origin.h2) - origin.standby_opening)
             while missing > 0 and not origin.waiters and self._room(origin):
                 total = self._max_idle_total
                 if total and len(self._idle_lru) + self._standby_opening_total() >= total:

@@ -381,6 +381,11 @@ class Exchange:
             # still holds the rest of the body, so it can only be closed (HTTP/2: reset).
             stream.abort()
             raise
+        except BaseException:
+            # Killed (a shutdown): an HTTP/2 stream must give its slot back, a socket
+            # must not wait for the collector.
+            stream.abort()
+            raise
         finally:
             timer.close()
         if tee is not None:
