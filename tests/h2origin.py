@@ -12,6 +12,8 @@ One thread per connection runs h2's server side over a blocking socket on 127.0.
 - ``/refuse-once``: REFUSED_STREAM the first time, then as ``/echo``.
 - ``/big``: ``big_bytes`` bytes, sent as the client's windows allow.
 - ``/never``: no response at all.
+- ``/cache/...``: like ``/nolength/`` but storable (``Cache-Control: max-age=60``).
+- ``/badstatus``: a response whose ``:status`` is not a status code.
 
 Connection behaviours are constructor arguments (see `H2Origin`). Every request is
 recorded (`requests`: connection number, stream id, method, path, body) and so is the
@@ -127,7 +129,9 @@ class _Conn:
         self.origin = origin
         self.sock = sock
         self.number = number
-        config = h2.config.H2Configuration(client_side=False, header_encoding="latin-1")
+        config = h2.config.H2Configuration(
+            client_side=False, header_encoding="latin-1", validate_outbound_headers=False
+        )
         self.h2 = h2.connection.H2Connection(config=config)
         self.heads: dict[int, dict[str, str]] = {}
         self.bodies: dict[int, bytes] = {}
@@ -264,8 +268,13 @@ class _Conn:
             payload = b"x" * o.big_bytes
         else:
             payload = f"small {path}".encode()
-        headers = [(":status", "200"), ("cache-control", "no-store")]
-        if not path.startswith("/nolength/"):
+        if path == "/badstatus":
+            self.h2.send_headers(sid, [(":status", "2x0")], end_stream=True)
+            self.open.discard(sid)
+            return
+        cache = "max-age=60" if path.startswith("/cache/") else "no-store"
+        headers = [(":status", "200"), ("cache-control", cache)]
+        if not path.startswith(("/nolength/", "/cache/")):
             headers.append(("content-length", str(len(payload))))
         self.h2.send_headers(sid, headers)
         self.outbound[sid] = memoryview(payload)

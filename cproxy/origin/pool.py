@@ -638,6 +638,8 @@ class OriginPool:
         for origin in list(self._origins.values()):
             if origin.tls is not None and origin.tls != self._tls_for(origin.key):
                 self._close_idle(origin, len(origin.idle))
+                for h2c in list(origin.h2):
+                    h2c.shutdown()  # made under other settings: its streams finish
             if not self._enabled:
                 self._close_idle(origin, len(origin.idle))
             elif len(origin.idle) > max_idle_per_origin:
