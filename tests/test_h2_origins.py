@@ -317,3 +317,20 @@ def test_a_chunked_upload_arrives_whole_as_data_frames() -> None:
             status, _, body = read_response(f)
     assert (status, body) == (200, f"11 {hashlib.sha256(b'hello world').hexdigest()}".encode())
     assert origin.requests[0][4] == b"hello world"
+
+
+def test_abandoned_streams_give_their_window_back() -> None:
+    # One stream per connection, so the connection's window is one stream's: a client
+    # that leaves in the middle of a large body leaves up to a window of unread data,
+    # which must be handed back or the connection would stall for everyone after it.
+    origin = H2Origin()
+    with origin, h2c_proxy(origin, MaxStreamsPerConnection="1", MaxConnPerServer="1") as proxy:
+        for _ in range(3):
+            with raw_connection(proxy.port) as s:
+                s.sendall(f"GET {origin.url('/big')} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                assert s.recv(1024).startswith(b"HTTP/1.1 200")
+            # The client is gone; its stream is reset when cproxy notices.
+        results = fetch_all(proxy.port, [origin.url(f"/small/{i}") for i in range(3)])
+        assert results == [(200, f"small /small/{i}".encode()) for i in range(3)]
+        wait_for(lambda: buffered_bytes(proxy) == 0, what="the stream's pieces dropped")
+    assert origin.connections == 1

@@ -551,6 +551,13 @@ class H2Connection:
         if stream.done:
             return
         stream.done = True
+        # What it received and nobody will read still counts against the connection's
+        # window: hand it back, or every abandoned stream would shrink it for good.
+        unread = stream._unacked + sum(flow for _, flow in stream.pieces)
+        stream.pieces.clear()
+        stream._unacked = 0
+        if unread and stream.stream_id:
+            self.acknowledge(stream, unread)
         self.streams.pop(stream.stream_id, None)
         self._methods.pop(stream.stream_id, None)
         self.in_flight -= 1
