@@ -98,7 +98,11 @@ def test_fifty_concurrent_clients_share_one_origin_connection(
 
 
 def test_server_http2_off_or_excluded_speaks_http11(nginx: NginxOrigin, ca: TestCA) -> None:
-    for directives in ({"ServerHTTP2": "off"}, {"ServerHTTP2ExcludeHosts": "127.0.0.0/8"}):
+    for directives in (
+        {"ServerHTTP2": "off"},
+        {"ServerHTTP2ExcludeHosts": "127.0.0.0/8"},
+        {"ServerHTTP2Hosts": "example.com 10.0.0.0/8"},
+    ):
         with start_proxy(**NO_CACHE, ServerSSLCAFile=str(ca.ca_pem), **directives) as proxy:
             status, headers, body = proxy_fetch(proxy.port, nginx.url("/small/h1"))
             assert (status, body) == (200, b"small /small/h1")
@@ -334,3 +338,44 @@ def test_abandoned_streams_give_their_window_back() -> None:
         assert results == [(200, f"small /small/{i}".encode()) for i in range(3)]
         wait_for(lambda: buffered_bytes(proxy) == 0, what="the stream's pieces dropped")
     assert origin.connections == 1
+
+
+def test_nginx_default_keepalive_requests_request_1000_and_its_neighbours(
+    nginx: NginxOrigin, ca: TestCA
+) -> None:
+    # nginx's default keepalive_requests (1000): its GOAWAY comes with request 1,000; the
+    # requests around it, in flight on the same connection, all succeed.
+    with start_proxy(**NO_CACHE, ServerSSLCAFile=str(ca.ca_pem)) as proxy:
+        for batch in range(21):
+            targets = [nginx.url(f"/small/{batch}-{i}") for i in range(50)]
+            assert all(status == 200 for status, _ in fetch_all(proxy.port, targets))
+        stats = origin_stats(proxy)
+    rows = nginx.requests()
+    assert len(rows) == 1050 and max(row[1] for row in rows) == 1000
+    assert stats["h2_goaways"] == 1 and stats["created"] == 2
+
+
+def test_max_persist_request_per_server_counts_streams() -> None:
+    with H2Origin() as origin, h2c_proxy(origin, MaxPersistRequestPerServer="3") as proxy:
+        for i in range(7):
+            assert proxy_fetch(proxy.port, origin.url(f"/small/{i}"))[0] == 200
+        stats = origin_stats(proxy)
+    # Streams 1-3, 4-6, 7: a connection is retired once it carried three.
+    assert [r[0] for r in origin.requests] == [1, 1, 1, 2, 2, 2, 3]
+    assert stats["retired"] == 2
+
+
+def test_bad_http2_directives_are_refused_with_what_is_allowed() -> None:
+    from cproxy.directives import config_with, defaults
+    from cproxy.errors import ConfigError
+
+    for name, value in (
+        ("ServerHTTP2Cleartext", "https://127.0.0.1:8443"),
+        ("ServerHTTP2Cleartext", "http://*.example.com"),
+        ("MaxStreamsPerConnection", "0"),
+        ("ServerHTTP2Hosts", "not a host/"),
+        ("ServerHTTP2", "maybe"),
+    ):
+        with pytest.raises(ConfigError) as info:
+            config_with(defaults(), {name: value})
+        assert info.value.directive == name

@@ -271,8 +271,8 @@ class Exchange:
                 return
             except OriginUnprocessed as exc:
                 stream.abort()
-                # RFC 9113 §8.7: the origin did no work on it; sent again once elsewhere,
-                # with its body replayed (when it was small enough to keep).
+                # RFC 9113 §8.7: the origin did no work on it; sent again (as often as
+                # `Retry` allows), with its body replayed when it was small enough to keep.
                 retry = retry.after_unprocessed(refused=exc.refused)
                 if retry is None or (body is not None and not body.rewind()):
                     raise OriginReset(str(exc)) from exc
