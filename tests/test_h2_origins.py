@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from cproxy.origin.h2conn import STREAM_WINDOW_BYTES
+from cproxy.origin.h2stream import STREAM_WINDOW_BYTES
 from tests.h2origin import H2Origin
 from tests.nginxorigin import NginxOrigin
 from tests.support import (

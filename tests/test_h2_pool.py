@@ -12,7 +12,7 @@ import pytest
 
 from cproxy.http import find_head_end, parse_request_head
 from cproxy.origin import OriginPool
-from cproxy.origin.h2conn import PING_AFTER_IDLE_S, H2Stream
+from cproxy.origin.h2stream import PING_AFTER_IDLE_S, H2Stream
 from tests.h2origin import H2Origin
 from tests.test_origin_pool import FakeClock
 from tests.test_pool_caps import wait_for  # gevent-aware: the pool runs in this thread

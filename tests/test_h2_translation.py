@@ -12,7 +12,7 @@ from cproxy.http import find_head_end, parse_request_head
 from cproxy.http.framing import FRAMED, LENGTH, NONE
 from cproxy.http.heads import forwarded_fields, origin_request_head
 from cproxy.http.message import client_fields
-from cproxy.origin.h2conn import request_header_block, response_from_block
+from cproxy.origin.h2stream import request_header_block, response_from_block
 
 
 def request(raw: bytes):  # type: ignore[no-untyped-def]

@@ -49,7 +49,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gevent
 import gevent.event
@@ -72,7 +72,7 @@ from cproxy.origin.connection import (
     open_socket,
     origin_key,
 )
-from cproxy.origin.h2conn import H2Connection, H2Stream
+from cproxy.origin.h2stream import H2Stream
 from cproxy.origin.telemetry import PoolEvents, WaitHistogram
 from cproxy.origin.tls import (
     DEFAULT_TLS,
@@ -81,6 +81,9 @@ from cproxy.origin.tls import (
     start_tls,
     tls_session,
 )
+
+if TYPE_CHECKING:
+    from cproxy.origin.h2conn import H2Connection
 
 log = logging.getLogger(__name__)
 
@@ -1039,6 +1042,9 @@ class OriginPool:
 
     def _start_h2(self, origin: _Origin, sock: gsocket.socket) -> H2Connection:
         """An HTTP/2 connection on connected ``sock`` (preface and settings sent)."""
+        # Imported at the first HTTP/2 connection: h2 is about 4 MiB a proxy that never
+        # speaks HTTP/2 need not carry.
+        from cproxy.origin.h2conn import H2Connection
 
         def count(name: str) -> None:
             self._count(origin, name)

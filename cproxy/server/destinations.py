@@ -24,7 +24,7 @@ from cproxy.directives.types import IPNetwork, PortRanges
 from cproxy.errors import DestinationRefused
 from cproxy.http import Request
 from cproxy.origin import AddressCheck, OriginConnection, OriginPool
-from cproxy.origin.h2conn import H2Stream
+from cproxy.origin.h2stream import H2Stream
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 

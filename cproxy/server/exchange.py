@@ -51,7 +51,7 @@ from cproxy.http.heads import interim_response_head, origin_request_head, relaye
 from cproxy.http.limits import IO_CHUNK_BYTES
 from cproxy.http.message import parse_response_head, response_fields_for_client
 from cproxy.origin import OriginConnection, OriginPool, origin_key
-from cproxy.origin.h2conn import H2Stream
+from cproxy.origin.h2stream import H2Stream
 from cproxy.origin.parents import CONNECT_FAILURES, ParentSet, parent_request_head
 from cproxy.origin.retry import Retry
 from cproxy.origin.stream import BodySource, OriginStream
