@@ -499,16 +499,20 @@ class H1Stream:
     """An `OriginStream` over HTTP/1.1: the exclusive use of one pooled socket (the codec
     as it always was). Ending it hands the socket back to the pool or closes it."""
 
-    __slots__ = ("conn", "exchange", "expired", "pool")
+    # It holds the requester, not the exchange: an exchange refers to its stream, and a
+    # reference back would make every exchange a cycle for the garbage collector.
+    __slots__ = ("cfg", "conn", "expired", "pool", "req", "requester")
 
     protocol = "1.1"
 
     def __init__(self, exchange: Exchange, conn: OriginConnection) -> None:
-        self.exchange = exchange
+        self.requester = exchange.requester
+        self.cfg = exchange.cfg
+        self.req = exchange.req
         self.conn = conn
-        self.pool = exchange.requester.state.pool
+        self.pool = self.requester.state.pool
         self.expired = False
-        read_timeout_s = exchange.cfg.read_timeout_s
+        read_timeout_s = self.cfg.read_timeout_s
         if conn.sock.timeout != read_timeout_s:  # a pooled socket has it already
             conn.sock.settimeout(read_timeout_s)
 
@@ -555,10 +559,10 @@ class H1Stream:
     ) -> None:
         """Copy the request body from the client to the origin, re-framed by ``writer``;
         what follows it goes back to the client side (the next request)."""
-        source = self.exchange.requester.body
+        source = self.requester.body
         if source is None:
             raise AssertionError("a request with a body needs a RequestBody to read it from")
-        limit = self.exchange.cfg.max_request_body_bytes
+        limit = self.cfg.max_request_body_bytes
         received = 0
         # An origin may answer before it has the whole body: polled before each send, so
         # that answer is read (and relayed) rather than lost in a reset.
@@ -588,7 +592,7 @@ class H1Stream:
 
     def head(self, interim: Callable[[Response], None]) -> tuple[Response, bytes]:
         """Read the final response head (interim 1xx ones go to ``interim``)."""
-        req = self.exchange.req
+        req = self.req
         conn = self.conn
         osock = conn.sock
         buf = b""
@@ -629,8 +633,10 @@ class H1Stream:
         TimeoutError). The deadline is kept by the runtime's reaper rather than a gevent
         timer, which would cost a few µs per exchange (measured: 3.7 µs to start and close
         one); it fires at most one reaper tick late."""
-        exchange = self.exchange
-        exchange.deadline = time.monotonic() + exchange.cfg.read_timeout_s
+        exchange = self.requester.current  # the exchange this stream serves
+        if exchange is None:
+            raise AssertionError("an HTTP/1.1 stream outside an exchange")
+        exchange.deadline = time.monotonic() + self.cfg.read_timeout_s
         exchange.awaiting = self
         try:
             wait_readable_untimed(osock)
