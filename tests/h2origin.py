@@ -14,6 +14,8 @@ One thread per connection runs h2's server side over a blocking socket on 127.0.
 - ``/never``: no response at all.
 - ``/cache/...``: like ``/nolength/`` but storable (``Cache-Control: max-age=60``).
 - ``/badstatus``: a response whose ``:status`` is not a status code.
+- ``/hints``: a 103 Early Hints response, then ``small /hints`` without Content-Length,
+  then trailers.
 
 Connection behaviours are constructor arguments (see `H2Origin`). Every request is
 recorded (`requests`: connection number, stream id, method, path, body) and so is the
@@ -268,6 +270,13 @@ class _Conn:
             payload = b"x" * o.big_bytes
         else:
             payload = f"small {path}".encode()
+        if path == "/hints":
+            self.h2.send_headers(sid, [(":status", "103"), ("link", "</a.css>; rel=preload")])
+            self.h2.send_headers(sid, [(":status", "200"), ("cache-control", "no-store")])
+            self.h2.send_data(sid, b"small /hints")
+            self.h2.send_headers(sid, [("x-checksum", "abc")], end_stream=True)
+            self.open.discard(sid)
+            return
         if path == "/badstatus":
             self.h2.send_headers(sid, [(":status", "2x0")], end_stream=True)
             self.open.discard(sid)

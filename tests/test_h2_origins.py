@@ -379,3 +379,18 @@ def test_bad_http2_directives_are_refused_with_what_is_allowed() -> None:
         with pytest.raises(ConfigError) as info:
             config_with(defaults(), {name: value})
         assert info.value.directive == name
+
+
+def test_interim_responses_are_relayed_and_trailers_end_the_body_cleanly() -> None:
+    with H2Origin() as origin, h2c_proxy(origin) as proxy, raw_connection(proxy.port) as s:
+        s.sendall(f"GET {origin.url('/hints')} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        with s.makefile("rb") as f:
+            interim = f.readline()
+            assert interim == b"HTTP/1.1 103 Early Hints\r\n"
+            fields = []
+            while (line := f.readline()) != b"\r\n":
+                fields.append(line.lower())
+            assert b"link: </a.css>; rel=preload\r\n" in fields
+            status, headers, body = read_response(f)
+    assert (status, body) == (200, b"small /hints")
+    assert headers["transfer-encoding"] == "chunked" and "x-checksum" not in headers
