@@ -20,8 +20,10 @@ Set-up, all on 127.0.0.1:
   else to CPU 1. A warm-up run precedes each measured run.
 
 Figures per proxy and client count: origin connections opened in all (warm-up and
-measured run: the warm-up opens what the pool keeps) and during the measured run, latency
-p50/p99, requests/s, the proxy's CPU time per request (µs), errors.
+measured run: the warm-up's burst of first requests opens what the pool keeps) and during
+the measured run, latency p50/p99, requests/s, the proxy's CPU time per request (µs),
+errors. ``--prewarm-one`` runs one client for a second first, so that the burst finds an
+origin connection already open.
 
 Everything binds and connects to 127.0.0.1 only.
 """
@@ -165,10 +167,18 @@ def start_proxy(name: str, relay_port: int, ca: Path) -> bl.Server:
 
 
 def measure(
-    proxy: bl.Server, origin: bl.Server, url: str, clients: int, seconds: float, warmup: float
+    proxy: bl.Server,
+    origin: bl.Server,
+    url: str,
+    clients: int,
+    seconds: float,
+    warmup: float,
+    prewarm_one: bool = False,
 ) -> dict:
     script = bl.write_wrk_script(proxy.tmp / "wrk.lua", url)
     before = origin_accepts(origin)
+    if prewarm_one:
+        bl.run_wrk(proxy.port, script, 1, connections=1)
     if warmup:
         bl.run_wrk(proxy.port, script, warmup, connections=clients)
     accepts = origin_accepts(origin)
@@ -197,6 +207,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--clients", default="50,200")
     parser.add_argument("--delay-ms", type=float, default=25.0)
     parser.add_argument("--proxies", default=",".join(PROXIES))
+    parser.add_argument(
+        "--prewarm-one",
+        action="store_true",
+        help="one client for a second before the warm-up (the origin connection exists "
+        "before the burst of first requests)",
+    )
     args = parser.parse_args(argv)
     bl.require_tools(["nginx", "wrk", "haproxy", "curl", "taskset"])
     proxies = [p for p in args.proxies.split(",") if p]
@@ -216,7 +232,7 @@ def main(argv: list[str]) -> int:
                 proxy = start_proxy(name, relay_port, pki["ca"])
                 try:
                     results.setdefault(name, {})[n] = measure(
-                        proxy, origin, url, n, args.seconds, args.warmup
+                        proxy, origin, url, n, args.seconds, args.warmup, args.prewarm_one
                     )
                 finally:
                     proxy.stop()
