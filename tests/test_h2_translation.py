@@ -79,6 +79,12 @@ def test_lengths_in_the_header_block() -> None:
     assert "content-length" not in dict(request_header_block(req, "me"))
 
 
+def test_a_well_formed_block_with_empty_and_inner_spaced_values_is_accepted() -> None:
+    block = [(b":status", b"200"), (b"x-empty", b""), (b"x-a", b"a b\tc"), (b"set-cookie", b"k=v")]
+    resp = response_from_block(block, "GET")
+    assert resp.headers.get("x-empty") == "" and resp.headers.get("x-a") == "a b\tc"
+
+
 def test_responses_are_framed_by_length_or_by_the_streams_end() -> None:
     resp = response_from_block([(b":status", b"200"), (b"content-length", b"5")], "GET")
     assert (resp.body, resp.content_length, resp.version) == (LENGTH, 5, 2)
@@ -100,6 +106,17 @@ def test_responses_are_framed_by_length_or_by_the_streams_end() -> None:
         [],
         [(b":status", b"200"), (b"content-length", b"1"), (b"content-length", b"2")],
         [(b":status", b"200"), (b"content-length", b"-1")],
+        [(b":status", b"200"), (b"X-Upper", b"1")],
+        [(b":status", b"200"), (b"x-a", b"line\r\nbreak")],
+        [(b":status", b"200"), (b"x-a", b" padded")],
+        [(b":status", b"200"), (b"x-a", b"nul\x00")],
+        [(b":status", b"200"), (b"bad name", b"1")],
+        [(b"x-a", b"1"), (b":status", b"200")],
+        [(b":status", b"200"), (b":status", b"200")],
+        [(b":status", b"200"), (b":path", b"/")],
+        [(b":status", b"200"), (b"connection", b"close")],
+        [(b":status", b"200"), (b"transfer-encoding", b"chunked")],
+        [(b":status", b"200"), (b"upgrade", b"h2c")],
     ],
 )
 def test_a_malformed_response_block_is_refused(block: list[tuple[bytes, bytes]]) -> None:

@@ -116,7 +116,13 @@ class H2Connection:
         self._pong = gevent.event.Event()
         self._settings_seen = gevent.event.Event()
         self._reader: gevent.Greenlet | None = None
-        config = h2.config.H2Configuration(client_side=True, header_encoding=None)
+        config = h2.config.H2Configuration(
+            client_side=True,
+            header_encoding=None,
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+            validate_inbound_headers=False,
+        )
         self.h2 = _ClientConnection(config=config)
 
     # -- life ---------------------------------------------------------------------------

@@ -479,8 +479,12 @@ class OriginPool:
         if self._closed or not self._enabled:
             conn.close()
             return
-        if origin.tls is not None:
-            # Read after the exchange: a TLS 1.3 session ticket arrives after the handshake.
+        if origin.tls is not None and conn.uses == 1:
+            # Read after the first exchange: a TLS 1.3 session ticket arrives after the
+            # handshake. Only then: reading it costs about as much as the rest of a pooled
+            # HTTPS exchange (ssl's SSLSocket.session: 1.7 s of 5.6 in a cProfile of
+            # h2_bench's HTTP/1.1 pool, called on every release), and one session per
+            # connection is all resumption needs.
             origin.tls_session = tls_session(conn.sock) or origin.tls_session
         if self._max_requests_per_conn and conn.uses >= self._max_requests_per_conn:
             self._count(origin, "retired")
