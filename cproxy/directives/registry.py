@@ -570,7 +570,7 @@ _DECLARED: tuple[Directive, ...] = (
         On by default: a busy origin then costs one connection and one TLS handshake
         instead of dozens, and every major server and CDN speaks HTTP/2 over TLS. The
         price is CPU: an HTTP/2 request costs cproxy more than one on a pooled HTTP/1.1
-        socket (header compression in Python; about 2.3 times for a small response from
+        socket (header compression in Python; about 2.4 times for a small response from
         nginx, see docs/HTTP2.md), so where cproxy's CPU rather than the origins'
         connections is the limit, turn it off or narrow it down with ServerHTTP2Hosts and
         ServerHTTP2ExcludeHosts. Off offers HTTP/1.1 only (existing HTTP/2 connections
