@@ -181,6 +181,8 @@ def test_refused_stream_on_a_post_is_sent_again_with_its_body() -> None:
     assert status == 200
     assert answer == f"{len(body)} {hashlib.sha256(body).hexdigest()}".encode()
     assert origin.refused == 2 and stats["h2_unprocessed"] == 1
+    # Refused on the first connection, sent again on another.
+    assert [r[0] for r in origin.requests] == [2]
 
 
 def test_the_origins_stream_limit_is_kept() -> None:

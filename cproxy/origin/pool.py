@@ -439,8 +439,12 @@ class OriginPool:
         *,
         abandon_on_eof: gsocket.socket | None = None,
         admit: AddressCheck | None = None,
+        avoid: object = None,
     ) -> OriginConnection | H2Stream:
         """Open a fresh connection to ``key``, never an idle one (request bodies, retries).
+
+        For an HTTP/2 origin, a stream on a shared connection other than ``avoid`` (the
+        one that refused the request) when one has room, else on a new connection.
 
         At the connection cap, the oldest idle socket of the origin is closed to make room
         (``evicted``), or, when none is idle, the caller queues as in ``acquire``. Raises
@@ -454,7 +458,7 @@ class OriginPool:
         if origin.h2_capable and origin.protocol != "http/1.1":
             # A stream is never stale the way a pooled socket is (a closed connection is
             # noticed by its reader at once): a body or a retry takes one as any request.
-            got = self._acquire_h2(origin, abandon_on_eof, admit)
+            got = self._acquire_h2(origin, abandon_on_eof, admit, avoid)
             if got is not None:
                 return got
         return self._new_connection(origin, fresh=True, abandon_on_eof=abandon_on_eof, admit=admit)
@@ -993,6 +997,7 @@ class OriginPool:
         origin: _Origin,
         abandon_on_eof: gsocket.socket | None,
         admit: AddressCheck | None,
+        avoid: object = None,
     ) -> OriginConnection | H2Stream | None:
         """A stream on a shared HTTP/2 connection of ``origin``: on one with room, else on
         the one being opened (waited for), else on a new one within the cap, else queued.
@@ -1002,7 +1007,7 @@ class OriginPool:
             if self._closed:
                 raise PoolClosed("the origin connection pool is closed")
             if not origin.waiters:
-                stream = self._grant_stream(origin)
+                stream = self._grant_stream(origin, avoid)
                 if stream is not None:
                     return stream
             if origin.protocol == "http/1.1":
@@ -1028,11 +1033,13 @@ class OriginPool:
                 ready, origin.h2_ready = origin.h2_ready, gevent.event.Event()
                 ready.set()
 
-    def _grant_stream(self, origin: _Origin) -> H2Stream | None:
+    def _grant_stream(self, origin: _Origin, avoid: object = None) -> H2Stream | None:
         """A stream on the fullest shared connection with room (so the others can drain
-        and age out), or None."""
+        and age out) other than ``avoid``, or None."""
         best: H2Connection | None = None
         for conn in origin.h2:
+            if conn is avoid:
+                continue
             if conn.has_room(self._max_requests_per_conn) and (
                 best is None or conn.in_flight > best.in_flight
             ):

@@ -209,6 +209,7 @@ class Exchange:
         admit = policy_for(cfg).admit(requester.client_ip)
         retry: Retry | None = Retry.first(req.method, has_body)
         body: _BodyFeed | None = None
+        refused_by: object = None  # the HTTP/2 connection that refused the request
         while retry is not None:
             # At MaxConnPerServer the request queues; the client closing leaves the queue.
             abandon = requester.abandon_on_eof
@@ -217,7 +218,7 @@ class Exchange:
             check = admit if parent is None else None
             try:
                 if retry.fresh_socket:
-                    conn = pool.connect(key, abandon_on_eof=abandon, admit=check)
+                    conn = pool.connect(key, abandon_on_eof=abandon, admit=check, avoid=refused_by)
                 else:
                     conn = pool.acquire(
                         key, verify=retry.verify_pooled, abandon_on_eof=abandon, admit=check
@@ -274,6 +275,8 @@ class Exchange:
                 # RFC 9113 §8.7: the origin did no work on it; sent again (as often as
                 # `Retry` allows), with its body replayed when it was small enough to keep.
                 retry = retry.after_unprocessed(refused=exc.refused)
+                if exc.refused and isinstance(stream, H2Stream):
+                    refused_by = stream.conn  # sent again elsewhere when there is room
                 if retry is None or (body is not None and not body.rewind()):
                     raise OriginReset(str(exc)) from exc
                 log.debug("sending %s %s again: %s", req.method, req.url, exc)
