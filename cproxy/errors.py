@@ -108,6 +108,17 @@ class OriginNoResponse(OriginReset):
     (`cproxy.origin.retry`)."""
 
 
+class OriginUnprocessed(OriginReset):
+    """The origin said it did not process the request and may be sent it again, whatever
+    the method (RFC 9113 §8.7): an HTTP/2 stream above a GOAWAY's last stream id, or one
+    reset with REFUSED_STREAM (``refused``). `cproxy.origin.retry.Retry.after_unprocessed`
+    decides."""
+
+    def __init__(self, message: str, *, refused: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused
+
+
 class PoolClosed(CproxyError):
     """The origin pool was closed; no connection can be taken from it."""
 

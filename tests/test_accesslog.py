@@ -17,4 +17,4 @@ def test_quotes_and_backslashes_in_quoted_fields_are_escaped(tmp_path: Path) -> 
         log.close()
     first, second = path.read_text().splitlines()
     assert '"GET /a\\"b HTTP/1.1" 200 5 "r\\\\x" "ua \\"q\\"" 1.2ms origin=new cache=hit' in first
-    assert second.endswith('"GET /plain HTTP/1.1" 200 5 "-" "-" 0.0ms origin=- cache=-')
+    assert second.endswith('"GET /plain HTTP/1.1" 200 5 "-" "-" 0.0ms origin=- cache=- proto=-')

@@ -101,12 +101,12 @@ def test_json_lines(origin: Origin, tmp_path: Path) -> None:
     records = [json.loads(line) for line in serve_three(origin, tmp_path, "json")]
     miss, hit, connect = records
     assert miss["method"] == "GET" and miss["target"] == origin.url("/kept")
-    assert (miss["status"], miss["origin"]) == (200, "new")
+    assert (miss["status"], miss["origin"], miss["origin_protocol"]) == (200, "new", "1.1")
     assert miss["cache"].startswith("uri-miss")
     assert miss["user_agent"] == 'agent "quoted"' and miss["referer"] == "http://ref.test/"
     assert miss["user"] is None and miss["version"] == "HTTP/1.1"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", miss["time"])
-    assert (hit["cache"], hit["origin"]) == ("hit", "-")
+    assert (hit["cache"], hit["origin"], hit["origin_protocol"]) == ("hit", "-", "-")
     assert (connect["method"], connect["status"]) == ("CONNECT", 403)
     assert all(isinstance(r["elapsed_ms"], float | int) for r in records)
 

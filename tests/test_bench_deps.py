@@ -26,6 +26,7 @@ SCRIPTS = {
     "packages.py": ("dpkg-scanpackages", None),
     "leaf_cost.py": (None, "cryptography"),
     "dns_cache.py": ("wrk", None),
+    "h2_bench.py": ("wrk", "trustme"),
     "intercept_bench.py": ("openssl", "trustme"),
 }
 

@@ -80,8 +80,8 @@ def test_extra_bytes_after_a_length_body_stored_and_served(
             # A streamed body is stored after its head went out: the header cannot know.
             assert "stored" not in status, status
     lines = log.read_text().splitlines()
-    assert lines[0].endswith("cache=uri-miss;stored"), lines[0]
-    assert lines[1].endswith("cache=hit"), lines[1]
+    assert lines[0].endswith("cache=uri-miss;stored proto=1.1"), lines[0]
+    assert lines[1].endswith("cache=hit proto=-"), lines[1]
 
 
 def test_cache_status_never_claims_stored_when_the_store_refused(tmp_path: Path) -> None:
@@ -106,4 +106,4 @@ def test_cache_status_never_claims_stored_when_the_store_refused(tmp_path: Path)
         assert len(origin.requests()) == 2
     for line in log.read_text().splitlines():
         # It did not fit in CacheMemory: the detail says so (issue #23).
-        assert line.endswith("cache=uri-miss;detail=limit"), line
+        assert line.endswith("cache=uri-miss;detail=limit proto=1.1"), line

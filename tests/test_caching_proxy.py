@@ -721,7 +721,7 @@ def test_access_log_records_cache_status(origin: Origin, tmp_path: Path) -> None
     lines = log.read_text().splitlines()
     assert len(lines) == 2
     assert "cache=uri-miss" in lines[0] and "/logged" in lines[0]
-    assert lines[1].endswith("cache=hit")
+    assert lines[1].endswith("cache=hit proto=-")
 
 
 def test_closed_port_helper_is_really_closed() -> None:

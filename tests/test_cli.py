@@ -293,7 +293,7 @@ ACCESS_LINE = re.compile(
     r"^127\.0\.0\.1 - - \[\d{2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}\] "
     r'"(?P<request>[^"]*)" (?P<status>\d{3}) (?P<bytes>\d+) '
     r'"(?P<referer>[^"]*)" "(?P<agent>[^"]*)" (?P<ms>\d+\.\d)ms '
-    r"origin=(?P<origin>new|reused|-) cache=\S+$"
+    r"origin=(?P<origin>new|reused|-) cache=\S+ proto=(?:1\.1|2|-)$"
 )
 
 

@@ -18,6 +18,7 @@ from cproxy.http.framing import (
     BODY_WRITERS,
     CHUNKED,
     CLOSE,
+    FRAMED,
     LENGTH,
     NONE,
     READERS,
@@ -47,7 +48,18 @@ def bytewise(data: bytes) -> list[bytes]:
 
 
 def test_the_table_has_one_reader_and_one_writer_per_kind() -> None:
-    assert set(READERS) == set(BODY_WRITERS) == {NONE, LENGTH, CHUNKED, CLOSE}
+    assert set(READERS) == set(BODY_WRITERS) == {NONE, LENGTH, CHUNKED, CLOSE, FRAMED}
+
+
+def test_a_framed_body_ends_at_the_transports_end_and_is_self_delimited() -> None:
+    # An HTTP/2 response without Content-Length: its stream's END_STREAM is its end.
+    reader = body_reader(FRAMED, client=False)
+    assert reader.feed(b"abc") == [b"abc"] and reader.feed(b"") == []
+    assert not reader.done and not reader.clean
+    reader.eof()
+    assert reader.done and reader.clean
+    # Relayed chunked to HTTP/1.1 clients, by closing to HTTP/1.0 ones.
+    assert relay_framing(FRAMED, 1) == CHUNKED and relay_framing(FRAMED, 0) == CLOSE
 
 
 @pytest.mark.parametrize("split", [False, True], ids=["whole", "bytewise"])

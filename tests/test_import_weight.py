@@ -17,8 +17,19 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Imported only by the parts that need them: cproxy.server.sharedcache.open_tier, and the
 # admin application (cproxy.admin imports it when first asked for it); cryptography by
-# HTTPS interception once SSLInterception is on (cproxy.server.interception).
-HEAVY = ("redis", "hiredis", "jinja2", "prometheus_client", "cryptography")
+# HTTPS interception once SSLInterception is on (cproxy.server.interception);
+# python-hyper's h2 (and its hpack, hyperframe) when the first HTTP/2 origin connection
+# opens (cproxy.origin.pool imports cproxy.origin.h2conn then).
+HEAVY = (
+    "redis",
+    "hiredis",
+    "jinja2",
+    "prometheus_client",
+    "cryptography",
+    "h2",
+    "hpack",
+    "hyperframe",
+)
 
 
 def imported_after(statement: str) -> set[str]:

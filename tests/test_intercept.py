@@ -377,6 +377,9 @@ class WebSocketOrigin:
     §4.2.2) and then echoes every byte; ``answer`` replaces the 101 when set."""
 
     def __init__(self, context: ssl.SSLContext, answer: bytes | None = None) -> None:
+        # It offers HTTP/2 in ALPN as most origins (nginx with http2 on) do: cproxy must ask
+        # for HTTP/1.1 alone when a request upgrades the connection.
+        context.set_alpn_protocols(["h2", "http/1.1"])
         self.context = context
         self.answer = answer
         self.heads: list[bytes] = []

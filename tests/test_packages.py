@@ -34,7 +34,7 @@ def _cache_fields(log: Path, ending: str) -> list[str]:
     for line in log.read_text().splitlines():
         url = line.split('"')[1].split()[1]
         if url.endswith(ending):
-            out.append(line.rsplit(" cache=", 1)[1])
+            out.append(line.rsplit(" cache=", 1)[1].split(" ", 1)[0])  # not proto=
     return out
 
 

@@ -10,7 +10,7 @@ import itertools
 
 import pytest
 
-from cproxy.origin.retry import IDEMPOTENT_METHODS, Retry
+from cproxy.origin.retry import IDEMPOTENT_METHODS, MAX_UNPROCESSED, Retry
 
 METHODS = ["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE", "POST", "PATCH", "PURGE"]
 
@@ -55,3 +55,27 @@ def test_a_retry_is_a_new_value() -> None:
     assert not first.retried  # unchanged
     with pytest.raises(AttributeError):
         first.retried = True  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(("method", "has_body"), list(itertools.product(METHODS, [False, True])))
+def test_an_unprocessed_request_is_sent_again_whatever_its_method(
+    method: str, has_body: bool
+) -> None:
+    # RFC 9113 §8.7: a stream above GOAWAY's last_stream_id, or refused, did no work.
+    first = Retry.first(method, has_body)
+    # REFUSED_STREAM: once.
+    again = first.after_unprocessed(refused=True)
+    assert again is not None and again.fresh_socket
+    assert again.after_unprocessed(refused=True) is None
+    # GOAWAY above last_stream_id: a bounded number of times (a refusal among them).
+    state: Retry | None = first
+    for _ in range(MAX_UNPROCESSED):
+        assert state is not None
+        state = state.after_unprocessed()
+    assert state is not None and state.after_unprocessed() is None
+    again = first.after_unprocessed()
+    assert again is not None
+    # The other rule is untouched by it: a body still cannot be retried on no response.
+    assert (again.after_no_response(reused=True) is not None) == (
+        method in IDEMPOTENT_METHODS and not has_body
+    )

@@ -45,6 +45,19 @@ POOL_FIGURES: dict[str, tuple[bool, str]] = {
     "waits": (True, "Requests that queued for a connection"),
     "wait_timeouts": (True, "Queued requests answered 503 after ServerConnQueueTimeout"),
     "wait_abandoned": (True, "Queued requests whose client closed its connection"),
+    "h2_connections": (False, "Shared HTTP/2 connections to the origin"),
+    "h2_streams_in_flight": (False, "HTTP/2 streams open to the origin"),
+    "h2_buffered_bytes": (
+        False,
+        "HTTP/2 response bytes received and not yet taken by clients (bounded by windows)",
+    ),
+    "h2_streams": (True, "Requests sent as HTTP/2 streams"),
+    "h2_goaways": (True, "GOAWAY frames received from the origin"),
+    "h2_unprocessed": (
+        True,
+        "HTTP/2 requests the origin did not process (REFUSED_STREAM, above GOAWAY): sent again",
+    ),
+    "h2_window_stalls": (True, "Request bodies that waited for the origin's HTTP/2 window"),
 }
 
 

@@ -47,6 +47,11 @@ class ConfigAttributes:
     server_conn_standby: tuple[tuple[Origin, int], ...]  # ServerConnStandby
     server_sslca_file: str  # ServerSSLCAFile
     server_ssl_no_verify: tuple[Origin, ...]  # ServerSSLNoVerify
+    server_http2: bool  # ServerHTTP2
+    server_http2_hosts: tuple[str | IPNetwork, ...]  # ServerHTTP2Hosts
+    server_http2_exclude_hosts: tuple[str | IPNetwork, ...]  # ServerHTTP2ExcludeHosts
+    server_http2_cleartext: tuple[Origin, ...]  # ServerHTTP2Cleartext
+    max_streams_per_connection: int  # MaxStreamsPerConnection
     proxy_access: tuple[IPNetwork, ...]  # ProxyAccess
     connect_ports: tuple[int, ...]  # ConnectPorts
     max_request_body_bytes: int  # MaxRequestBody

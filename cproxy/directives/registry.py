@@ -635,6 +635,87 @@ _DECLARED: tuple[Directive, ...] = (
         example="https://127.0.0.1:8443",
         live=True,
     ),
+    # --- HTTP/2 to origins (#20) ---
+    Directive(
+        "ServerHTTP2",
+        Switch(),
+        "on",
+        CONNECTION_POOL,
+        """
+        Offer HTTP/2 to https origins (ALPN "h2", then "http/1.1"): an origin that accepts
+        gets one shared connection carrying up to MaxStreamsPerConnection requests at
+        once, instead of a socket per request in flight. An origin that does not speak
+        HTTP/2 chooses HTTP/1.1 in the same handshake and is pooled as before, at no cost.
+
+        On by default: a busy origin then costs one connection and one TLS handshake
+        instead of dozens, and every major server and CDN speaks HTTP/2 over TLS. The
+        price is CPU: an HTTP/2 request costs cproxy more than one on a pooled HTTP/1.1
+        socket (header compression in Python; about 2.4 times for a small response from
+        nginx, see docs/HTTP2.md), so where cproxy's CPU rather than the origins'
+        connections is the limit, turn it off or narrow it down with ServerHTTP2Hosts and
+        ServerHTTP2ExcludeHosts. Off offers HTTP/1.1 only (existing HTTP/2 connections
+        finish their streams).
+        """,
+        live=True,
+    ),
+    Directive(
+        "ServerHTTP2Hosts",
+        DirectList(),
+        "",
+        CONNECTION_POOL,
+        """
+        When not empty, HTTP/2 (ServerHTTP2) is offered only to https origins whose host
+        is listed: domains (covering the names under them) and IP networks, e.g.
+        api.example.com 10.0.0.0/8. Empty by default: every https origin.
+        """,
+        live=True,
+    ),
+    Directive(
+        "ServerHTTP2ExcludeHosts",
+        DirectList(),
+        "",
+        CONNECTION_POOL,
+        """
+        https origins never offered HTTP/2 (domains and IP networks, as
+        ServerHTTP2Hosts), e.g. for an origin whose HTTP/2 is broken. Checked after
+        ServerHTTP2Hosts. Empty by default.
+        """,
+        live=True,
+    ),
+    Directive(
+        "ServerHTTP2Cleartext",
+        OriginList(("http",)),
+        "",
+        CONNECTION_POOL,
+        """
+        http origins spoken to in HTTP/2 without TLS (h2c with prior knowledge: the
+        connection starts with the HTTP/2 preface, RFC 9113 §3.3), written
+        http://host[:port]; wildcards are not allowed.
+
+        Empty by default: a cleartext origin cannot say in a handshake whether it speaks
+        HTTP/2, and one that does not would answer the preface with an error. List only
+        origins known to accept it (a gRPC or h2c backend behind a reverse proxy).
+        """,
+        example="http://127.0.0.1:8080",
+        live=True,
+    ),
+    Directive(
+        "MaxStreamsPerConnection",
+        Integer(1, 10_000),
+        "100",
+        CONNECTION_POOL,
+        """
+        Most requests carried at once on one HTTP/2 origin connection: the lower of this
+        and the origin's own SETTINGS_MAX_CONCURRENT_STREAMS. More requests wait for a
+        stream or open another connection, within MaxConnPerServer.
+
+        100 by default, the limit most servers announce (nginx's http2_max_concurrent_streams
+        is 128): higher only queues requests at the origin. Each stream may hold up to
+        256 KiB the client has not yet read, so it also bounds the memory one
+        connection's slow clients can pin.
+        """,
+        live=True,
+    ),
     # --- Proxy Configuration / Access Control ----------------------------------------------
     Directive(
         "ProxyAccess",

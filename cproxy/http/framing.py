@@ -1,10 +1,12 @@
 """Body framing (RFC 9112 §6): one small sans-I/O class per framing, chosen from a table.
 
-A parsed message says how its body is framed with one of four kinds (`Request.body`,
+A parsed message says how its body is framed with one of five kinds (`Request.body`,
 `Response.body`): ``"none"``, ``"length"``, ``"chunked"``, ``"close"`` (read until the
-peer closes; responses only). `body_reader` makes the reader for a kind (`READERS`) and
-`BODY_WRITERS` holds the writer for the framing cproxy sends (h11's ``_readers.py`` /
-``_writers.py`` tables are the model). The same classes frame request bodies (client to
+peer closes; responses only), ``"framed"`` (the transport marks the end: an HTTP/2
+response without Content-Length, whose stream ends with END_STREAM; responses only).
+`body_reader` makes the reader for a kind (`READERS`) and `BODY_WRITERS` holds the
+writer for the framing cproxy sends (h11's ``_readers.py`` / ``_writers.py`` tables are
+the model). The same classes frame request bodies (client to
 origin) and response bodies (origin to client), so the code that moves bytes has no
 if-chain over framings: it feeds what it received to a reader, frames the pieces with a
 writer, and asks the reader whether the body ended exactly.
@@ -29,6 +31,7 @@ NONE = "none"
 LENGTH = "length"
 CHUNKED = "chunked"
 CLOSE = "close"
+FRAMED = "framed"
 
 
 class BodyReader(Protocol):
@@ -164,6 +167,28 @@ class UntilCloseReader:
         self.done = True
 
 
+class FramedReader:
+    """A body whose end the transport marks (an HTTP/2 stream's END_STREAM): the bytes
+    arrive unframed and ``eof()`` is that end, so unlike an until-close body it is
+    self-delimited (storable), and ``clean``."""
+
+    __slots__ = ("done", "leftover")
+
+    def __init__(self, length: int = 0, *, client: bool = False) -> None:
+        self.done = False
+        self.leftover = b""
+
+    @property
+    def clean(self) -> bool:
+        return self.done
+
+    def feed(self, data: bytes) -> list[bytes]:
+        return [data] if data else []
+
+    def eof(self) -> None:
+        self.done = True
+
+
 def _no_body(length: int = 0, *, client: bool) -> NoBody:
     return NoBody()
 
@@ -174,6 +199,7 @@ READERS: dict[str, Callable[..., BodyReader]] = {
     LENGTH: LengthReader,
     CHUNKED: ChunkedReader,
     CLOSE: UntilCloseReader,
+    FRAMED: FramedReader,
 }
 
 
@@ -220,6 +246,7 @@ BODY_WRITERS: dict[str, BodyWriter] = {
     LENGTH: IdentityWriter(),
     CHUNKED: ChunkedWriter(),
     CLOSE: IdentityWriter(),
+    FRAMED: IdentityWriter(),  # the transport (HTTP/2 DATA frames) marks the end
 }
 
 # How a received body is framed when relayed to a client of HTTP/1.1 (index 1) or
@@ -230,6 +257,7 @@ _RELAYED = {
     LENGTH: (LENGTH, LENGTH),
     CHUNKED: (CLOSE, CHUNKED),
     CLOSE: (CLOSE, CHUNKED),
+    FRAMED: (CLOSE, CHUNKED),
 }
 
 

@@ -40,16 +40,25 @@ def _framing_line(kind: str, length: int) -> str | None:
     return None
 
 
+def forwarded_fields(req: Request, via_name: str) -> list[tuple[str, str]]:
+    """The fields cproxy forwards with ``req``, whatever the protocol to the origin: its
+    end-to-end fields (no hop-by-hop, framing, Host, Expect or Via) and the Via field with
+    our entry appended. The HTTP/1.1 head (`origin_request_head`) adds the request line,
+    Host and framing; the HTTP/2 header block adds pseudo-header fields instead."""
+    headers = req.headers
+    # One pass over the fields drops both kinds (each name is lower-cased once).
+    fields = headers.end_to_end(_NOT_COPIED)
+    own = f"1.{req.version} {via_name}"
+    earlier = headers.get_values("via")
+    fields.append(("Via", ", ".join([*earlier, own]) if earlier else own))
+    return fields
+
+
 def origin_request_head(req: Request, via_name: str) -> bytes:
     """The head cproxy sends to the origin for ``req``: its end-to-end fields, Host from
     the parsed target, our Via entry appended, and the framing of the body we send."""
-    headers = req.headers
     lines = [f"{req.method} {req.path} HTTP/1.1", f"Host: {req.host_header}"]
-    # One pass over the fields drops both kinds (each name is lower-cased once).
-    lines += [f"{name}: {value}" for name, value in headers.end_to_end(_NOT_COPIED)]
-    own = f"1.{req.version} {via_name}"
-    earlier = headers.get_values("via")
-    lines.append("Via: " + ", ".join([*earlier, own]) if earlier else "Via: " + own)
+    lines += [f"{name}: {value}" for name, value in forwarded_fields(req, via_name)]
     framing = _framing_line(req.body, req.content_length)
     if framing is not None:
         lines.append(framing)

@@ -302,7 +302,8 @@ class Request:
 
 
 class Response:
-    """A parsed response head from an origin."""
+    """A parsed response head from an origin. ``version`` is the minor version of
+    HTTP/1 (0 or 1), or 2 for a response that came over HTTP/2."""
 
     __slots__ = ("body", "content_length", "headers", "keep_alive", "reason", "status", "version")
 
@@ -744,7 +745,8 @@ def client_fields(resp: Response, via_name: str) -> Headers:
     drop = headers.dropped_names(_NOT_RELAYED)
     # The kept (name, value) tuples themselves, not new ones (timeit: a quarter less).
     fields = [field for field in headers.items() if field[0].lower() not in drop]
-    via = f"1.{resp.version} {via_name}"
+    # Via names the protocol the response came in (RFC 9110 §7.6.3): HTTP/2 is "2".
+    via = f"2 {via_name}" if resp.version == 2 else f"1.{resp.version} {via_name}"
     earlier = index.get("via")
     if earlier:
         via = ", ".join([*earlier, via])

@@ -26,9 +26,20 @@ yielding, except opening a connection, which is counted in ``pending_connects`` 
 (from the moment a queued request is granted the right to open it), and waiting in the queue.
 Idle lists, queues and counters are therefore consistent whenever another greenlet can run.
 
+HTTP/2 (issue #20, `cproxy.origin.h2conn`): an origin whose TLS settings offer h2 in ALPN
+(or listed for h2c) keeps a list of shared HTTP/2 connections beside its idle stack. The
+protocol ALPN chose is remembered per origin after the first connect; while that first
+connect is under way, concurrent requests wait for it instead of opening more. A request
+is granted a stream on a shared connection with room (``min(SETTINGS_MAX_CONCURRENT_STREAMS,
+MaxStreamsPerConnection)``) before room for a new socket; without either it queues as
+above, and a stream ending serves the queue. An HTTP/2 connection counts as one socket
+against ``max_conn_per_origin``; ``max_requests_per_conn`` counts its streams (then it
+sends GOAWAY and closes when its last stream ends); an unused one ages out after
+``idle_timeout_s`` like an idle socket. GOAWAY from the origin takes it out of use.
+
 Accounting: every connection the pool opens is counted once in ``created`` and, when it is
 closed by whatever path, once in ``closed``; so per origin and in total
-``created == closed + idle + in_use`` at every switch point.
+``created == closed + idle + in_use + h2_connections`` at every switch point.
 """
 
 from __future__ import annotations
@@ -38,7 +49,8 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 import gevent
 import gevent.event
@@ -47,6 +59,7 @@ import gevent.socket as gsocket
 from cproxy.errors import (
     NotCheckedOut,
     OriginError,
+    OriginProtocolError,
     PoolClosed,
     PoolQueueTimeout,
     PoolWaitAbandoned,
@@ -63,8 +76,18 @@ from cproxy.origin.connection import (
 )
 from cproxy.origin.deadaddrs import DeadAddresses
 from cproxy.origin.eyeballs import ATTEMPT_DELAY_S
+from cproxy.origin.h2stream import H2Stream
 from cproxy.origin.telemetry import PoolEvents, WaitHistogram
-from cproxy.origin.tls import DEFAULT_TLS, TLSSettings, start_tls, tls_session
+from cproxy.origin.tls import (
+    DEFAULT_TLS,
+    TLSSettings,
+    negotiated_protocol,
+    start_tls,
+    tls_session,
+)
+
+if TYPE_CHECKING:
+    from cproxy.origin.h2conn import H2Connection
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +106,24 @@ COUNTERS = (
     "waits",
     "wait_timeouts",
     "wait_abandoned",
+    # HTTP/2: streams granted, GOAWAYs received, streams the origin did not process
+    # (refused, or above a GOAWAY's last stream id: sent again), and request bodies that
+    # waited for the origin's flow-control window.
+    "h2_streams",
+    "h2_goaways",
+    "h2_unprocessed",
+    "h2_window_stalls",
 )
 # Gauges: current values, summed over origins for the totals. ``waiting`` is the queue length.
-GAUGES = ("idle", "in_use", "pending_connects", "waiting")
+GAUGES = (
+    "idle",
+    "in_use",
+    "pending_connects",
+    "waiting",
+    "h2_connections",
+    "h2_streams_in_flight",
+    "h2_buffered_bytes",
+)
 
 # What a queued request is handed (besides an idle connection).
 _SLOT = "slot"  # the right to open a connection, already counted in pending_connects
@@ -108,10 +146,16 @@ class _Origin:
 
     __slots__ = (
         "counts",
+        "h2",
+        "h2_capable",
+        "h2_opening",
+        "h2_ready",
+        "h2c",
         "idle",
         "in_use",
         "key",
         "pending_connects",
+        "protocol",
         "serving",
         "standby_backoff_s",
         "standby_opening",
@@ -121,9 +165,17 @@ class _Origin:
         "waiters",
     )
 
-    def __init__(self, key: OriginKey, tls: TLSSettings | None) -> None:
+    def __init__(self, key: OriginKey, tls: TLSSettings | None, h2c: bool = False) -> None:
         self.key = key
         self.tls = tls  # None for http
+        # HTTP/2: cleartext with prior knowledge (ServerHTTP2Cleartext), or offered in ALPN.
+        self.h2c = h2c
+        self.h2_capable = h2c or (tls is not None and "h2" in tls.alpn)
+        # What the origin speaks: "" until a connection told us, then "h2" or "http/1.1".
+        self.protocol = "h2" if h2c else ""
+        self.h2: list[H2Connection] = []  # shared connections, oldest first
+        self.h2_opening = 0  # connections being opened that may turn out HTTP/2
+        self.h2_ready = gevent.event.Event()  # set (and replaced) when one is done
         # The latest TLS session of this origin, offered for resumption on the next handshake.
         self.tls_session: Any = None
         # LIFO: released sockets are appended, checkouts pop from the end, trims cut the front.
@@ -140,8 +192,9 @@ class _Origin:
         self.counts = dict.fromkeys(COUNTERS, 0)
 
     def held(self) -> int:
-        """Sockets counted against the connection cap: idle, in use and being opened."""
-        return len(self.idle) + self.in_use + self.pending_connects
+        """Sockets counted against the connection cap: idle, in use, being opened, and
+        shared HTTP/2 connections."""
+        return len(self.idle) + self.in_use + self.pending_connects + len(self.h2)
 
     def unused(self) -> bool:
         """True when no socket of this origin is idle, in use or being opened, and no
@@ -154,6 +207,9 @@ class _Origin:
             "in_use": self.in_use,
             "pending_connects": self.pending_connects,
             "waiting": len(self.waiters),
+            "h2_connections": len(self.h2),
+            "h2_streams_in_flight": sum(c.in_flight for c in self.h2),
+            "h2_buffered_bytes": sum(c.buffered_bytes() for c in self.h2),
             **self.counts,
         }
 
@@ -228,6 +284,8 @@ class OriginPool:
         max_requests_per_conn: int = 0,
         max_idle_total: int = 0,
         tls_for: Callable[[OriginKey], TLSSettings] | None = None,
+        h2c_for: Callable[[OriginKey], bool] | None = None,
+        max_streams_per_conn: int = 100,
         standby: tuple[tuple[OriginKey, int], ...] = (),
         standby_backoff_s: tuple[float, float] = (1.0, 60.0),
         clock: Callable[[], float] = time.monotonic,
@@ -262,6 +320,9 @@ class OriginPool:
         self._dead = dead_addresses if dead_addresses is not None else DeadAddresses()
         # ``tls_for(key)``: the TLS settings for an https origin (part of the pool key).
         self._tls_for = tls_for if tls_for is not None else _default_tls
+        # ``h2c_for(key)``: speak HTTP/2 in cleartext (prior knowledge) to this http origin.
+        self._h2c_for = h2c_for if h2c_for is not None else _no_h2c
+        self._max_streams_per_conn = max(1, max_streams_per_conn)
         self._origins: dict[tuple[OriginKey, TLSSettings | None], _Origin] = {}
         self._totals = dict.fromkeys(COUNTERS, 0)
         self._checked_out: set[OriginConnection] = set()
@@ -363,7 +424,7 @@ class OriginPool:
         verify: bool = True,
         abandon_on_eof: gsocket.socket | None = None,
         admit: AddressCheck | None = None,
-    ) -> OriginConnection:
+    ) -> OriginConnection | H2Stream:
         """Return a connection to ``key``: the most recently released usable idle one, or new.
 
         Idle sockets past ``idle_timeout_s`` are closed (``expired``); ones the origin closed or
@@ -382,6 +443,10 @@ class OriginPool:
         if self._closed:
             raise PoolClosed("the origin connection pool is closed")
         origin = self._origin_for(origin_key(*key))
+        if origin.h2_capable and origin.protocol != "http/1.1":
+            got = self._acquire_h2(origin, abandon_on_eof, admit)
+            if got is not None:
+                return got
         if self._enabled and not origin.waiters:
             # Idle sockets are only there when nobody waits (a release serves the queue first).
             conn = self._take_idle(origin, verify)
@@ -395,8 +460,12 @@ class OriginPool:
         *,
         abandon_on_eof: gsocket.socket | None = None,
         admit: AddressCheck | None = None,
-    ) -> OriginConnection:
+        avoid: object = None,
+    ) -> OriginConnection | H2Stream:
         """Open a fresh connection to ``key``, never an idle one (request bodies, retries).
+
+        For an HTTP/2 origin, a stream on a shared connection other than ``avoid`` (the
+        one that refused the request) when one has room, else on a new connection.
 
         At the connection cap, the oldest idle socket of the origin is closed to make room
         (``evicted``), or, when none is idle, the caller queues as in ``acquire``. Raises
@@ -407,7 +476,44 @@ class OriginPool:
         if self._closed:
             raise PoolClosed("the origin connection pool is closed")
         origin = self._origin_for(origin_key(*key))
+        if origin.h2_capable and origin.protocol != "http/1.1":
+            # A stream is never stale the way a pooled socket is (a closed connection is
+            # noticed by its reader at once): a body or a retry takes one as any request.
+            got = self._acquire_h2(origin, abandon_on_eof, admit, avoid)
+            if got is not None:
+                return got
         return self._new_connection(origin, fresh=True, abandon_on_eof=abandon_on_eof, admit=admit)
+
+    def connect_http1(
+        self,
+        key: OriginKey,
+        *,
+        abandon_on_eof: gsocket.socket | None = None,
+        admit: AddressCheck | None = None,
+    ) -> OriginConnection:
+        """Open a fresh HTTP/1.1 connection to ``key`` whatever the origin speaks otherwise:
+        for a request that takes the connection over (an ``Upgrade`` such as WebSocket,
+        which HTTP/2 has no place for). An https origin is offered no ALPN, so it answers
+        in HTTP/1.1; it is pooled under those settings, apart from its HTTP/2 connections.
+        Raises ``OriginProtocolError`` for an origin spoken to in cleartext HTTP/2 (h2c
+        with prior knowledge, ServerHTTP2Cleartext), else as ``connect``."""
+        if self._closed:
+            raise PoolClosed("the origin connection pool is closed")
+        key = origin_key(*key)
+        if key[0] == "https":
+            tls = self._tls_for(key)
+            origin = self._origin(key, replace(tls, alpn=()) if tls.alpn else tls)
+        else:
+            origin = self._origin(key, None)
+            if origin.h2c:
+                raise OriginProtocolError(
+                    f"{key[1]}:{key[2]} is spoken to in HTTP/2 only (ServerHTTP2Cleartext): "
+                    "it cannot take an upgrade"
+                )
+        conn = self._new_connection(origin, fresh=True, abandon_on_eof=abandon_on_eof, admit=admit)
+        if not isinstance(conn, OriginConnection):  # an HTTP/1.1 origin has no streams
+            raise AssertionError(f"{conn!r}: a stream from an origin offered no HTTP/2")
+        return conn
 
     def release(self, conn: OriginConnection) -> None:
         """Take back a connection whose exchange completed cleanly (DESIGN §5 rule 4).
@@ -429,8 +535,12 @@ class OriginPool:
         if self._closed or not self._enabled:
             conn.close()
             return
-        if origin.tls is not None:
-            # Read after the exchange: a TLS 1.3 session ticket arrives after the handshake.
+        if origin.tls is not None and conn.uses == 1:
+            # Read after the first exchange: a TLS 1.3 session ticket arrives after the
+            # handshake. Only then: reading it costs about as much as the rest of a pooled
+            # HTTPS exchange (ssl's SSLSocket.session: 1.7 s of 5.6 in a cProfile of
+            # h2_bench's HTTP/1.1 pool, called on every release), and one session per
+            # connection is all resumption needs.
             origin.tls_session = tls_session(conn.sock) or origin.tls_session
         if self._max_requests_per_conn and conn.uses >= self._max_requests_per_conn:
             self._count(origin, "retired")
@@ -445,11 +555,15 @@ class OriginPool:
         origin.in_use -= 1
         self._put_idle(origin, conn)
 
-    def discard(self, conn: OriginConnection) -> None:
+    def discard(self, conn: OriginConnection | H2Stream) -> None:
         """Close a connection that must not be reused (error, ``Connection: close``, leftovers).
 
-        Counted ``discarded``; a connection already closed is left alone.
+        Counted ``discarded``; a connection already closed is left alone. An HTTP/2 stream
+        is given up (reset if it was sent); its connection goes on.
         """
+        if isinstance(conn, H2Stream):
+            conn.abort()
+            return
         if conn.closed:
             return
         if conn in self._checked_out:
@@ -463,6 +577,11 @@ class OriginPool:
         now = self._clock()
         closed = 0
         for origin in list(self._origins.values()):
+            for h2c in [c for c in origin.h2 if c.in_flight == 0]:
+                if now - h2c.idle_since > self._idle_timeout_s:
+                    self._count(origin, "expired")
+                    h2c.shutdown()
+                    closed += 1
             kept: list[OriginConnection] = []
             expired: list[OriginConnection] = []
             for conn in origin.idle:
@@ -530,6 +649,8 @@ class OriginPool:
         max_requests_per_conn: int | None = None,
         max_idle_total: int | None = None,
         tls_for: Callable[[OriginKey], TLSSettings] | None = None,
+        h2c_for: Callable[[OriginKey], bool] | None = None,
+        max_streams_per_conn: int | None = None,
         standby: tuple[tuple[OriginKey, int], ...] | None = None,
         connect_attempt_delay_s: float | None = None,
     ) -> None:
@@ -577,6 +698,17 @@ class OriginPool:
         self._attempt_delay_s = connect_attempt_delay_s
         if tls_for is not None:
             self._tls_for = tls_for
+        if h2c_for is not None:
+            self._h2c_for = h2c_for
+            for origin in self._origins.values():
+                if origin.tls is None and origin.h2c != h2c_for(origin.key):
+                    # Connections made under the old choice finish their streams.
+                    origin.h2c = origin.h2_capable = h2c_for(origin.key)
+                    origin.protocol = "h2" if origin.h2c else ""
+                    for conn in list(origin.h2):
+                        conn.shutdown()
+        if max_streams_per_conn is not None:
+            self._max_streams_per_conn = max(1, max_streams_per_conn)
         if standby is not None and _standby_targets(standby) != self._standby:
             self._standby = _standby_targets(standby)
             for key in self._standby:  # a new list: try refused origins again at once
@@ -586,6 +718,8 @@ class OriginPool:
         for origin in list(self._origins.values()):
             if origin.tls is not None and origin.tls != self._tls_for(origin.key):
                 self._close_idle(origin, len(origin.idle))
+                for h2c in list(origin.h2):
+                    h2c.shutdown()  # made under other settings: its streams finish
             if not self._enabled:
                 self._close_idle(origin, len(origin.idle))
             elif len(origin.idle) > max_idle_per_origin:
@@ -611,6 +745,8 @@ class OriginPool:
                 if not waiter.grant.ready():
                     waiter.grant.set(_CLOSED)
             self._close_idle(origin, len(origin.idle))
+            for h2c in list(origin.h2):
+                h2c.shutdown()  # closes now if unused, else after its last stream
         self._wake.set()
         self._standby_wake.set()
         keeper, self._keeper = self._keeper, None
@@ -660,7 +796,9 @@ class OriginPool:
         if origin is None:
             if len(self._origins) >= self.max_tracked_origins:
                 self._forget_unused()
-            origin = self._origins[key, tls] = _Origin(key, tls)
+            origin = self._origins[key, tls] = _Origin(
+                key, tls, h2c=tls is None and self._h2c_for(key)
+            )
         return origin
 
     def _forget_unused(self) -> None:
@@ -751,7 +889,7 @@ class OriginPool:
         fresh: bool,
         abandon_on_eof: gsocket.socket | None,
         admit: AddressCheck | None = None,
-    ) -> OriginConnection:
+    ) -> OriginConnection | H2Stream:
         """Open a connection to ``origin`` within its cap, queueing when it is reached."""
         if not origin.waiters and not self._room(origin) and fresh and origin.idle:
             # A fresh socket is wanted and an idle one holds the room: close the oldest.
@@ -759,7 +897,7 @@ class OriginPool:
             origin.idle[0].close()
         if origin.waiters or not self._room(origin):
             granted = self._wait_in_queue(origin, fresh, abandon_on_eof)
-            if isinstance(granted, OriginConnection):
+            if isinstance(granted, (OriginConnection, H2Stream)):
                 return granted
             return self._connect(origin, reserved=True, admit=admit)
         return self._connect(origin, reserved=False, admit=admit)
@@ -776,6 +914,12 @@ class OriginPool:
                 if waiter.grant.ready():  # its client left; the waiter removes itself later
                     origin.waiters.popleft()
                     continue
+                if origin.h2:
+                    stream = self._grant_stream(origin)
+                    if stream is not None:
+                        origin.waiters.popleft()
+                        waiter.grant.set(stream)
+                        continue
                 if not waiter.fresh and self._enabled:
                     conn = self._take_idle(origin, verify=False)
                     if conn is not None:
@@ -798,8 +942,9 @@ class OriginPool:
 
     def _wait_in_queue(
         self, origin: _Origin, fresh: bool, abandon_on_eof: gsocket.socket | None
-    ) -> OriginConnection | str:
-        """Wait in ``origin``'s queue; returns a checked-out idle connection or ``_SLOT``."""
+    ) -> OriginConnection | H2Stream | str:
+        """Wait in ``origin``'s queue; returns a checked-out idle connection, an HTTP/2
+        stream, or ``_SLOT``."""
         waiter = _Waiter(fresh)
         origin.waiters.append(waiter)
         self._count(origin, "waits")
@@ -818,7 +963,7 @@ class OriginPool:
                 watch.close()
             self.wait_times.observe(time.monotonic() - started)
         granted = waiter.grant.value if waiter.grant.ready() else None
-        if isinstance(granted, OriginConnection):
+        if isinstance(granted, (OriginConnection, H2Stream)):
             return granted  # checked out (and counted) by _serve_waiters
         if granted == _SLOT:
             return _SLOT
@@ -847,7 +992,9 @@ class OriginPool:
             waiter.grant.set(_GONE)  # nobody may serve it from now on
             return
         granted = waiter.grant.value
-        if isinstance(granted, OriginConnection):
+        if isinstance(granted, H2Stream):
+            granted.abort()  # frees its slot, which serves the queue
+        elif isinstance(granted, OriginConnection):
             self._checked_out.discard(granted)
             origin.in_use -= 1
             if self._closed or not self._enabled:
@@ -860,7 +1007,7 @@ class OriginPool:
 
     def _connect(
         self, origin: _Origin, *, reserved: bool, admit: AddressCheck | None = None
-    ) -> OriginConnection:
+    ) -> OriginConnection | H2Stream:
         key = origin.key
         host, port = key[1], key[2]
         # Counted while this greenlet yields in DNS/connect (from the grant, for a queued
@@ -884,6 +1031,12 @@ class OriginPool:
                     sock, host, port, origin.tls, session=origin.tls_session, deadline=deadline
                 )
                 origin.tls_session = tls_session(sock) or origin.tls_session
+            h2 = origin.h2c
+            if origin.tls is not None and origin.h2_capable:
+                h2 = negotiated_protocol(sock) == "h2"
+                origin.protocol = "h2" if h2 else "http/1.1"
+            if h2:
+                conn2 = self._start_h2(origin, sock)
         except BaseException as exc:
             origin.pending_connects -= 1
             if isinstance(exc, OriginError):
@@ -895,14 +1048,144 @@ class OriginPool:
         origin.pending_connects -= 1
         if self._closed:
             # close() ran while we were connecting: nobody may use this socket now.
+            if h2:
+                conn2.closing = True
+                conn2.close()
             sock.close()
             raise PoolClosed("the origin connection pool is closed")
+        if h2:
+            self._count(origin, "created")
+            origin.h2.append(conn2)
+            self._count(origin, "h2_streams")
+            return conn2.grant(reused=False)
         conn = OriginConnection(
             key, sock, self._clock(), on_close=self._on_conn_close, tls=origin.tls
         )
         self._count(origin, "created")
         self._hand_out(origin, conn)
         return conn
+
+    # -- HTTP/2 ------------------------------------------------------------------------------
+
+    def _acquire_h2(
+        self,
+        origin: _Origin,
+        abandon_on_eof: gsocket.socket | None,
+        admit: AddressCheck | None,
+        avoid: object = None,
+    ) -> OriginConnection | H2Stream | None:
+        """A stream on a shared HTTP/2 connection of ``origin``: on one with room, else on
+        the one being opened (waited for), else on a new one within the cap, else queued.
+        None when the origin turned out to speak HTTP/1.1 (the caller goes that way)."""
+        deadline = time.monotonic() + self._queue_timeout_s
+        while True:
+            if self._closed:
+                raise PoolClosed("the origin connection pool is closed")
+            if not origin.waiters:
+                stream = self._grant_stream(origin, avoid)
+                if stream is not None:
+                    return stream
+            if origin.protocol == "http/1.1":
+                return None
+            if origin.h2_opening and not origin.waiters:
+                # The first connection (or the next one) is being opened: it will most
+                # likely carry this request too, so wait for it instead of opening more.
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not origin.h2_ready.wait(remaining):
+                    raise PoolQueueTimeout(
+                        f"no HTTP/2 connection to {format_origin(origin.key)} came up within "
+                        f"{self._queue_timeout_s:g} s",
+                        retry_after_s=max(1, math.ceil(self._queue_timeout_s)),
+                    )
+                continue
+            origin.h2_opening += 1
+            try:
+                return self._new_connection(
+                    origin, fresh=False, abandon_on_eof=abandon_on_eof, admit=admit
+                )
+            finally:
+                origin.h2_opening -= 1
+                ready, origin.h2_ready = origin.h2_ready, gevent.event.Event()
+                ready.set()
+
+    def _grant_stream(self, origin: _Origin, avoid: object = None) -> H2Stream | None:
+        """A stream on the fullest shared connection with room (so the others can drain
+        and age out) other than ``avoid``, or None."""
+        best: H2Connection | None = None
+        for conn in origin.h2:
+            if conn is avoid:
+                continue
+            if conn.has_room(self._max_requests_per_conn) and (
+                best is None or conn.in_flight > best.in_flight
+            ):
+                best = conn
+        if best is None:
+            return None
+        self._count(origin, "h2_streams")
+        if best.opened:
+            self._count(origin, "reused")  # a request on a pooled connection
+        return best.grant(reused=best.opened > 0)
+
+    def _start_h2(self, origin: _Origin, sock: gsocket.socket) -> H2Connection:
+        """An HTTP/2 connection on connected ``sock`` (preface and settings sent)."""
+        # Imported at the first HTTP/2 connection: h2 is about 4 MiB a proxy that never
+        # speaks HTTP/2 need not carry.
+        from cproxy.origin.h2conn import H2Connection
+
+        def count(name: str) -> None:
+            self._count(origin, name)
+
+        conn = H2Connection(
+            origin.key,
+            sock,
+            self._clock(),
+            tls=origin.tls,
+            stream_cap=self._max_streams_per_conn,
+            on_stream_done=self._h2_stream_done,
+            on_close=self._h2_closed,
+            on_goaway=self._h2_goaway,
+            count=count,
+            clock=self._clock,
+        )
+        try:
+            conn.start(self._connect_timeout_s)
+        except BaseException:
+            sock.close()
+            raise
+        return conn
+
+    def _h2_origin(self, conn: H2Connection) -> _Origin:
+        return self._origin(conn.key, conn.tls)
+
+    def _h2_stream_done(self, conn: H2Connection) -> None:
+        """A stream of ``conn`` ended (or the origin changed its settings): retire a
+        connection past MaxPersistRequestPerServer, then serve the queue."""
+        origin = self._h2_origin(conn)
+        if conn.in_flight == 0 and not conn.closing:
+            limit = self._max_requests_per_conn
+            if limit and conn.opened >= limit:
+                self._count(origin, "retired")
+                conn.shutdown()
+            elif not self._enabled or self._closed:
+                conn.shutdown()
+        if origin.waiters:
+            self._serve_waiters(origin)
+
+    def _h2_goaway(self, conn: H2Connection) -> None:
+        origin = self._h2_origin(conn)
+        self._count(origin, "h2_goaways")
+        # Routine (nginx sends one every keepalive_requests): counted, not warned about.
+        log.info("%s sent GOAWAY (last stream %s)", format_origin(origin.key), conn.goaway_last_id)
+
+    def _h2_closed(self, conn: H2Connection) -> None:
+        origin = self._h2_origin(conn)
+        if conn in origin.h2:
+            origin.h2.remove(conn)
+        self._count(origin, "closed")
+        if origin.waiters:
+            self._serve_waiters(origin)
+        if origin.key in self._standby:
+            self._standby_wake.set()
 
     # -- standby connections (ServerConnStandby) ----------------------------------------------
 
@@ -953,6 +1236,10 @@ class OriginPool:
                 continue
             want = min(target, self._max_idle_per_origin)
             missing = want - len(origin.idle) - origin.standby_opening
+            if origin.protocol == "h2" or (origin.h2_capable and not origin.protocol):
+                # One shared connection carries every request: it is the standby (and
+                # while the protocol is unknown, one connection finds it out).
+                missing = min(missing, 1 - len(origin.h2) - origin.standby_opening)
             while missing > 0 and not origin.waiters and self._room(origin):
                 total = self._max_idle_total
                 if total and len(self._idle_lru) + self._standby_opening_total() >= total:
@@ -984,6 +1271,9 @@ class OriginPool:
             return
         origin.standby_opening -= 1
         origin.standby_backoff_s = 0.0
+        if isinstance(conn, H2Stream):
+            conn.abort()  # the shared connection stays open for the requests to come
+            return
         conn.pre_opened = True
         self._checked_out.discard(conn)
         origin.in_use -= 1
@@ -1021,6 +1311,10 @@ def _standby_targets(standby: tuple[tuple[OriginKey, int], ...]) -> dict[OriginK
 
 def _default_tls(key: OriginKey) -> TLSSettings:
     return DEFAULT_TLS
+
+
+def _no_h2c(key: OriginKey) -> bool:
+    return False
 
 
 def _watch_for_eof(sock: gsocket.socket, waiter: _Waiter) -> Any:

@@ -8,6 +8,13 @@ Only a request that cannot duplicate work is sent again: a safe or idempotent me
 (RFC 9110 §9.2.2), no body, on a socket that was reused from the pool (a fresh one that
 fails says the origin is down, not that a pooled socket went stale), when no byte of a
 response arrived; at most once, and on a fresh socket.
+
+A request the origin said it did not process (an HTTP/2 stream above a GOAWAY's last
+stream id, or refused with REFUSED_STREAM: RFC 9113 §8.7) cannot have done any work, so
+it is sent again whatever its method and body (`after_unprocessed`): after a GOAWAY up to
+`MAX_UNPROCESSED` times (each time on a connection that did not send it; a busy origin
+retiring connections every N requests may cut a retry off again), after REFUSED_STREAM
+once.
 """
 
 from __future__ import annotations
@@ -25,6 +32,10 @@ class Retry:
     method: str
     has_body: bool
     retried: bool = False
+    # Times sent again because the origin said it did not process it, and whether one
+    # of them followed a REFUSED_STREAM.
+    unprocessed: int = 0
+    refused: bool = False
 
     @staticmethod
     def first(method: str, has_body: bool) -> Retry:
@@ -42,7 +53,7 @@ class Retry:
         """Whether the next attempt opens a fresh socket rather than take a pooled one:
         a body always does (a stale pooled socket could swallow part of an upload that
         cannot be replayed), and so does the retry."""
-        return self.has_body or self.retried
+        return self.has_body or self.retried or self.unprocessed > 0
 
     @property
     def verify_pooled(self) -> bool:
@@ -57,6 +68,20 @@ class Retry:
             return dataclasses.replace(self, retried=True)
         return None
 
+    def after_unprocessed(self, *, refused: bool = False) -> Retry | None:
+        """The state for sending the request again after the origin said it did not
+        process it (`OriginUnprocessed`; ``refused``: by REFUSED_STREAM), or None when
+        that was tried enough: an origin that refuses twice, or cuts a request off
+        `MAX_UNPROCESSED` times, is failing, not shedding load."""
+        if self.unprocessed >= MAX_UNPROCESSED or (refused and self.refused):
+            return None
+        return dataclasses.replace(
+            self, unprocessed=self.unprocessed + 1, refused=self.refused or refused
+        )
+
+
+# How many times a request the origin did not process is sent again.
+MAX_UNPROCESSED = 3
 
 # The first attempts of requests without a body, by method (a bounded set: only these).
 _FIRST_WITHOUT_BODY = {

@@ -31,6 +31,9 @@ class TLSSettings:
 
     verify: bool = True
     ca_file: str = ""  # "" = the system store
+    # The protocols offered in ALPN, preferred first: ("h2", "http/1.1") where HTTP/2 to
+    # the origin is on (ServerHTTP2), () for none (the origin speaks HTTP/1.1).
+    alpn: tuple[str, ...] = ()
 
     def label(self) -> str:
         """A suffix for the stats key when the settings are not the default."""
@@ -59,19 +62,35 @@ def client_context(settings: TLSSettings) -> ssl.SSLContext:
     if not settings.verify:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
+    if settings.alpn:
+        ctx.set_alpn_protocols(list(settings.alpn))
     return ctx
 
 
+# What a connection offers in ALPN when HTTP/2 to its origin is on: h2 first, HTTP/1.1
+# for an origin that does not speak it (RFC 7301: the server picks).
+ALPN_H2 = ("h2", "http/1.1")
+
+
 def tls_policy(
-    ca_file: str, unverified: frozenset[tuple[str, str, int]]
+    ca_file: str,
+    unverified: frozenset[tuple[str, str, int]],
+    h2_for: Callable[[tuple[str, str, int]], bool] | None = None,
 ) -> Callable[[tuple[str, str, int]], TLSSettings]:
     """``tls_for(key)`` for the pool: verification off only for the ``unverified`` origins
-    (ServerSSLNoVerify), the CA file of ServerSSLCAFile (or the system store) for the rest."""
-    verified = TLSSettings(verify=True, ca_file=ca_file)
-    lab = TLSSettings(verify=False)
+    (ServerSSLNoVerify), the CA file of ServerSSLCAFile (or the system store) for the rest;
+    h2 offered in ALPN to the origins ``h2_for`` accepts (ServerHTTP2)."""
+    settings = {
+        (verify, h2): TLSSettings(
+            verify=verify, ca_file=ca_file if verify else "", alpn=ALPN_H2 if h2 else ()
+        )
+        for verify in (True, False)
+        for h2 in (True, False)
+    }
 
     def tls_for(key: tuple[str, str, int]) -> TLSSettings:
-        return lab if key in unverified else verified
+        h2 = h2_for(key) if h2_for is not None else False
+        return settings[key not in unverified, h2]
 
     return tls_for
 
@@ -137,6 +156,13 @@ def tls_buffered(sock: object) -> bool:
     # which cost several µs on every pooled miss's response head (py-spy, issue #12).
     pending = getattr(type(sock), "pending", None)
     return pending is not None and pending(sock) > 0
+
+
+def negotiated_protocol(sock: object) -> str:
+    """The protocol ALPN chose on a TLS socket ("h2", "http/1.1"), or "" (none offered or
+    accepted, or a plain socket)."""
+    selected = getattr(sock, "selected_alpn_protocol", None)
+    return (selected() or "") if selected is not None else ""
 
 
 def tls_session(sock: object) -> ssl.SSLSession | None:

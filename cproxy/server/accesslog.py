@@ -2,11 +2,12 @@
 
 Formats (a table, `FORMATS`):
 
-* ``cproxy``: NCSA combined plus response time, origin socket and cache result;
+* ``cproxy``: NCSA combined plus response time, origin socket, cache result and the
+  protocol that reached the origin (``proto=1.1``, ``proto=2`` for HTTP/2, ``proto=-``);
 * ``combined``: NCSA combined exactly (Apache's and nginx's default; GoAccess reads it);
 * ``squid``: Squid's native format (``%ts.%03tu %6tr %>a %Ss/%03>Hs %<st %rm %ru %un
   %Sh/%<a %mt``), for tools written for Squid;
-* ``json``: one JSON object per line.
+* ``json``: one JSON object per line (``origin_protocol`` for the protocol).
 
 Lines are buffered and written by a greenlet every `FLUSH_INTERVAL_S` (and at close,
 and as soon as `MAX_BUFFERED_LINES` wait), so a request costs one format and one list
@@ -73,6 +74,7 @@ class _Line(NamedTuple):
     origin: str
     cache: str
     user: str | None
+    protocol: str
     now: float
 
 
@@ -146,9 +148,11 @@ class AccessLog:
         origin: str,
         cache: str = "-",
         user: str | None = None,
+        protocol: str = "-",
     ) -> None:
         """One request. ``origin`` is ``new``, ``reused`` or ``-`` (no origin socket used);
-        a missing or empty ``referer``, ``user_agent`` or ``user`` is logged as ``-``.
+        ``protocol`` the one that reached the origin (``1.1``, ``2``) or ``-``; a missing
+        or empty ``referer``, ``user_agent`` or ``user`` is logged as ``-``.
 
         The line is kept as its figures and formatted when the buffer is written
         (`flush`), with the lines before it: formatting one line in the middle of its
@@ -171,6 +175,7 @@ class AccessLog:
                 origin,
                 cache,
                 user,
+                protocol,
                 time.time(),
             )
         )
@@ -186,7 +191,7 @@ class AccessLog:
                     f"{client} - {_token(user) if user else '-'} [{stamp(now)}] "
                     f'"{_quote(request_line)}" {status} {sent} '
                     f'"{_quote(referer or "-")}" "{_quote(user_agent or "-")}" '
-                    f"{elapsed_s * 1000:.1f}ms origin={origin} cache={cache}\n"
+                    f"{elapsed_s * 1000:.1f}ms origin={origin} cache={cache} proto={protocol}\n"
                     for (
                         client,
                         request_line,
@@ -198,6 +203,7 @@ class AccessLog:
                         origin,
                         cache,
                         user,
+                        protocol,
                         now,
                     ) in pending
                 ]
@@ -293,6 +299,7 @@ def _json_line(log_: AccessLog, x: _Line) -> str:
         "elapsed_ms": round(x.elapsed_s * 1000, 3),
         "origin": x.origin,
         "cache": x.cache,
+        "origin_protocol": x.protocol,
     }
     return json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
 

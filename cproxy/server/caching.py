@@ -57,7 +57,7 @@ from cproxy.errors import (
     OriginReset,
 )
 from cproxy.http import Headers, Request, Response
-from cproxy.http.framing import CHUNKED, LENGTH, NONE
+from cproxy.http.framing import CHUNKED, FRAMED, LENGTH, NONE
 from cproxy.http.message import client_fields
 from cproxy.memo import memoised_when_short
 from cproxy.server.destinations import LoopbackOrigins, policy_for
@@ -435,7 +435,7 @@ def _fetch(
                 return _send_stale(who, cache, req, stale, keep, outcome)
         return origin_failed(who.sink, who.config.hostname, req, exc, keep, outcome)
     response_time = cache.clock()
-    cache.loopback_origins.note(url_key, exchange.conn.peer_ip, policy_for(cfg))
+    cache.loopback_origins.note(url_key, exchange.stream.peer_ip, policy_for(cfg))
     resp, rest = exchange.resp, exchange.rest
     resp_fields = resp.headers
 
@@ -573,7 +573,7 @@ def _not_a_candidate(req: Request, resp: Response) -> str | None:
     complete body from a cut one)."""
     if not _may_store(req):
         return "body" if req.method == "GET" else "method"
-    if resp.body not in (LENGTH, CHUNKED, NONE):
+    if resp.body not in (LENGTH, CHUNKED, FRAMED, NONE):
         return "until-close"
     return None
 

@@ -24,6 +24,7 @@ from cproxy.directives.types import IPNetwork, PortRanges
 from cproxy.errors import DestinationRefused
 from cproxy.http import Request
 from cproxy.origin import AddressCheck, OriginConnection, OriginPool
+from cproxy.origin.h2stream import H2Stream
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -176,7 +177,7 @@ def destination_refusal(req: Request, cfg: Config, client_ip: str) -> str | None
     return policy.port_refusal(req.port) or policy.literal_refusal(req.host, client_ip)
 
 
-def admit_reused(pool: OriginPool, conn: OriginConnection, admit: AddressCheck) -> None:
+def admit_reused(pool: OriginPool, conn: OriginConnection | H2Stream, admit: AddressCheck) -> None:
     """Check a pooled socket's peer for this client before reusing it: it was opened,
     perhaps, for a client allowed where this one is not. Closed when refused. A socket
     whose peer passed this very check (same policy, same client: `DestinationPolicy.admit`)
@@ -191,7 +192,7 @@ def admit_reused(pool: OriginPool, conn: OriginConnection, admit: AddressCheck) 
     conn.admitted = admit
 
 
-def admitted(conn: OriginConnection, admit: AddressCheck) -> None:
+def admitted(conn: OriginConnection | H2Stream, admit: AddressCheck) -> None:
     """``conn`` was opened with ``admit`` checking its address (`OriginPool.connect`)."""
     conn.admitted = admit
 

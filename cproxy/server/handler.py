@@ -374,6 +374,7 @@ class ClientConnection:
                     outcome.origin,
                     outcome.cache,
                     outcome.user,
+                    outcome.protocol,
                 )
         return keep
 

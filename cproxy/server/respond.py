@@ -24,7 +24,16 @@ log = logging.getLogger("cproxy")
 class Outcome:
     """What the access log records of one request."""
 
-    __slots__ = ("cache", "on_upstream_tls", "origin", "sent", "status", "upstream_tls", "user")
+    __slots__ = (
+        "cache",
+        "on_upstream_tls",
+        "origin",
+        "protocol",
+        "sent",
+        "status",
+        "upstream_tls",
+        "user",
+    )
 
     def __init__(self, status: int = 0, sent: int = 0, origin: str = "-", cache: str = "-") -> None:
         self.status = status
@@ -38,6 +47,8 @@ class Outcome:
         # Told of ``upstream_tls`` before the error page goes out (interception acts on it
         # before the client can open its next connection).
         self.on_upstream_tls: Callable[[str], None] | None = None
+        # The protocol that reached the origin: "1.1", "2", or "-" (none was reached).
+        self.protocol = "-"
 
 
 def send_page(

@@ -15,11 +15,13 @@ import socket
 import struct
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import gevent
 
 from cproxy.directives import DIRECTIVES, Config, diff
+from cproxy.directives.types import direct_match
 from cproxy.errors import ConfigError
 from cproxy.origin import OriginPool, default_resolve
 from cproxy.origin.deadaddrs import DeadAddresses
@@ -73,8 +75,27 @@ def pool_caps(cfg: Config) -> dict[str, Any]:
         "max_idle_total": FdBudget.current().idle_cap(cfg.max_idle_sockets),
         "standby": cfg.server_conn_standby,
         "connect_attempt_delay_s": cfg.connect_attempt_delay_s,
-        "tls_for": tls_policy(cfg.server_sslca_file, frozenset(cfg.server_ssl_no_verify)),
+        "tls_for": tls_policy(
+            cfg.server_sslca_file, frozenset(cfg.server_ssl_no_verify), h2_policy(cfg)
+        ),
+        "h2c_for": frozenset(cfg.server_http2_cleartext).__contains__,
+        "max_streams_per_conn": cfg.max_streams_per_connection,
     }
+
+
+def h2_policy(cfg: Config) -> Callable[[tuple[str, str, int]], bool]:
+    """Whether HTTP/2 is offered to an https origin (ServerHTTP2, narrowed by
+    ServerHTTP2Hosts and ServerHTTP2ExcludeHosts)."""
+    on = cfg.server_http2
+    only, never = cfg.server_http2_hosts, cfg.server_http2_exclude_hosts
+
+    def h2_for(key: tuple[str, str, int]) -> bool:
+        host = key[1]
+        if not on or (only and not direct_match(only, host)):
+            return False
+        return not (never and direct_match(never, host))
+
+    return h2_for
 
 
 class Runtime:

@@ -55,7 +55,9 @@ def relay_websocket(
     OriginError / OriginProtocolError before the 101 (the caller answers 502)."""
     cfg = state.config
     pool = state.pool
-    conn = pool.connect(
+    # HTTP/1.1 whatever the origin speaks to the pool: an upgrade takes the connection
+    # over, which an HTTP/2 stream cannot be (RFC 8441's extended CONNECT aside).
+    conn = pool.connect_http1(
         origin_key(req.scheme, req.host, req.port),
         abandon_on_eof=client,
         admit=policy_for(cfg).admit(client_ip),

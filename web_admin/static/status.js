@@ -95,7 +95,8 @@
       code.textContent = o.origin;
       td.appendChild(code);
       tr.appendChild(td);
-      for (const key of ["idle", "in_use", "created", "reused", "expired"]) {
+      for (const key of ["idle", "in_use", "created", "reused", "expired", "h2_connections",
+        "h2_streams_in_flight", "waiting", "h2_goaways", "h2_unprocessed", "h2_window_stalls"]) {
         const cell = document.createElement("td");
         cell.className = "num";
         cell.textContent = o[key] === undefined ? "" : fmt(o[key], "int");
@@ -106,7 +107,7 @@
     if (rows.length === 0) {
       const tr = document.createElement("tr");
       const td = document.createElement("td");
-      td.colSpan = 6; td.className = "empty"; td.textContent = "No origin connections yet.";
+      td.colSpan = 12; td.className = "empty"; td.textContent = "No origin connections yet.";
       tr.appendChild(td);
       rows.push(tr);
     }
