@@ -24,6 +24,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from cproxy.admin.connectmetrics import connecting_families, connecting_snapshot
 from cproxy.admin.poolmetrics import origin_label, pool_families
 
 # Sampling every 5 seconds for 10 minutes: 120 points, enough detail for a small chart.
@@ -264,6 +265,7 @@ def status_snapshot(stats: Stats, history: StatsHistory) -> dict[str, Any]:
         "cache": cache_doc,
         "shared": shared_snapshot(stats),
         "interception": interception_snapshot(stats),
+        "connecting": connecting_snapshot(stats),
         "pool": {
             "origins": origins,
             "totals": dict(pool.get("totals") or {}),
@@ -353,6 +355,7 @@ class RuntimeCollector(Collector):
                 yield from shared_families(cache["shared"])
 
         yield from pool_families(stats.get("pool") or {})
+        yield from connecting_families(stats)
         interception = stats.get("interception") or {}
         if interception.get("ready"):
             yield from interception_families(interception)

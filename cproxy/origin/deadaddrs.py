@@ -50,6 +50,10 @@ class DeadAddresses:
         self._clock = clock
         # (address, port) -> when the mark expires, least recently marked first.
         self._until: OrderedDict[tuple[str, int], float] = OrderedDict()
+        # Counters since start for the status page and /metrics (cheap: connect path only).
+        self.marks = 0  # failures recorded (an address marked again counts again)
+        self.cleared = 0  # marks removed because the address connected
+        self.forgotten = 0  # marks dropped to stay within capacity
 
     @property
     def remember_s(self) -> float:
@@ -69,14 +73,17 @@ class DeadAddresses:
         if self._remember_s == 0:
             return
         key = (address, port)
+        self.marks += 1
         self._until[key] = self._clock() + self._remember_s
         self._until.move_to_end(key)
         while len(self._until) > self._capacity:
             self._until.popitem(last=False)
+            self.forgotten += 1
 
     def clear(self, address: str, port: int) -> None:
         """Forget ``address``:``port`` (it just connected)."""
-        self._until.pop((address, port), None)
+        if self._until.pop((address, port), None) is not None:
+            self.cleared += 1
 
     def is_dead(self, address: str, port: int) -> bool:
         """Whether ``address``:``port`` failed within ``remember_s``."""
@@ -108,3 +115,15 @@ class DeadAddresses:
         """The (address, port) pairs marked now, least recently marked first."""
         now = self._clock()
         return [key for key, until in self._until.items() if until > now]
+
+    def stats(self) -> dict[str, float]:
+        """Figures for runtime.stats(): addresses remembered now (marks not yet expired),
+        the counters since start, and DeadAddressTimeout."""
+        now = self._clock()
+        return {
+            "remembered": sum(1 for until in self._until.values() if until > now),
+            "marks": self.marks,
+            "cleared": self.cleared,
+            "forgotten": self.forgotten,
+            "remember_s": self._remember_s,
+        }

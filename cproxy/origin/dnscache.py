@@ -63,8 +63,11 @@ class DNSCache:
         )
         self._positive_s = self._negative_s = 0.0
         self.reconfigure(positive_s, negative_s)
-        self.hits = 0
-        self.misses = 0
+        # Counters since start for the status page and /metrics.
+        self.hits = 0  # answered from the cache, addresses or "no such name"
+        self.negative_hits = 0  # of those, "no such name" answers
+        self.misses = 0  # asked the resolver
+        self.evictions = 0  # entries dropped to stay within capacity
 
     def reconfigure(self, positive_s: float, negative_s: float) -> None:
         """New keep times (0 = do not keep); entries kept so far expire as they were."""
@@ -89,6 +92,7 @@ class DNSCache:
                 self.hits += 1
                 self._entries.move_to_end(key)
                 if isinstance(answer, tuple):
+                    self.negative_hits += 1
                     # A new error each time: raising one object again would grow its traceback.
                     raise socket.gaierror(*answer)
                 return list(answer)
@@ -110,3 +114,18 @@ class DNSCache:
         self._entries.move_to_end(key)
         while len(self._entries) > self._capacity:
             self._entries.popitem(last=False)
+            self.evictions += 1
+
+    def stats(self) -> dict[str, float]:
+        """Figures for runtime.stats(): entries held now (some may have expired, unread),
+        the counters since start, and the keep times (DNSCacheTimeout,
+        DNSNegativeCacheTimeout)."""
+        return {
+            "entries": len(self._entries),
+            "hits": self.hits,
+            "negative_hits": self.negative_hits,
+            "misses": self.misses,
+            "evictions": self.evictions,
+            "positive_s": self._positive_s,
+            "negative_s": self._negative_s,
+        }

@@ -289,6 +289,11 @@ class Runtime:
             "responses": self.responses.stats(),
             "parents": self.parents.stats(),
             "pool": self.pool.stats(),
+            # Issue #24: the dead-address memory and the DNS cache every connection uses.
+            "connecting": {
+                "dead_addresses": self.dead_addresses.stats(),
+                "dns_cache": self.dns_cache.stats(),
+            },
             "cache": self.cache.stats(),
             "interception": self.interception.stats(),
         }
