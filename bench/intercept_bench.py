@@ -1,9 +1,13 @@
 """HTTPS interception: cproxy against Squid's ssl_bump (Debian's squid-openssl), one run.
 
     .venv/bin/python bench/intercept_bench.py [--seconds 5] [--connections 4] [--rounds 2]
+        [--h2-upstream on,off] [--parts hits,pages,connections]
 
 Everything runs on loopback: an nginx TLS origin (127.0.0.1, a certificate from a
-throw-away origin CA both proxies trust), cproxy with SSLInterception on and its own CA,
+throw-away origin CA both proxies trust; HTTP/1.1 and HTTP/2 by ALPN, as most HTTPS
+servers), cproxy with SSLInterception on and its own CA, once per ``--h2-upstream`` value
+(``cproxy-h2``: ServerHTTP2 on, the default, so its requests to the origin go as HTTP/2
+streams; ``cproxy-h1``: ServerHTTP2 off, HTTP/1.1 to the origin),
 and Squid bumping every CONNECT with its own CA (``ssl_bump peek`` at step 1, ``bump``
 after: client-first with the SNI, as cproxy does) and its certificate helper
 (``security_file_certgen``) with its database in a temporary directory. Both log every
@@ -20,8 +24,12 @@ Measured, per proxy, in the same run:
    new intercepted connections in parallel (objects shared out in turn), with the origin
    behind a relay adding ``--delay-ms`` to each request's trip and one more to each new
    connection (bench/netaux.py relay, as compare.py's pool figures); a first visit (every
-   object a miss) and a second one on new connections (every object a hit): wall time and
-   the origin connections each visit opened (nginx's stub_status);
+   object a miss, no origin connection pooled yet), a second one on new connections
+   (every object a hit) and a third with new objects while the first's origin
+   connections are pooled ("warm"): wall time and the origin connections each visit
+   opened (nginx's stub_status), in each of ``--rounds`` rounds (a relay of its own each
+   round, so each first visit meets a new origin; the proxies in turn, their order
+   rotated every round);
 3. **a new intercepted connection**: ``--handshakes`` times, one after the other, CONNECT +
    handshake + one cached 1 KiB GET + close: median and p90 latency, proxy CPU per
    connection. For cproxy also with a leaf that is not cached (SSLLeafCacheSize 1 and two
@@ -29,13 +37,17 @@ Measured, per proxy, in the same run:
 
 The client side is Python (``ssl``), so requests per second here are bounded by the
 clients as much as by the proxies; CPU per request is the proxy's own and does not depend
-on the client. Nothing is installed: missing tools are named with their Debian packages.
+on the client. Squid 5 speaks HTTP/1.1 to origins whatever they offer. ``--parts`` runs
+some of the three measurements only. The load average of the machine is printed at the
+start and the end: the machine these run on is shared. Nothing is installed: missing tools
+are named with their Debian packages.
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import socket
 import ssl
 import statistics
@@ -56,13 +68,21 @@ HOST = "localhost"
 CERTGEN = "/usr/lib/squid/security_file_certgen"
 # Files the origin has for the page-load figure (--objects may use fewer).
 PAGE_OBJECTS_MAX = 100
+# The measurements, in the order they run (--parts).
+PARTS = ("hits", "pages", "connections")
+# cproxy's name in the figures for each ServerHTTP2 value (--h2-upstream).
+CPROXY_NAMES = {"on": "cproxy-h2", "off": "cproxy-h1"}
+# The page load's visits: misses on a new origin, hits, misses with the origin connections
+# pooled.
+VISITS = ("first", "second", "warm")
 
 
 # -- the origin ---------------------------------------------------------------------------
 
 
 def start_tls_origin(tmp: Path, cert: Path, key: Path, cpu: str | None) -> bl.Server:
-    """nginx over TLS on 127.0.0.1: /cache/1k, 1 KiB with max-age=3600."""
+    """nginx over TLS on 127.0.0.1 (HTTP/1.1, and HTTP/2 by ALPN): /cache/1k, 1 KiB with
+    max-age=3600, and /cache/objN for the page load."""
     files = tmp / "files"
     files.mkdir()
     (files / "1k").write_bytes(b"o" * BODY_BYTES)
@@ -75,9 +95,10 @@ def start_tls_origin(tmp: Path, cert: Path, key: Path, cpu: str | None) -> bl.Se
         + f"""
 http {{
 {bl._nginx_http_common(tmp)}
+    http2_max_requests 1000000;
     default_type application/octet-stream;
     server {{
-        listen {bl.LOOPBACK}:{port} ssl backlog=4096;
+        listen {bl.LOOPBACK}:{port} ssl http2 backlog=4096;
         ssl_certificate {cert};
         ssl_certificate_key {key};
         location /cache/ {{ alias {files}/; add_header Cache-Control "max-age=3600"; }}
@@ -371,20 +392,44 @@ def _verdict(head: str) -> str:
 def measure_page_loads(
     proxies: dict[str, bl.Server],
     origin_port: int,
-    relay_port: int,
+    relay_ports: list[int],
     origin_ca: Path,
     args: argparse.Namespace,
-) -> dict[str, dict]:
-    out = {}
-    for name, proxy in proxies.items():
-        figures = {}
-        for visit in ("first", "second"):
-            before = origin_accepts(origin_port, origin_ca)
-            seconds, heads = page_load(proxy, relay_port, name, args)
-            opened = origin_accepts(origin_port, origin_ca) - before - 1
-            hits = sum(_verdict(h) == "hit" for h in heads)
-            figures[visit] = {"ms": seconds * 1000, "origin_conns": opened, "hits": hits}
-        out[name] = figures
+) -> dict[str, list[dict]]:
+    """Each proxy's visits in each of ``args.rounds`` rounds: proxy name -> one dict per
+    round (visit -> ms, origin_conns, hits). Round r goes through relay r, an origin the
+    proxies have not met yet, so its first visit finds no pooled connection (a browser's
+    first visit to a site); "first" and "second" are the issue's two visits, "warm" a third
+    one with new objects (all misses) while the first's origin connections are pooled."""
+    out: dict[str, list[dict]] = {name: [] for name in proxies}
+    names = list(proxies)
+    for proxy in proxies.values():
+        # One intercepted GET first, to the origin's own port (another origin than the
+        # relay's, so nothing pooled for it): the proxy has its leaf for the name made and
+        # its code warm, as after the other measurements, and round 1 is like the rest.
+        measure_connections(proxy, origin_port, 1, (HOST,), with_get=True)
+    for rnd in range(args.rounds):
+        # Rotate the order each round, so no proxy always follows the same one.
+        shift = rnd % len(names)
+        for name in names[shift:] + names[:shift]:
+            proxy = proxies[name]
+            figures = {}
+            for visit in VISITS:
+                before = origin_accepts(origin_port, origin_ca)
+                tag = f"{name}-{rnd}" + ("-warm" if visit == "warm" else "")
+                seconds, heads = page_load(proxy, relay_ports[rnd], tag, args)
+                opened = origin_accepts(origin_port, origin_ca) - before - 1
+                hits = sum(_verdict(h) == "hit" for h in heads)
+                figures[visit] = {"ms": seconds * 1000, "origin_conns": opened, "hits": hits}
+            out[name].append(figures)
+            print(
+                f"round {rnd + 1} page load {name:<9} "
+                + "  ".join(
+                    f"{visit} {f['ms']:6.1f} ms {f['hits']:2d} hits {f['origin_conns']} conns"
+                    for visit, f in figures.items()
+                ),
+                flush=True,
+            )
     return out
 
 
@@ -402,9 +447,27 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--delay-ms", type=float, default=25.0, help="the relay's delay")
     p.add_argument("--cache-mb", type=int, default=64)
     p.add_argument("--no-pin", action="store_true", help="do not pin proxy/load to CPUs")
+    p.add_argument(
+        "--h2-upstream",
+        default="on,off",
+        help="cproxy's ServerHTTP2, one cproxy per value (on: cproxy-h2, off: cproxy-h1)",
+    )
+    p.add_argument(
+        "--parts", default=",".join(PARTS), help=f"which measurements, of {','.join(PARTS)}"
+    )
     args = p.parse_args()
+    args.h2_upstream = [v.strip() for v in args.h2_upstream.split(",") if v.strip()]
+    if not args.h2_upstream or set(args.h2_upstream) - {"on", "off"}:
+        p.error("--h2-upstream takes on, off or on,off")
+    args.parts = [v.strip() for v in args.parts.split(",") if v.strip()]
+    if not args.parts or set(args.parts) - set(PARTS):
+        p.error(f"--parts takes some of {','.join(PARTS)}")
     args.cpu_proxy, args.cpu_load = (None, None) if args.no_pin else ("0", "1")
     return args
+
+
+def _loadavg() -> str:
+    return " ".join(f"{v:.2f}" for v in os.getloadavg()) + f" ({os.cpu_count()} CPUs)"
 
 
 def main() -> int:
@@ -431,79 +494,102 @@ def main() -> int:
         origin_tmp = bl.make_tmp("intercept-origin")
         origin = start_tls_origin(origin_tmp, cert_pem, key_pem, args.cpu_load)
         servers.append(origin)
-        relay_port = bl.free_port()
-        relay = bl.start_aux(
-            ["relay", str(relay_port), str(origin.port), str(args.delay_ms)],
-            relay_port,
-            cpu=args.cpu_load,
+        relay_ports = []
+        for _ in range(args.rounds if "pages" in args.parts else 0):
+            relay_port = bl.free_port()
+            relay = bl.start_aux(
+                ["relay", str(relay_port), str(origin.port), str(args.delay_ms)],
+                relay_port,
+                cpu=args.cpu_load,
+            )
+            servers.append(relay)
+            relay_ports.append(relay_port)
+        ports = (origin.port, *relay_ports)
+        print(f"load average at the start: {_loadavg()}", flush=True)
+        proxies: dict[str, bl.Server] = {}
+        for value in args.h2_upstream:
+            proxies[CPROXY_NAMES[value]] = start_cproxy_intercepting(
+                tmp, ports, ca_pem, args.cpu_proxy, args.cache_mb, ServerHTTP2=value
+            )
+        proxies["squid"] = start_squid_bump(
+            bl.make_tmp("squid-bump"), ports, ca_pem, args.cpu_proxy, args.cache_mb
         )
-        servers.append(relay)
-        ports = (origin.port, relay_port)
-        proxies = {
-            "cproxy": start_cproxy_intercepting(tmp, ports, ca_pem, args.cpu_proxy, args.cache_mb),
-            "squid": start_squid_bump(
-                bl.make_tmp("squid-bump"), ports, ca_pem, args.cpu_proxy, args.cache_mb
-            ),
-        }
         servers += proxies.values()
+        cproxies = [name for name in proxies if name != "squid"]
         results: dict[str, list[dict]] = {name: [] for name in proxies}
-        for rnd in range(args.rounds):
-            for name, proxy in proxies.items():
-                r = measure_hits(proxy, origin.port, args)
-                results[name].append(r)
-                print(
-                    f"round {rnd + 1} hits {name:<7} {r['rps']:8,.0f} req/s "
-                    f"{r['cpu_us_per_req']:7.1f} us CPU/request "
-                    f"({r['reconnects']} new connections at the proxy's request)",
-                    flush=True,
-                )
-        pages = measure_page_loads(proxies, origin.port, relay_port, ca_pem, args)
+        if "hits" in args.parts:
+            for rnd in range(args.rounds):
+                for name, proxy in proxies.items():
+                    r = measure_hits(proxy, origin.port, args)
+                    results[name].append(r)
+                    print(
+                        f"round {rnd + 1} hits {name:<9} {r['rps']:8,.0f} req/s "
+                        f"{r['cpu_us_per_req']:7.1f} us CPU/request "
+                        f"({r['reconnects']} new connections at the proxy's request)",
+                        flush=True,
+                    )
+        pages = {}
+        if "pages" in args.parts:
+            pages = measure_page_loads(proxies, origin.port, relay_ports, ca_pem, args)
         conns = {}
-        for name, proxy in proxies.items():
-            conns[name] = measure_connections(
-                proxy, origin.port, args.handshakes, (HOST,), with_get=True
+        if "connections" in args.parts:
+            for name, proxy in proxies.items():
+                conns[name] = measure_connections(
+                    proxy, origin.port, args.handshakes, (HOST,), with_get=True
+                )
+            for name in cproxies:
+                proxies[name].stop()  # one CPU for the next one
+            fresh = start_cproxy_intercepting(
+                tmp, ports, ca_pem, args.cpu_proxy, args.cache_mb, SSLLeafCacheSize="1"
             )
-        proxies["cproxy"].stop()  # one CPU for the next one
-        fresh = start_cproxy_intercepting(
-            tmp, ports, ca_pem, args.cpu_proxy, args.cache_mb, SSLLeafCacheSize="1"
-        )
-        servers.append(fresh)
-        names = ("a.bench.test", "b.bench.test")
-        conns["cproxy, cached leaf, no GET"] = measure_connections(
-            fresh, origin.port, args.handshakes, names[:1], with_get=False
-        )
-        conns["cproxy, new leaf each, no GET"] = measure_connections(
-            fresh, origin.port, args.handshakes, names, with_get=False
-        )
-        print()
-        print("kept-alive intercepted connections, 1 KiB cached responses (median of rounds):")
-        rps = {n: statistics.median(r["rps"] for r in rs) for n, rs in results.items()}
-        cpu = {n: statistics.median(r["cpu_us_per_req"] for r in rs) for n, rs in results.items()}
-        for name in results:
-            print(f"  {name:<7} {rps[name]:8,.0f} req/s  {cpu[name]:7.1f} us CPU/request")
-        print(
-            f"  cproxy/squid: {rps['cproxy'] / rps['squid']:.2f}x req/s, "
-            f"{cpu['squid'] / cpu['cproxy']:.2f}x requests per CPU-second"
-        )
-        print()
-        print(
-            f"page load: {args.objects} objects of 1 KiB over {args.page_conns} new "
-            f"intercepted connections, origin behind a {args.delay_ms:g} ms relay:"
-        )
-        for name, figures in pages.items():
-            for visit, f in figures.items():
+            servers.append(fresh)
+            names = ("a.bench.test", "b.bench.test")
+            conns["cproxy, cached leaf, no GET"] = measure_connections(
+                fresh, origin.port, args.handshakes, names[:1], with_get=False
+            )
+            conns["cproxy, new leaf each, no GET"] = measure_connections(
+                fresh, origin.port, args.handshakes, names, with_get=False
+            )
+        if results["squid"]:
+            print()
+            print("kept-alive intercepted connections, 1 KiB cached responses (median of rounds):")
+            rps = {n: statistics.median(r["rps"] for r in rs) for n, rs in results.items()}
+            cpu = {
+                n: statistics.median(r["cpu_us_per_req"] for r in rs) for n, rs in results.items()
+            }
+            for name in results:
+                print(f"  {name:<9} {rps[name]:8,.0f} req/s  {cpu[name]:7.1f} us CPU/request")
+            for name in cproxies:
                 print(
-                    f"  {name:<7} {visit:<6} visit {f['ms']:7.1f} ms  "
-                    f"{f['hits']:3d}/{args.objects} hits  {f['origin_conns']} origin connections"
+                    f"  {name}/squid: {rps[name] / rps['squid']:.2f}x req/s, "
+                    f"{cpu['squid'] / cpu[name]:.2f}x requests per CPU-second"
+                )
+        if pages:
+            print()
+            print(
+                f"page load: {args.objects} objects of 1 KiB over {args.page_conns} new "
+                f"intercepted connections, origin behind a {args.delay_ms:g} ms relay "
+                f"(median of {args.rounds} rounds; origin connections each round):"
+            )
+            for name, rounds in pages.items():
+                for visit in VISITS:
+                    ms = statistics.median(r[visit]["ms"] for r in rounds)
+                    hits = statistics.median(r[visit]["hits"] for r in rounds)
+                    opened = ",".join(str(r[visit]["origin_conns"]) for r in rounds)
+                    print(
+                        f"  {name:<9} {visit:<6} visit {ms:7.1f} ms  "
+                        f"{hits:4.0f}/{args.objects} hits  origin connections {opened}"
+                    )
+        if conns:
+            print()
+            print(f"new intercepted connection ({args.handshakes} in a row):")
+            for name, r in conns.items():
+                print(
+                    f"  {name:<30} p50 {r['p50_ms']:6.2f} ms  p90 {r['p90_ms']:6.2f} ms  "
+                    f"{r['cpu_ms_per_conn']:6.2f} ms CPU/connection"
                 )
         print()
-        print(f"new intercepted connection ({args.handshakes} in a row):")
-        for name, r in conns.items():
-            print(
-                f"  {name:<30} p50 {r['p50_ms']:6.2f} ms  p90 {r['p90_ms']:6.2f} ms  "
-                f"{r['cpu_ms_per_conn']:6.2f} ms CPU/connection"
-            )
-        print()
+        print(f"load average at the end: {_loadavg()}")
         print(f"versions: {bl.versions()}")
     finally:
         for server in reversed(servers):
