@@ -573,11 +573,12 @@ def main() -> int:
             )
             for name, rounds in pages.items():
                 for visit in VISITS:
-                    ms = statistics.median(r[visit]["ms"] for r in rounds)
+                    all_ms = [r[visit]["ms"] for r in rounds]
                     hits = statistics.median(r[visit]["hits"] for r in rounds)
                     opened = ",".join(str(r[visit]["origin_conns"]) for r in rounds)
                     print(
-                        f"  {name:<9} {visit:<6} visit {ms:7.1f} ms  "
+                        f"  {name:<9} {visit:<6} visit {statistics.median(all_ms):7.1f} ms "
+                        f"({min(all_ms):.0f}-{max(all_ms):.0f})  "
                         f"{hits:4.0f}/{args.objects} hits  origin connections {opened}"
                     )
         if conns:
