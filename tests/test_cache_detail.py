@@ -39,6 +39,10 @@ CASES = [
     ("range", _route(206, {**FRESH, "Content-Range": "bytes 0-9/*"}), {},
      ("GET", "/r", {"Range": "bytes=0-9"})),
     ("query", _route(headers=FRESH), {"CacheQueries": "off"}, ("GET", "/r?q=1", {})),
+    # A request with a cookie, a response that does not say it may be shared (#19's
+    # CacheCookieResponses; "explicit" applies it to plain http as well as https).
+    ("cookie", _route(headers=FRESH), {"CacheCookieResponses": "explicit"},
+     ("GET", "/r", {"Cookie": "session=1"})),
     # Storable, but larger than the whole cache (CacheMemory).
     ("limit", _route(headers=FRESH, body=b"x" * 1500),
      {"CacheMemory": "1600 bytes", "CacheFileSizeLimit": "0"}, ("GET", "/r", {})),
