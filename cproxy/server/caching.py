@@ -61,7 +61,7 @@ from cproxy.http.framing import CHUNKED, LENGTH, NONE
 from cproxy.http.message import client_fields
 from cproxy.memo import memoised_when_short
 from cproxy.server.destinations import LoopbackOrigins, policy_for
-from cproxy.server.exchange import Requester
+from cproxy.server.exchange import Exchange, Requester
 from cproxy.server.respond import Outcome, local_answer, origin_failed
 from cproxy.server.sharedcache import from_shared_tier, lead_or_wait, open_tier
 from cproxy.server.sink import JOIN_BODY_BYTES, DiscardSink
@@ -436,6 +436,31 @@ def _fetch(
         return origin_failed(who.sink, who.config.hostname, req, exc, keep, outcome)
     response_time = cache.clock()
     cache.loopback_origins.note(url_key, exchange.conn.peer_ip, policy_for(cfg))
+    return answer_fetched(
+        who, cache, req, url_key, result, keep, outcome, exchange, (request_time, response_time)
+    )
+
+
+def answer_fetched(
+    who: Requester,
+    cache: ProxyCache,
+    req: Request,
+    url_key: str,
+    result: Lookup | None,
+    keep: bool,
+    outcome: Outcome,
+    exchange: Exchange,
+    times: tuple[float, float],
+) -> bool:
+    """The second half of `_fetch`: the origin's response head is in (``exchange``,
+    requested and received at ``times``); serve it, from the cache where it only
+    validated what is stored, and store it where RFC 9111 allows. The miss lane
+    (`cproxy.server.misslane`) hands over here every response it does not take."""
+    cfg = who.config
+    validating = result is not None and result.origin_headers is not None
+    entry = result.entry if result is not None else None
+    fields = req.headers
+    request_time, response_time = times
     resp, rest = exchange.resp, exchange.rest
     resp_fields = resp.headers
 
@@ -508,7 +533,6 @@ def _fetch(
         elif url_key not in cache.uncacheable and req.method == "GET":
             cache.uncacheable[url_key] = True
     stored = False
-    times = (request_time, response_time)
     if tee is not None and resp.body == LENGTH and resp.content_length <= JOIN_BODY_BYTES:
         # A small storable body is read whole first, so it is stored before its head goes
         # out (and Cache-Status can say so truthfully, whatever the packets were).

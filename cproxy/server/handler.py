@@ -62,6 +62,7 @@ from cproxy.server.destinations import destination_refusal
 from cproxy.server.exchange import TO_SELF, Requester, body_too_large
 from cproxy.server.fastlane import plain_get, serve_fresh_hit
 from cproxy.server.lingering import linger_close
+from cproxy.server.misslane import serve_plain_miss
 from cproxy.server.pac import is_pac_request, pac_response
 from cproxy.server.pages import error_response
 from cproxy.server.respond import Outcome, local_answer, origin_failed, send_page
@@ -161,6 +162,8 @@ class ClientConnection:
                         keep = serve_fresh_hit(
                             self.rt, self.sink, self.client_ip, plain, self.persists()
                         )
+                        if keep is None and self.rt.miss_lane:
+                            keep = serve_plain_miss(self.rt, self.requester, plain, self.persists())
                     finally:
                         slots.release()
                 if keep is None:
