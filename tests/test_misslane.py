@@ -301,38 +301,27 @@ def test_miss_lane_serves_exactly_what_the_general_path_serves(
         assert [r[1] for r in received] == ["/m", "/canary"]
 
 
-def test_miss_lane_takes_the_plain_uncacheable_miss(
-    proxy: ProxyThread, origin: Origin, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The lane serves a plain GET of a URL known to be uncacheable (and the differential
-    test above is not comparing the general path with itself), and declines a URL with
-    something stored or not known as uncacheable."""
-    import cproxy.server.handler as handler
-
-    taken: list[bool] = []
-    serve = handler.serve_plain_miss
-
-    def counting(*args):  # type: ignore[no-untyped-def]
-        answer = serve(*args)
-        taken.append(answer is not None)
-        return answer
-
-    monkeypatch.setattr(handler, "serve_plain_miss", counting)
+def test_miss_lane_takes_the_plain_uncacheable_miss(proxy: ProxyThread, origin: Origin) -> None:
+    """The lane serves a plain GET of a URL known to be uncacheable (so the differential
+    test above is not comparing the general path with itself), and not a URL that is not
+    known as uncacheable, nor one with its miss lane turned off."""
     route = Answers()
     route.answer = (200, {"Cache-Control": "no-store"}, [], "length", True)
     origin.routes["/m"] = route
     try:
+        _served(proxy, origin, _request(origin.port, []), {}, lane=False)
+        cache = proxy.runtime.cache
+        assert cache is not None and cache.lane_misses == 0
         _served(proxy, origin, _request(origin.port, []), {}, lane=True)
-        # The warm request (not yet known as uncacheable) and the canary (not known) were
-        # declined; the plain miss was taken.
-        assert taken.count(True) == 1, taken
-        taken.clear()
+        cache = proxy.runtime.cache
+        assert cache is not None and cache.lane_misses == 1
         # A plain GET of a URL not known as uncacheable (then a canary, not a plain GET).
         o = f"127.0.0.1:{origin.port}"
         request = f"GET http://{o}/other HTTP/1.1\r\nHost: {o}\r\n\r\n"
         canary = f"GET http://{o}/canary HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
         assert _send(proxy.port, (request + canary).encode()).count(b"HTTP/1.1 200 ") == 2
-        assert taken == [False]
+        assert cache.lane_misses == 1
+        assert cache.stats()["lane_misses"] == 1
     finally:
         origin.routes.pop("/m", None)
 

@@ -140,6 +140,7 @@ class ProxyCache:
         self.stale_served = 0
         self.purges = 0
         self.fast_hits = 0  # hits answered by the fast lane (cproxy.server.fastlane)
+        self.lane_misses = 0  # misses served by the miss lane (cproxy.server.misslane)
         # URLs fetched from LoopbackDestinations: never served from here to clients that
         # may not reach those (DESIGN.md §5 rule 10; cproxy.server.destinations).
         self.loopback_origins = LoopbackOrigins(self.store.__contains__)
@@ -161,6 +162,7 @@ class ProxyCache:
             stale_served=self.stale_served,
             purges=self.purges,
             fast_hits=self.fast_hits,
+            lane_misses=self.lane_misses,
         )
         if self.tier is not None:
             stats["shared"] = self.tier.stats()

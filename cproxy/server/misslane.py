@@ -115,6 +115,7 @@ def serve_plain_miss(
     if cache.loopback_origins.hidden_from(url_key, client_ip, cfg):
         return None  # the general path sends it on for its connection check
     # From here on the lane serves the request.
+    cache.lane_misses += 1
     req = plain.request()
     outcome = Outcome()
     try:
