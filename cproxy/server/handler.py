@@ -316,7 +316,7 @@ class ClientConnection:
         self.body = None
         try:
             keep = self._dispatch(req, keep, outcome)
-            if req.body != NONE and not (self.body is not None and self.body.consumed):
+            if req.body != NONE and not self._body_consumed():
                 # Part of the body is unread (refused, or the origin answered early): the
                 # connection ends, without a reset for a client still sending.
                 keep = False
@@ -342,6 +342,11 @@ class ClientConnection:
                     outcome.user,
                 )
         return keep
+
+    def _body_consumed(self) -> bool:
+        """Was the request body read whole? Asked after `_dispatch`, which may have set
+        ``body`` (a method, so no type checker carries over ``_serve``'s ``body = None``)."""
+        return self.body is not None and self.body.consumed
 
     def _dispatch(self, req: Request, keep: bool, outcome: Outcome) -> bool:
         cfg = self.rt.config
