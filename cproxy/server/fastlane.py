@@ -52,9 +52,9 @@ from cproxy.http import Headers, Request
 from cproxy.http.limits import MAX_REQUEST_LINE_BYTES
 from cproxy.http.message import REG_NAME_TEXT, parse_field_block, valid_host_field
 from cproxy.server.accesslog import AccessLog
-from cproxy.server.caching import Front, ProxyCache, cache_front, fresh_hit_parts, url_key_of
+from cproxy.server.caching import Front, ProxyCache, cache_front, hit_lines, url_key_of
 from cproxy.server.responsestats import ResponseStats
-from cproxy.server.sink import JOIN_BODY_BYTES, ClientSink
+from cproxy.server.sink import ClientSink
 
 # The request line. The target is a normal-form absolute http URL: a lower-case host of
 # at most 253 characters, as DNS allows (checked by `_plain_host`), a port only when it is
@@ -235,18 +235,11 @@ def serve_fresh_hit(
     if fresh is None:
         return None
     entry, age = fresh
-    head = fresh_hit_parts(cache.hit_status, entry, age, keep)
-    body = entry.body
+    data = entry.head_with_age(int(age), hit_lines(cache.hit_status, entry.lifetime_s - age, keep))
     sent = 0
     try:
-        if len(body) <= JOIN_BODY_BYTES:
-            data = b"".join((*head, body))  # one bytes object, one send (as send_response)
-            sink.send(data)
-            sent = len(data)
-        else:
-            data = b"".join(head)
-            sink.send_response(data, body)
-            sent = len(data) + len(body)
+        sink.send_response(data, entry.body)
+        sent = len(data) + len(entry.body)
         cache.fast_hits += 1
     finally:
         # What the general path records of a hit, without an Outcome to carry it.
