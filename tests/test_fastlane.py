@@ -306,7 +306,10 @@ def test_directives_the_fast_lane_reads_are_obeyed(
 
 
 def _state(req: Request) -> dict[str, object]:
-    state = {slot: getattr(req, slot) for slot in Request.__slots__ if slot != "headers"}
+    # Every public value of the request (its slots and properties), read from the object,
+    # not from ``__slots__``: a class compiled by setup.py's mypyc build has none.
+    names = [n for n in dir(req) if not n.startswith("_") and not callable(getattr(req, n))]
+    state = {name: getattr(req, name) for name in names if name != "headers"}
     return state | {"fields": list(req.headers), "index": req.headers.by_name()}
 
 

@@ -7,6 +7,8 @@ choice, cproxy rejects rather than guesses.
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from cproxy.errors import ClientProtocolError
@@ -683,3 +685,20 @@ def test_headers_set_remove_copy() -> None:
 def test_get_tokens_splits_lists_and_lowercases() -> None:
     h = Headers([("Connection", " Keep-Alive ,, Close"), ("connection", "X-Y")])
     assert h.get_tokens("CONNECTION") == ["keep-alive", "close", "x-y"]
+
+
+def test_a_copied_request_has_every_slot_of_the_original() -> None:
+    """`copy.copy` (the cache front's validation and background refresh clone requests)
+    keeps every parsed value: `Request.__copy__` is written out, so it must name them all."""
+    req = parse_request_head(
+        b"POST http://example.test:8080/p?q HTTP/1.0\r\nHost: example.test:8080\r\n"
+        b"Content-Length: 3\r\nExpect: 100-continue\r\n\r\n"
+    )
+    clone = copy.copy(req)
+    assert clone is not req
+    # Read from the object, not ``__slots__`` (a class compiled by mypyc has none).
+    names = [n for n in dir(req) if not n.startswith("_") and not callable(getattr(req, n))]
+    assert {"body", "content_length", "expect_continue", "form", "port"} <= set(names)
+    for name in names:
+        assert getattr(clone, name) == getattr(req, name), name
+    assert clone.headers is req.headers  # shallow, as copy.copy is

@@ -400,6 +400,16 @@ def storable(
     return True, "ok"
 
 
+def says_no_store(resp_headers: HeaderPairs, settings: CacheSettings) -> bool:
+    """Does the response forbid storing it by itself (its directives, as
+    `response_cache_control` reads them, say no-store without must-understand)? Then
+    `storable` refuses it whatever the other rules say (every rule refuses; none allows),
+    so a caller that needs only the verdict can skip the rest: the usual uncacheable
+    response is decided by one parse of a remembered Cache-Control line."""
+    cc = response_cache_control(resp_headers, settings).cc
+    return "no-store" in cc and "must-understand" not in cc
+
+
 # Not stored (RFC 9111 §3.1): the hop-by-hop fields (the one list, shared with forwarding),
 # Content-Length (re-derived from the stored body) and Age (regenerated on every use, §5.1).
 NOT_STORED_FIELDS = HOP_BY_HOP | {"content-length", "age"}

@@ -297,6 +297,22 @@ class Request:
             return f"{host}:{self.port}"
         return host
 
+    def __copy__(self) -> Request:
+        """A shallow copy (`copy.copy`), written out: the default copy rebuilds an object
+        through ``__reduce_ex__``, which a compiled class (setup.py's mypyc build) refuses
+        for a class whose ``__init__`` takes arguments."""
+        clone = Request(self.method, self.target, self.version, self.headers)
+        clone.form, clone.scheme, clone.host, clone.port, clone.path = (
+            self.form,
+            self.scheme,
+            self.host,
+            self.port,
+            self.path,
+        )
+        clone.body, clone.content_length = self.body, self.content_length
+        clone.keep_alive, clone.expect_continue = self.keep_alive, self.expect_continue
+        return clone
+
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.target} HTTP/1.{self.version}>"
 

@@ -31,7 +31,10 @@ log = logging.getLogger("cproxy")
 
 FLUSH_INTERVAL_S = 1.0
 # Flush early when this many lines are waiting, so a burst cannot grow the buffer without bound.
-MAX_BUFFERED_LINES = 4096
+# A flush holds the waiting lines three times over (their figures, the formatted text and
+# its encoding): 4,096 lines were 3 MiB of the proxy's peak RSS under the benchmark's load
+# (issue #21); 512 are a few hundred KiB and still a batch (a write per 512 requests).
+MAX_BUFFERED_LINES = 512
 
 
 def _quote(text: str) -> str:
@@ -158,7 +161,7 @@ class AccessLog:
         (`flush`), with the lines before it: formatting one line in the middle of its
         request measured about 5 µs inside a busy proxy (its code and data cold after
         the request's own work), formatting them in a batch about 1 µs each. A crash
-        loses what a buffered line would have lost: at most a second, or 4,096 lines."""
+        loses what a buffered line would have lost: at most a second, or 512 lines."""
         if self._stream is None:
             return
         pending = self._pending

@@ -139,6 +139,7 @@ class ProxyCache:
         self.stale_served = 0
         self.purges = 0
         self.fast_hits = 0  # hits answered by the fast lane (cproxy.server.fastlane)
+        self.lane_misses = 0  # misses served by the miss lane (cproxy.server.misslane)
         # URLs fetched from LoopbackDestinations: never served from here to clients that
         # may not reach those (DESIGN.md §5 rule 10; cproxy.server.destinations).
         self.loopback_origins = LoopbackOrigins(self.store.__contains__)
@@ -160,6 +161,7 @@ class ProxyCache:
             stale_served=self.stale_served,
             purges=self.purges,
             fast_hits=self.fast_hits,
+            lane_misses=self.lane_misses,
         )
         if self.tier is not None:
             stats["shared"] = self.tier.stats()
@@ -436,6 +438,31 @@ def _fetch(
         return origin_failed(who.sink, who.config.hostname, req, exc, keep, outcome)
     response_time = cache.clock()
     cache.loopback_origins.note(url_key, exchange.stream.peer_ip, policy_for(cfg))
+    return answer_fetched(
+        who, cache, req, url_key, result, keep, outcome, exchange, (request_time, response_time)
+    )
+
+
+def answer_fetched(
+    who: Requester,
+    cache: ProxyCache,
+    req: Request,
+    url_key: str,
+    result: Lookup | None,
+    keep: bool,
+    outcome: Outcome,
+    exchange: Exchange,
+    times: tuple[float, float],
+) -> bool:
+    """The second half of `_fetch`: the origin's response head is in (``exchange``,
+    requested and received at ``times``); serve it, from the cache where it only
+    validated what is stored, and store it where RFC 9111 allows. The miss lane
+    (`cproxy.server.misslane`) hands over here every response it does not take."""
+    cfg = who.config
+    validating = result is not None and result.origin_headers is not None
+    entry = result.entry if result is not None else None
+    fields = req.headers
+    request_time, response_time = times
     resp, rest = exchange.resp, exchange.rest
     resp_fields = resp.headers
 
@@ -528,7 +555,6 @@ def _fetch(
             if url_key not in cache.uncacheable and req.method == "GET":
                 cache.uncacheable[url_key] = True
     stored = False
-    times = (request_time, response_time)
     if tee is not None and resp.body == LENGTH and resp.content_length <= JOIN_BODY_BYTES:
         # A small storable body is read whole first, so it is stored before its head goes
         # out (and Cache-Status can say so truthfully, whatever the packets were).

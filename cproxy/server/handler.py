@@ -70,6 +70,7 @@ from cproxy.server.interception import (
     peek_hello,
     scope_splice,
 )
+from cproxy.server.misslane import serve_plain_miss
 from cproxy.server.pac import is_pac_request, pac_response
 from cproxy.server.pages import error_response
 from cproxy.server.respond import Outcome, local_answer, origin_failed, send_page
@@ -185,6 +186,10 @@ class ClientConnection:
                         keep = serve_fresh_hit(
                             self.rt, self.sink, self.client_ip, plain, self.persists()
                         )
+                        if keep is None and self.rt.miss_lane and context is None:
+                            # Not inside an intercepted connection: its origin TLS failures
+                            # are acted on by _serve (_upstream_tls_failed).
+                            keep = serve_plain_miss(self.rt, self.requester, plain, self.persists())
                     finally:
                         slots.release()
                     if keep is not None and context is not None:
@@ -348,7 +353,7 @@ class ClientConnection:
                 bind_to_authority(req, context.scheme, context.host, context.port)
                 outcome.on_upstream_tls = self._upstream_tls_failed
             keep = self._dispatch(req, keep, outcome)
-            if req.body != NONE and not (self.body is not None and self.body.consumed):
+            if req.body != NONE and not self._body_consumed():
                 # Part of the body is unread (refused, or the origin answered early): the
                 # connection ends, without a reset for a client still sending.
                 keep = False
@@ -385,6 +390,11 @@ class ClientConnection:
             interception.upstream_verify_failures += 1
         elif failure == "client-cert" and self.context is not None:
             interception.client_cert_wanted(self.context.host)
+
+    def _body_consumed(self) -> bool:
+        """Was the request body read whole? Asked after `_dispatch`, which may have set
+        ``body`` (a method, so no type checker carries over ``_serve``'s ``body = None``)."""
+        return self.body is not None and self.body.consumed
 
     def _dispatch(self, req: Request, keep: bool, outcome: Outcome) -> bool:
         cfg = self.rt.config

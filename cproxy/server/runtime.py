@@ -147,6 +147,10 @@ class Runtime:
         # Answer plain fresh hits through cproxy.server.fastlane. Always on; the tests turn
         # it off to compare it with the general path, and so can a benchmark.
         self.fast_lane = True
+        # Serve plain misses of URLs known to be uncacheable through cproxy.server.misslane
+        # (it takes the fast lane's checked requests: off with the fast lane too). Always
+        # on; the tests turn it off to compare it with the general path.
+        self.miss_lane = True
         # Open client connections (ClientConnection), so shutdown can close idle ones.
         self.connections: set[Any] = set()
         self._reaper: gevent.Greenlet | None = None
