@@ -353,6 +353,29 @@ def test_an_origin_asking_for_a_client_certificate_gets_502_then_is_spliced(lab:
         assert stats["splices"]["client-cert"] == 1 and stats["handshakes"] == 1
 
 
+def test_a_tls_1_2_origin_asking_for_a_client_certificate_is_a_plain_handshake_failure(
+    lab: Lab,
+) -> None:
+    """Over TLS 1.2 an origin that requires a client certificate and gets none ends the
+    handshake with a handshake_failure alert: the same alert (and OpenSSL reason) as no
+    shared cipher or protocol version, so it is not taken for a request for a client
+    certificate (docs/INTERCEPTION.md): a 502, and the host is not spliced for it."""
+    context = lab.origin_context()
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(cafile=str(lab.origin_ca_pem))
+    origin = ClientCertOrigin(context)
+    with contextlib.closing(origin), running(lab.proxy(origin.port)) as proxy:
+        for _ in range(2):
+            with tunnel(proxy, "a.test", origin.port, lab.client_context()) as tls:
+                assert "cproxy" in issuer(tls)  # intercepted, both times
+                status, _, _ = get(tls, "/", f"a.test:{origin.port}")
+            assert status == 502
+        stats = proxy.call(lambda: proxy.runtime.stats()["interception"])
+        assert stats["splices"].get("client-cert", 0) == 0 and stats["handshakes"] == 2
+    assert origin.connections >= 2
+
+
 def test_with_a_parent_proxy_tunnels_are_spliced_never_sent_as_cleartext(lab: Lab) -> None:
     """Intercepted requests would reach a ParentProxy as absolute-form cleartext: with a
     parent, every tunnel it would carry is spliced (through the parent, as before)."""

@@ -6,17 +6,24 @@ https:// mapping targets and request targets through the running proxy.
 
 from __future__ import annotations
 
+import contextlib
 import socket as stdlib_socket
 import ssl
 from collections.abc import Iterator
 from typing import Any
 
+import gevent
+import gevent.event
+import gevent.socket as gsocket
+import gevent.ssl as gssl
 import pytest
 
 from cproxy.errors import OriginTLSError
 from cproxy.origin import OriginConnection, OriginPool
 from cproxy.origin.tls import TLSSettings, tls_buffered, tls_policy
 from tests.support import raw_connection, read_response, start_proxy
+from tests.test_origin_pool import WAIT_S, wait_readable
+from tests.test_pool_caps import check, wait_for
 from tests.tls import TestCA, TLSOrigin
 
 NO_CACHE = {"Caching": "off"}
@@ -183,6 +190,139 @@ def test_the_pool_key_includes_the_tls_settings(
     origins = pool.stats()["origins"]
     assert origins[f"https://127.0.0.1:{tls_origin.port} (CA {ca.ca_pem})"]["closed"] == 1
     assert origins[f"https://127.0.0.1:{tls_origin.port} (unverified)"]["idle"] == 1
+
+
+# -- idle TLS sockets and what arrives on them ------------------------------------------------
+
+
+class LoopbackTLSOrigin:
+    """A TLS listener on 127.0.0.1:0 in this hub: each accepted socket is handshaken (TLS
+    1.3, which sends its session tickets right after the handshake) and kept, untouched, for
+    the test to write to or close. ``handshakes`` counts completed server handshakes."""
+
+    def __init__(self, ca: TestCA) -> None:
+        self.context = gssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.minimum_version = ssl.TLSVersion.TLSv1_3
+        ca.cert.configure_cert(self.context)
+        self.listener = gsocket.socket(gsocket.AF_INET, gsocket.SOCK_STREAM)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(128)
+        self.port: int = self.listener.getsockname()[1]
+        self.key = ("https", "127.0.0.1", self.port)
+        self.peers: dict[Any, Any] = {}
+        self.handshakes = 0
+        self._changed = gevent.event.Event()
+        self._greenlets = [gevent.spawn(self._accept_loop)]
+
+    def _accept_loop(self) -> None:
+        while True:
+            sock, addr = self.listener.accept()
+            self._greenlets.append(gevent.spawn(self._handshake, sock, addr))
+
+    def _handshake(self, sock: gsocket.socket, addr: Any) -> None:
+        try:
+            tls = self.context.wrap_socket(sock, server_side=True)
+        except (ssl.SSLError, OSError):
+            sock.close()
+            return
+        self.handshakes += 1
+        self.peers[addr] = tls
+        self._changed.set()
+
+    def peer_of(self, conn: OriginConnection) -> Any:
+        """The origin's end of ``conn``, once its handshake (and tickets) went out."""
+        want = conn.sock.getsockname()
+        with gevent.Timeout(WAIT_S):
+            while want not in self.peers:
+                self._changed.clear()
+                self._changed.wait()
+        return self.peers[want]
+
+    def close(self) -> None:
+        gevent.killall(self._greenlets)
+        self.listener.close()
+        for sock in self.peers.values():
+            sock.close()
+
+
+@pytest.fixture
+def tls13_origin(ca: TestCA) -> Iterator[LoopbackTLSOrigin]:
+    o = LoopbackTLSOrigin(ca)
+    yield o
+    o.close()
+
+
+def test_peer_state_of_an_idle_tls_socket_reads_its_records(
+    ca: TestCA, tls13_origin: LoopbackTLSOrigin, make_pool: Any
+) -> None:
+    """The session tickets a TLS 1.3 origin sends after the handshake make the socket
+    readable, but carry nothing for the next request: alive. Application data nobody asked
+    for is garbage; close_notify (and FIN) is the origin closing."""
+    pool = make_pool(tls_for=tls_policy(str(ca.ca_pem), frozenset()))
+    conn = pool.connect(tls13_origin.key)
+    assert conn.sock.version() == "TLSv1.3"
+    peer = tls13_origin.peer_of(conn)  # its handshake ended: the tickets are on the way
+    wait_readable(conn)
+    assert conn.peer_state() == "ok"
+    assert conn.sock.gettimeout() is None  # the check restores blocking mode
+    peer.sendall(b"x")
+    wait_readable(conn)
+    assert conn.peer_state() == "garbage"
+    pool.discard(conn)
+
+    conn = pool.connect(tls13_origin.key)
+    peer = tls13_origin.peer_of(conn)
+    peer.settimeout(0.0)  # send close_notify, without waiting for the proxy's
+    with contextlib.suppress(ssl.SSLWantReadError):
+        peer.unwrap()
+    peer.close()  # then FIN
+    wait_readable(conn)
+    assert conn.peer_state() == "eof"
+    pool.discard(conn)
+    assert conn.peer_state() == "error"
+
+
+def test_an_idle_tls_socket_that_received_session_tickets_is_reused(
+    ca: TestCA, tls13_origin: LoopbackTLSOrigin, make_pool: Any
+) -> None:
+    """The event loop's idle watch sees the tickets too: neither it nor the peek at
+    checkout may take them for an origin that went away."""
+    pool = make_pool(tls_for=tls_policy(str(ca.ca_pem), frozenset()))
+    conn = pool.connect(tls13_origin.key)
+    tls13_origin.peer_of(conn)
+    pool.release(conn)  # idle before the tickets were read by anyone
+    wait_readable(conn)
+    gevent.sleep(0)  # one loop turn: the idle watch runs
+    again = pool.acquire(tls13_origin.key)  # verify=True: the peek runs as well
+    assert again is conn and not conn.closed
+    totals = check(pool)["totals"]
+    assert (totals["created"], totals["reused"], totals["dropped_dead"]) == (1, 1, 0)
+    pool.discard(again)
+
+
+def test_pre_opened_tls_connections_are_kept_and_used(
+    ca: TestCA, tls13_origin: LoopbackTLSOrigin, make_pool: Any
+) -> None:
+    """ServerConnStandby to a TLS 1.3 origin: the pre-opened sockets' session tickets
+    must not make the pool drop and reopen them (which it did in a loop, hundreds of
+    handshakes a second), and the first requests use them."""
+    key = tls13_origin.key
+    pool = make_pool(
+        tls_for=tls_policy(str(ca.ca_pem), frozenset()), standby=((key, 2),), gc_interval_s=0
+    )
+    pool.start()
+
+    def idle() -> int:
+        return int(pool.stats()["totals"]["idle"])
+
+    wait_for(lambda: tls13_origin.handshakes == 2 and idle() == 2)
+    taken = [pool.acquire(key) for _ in range(2)]
+    assert all(c.pre_opened and c.reused for c in taken)
+    for c in taken:
+        pool.discard(c)
+    wait_for(lambda: tls13_origin.handshakes == 4 and idle() == 2)  # both replaced
+    totals = check(pool)["totals"]
+    assert (totals["created"], totals["dropped_dead"]) == (4, 0)
 
 
 # -- through the proxy -----------------------------------------------------------------------

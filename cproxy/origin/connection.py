@@ -38,6 +38,7 @@ from cproxy.origin.eyeballs import (
     interleave,
     race,
 )
+from cproxy.origin.tls import read_idle_records
 
 OriginKey = tuple[str, str, int]
 """``(scheme, host, port)``: host lowercased, an IPv6 literal without brackets."""
@@ -210,8 +211,13 @@ class OriginConnection:
         watch.start(self._heard)
 
     def _heard(self) -> None:
-        self.heard_while_idle = True
         self._idle_watch.stop()  # EOF stays readable: one notice is enough
+        if self.tls is not None and read_idle_records(self.sock) == "ok":
+            # Records for the TLS layer alone (a TLS 1.3 origin's session tickets arrive
+            # after the handshake): read now, and the socket is idle and usable again.
+            self._idle_watch.start(self._heard)
+            return
+        self.heard_while_idle = True
         if self.on_heard is not None:
             self.on_heard(self)
 
@@ -222,7 +228,7 @@ class OriginConnection:
         watch = self._idle_watch
         if watch is not None:
             if watch.pending:
-                self.heard_while_idle = True
+                self.heard_while_idle = self.tls is None or read_idle_records(self.sock) != "ok"
             watch.stop()
 
     def close(self) -> None:
@@ -255,6 +261,8 @@ class OriginConnection:
         # (Measured: the wrapper's timeout juggling was most of a pooled miss's checkout.)
         raw = raw_socket(self.sock)
         if raw is None or raw.gettimeout() != 0.0:
+            if self.tls is not None:
+                return read_idle_records(self.sock)
             return self._peer_state_via_timeout()
         try:
             data = raw.recv(1, _stdlib_socket.MSG_PEEK)
@@ -262,6 +270,10 @@ class OriginConnection:
             return "ok"
         except OSError:
             return "error"
+        if data and self.tls is not None:
+            # Ciphertext: session tickets look the same as a response nobody asked for
+            # until the TLS layer reads the records.
+            return read_idle_records(self.sock)
         return "garbage" if data else "eof"
 
     def _peer_state_via_timeout(self) -> str:

@@ -1320,19 +1320,31 @@ def _no_h2c(key: OriginKey) -> bool:
 def _watch_for_eof(sock: gsocket.socket, waiter: _Waiter) -> Any:
     """Watch the waiting client's socket: at EOF (the client closed), the waiter is told to
     leave the queue. Bytes waiting instead (a pipelined next request) say nothing about
-    the client leaving, so the watch ends there. Returns the loop watcher (``close()`` it)."""
+    the client leaving, so the watch ends there. Returns the loop watcher (``close()`` it).
+
+    A TLS client's raw socket carries records, where a close_notify looks like input: a
+    socket with ``look_ahead()`` (an intercepted client, `cproxy.server.transport`) reads
+    them through its TLS layer instead, keeping any bytes for its next read."""
     watch = gevent.get_hub().loop.io(sock.fileno(), 1)
+    look_ahead = getattr(sock, "look_ahead", None)
 
     def readable() -> None:
         watch.stop()
-        raw = getattr(sock, "_sock", sock)
-        try:
-            data = raw.recv(1, gsocket.MSG_PEEK | gsocket.MSG_DONTWAIT)
-        except BlockingIOError:
-            watch.start(readable)  # spurious wake-up
-            return
-        except OSError:
-            data = b""  # reset: gone as well
+        if look_ahead is not None:
+            state = look_ahead()
+            if state == "nothing":
+                watch.start(readable)  # records for the TLS layer alone, or part of one
+                return
+            data = b"" if state == "eof" else b"input"
+        else:
+            raw = getattr(sock, "_sock", sock)
+            try:
+                data = raw.recv(1, gsocket.MSG_PEEK | gsocket.MSG_DONTWAIT)
+            except BlockingIOError:
+                watch.start(readable)  # spurious wake-up
+                return
+            except OSError:
+                data = b""  # reset: gone as well
         if not data and not waiter.grant.ready():
             waiter.grant.set(_GONE)
 

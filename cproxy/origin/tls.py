@@ -158,6 +158,35 @@ def tls_buffered(sock: object) -> bool:
     return pending is not None and pending(sock) > 0
 
 
+def read_idle_records(sock: ssl.SSLSocket) -> str:
+    """Read, without waiting, what arrived on an idle TLS socket, and say what it was:
+    ``"ok"`` when the records were for the TLS layer alone (TLS 1.3 session tickets, which
+    an origin sends after the handshake, or a key update: nothing for the next request, and
+    the socket no longer readable), ``"garbage"`` for application data nobody asked for
+    (one byte of it is consumed: the socket is to be closed), ``"eof"`` when the origin
+    closed (close_notify, or a FIN without it), ``"error"`` when the socket is reset, broken
+    or closed. Safe to call from an event-loop callback: with timeout 0 nothing waits.
+
+    The raw socket cannot tell these apart: every one of them makes it readable, and a
+    peek sees ciphertext. The socket's timeout is restored.
+    """
+    try:
+        timeout = sock.gettimeout()
+    except OSError:
+        return "error"
+    sock.settimeout(0.0)
+    try:
+        data = sock.recv(1)
+    except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+        return "ok"  # whole records read, none of them application data
+    except (OSError, ValueError):
+        return "error"  # ssl.SSLError is an OSError; ValueError: closed or unwrapped
+    finally:
+        if sock.fileno() >= 0:
+            sock.settimeout(timeout)
+    return "garbage" if data else "eof"
+
+
 def negotiated_protocol(sock: object) -> str:
     """The protocol ALPN chose on a TLS socket ("h2", "http/1.1"), or "" (none offered or
     accepted, or a plain socket)."""

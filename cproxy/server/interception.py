@@ -50,6 +50,7 @@ from cproxy.geventshim import raw_socket, wait_readable_untimed
 from cproxy.intercept.clienthello import MAX_HELLO_BYTES, HelloPeek, Verdict, peek_client_hello
 from cproxy.intercept.pinning import PinnedSplices, classify_handshake_failure
 from cproxy.origin.parents import ParentSet
+from cproxy.server.transport import ClientTLSSocket
 
 if TYPE_CHECKING:
     # The CA and the leaves need ``cryptography`` (several MiB of a process): imported
@@ -240,6 +241,8 @@ class Interception:
             context = self.leaves.context_for(host)
         except NameRefused as exc:
             raise NoLeaf(str(exc)) from exc
+        # Our socket class: it can look ahead for the pool's watch on a queued request.
+        context.sslsocket_class = ClientTLSSocket
         tls = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
         timer = gevent.Timeout(timeout_s)
         timer.start()
