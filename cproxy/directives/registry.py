@@ -1186,7 +1186,7 @@ _DECLARED: tuple[Directive, ...] = (
         A dash (-) writes to standard output, which suits systemd and containers; empty
         turns the access log off. A relative file name is taken relative to the directive file's
         directory. SIGUSR1 reopens it (for log rotation: see etc/cproxy.logrotate).
-        Lines are written once a second (or as soon as 4096 wait): a crash loses at most
+        Lines are written once a second (or as soon as 512 wait): a crash loses at most
         the last second's lines, and a request costs no write of its own.
         """,
         live=True,
