@@ -84,6 +84,14 @@ def format_origin(key: OriginKey) -> str:
     return f"{scheme}://{format_host_port(host, port)}"
 
 
+def peer_address(sock: gsocket.socket) -> str:
+    """The numeric address ``sock`` is connected to; "" when the socket cannot say."""
+    try:
+        return str(sock.getpeername()[0])
+    except (OSError, IndexError, TypeError):
+        return ""
+
+
 def default_resolve(host: str, port: int) -> list[tuple[Any, ...]]:
     """Resolve with gevent's resolver (cooperative: other greenlets run meanwhile).
 
@@ -180,10 +188,7 @@ class OriginConnection:
         """The numeric address the socket is connected to (checked again, for the client
         at hand, each time a pooled socket is reused); "" when the socket cannot say."""
         if self._peer_ip is None:
-            try:
-                self._peer_ip = str(self.sock.getpeername()[0])
-            except (OSError, IndexError, TypeError):
-                self._peer_ip = ""
+            self._peer_ip = peer_address(self.sock)
         return self._peer_ip
 
     @property

@@ -59,7 +59,7 @@ from cproxy.errors import (
     OriginUnprocessed,
 )
 from cproxy.http.limits import IO_CHUNK_BYTES, MAX_HEAD_BYTES
-from cproxy.origin.connection import OriginKey, format_origin
+from cproxy.origin.connection import OriginKey, format_origin, peer_address
 from cproxy.origin.h2stream import (
     PING_AFTER_IDLE_S,
     STREAM_WINDOW_BYTES,
@@ -168,10 +168,7 @@ class H2Connection:
     @property
     def peer_ip(self) -> str:
         if self._peer_ip is None:
-            try:
-                self._peer_ip = str(self.sock.getpeername()[0])
-            except (OSError, IndexError, TypeError):
-                self._peer_ip = ""
+            self._peer_ip = peer_address(self.sock)
         return self._peer_ip
 
     @property
