@@ -456,9 +456,7 @@ def start_squid(
     ssl_ports = " ".join(str(p) for p in (443, *connect_ports))
     onoff = "on" if persistent else "off"
     squid_log = f"daemon:{tmp}/access.log squid" if access_log else "none"
-    conf = tmp / "squid.conf"
-    conf.write_text(
-        f"""
+    conf = f"""
 http_port {LOOPBACK}:{port}
 workers 1
 cache_mem {cache_memory_mb} MB
@@ -475,9 +473,21 @@ http_access allow localhost
 http_access deny all
 server_persistent_connections {onoff}
 client_persistent_connections on
-pid_filename {tmp}/squid.pid
+"""
+    return run_squid(tmp, port, conf, cpu, squid_log)
+
+
+def run_squid(
+    tmp: Path, port: int, conf: str, cpu: str | None, access_log: str, extra: dict | None = None
+) -> Server:
+    """Start Squid on ``port`` with the directives ``conf`` and what every benchmark's Squid
+    shares (files in ``tmp``, ``access_log`` as its access_log line's value, no helpers
+    or disk state of its own), in the foreground (-N), and wait until it listens."""
+    (tmp / "squid.conf").write_text(
+        conf
+        + f"""pid_filename {tmp}/squid.pid
 cache_log {tmp}/cache.log
-access_log {squid_log}
+access_log {access_log}
 cache_store_log none
 logfile_rotate 0
 coredump_dir {tmp}
@@ -488,8 +498,8 @@ max_filedescriptors 8192
 """
     )
     log = tmp / "stdout.log"
-    proc = _spawn([tool("squid"), "-N", "-f", str(conf)], cpu, log, cwd=tmp)
-    server = Server("squid", port, proc, tmp, log)
+    proc = _spawn([tool("squid"), "-N", "-f", str(tmp / "squid.conf")], cpu, log, cwd=tmp)
+    server = Server("squid", port, proc, tmp, log, extra or {})
     wait_port(port, proc, timeout_s=30, what="squid")
     return server
 

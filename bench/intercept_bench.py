@@ -142,9 +142,7 @@ def start_squid_bump(
     db = tmp / "ssl_db"
     subprocess.run([certgen, "-c", "-s", str(db), "-M", "16MB"], check=True, timeout=60)
     port = bl.free_port()
-    conf = tmp / "squid.conf"
-    conf.write_text(
-        f"""
+    conf = f"""
 http_port {bl.LOOPBACK}:{port} ssl-bump tls-cert={ca_cert} tls-key={ca_key} \
     generate-host-certificates=on dynamic_cert_mem_cache_size=16MB
 sslcrtd_program {certgen} -s {db} -M 16MB
@@ -162,23 +160,10 @@ acl bench_connect method CONNECT
 http_access deny bench_connect !bench_ssl_ports
 http_access allow localhost
 http_access deny all
-pid_filename {tmp}/squid.pid
-cache_log {tmp}/cache.log
-access_log daemon:{tmp}/access.log squid
-cache_store_log none
-logfile_rotate 0
-coredump_dir {tmp}
-netdb_filename none
-pinger_enable off
-shutdown_lifetime 0 seconds
-max_filedescriptors 8192
 """
+    return bl.run_squid(
+        tmp, port, conf, cpu, f"daemon:{tmp}/access.log squid", extra={"ca": ca_cert}
     )
-    log = tmp / "stdout.log"
-    proc = bl._spawn([bl.tool("squid"), "-N", "-f", str(conf)], cpu, log, cwd=tmp)
-    server = bl.Server("squid", port, proc, tmp, log, {"ca": ca_cert})
-    bl.wait_port(port, proc, timeout_s=30, what="squid")
-    return server
 
 
 def start_cproxy_intercepting(
