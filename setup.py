@@ -1,29 +1,35 @@
-"""The optional compiled build (issue #21); everything else is in setup.cfg.
+"""The compiled build (issue #21); everything else is in setup.cfg.
 
-By default cproxy installs as pure Python. With ``CPROXY_COMPILE=1`` in the environment,
-a wheel build (``pip install .``) compiles the modules of the request path (``COMPILED``)
-with mypyc, which turns their type-annotated Python into C extension modules; the .py
-files ship beside them, and Python imports the extension first. It needs mypy (which
-provides mypyc) in the build environment, a C compiler and Python's headers::
+A wheel build (``pip install .``, the README's install command) compiles the modules of
+the request path (``COMPILED``) with mypyc, which turns their type-annotated Python into C
+extension modules; the .py files ship beside them, and Python imports the extension
+first. ``cproxy --version`` and the start-up log line say which build runs. It needs a C
+compiler and Python's headers (Debian: ``apt-get install gcc python3-dev``); mypy, which
+provides mypyc, comes from pyproject.toml's build requirements at pinned versions.
 
-    .venv/bin/pip install -c constraints.txt mypy setuptools wheel
-    CPROXY_COMPILE=1 .venv/bin/pip install --no-build-isolation -c constraints.txt .
+Pure Python instead, always installable and tested the same (scripts/test runs the suite
+both ways):
+- ``CPROXY_COMPILE=0`` in the environment asks for it;
+- with no C compiler or no Python headers the build says so and installs pure Python
+  (checked before mypyc starts, so it costs nothing);
+- all or nothing: mypyc builds one shared library for the group and a small module per
+  file, so when any part fails to compile the build removes what it built and installs
+  pure Python, with a warning (checked with ``CC=/bin/false``);
+- an editable install (``pip install -e .``, the tests') is never compiled: the sources
+  there must stay the modules that run.
 
-All or nothing: mypyc builds one shared library for the group and a small module per
-file, so when any part fails to compile the build removes what it built and installs
-pure Python, with a warning in the build's output (``pip -v`` shows it; checked with
-``CC=/bin/false``: the wheel then holds the .py files only). An editable install
-(``pip install -e .``, the tests') is never compiled: the sources there must stay the
-modules that run.
+pip shows the build's messages with ``-v`` only, hence the version line.
 
 Measured (docs/BENCHMARKS-PERF.md): a pooled 1 KiB miss 120 -> 77 us of CPU, a 1 KiB
-hit 27 -> 23, in one run. ``scripts/test-compiled`` runs the test suite against it.
+hit 27 -> 23, in one run. A build takes about a minute and a half of CPU.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import sysconfig
 from pathlib import Path
 
 from setuptools import setup
@@ -59,7 +65,18 @@ COMPILED = [
 
 
 def _compiling() -> bool:
-    return os.environ.get("CPROXY_COMPILE") == "1" and "bdist_wheel" in sys.argv
+    return os.environ.get("CPROXY_COMPILE", "1") != "0" and "bdist_wheel" in sys.argv
+
+
+def _missing_toolchain() -> str | None:
+    """What the compiled build lacks on this machine, or None when it can build."""
+    compiler = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(compiler) is None:
+        return f"no C compiler ({compiler}; Debian: apt-get install gcc)"
+    headers = Path(sysconfig.get_paths()["include"]) / "Python.h"
+    if not headers.exists():
+        return f"no Python headers ({headers}; Debian: apt-get install python3-dev)"
+    return None
 
 
 class AllOrNothingBuildExt(build_ext):
@@ -77,10 +94,14 @@ class AllOrNothingBuildExt(build_ext):
 def _ext_modules() -> list:
     if not _compiling():
         return []
+    missing = _missing_toolchain()
+    if missing is not None:
+        print(f"cproxy: installing pure Python: {missing}", file=sys.stderr)
+        return []
     try:
         from mypyc.build import mypycify
     except ImportError:
-        print("cproxy: CPROXY_COMPILE=1 needs mypy in the build environment", file=sys.stderr)
+        print("cproxy: installing pure Python: no mypy in the build environment", file=sys.stderr)
         return []
     try:
         return mypycify(COMPILED, opt_level="3")

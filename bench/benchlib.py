@@ -368,6 +368,69 @@ def origin_accepts(origin: Server) -> int:
     return int(text.splitlines()[2].split()[0])
 
 
+_DEPLOYED: dict[Path, Path] = {}
+
+
+def deployed_tree(repo_dir: Path = REPO_DIR) -> Path:
+    """The checkout as the README's install runs it: a copy with the compiled modules that
+    setup.py's default build makes put beside the sources (as scripts/test-compiled does),
+    cached under bench/results/builds by a digest of what goes into the build.
+
+    ``CPROXY_COMPILE=0`` in the environment (as for the install) measures the sources as
+    pure Python. A build that falls back to pure Python (no gcc or python3-dev) says so and
+    the sources are measured: the report's "build" line tells which ran.
+    """
+    repo_dir = repo_dir.resolve()
+    if os.environ.get("CPROXY_COMPILE") == "0":
+        return repo_dir
+    if repo_dir in _DEPLOYED:
+        return _DEPLOYED[repo_dir]
+    import hashlib
+    import zipfile
+
+    digest = hashlib.sha256()
+    inputs = sorted((repo_dir / "cproxy").rglob("*.py"))
+    inputs += [repo_dir / name for name in ("setup.py", "setup.cfg", "pyproject.toml")]
+    for path in inputs:
+        digest.update(str(path.relative_to(repo_dir)).encode() + b"\0" + path.read_bytes())
+    tree = BENCH_DIR / "results" / "builds" / digest.hexdigest()[:16]
+    if not (tree / "BUILT").exists():
+        shutil.rmtree(tree, ignore_errors=True)
+        print(f"bench: compiling {repo_dir} as the install does (about 90 s)...", flush=True)
+        skip = shutil.ignore_patterns(".venv", ".git", "build", "*.egg-info", "results")
+        shutil.copytree(repo_dir, tree, ignore=skip)
+        wheels = tree / "wheel"
+        env = dict(os.environ, CPROXY_COMPILE="1")
+        cmd = [sys.executable, "-m", "pip", "wheel", "-q", "--no-build-isolation", "--no-deps"]
+        done = subprocess.run(
+            [*cmd, "-w", str(wheels), "."], cwd=tree, env=env, capture_output=True, timeout=900
+        )
+        found = list(wheels.glob("cproxy-*.whl")) if done.returncode == 0 else []
+        compiled = []
+        if found:
+            with zipfile.ZipFile(found[0]) as whl:
+                compiled = [n for n in whl.namelist() if n.endswith(".so")]
+                for name in compiled:
+                    whl.extract(name, tree)
+        if not compiled:
+            print("bench: the compiled build failed; measuring the sources as pure Python")
+            print(done.stderr.decode(errors="replace")[-2000:])
+            _DEPLOYED[repo_dir] = repo_dir
+            return repo_dir
+        (tree / "BUILT").write_text(f"{len(compiled)} compiled modules\n")
+    _DEPLOYED[repo_dir] = tree
+    return tree
+
+
+def cproxy_build(tree: Path) -> str:
+    """What ``cproxy --version`` says of the build at ``tree``: compiled or pure Python."""
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    out = subprocess.run(
+        [sys.executable, "-m", "cproxy", "--version"], env=env, capture_output=True, timeout=60
+    )
+    return out.stdout.decode().strip()
+
+
 def start_cproxy(
     cache_memory_mb: int = 64,
     connect_ports: tuple[int, ...] = (),
@@ -381,7 +444,8 @@ def start_cproxy(
     Directives not given keep their defaults, except: no admin listener, and the access
     log is a file in the temp dir with ``access_log`` (as deployed), else off.
     ``repo_dir`` is the checkout whose cproxy runs (another one, say a `git worktree` of an
-    older commit, for an A/B comparison in one run).
+    older commit, for an A/B comparison in one run), as installed: compiled, unless
+    ``CPROXY_COMPILE=0`` (``deployed_tree``).
     """
     tmp = make_tmp("cproxy")
     port = free_port()
@@ -399,7 +463,7 @@ def start_cproxy(
     conf = tmp / "cproxy.conf"
     conf.write_text("".join(f"{k} = {v}\n" for k, v in lines.items()))
     log = tmp / "cproxy.log"
-    env = dict(os.environ, PYTHONPATH=str(repo_dir))
+    env = dict(os.environ, PYTHONPATH=str(deployed_tree(repo_dir)))
     for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
         env.pop(var, None)
     cmd = [sys.executable, "-m", "cproxy", "-c", str(conf)]

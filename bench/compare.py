@@ -16,8 +16,10 @@ Set-up, all on 127.0.0.1:
   connection itself. Connections it accepts are counted with nginx's stub_status.
 - Proxies, each a forward proxy fed absolute-form requests, each with a 64 MB memory cache
   (--cache-mb):
-  cproxy (`python -m cproxy -c FILE`, default directive values except port, no admin
-  listener, CacheMemory, ConnectPorts, and AccessLog a file in its temp dir);
+  cproxy (`python -m cproxy -c FILE`, as the README installs it: the compiled build, made
+  once per source digest under bench/results/builds, or the sources as pure Python with
+  CPROXY_COMPILE=0; default directive values except port, no admin listener,
+  CacheMemory, ConnectPorts, and AccessLog a file in its temp dir);
   Squid (memory cache only, no cache_dir, one process run in the foreground with -N,
   `maximum_object_size_in_memory 2 MB`, `http_access allow localhost`, the tunnel's port
   in its SSL ports, pid file and logs in a temp dir, the access log written by its
@@ -255,6 +257,10 @@ def _fmt(v: float | None, spec: str) -> str:
 def print_report(summary: dict, args: argparse.Namespace) -> list[str]:
     """Print the table and the targets; returns the failed targets."""
     print()
+    builds = f"cproxy: {bl.cproxy_build(bl.deployed_tree())}"
+    if args.base:
+        builds += f"; base: {bl.cproxy_build(bl.deployed_tree(Path(args.base)))}"
+    print(builds, "(CPROXY_COMPILE=0 measures the sources as pure Python)")
     print(
         f"{args.rounds} rounds x {args.seconds:g} s, {args.connections} connections, medians; "
         "proxy on CPU 0, load on CPU 1"

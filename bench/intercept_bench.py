@@ -491,6 +491,7 @@ def main() -> int:
             relay_ports.append(relay_port)
         ports = (origin.port, *relay_ports)
         print(f"load average at the start: {_loadavg()}", flush=True)
+        print(f"cproxy: {bl.cproxy_build(bl.deployed_tree())}", flush=True)
         proxies: dict[str, bl.Server] = {}
         for value in args.h2_upstream:
             proxies[CPROXY_NAMES[value]] = start_cproxy_intercepting(

@@ -10,12 +10,15 @@ collapsed stacks (bench/results/, loadable in speedscope or flamegraph.pl).
 
 Needs py-spy (`pip install py-spy`; not a project dependency) plus nginx-light and wrk.
 /cache/1k is the 1 KiB hit path, /nostore/1k the miss path over the origin pool.
+It profiles the sources as pure Python (CPROXY_COMPILE=0): py-spy sees Python frames only,
+and the compiled modules have none.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import os
 import re
 import subprocess
 import tempfile
@@ -23,6 +26,8 @@ import time
 from pathlib import Path
 
 import benchlib as bl
+
+os.environ["CPROXY_COMPILE"] = "0"
 
 _LINE = re.compile(r":\d+\)$")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cproxy import __version__
+from cproxy import __version__, build
 from cproxy.control import CHOICES, run
 from cproxy.directives import defaults, load_config
 from cproxy.errors import ConfigError
@@ -32,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
         help="signal the cproxy running with this directive file, found by its PidFile: "
         "reload the file, stop, reopen the logs, or check the file and whether it runs",
     )
-    p.add_argument("--version", action="version", version=f"cproxy {__version__}")
+    p.add_argument("--version", action="version", version=f"cproxy {__version__} ({build()})")
     return p
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from cproxy import build
 from tests.support import Origin, OriginHandler, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
@@ -175,7 +176,9 @@ def test_missing_file_exits_non_zero_with_one_line(tmp_path: Path) -> None:
 def test_version_and_help() -> None:
     version = cproxy("--version")
     assert version.returncode == 0
-    assert re.fullmatch(r"cproxy \S+\n", version.stdout)
+    # The build that runs: compiled under scripts/test-compiled, pure Python on the sources.
+    assert re.fullmatch(r"cproxy \S+ \((compiled|pure Python)\)\n", version.stdout)
+    assert f"({build()})" in version.stdout
     usage = cproxy("--help")
     assert usage.returncode == 0
     assert "--check-config" in usage.stdout

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import configparser
 import re
+import tomllib
+from importlib import metadata
 from pathlib import Path
 
 from packaging.requirements import Requirement
@@ -52,3 +54,42 @@ def test_the_readme_and_the_test_script_install_with_the_constraints() -> None:
     assert re.search(r"pip install -q -c constraints\.txt -e '\.\[test\]'", script)
     # The tests' venv does not see the system's packages: it gets only what is pinned.
     assert "--system-site-packages" not in script
+
+
+def build_requires() -> dict[str, str]:
+    with (ROOT / "pyproject.toml").open("rb") as f:
+        requires = tomllib.load(f)["build-system"]["requires"]
+    pins: dict[str, str] = {}
+    for line in requires:
+        req = Requirement(line)
+        (spec,) = req.specifier
+        assert spec.operator == "==", f"build requirement not pinned exactly: {line}"
+        pins[canonicalize_name(req.name)] = spec.version
+    return pins
+
+
+def closure(name: str) -> set[str]:
+    """``name`` and everything it requires on this machine, as installed (markers applied)."""
+    seen: set[str] = set()
+    todo = [name]
+    while todo:
+        current = canonicalize_name(todo.pop())
+        if current in seen:
+            continue
+        seen.add(current)
+        for line in metadata.requires(current) or []:
+            req = Requirement(line)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(req.name)
+    return seen
+
+
+def test_the_build_requirements_are_the_pinned_versions_and_all_of_mypys() -> None:
+    # pip builds the wheel (and compiles it with mypyc) in an isolated environment that
+    # constraints.txt does not reach: pyproject.toml pins the same versions itself, and
+    # every package mypy needs, so a fresh machine compiles with what CI compiled.
+    pins, build = pinned(), build_requires()
+    for name, version in build.items():
+        assert pins.get(name) == version, f"{name}=={version} in pyproject.toml, not constraints"
+    needed = closure("mypy") | {"setuptools", "wheel"}
+    assert needed <= set(build), f"not pinned in pyproject.toml: {needed - set(build)}"

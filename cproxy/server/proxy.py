@@ -20,6 +20,7 @@ import gevent.event
 from gevent import socket
 from gevent.pool import Pool
 
+from cproxy import __version__, build
 from cproxy.directives import Config, load_config
 from cproxy.errors import ConfigError
 from cproxy.server.fdlimits import log_budget, raise_soft_limit
@@ -108,7 +109,7 @@ class ProxyServer:
         if self.admin is None and self._admin_wanted and self.runtime.config.admin_port:
             self._admin_watch = gevent.spawn(self._watch_password_file)
         listening = ", ".join(format_address(h, p) for h, p in self.runtime.proxy_addresses)
-        log.info("cproxy listening on %s", listening)
+        log.info("cproxy listening on %s (cproxy %s, %s)", listening, __version__, build())
 
     def _start_admin(self) -> None:
         """Start the admin on its bound sockets, unless it runs or its password file is
