@@ -425,8 +425,12 @@ def deployed_tree(repo_dir: Path = REPO_DIR) -> Path:
 def cproxy_build(tree: Path) -> str:
     """What ``cproxy --version`` says of the build at ``tree``: compiled or pure Python."""
     env = dict(os.environ, PYTHONPATH=str(tree))
-    out = subprocess.run(
-        [sys.executable, "-m", "cproxy", "--version"], env=env, capture_output=True, timeout=60
+    out = subprocess.run(  # in tree: ``-m`` puts the working directory first on the path
+        [sys.executable, "-m", "cproxy", "--version"],
+        env=env,
+        cwd=tree,
+        capture_output=True,
+        timeout=60,
     )
     return out.stdout.decode().strip()
 
