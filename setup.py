@@ -61,6 +61,15 @@ COMPILED = [
     "cproxy/server/fastlane.py",
     "cproxy/server/misslane.py",
     "cproxy/server/handler.py",
+    "cproxy/http/chunked.py",
+    "cproxy/origin/tls.py",
+    "cproxy/origin/retry.py",
+    "cproxy/origin/telemetry.py",
+    "cproxy/origin/parents.py",
+    "cproxy/server/admission.py",
+    "cproxy/server/destinations.py",
+    "cproxy/server/routing.py",
+    "cproxy/server/runtime.py",
 ]
 
 
