@@ -23,7 +23,6 @@ from tests.intercepting import (
     connect,
     get,
     issuer,
-    localhost_resolver,
     running,
     tls_origin,
     tunnel,
@@ -374,25 +373,6 @@ def test_a_tls_1_2_origin_asking_for_a_client_certificate_is_a_plain_handshake_f
         stats = proxy.call(lambda: proxy.runtime.stats()["interception"])
         assert stats["splices"].get("client-cert", 0) == 0 and stats["handshakes"] == 2
     assert origin.connections >= 2
-
-
-def test_with_a_parent_proxy_tunnels_are_spliced_never_sent_as_cleartext(lab: Lab) -> None:
-    """Intercepted requests would reach a ParentProxy as absolute-form cleartext: with a
-    parent, every tunnel it would carry is spliced (through the parent, as before)."""
-    from tests.support import ProxyThread, test_config
-
-    with (
-        tls_origin(lab.origin_context()) as origin,
-        ProxyThread(test_config(ConnectPorts=str(origin.port))) as parent,
-        running(lab.proxy(origin.port, ParentProxy=f"127.0.0.1:{parent.port}")) as proxy,
-    ):
-        parent.call(lambda: setattr(parent.runtime.pool, "resolve", localhost_resolver))
-        origin_trust = ssl.create_default_context(cafile=str(lab.origin_ca_pem))
-        with tunnel(proxy, "a.test", origin.port, origin_trust) as tls:
-            assert "cproxy" not in issuer(tls)
-            assert get(tls, "/", f"a.test:{origin.port}")[0] == 200
-        stats = proxy.call(lambda: proxy.runtime.stats()["interception"])
-        assert stats["splices"]["parent"] == 1 and stats["handshakes"] == 0
 
 
 class WebSocketOrigin:

@@ -15,7 +15,7 @@ import functools
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import gevent
 import gevent.socket as gsocket
@@ -25,21 +25,44 @@ from cproxy.errors import OriginConnectTimeout, OriginTLSError
 
 
 @dataclass(frozen=True)
+class ParentHop:
+    """A parent proxy (ParentProxy) that TLS connections to an origin are made through: a
+    ``CONNECT host:port`` to it, then the handshake with the origin inside its tunnel."""
+
+    host: str
+    port: int
+    # The parent's own Proxy-Authorization value (ParentProxyCredentials), or None.
+    authorization: str | None = field(default=None, repr=False)
+
+    @property
+    def address(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
 class TLSSettings:
-    """How a TLS connection to an origin is checked: part of the pool key, so sockets made
-    under other settings are never handed out for these."""
+    """How a TLS connection to an origin is made and checked: part of the pool key, so
+    sockets made under other settings are never handed out for these."""
 
     verify: bool = True
     ca_file: str = ""  # "" = the system store
     # The protocols offered in ALPN, preferred first: ("h2", "http/1.1") where HTTP/2 to
     # the origin is on (ServerHTTP2), () for none (the origin speaks HTTP/1.1).
     alpn: tuple[str, ...] = ()
+    # The parent proxy the connection is tunnelled through, or None (direct). Part of the
+    # key, so a tunnel through one parent is never used for a request routed to another,
+    # nor a direct socket for a request that must go through a parent; the origin's
+    # authority is the other part of the key, so a tunnel is never reused for another
+    # origin. It does not change the SSLContext (`client_context` ignores it).
+    via: ParentHop | None = None
 
     def label(self) -> str:
         """A suffix for the stats key when the settings are not the default."""
         if not self.verify:
-            return " (unverified)"
-        return f" (CA {self.ca_file})" if self.ca_file else ""
+            checked = " (unverified)"
+        else:
+            checked = f" (CA {self.ca_file})" if self.ca_file else ""
+        return checked + (f" via {self.via.address}" if self.via is not None else "")
 
 
 DEFAULT_TLS = TLSSettings()
@@ -113,7 +136,8 @@ def start_tls(
     """
     where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
-        ctx = client_context(settings)
+        # One context whatever the route (a session resumes only on its own context).
+        ctx = client_context(replace(settings, via=None) if settings.via else settings)
         tls = ctx.wrap_socket(
             sock,
             server_hostname=host,
