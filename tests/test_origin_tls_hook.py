@@ -26,7 +26,7 @@ from cproxy.origin.tls import OriginClientCertRequired, TLSSettings, client_cont
 from tests.support import WAIT_S
 
 pytestmark = pytest.mark.skipif(
-    not hasattr(ssl.SSLContext, "_msg_callback"), reason="this Python's ssl has no message hook"
+    not origin_tls._MSG_CALLBACK, reason="this Python's ssl has no message hook"
 )
 
 
@@ -100,8 +100,21 @@ def handshake(port: int, settings: TLSSettings) -> ssl.SSLSocket:
 
 
 def hook_state(settings: TLSSettings) -> tuple[object, dict[int, object], dict[int, int]]:
-    ctx: object = client_context(settings)
-    return ctx._msg_callback, dict(origin_tls._watches), dict(origin_tls._watching)  # type: ignore[attr-defined]
+    """The hook on the context (None: off), the watches and the per-context counts."""
+    hook = origin_tls._C_HOOK.__get__(client_context(settings))
+    return hook, dict(origin_tls._watches), dict(origin_tls._watching)
+
+
+def test_the_hook_leaves_the_ssl_module_alone(trust: tuple[trustme.CA, TLSSettings]) -> None:
+    """gevent's SSLContext property for the hook rebinds ``ssl.SSLContext`` to gevent's class
+    for the whole process; cproxy sets the hook beneath it, so ``ssl`` stays as it was
+    (urllib3's contexts recursed without end after the first origin handshake otherwise)."""
+    ca, settings = trust
+    before = ssl.SSLContext
+    with serving(server_context(ca, wants_cert=False)) as server:
+        handshake(server.port, settings).close()
+    assert ssl.SSLContext is before
+    ssl.create_default_context().minimum_version = ssl.TLSVersion.TLSv1_2
 
 
 def test_a_refused_certificate_request_is_recognised_among_concurrent_handshakes(

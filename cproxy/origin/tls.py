@@ -22,6 +22,7 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import gevent
 import gevent.socket as gsocket
@@ -131,9 +132,17 @@ def tls_policy(
 
 # OpenSSL's message callback (SSL_CTX_set_msg_callback), as CPython exposes it on an
 # SSLContext since 3.8: ``_msg_callback``, a debugging hook called with every TLS message
-# (and record header) a connection of that context reads or writes. The numbers are the
-# wire's: RFC 8446 §4 and §6.
-_MSG_CALLBACK = hasattr(ssl.SSLContext, "_msg_callback")
+# (and record header) a connection of that context reads or writes. Set here through the
+# attribute of the C type under ``ssl.SSLContext`` (``_ssl._SSLContext``), which takes the
+# callable as is and passes it the wire's numbers (RFC 8446 §4 and §6), for two reasons:
+# gevent's SSLContext overrides the property with a setter that leaves ``ssl.SSLContext``
+# rebound to gevent's class for the whole process (as monkey-patching would; urllib3's
+# contexts then recurse without end: seen in this test suite), and the ``ssl`` module's
+# own wrapper turns three numbers into enums on every call (1.7 us each, most of the
+# hook's cost per handshake, bench/tls_msg_callback.py).
+_SSL_CONTEXT_TYPE: Any = getattr(getattr(ssl, "_ssl", None), "_SSLContext", None)
+_C_HOOK: Any = vars(_SSL_CONTEXT_TYPE).get("_msg_callback") if _SSL_CONTEXT_TYPE else None
+_MSG_CALLBACK = _C_HOOK is not None and hasattr(_C_HOOK, "__set__")
 _HANDSHAKE = 22
 _ALERT = 21
 _CERTIFICATE_REQUEST = 13
@@ -168,9 +177,10 @@ class _HandshakeWatch:
         return self.certificate_request and self.alert in _REFUSAL_ALERTS
 
 
-# The watches of handshakes under way, by id() of their SSLSocket (alive throughout), and
-# the handshakes under way per context (by id(): a context stays alive while one of its
-# sockets does).
+# The watches of handshakes under way, by the file descriptor of their socket (open
+# throughout; the hook is handed gevent's inner socket object, not the SSLSocket, and
+# both answer fileno()), and the handshakes under way per context (by id(): a context
+# stays alive while one of its sockets does).
 _watches: dict[int, _HandshakeWatch] = {}
 _watching: dict[int, int] = {}
 
@@ -180,8 +190,13 @@ def _observe(
 ) -> None:
     """The context's hook. Never raises: an exception here would surface from the
     connection's next TLS call."""
-    watch = _watches.get(id(conn))
-    if watch is None or direction != "read":
+    if direction != "read":
+        return
+    try:
+        watch = _watches.get(conn.fileno())  # type: ignore[attr-defined]
+    except (AttributeError, OSError):
+        return
+    if watch is None:
         return
     if content_type == _HANDSHAKE and msg_type == _CERTIFICATE_REQUEST:
         watch.certificate_request = True
@@ -196,7 +211,7 @@ def _watch(ctx: ssl.SSLContext) -> None:
     key = id(ctx)
     count = _watching.get(key, 0)
     if count == 0:
-        ctx._msg_callback = _observe  # type: ignore[attr-defined]
+        _C_HOOK.__set__(ctx, _observe)
     _watching[key] = count + 1
 
 
@@ -210,7 +225,7 @@ def _unwatch(ctx: ssl.SSLContext) -> None:
         _watching[key] = count
         return
     _watching.pop(key, None)
-    ctx._msg_callback = None  # type: ignore[attr-defined]
+    _C_HOOK.__set__(ctx, None)
 
 
 def start_tls(
@@ -262,7 +277,8 @@ def _handshake(
     except (OSError, ValueError) as exc:
         sock.close()
         raise OriginTLSError(f"TLS to {where} cannot start: {exc}") from exc
-    watch = _watches[id(tls)] = _HandshakeWatch()
+    fd = tls.fileno()
+    watch = _watches[fd] = _HandshakeWatch()
     remaining = deadline - time.monotonic()
     timer = gevent.Timeout(max(remaining, 0.001))
     timer.start()
@@ -290,7 +306,7 @@ def _handshake(
         raise
     finally:
         timer.close()
-        _watches.pop(id(tls), None)
+        _watches.pop(fd, None)
     return tls
 
 
