@@ -109,3 +109,13 @@ def test_a_refused_connect_raises_and_counts_a_connect_failure(
         pool.acquire(key_of(tls_origin), via=ParentHop("127.0.0.1", parent.port))
     totals: dict[str, Any] = pool.stats()["totals"]
     assert (totals["connect_failures"], totals["created"], totals["in_use"]) == (1, 0, 0)
+
+
+def test_only_https_origins_are_reached_via_a_parent(pool: OriginPool) -> None:
+    """A plain request goes to a parent in absolute form (keyed by the parent): asking
+    for a plain origin through a parent is a caller's mistake, never a direct connection."""
+    hop = ParentHop("127.0.0.1", 3128)
+    for call in (pool.acquire, pool.connect, pool.connect_http1):
+        with pytest.raises(ValueError, match="only https origins"):
+            call(("http", "127.0.0.1", 8080), via=hop)
+    assert pool.stats()["totals"]["created"] == 0

@@ -515,7 +515,7 @@ class OriginPool:
             tls = self._route_tls(key, via)
             origin = self._origin(key, replace(tls, alpn=()) if tls.alpn else tls)
         else:
-            origin = self._origin(key, None)
+            origin = self._origin_for(key, via)
             if origin.h2c:
                 raise OriginProtocolError(
                     f"{key[1]}:{key[2]} is spoken to in HTTP/2 only (ServerHTTP2Cleartext): "
@@ -801,7 +801,12 @@ class OriginPool:
     def _origin_for(self, key: OriginKey, via: ParentHop | None = None) -> _Origin:
         """The entry for ``key`` under the TLS settings that apply to it now (through
         ``via``, for an https origin reached through a parent proxy)."""
-        return self._origin(key, self._route_tls(key, via) if key[0] == "https" else None)
+        if key[0] == "https":
+            return self._origin(key, self._route_tls(key, via))
+        if via is not None:
+            # A plain request goes to a parent in absolute form, keyed by the parent.
+            raise ValueError(f"{format_origin(key)}: only https origins are reached via a parent")
+        return self._origin(key, None)
 
     def _route_tls(self, key: OriginKey, via: ParentHop | None) -> TLSSettings:
         tls = self._tls_for(key)
