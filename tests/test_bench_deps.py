@@ -28,6 +28,7 @@ SCRIPTS = {
     "dns_cache.py": ("wrk", None),
     "h2_bench.py": ("wrk", "trustme"),
     "intercept_bench.py": ("openssl", "trustme"),
+    "tls_msg_callback.py": (None, "trustme"),
 }
 
 RUN = """

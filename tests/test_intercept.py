@@ -23,7 +23,6 @@ from tests.intercepting import (
     connect,
     get,
     issuer,
-    localhost_resolver,
     running,
     tls_origin,
     tunnel,
@@ -353,46 +352,78 @@ def test_an_origin_asking_for_a_client_certificate_gets_502_then_is_spliced(lab:
         assert stats["splices"]["client-cert"] == 1 and stats["handshakes"] == 1
 
 
-def test_a_tls_1_2_origin_asking_for_a_client_certificate_is_a_plain_handshake_failure(
-    lab: Lab,
-) -> None:
-    """Over TLS 1.2 an origin that requires a client certificate and gets none ends the
-    handshake with a handshake_failure alert: the same alert (and OpenSSL reason) as no
-    shared cipher or protocol version, so it is not taken for a request for a client
-    certificate (docs/INTERCEPTION.md): a 502, and the host is not spliced for it."""
+def tls12_client_cert_origin(lab: Lab, ciphers: str | None = None) -> ClientCertOrigin:
+    """A TLS 1.2 origin requiring a client certificate (``ciphers``: its only suites)."""
     context = lab.origin_context()
     context.maximum_version = ssl.TLSVersion.TLSv1_2
     context.verify_mode = ssl.CERT_REQUIRED
     context.load_verify_locations(cafile=str(lab.origin_ca_pem))
-    origin = ClientCertOrigin(context)
+    if ciphers is not None:
+        context.set_ciphers(ciphers)
+    return ClientCertOrigin(context)
+
+
+def test_a_tls_1_2_origin_asking_for_a_client_certificate_gets_502_then_is_spliced(
+    lab: Lab, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Over TLS 1.2 the origin's refusal is the generic handshake_failure alert; what tells
+    it apart is the CertificateRequest before it, seen through OpenSSL's message callback
+    on cproxy's origin handshakes (docs/INTERCEPTION.md)."""
+    caplog.set_level(logging.WARNING, logger="cproxy")
+    origin = tls12_client_cert_origin(lab)
+    with contextlib.closing(origin), running(lab.proxy(origin.port)) as proxy:
+        with tunnel(proxy, "a.test", origin.port, lab.client_context()) as tls:
+            assert "cproxy" in issuer(tls)
+            status, _, body = get(tls, "/", f"a.test:{origin.port}")
+        assert status == 502
+        assert f"a.test:{origin.port} asked for a client certificate" in body.decode(), body
+        # Spliced from then on: the client, which has a certificate of its own, meets
+        # the origin itself and answers its request.
+        client = ssl.create_default_context(cafile=str(lab.origin_ca_pem))
+        lab.origin_ca.issue_cert("client.test").configure_cert(client)
+        with tunnel(proxy, "a.test", origin.port, client) as tls:
+            assert "cproxy" not in issuer(tls)
+        stats = proxy.call(lambda: proxy.runtime.stats()["interception"])
+        assert stats["splices"]["client-cert"] == 1 and stats["handshakes"] == 1
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("asks for a client certificate: spliced from now on" in m for m in warned)
+
+
+def test_a_tls_1_2_handshake_failure_without_a_certificate_request_is_not_taken_for_one(
+    lab: Lab,
+) -> None:
+    """The same alert (handshake_failure) for no cipher suite in common, from an origin
+    that would have asked for a certificate: it failed before asking, so it is a 502 of a
+    failed handshake each time, never spliced for a client certificate."""
+    # A suite cproxy's client never offers (SHA-1 MACs are left out of its defaults).
+    origin = tls12_client_cert_origin(lab, ciphers="ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA")
     with contextlib.closing(origin), running(lab.proxy(origin.port)) as proxy:
         for _ in range(2):
             with tunnel(proxy, "a.test", origin.port, lab.client_context()) as tls:
                 assert "cproxy" in issuer(tls)  # intercepted, both times
-                status, _, _ = get(tls, "/", f"a.test:{origin.port}")
-            assert status == 502
+                status, _, body = get(tls, "/", f"a.test:{origin.port}")
+            assert status == 502 and b"handshake failure" in body, body
+            assert b"client certificate" not in body
         stats = proxy.call(lambda: proxy.runtime.stats()["interception"])
         assert stats["splices"].get("client-cert", 0) == 0 and stats["handshakes"] == 2
     assert origin.connections >= 2
 
 
-def test_with_a_parent_proxy_tunnels_are_spliced_never_sent_as_cleartext(lab: Lab) -> None:
-    """Intercepted requests would reach a ParentProxy as absolute-form cleartext: with a
-    parent, every tunnel it would carry is spliced (through the parent, as before)."""
-    from tests.support import ProxyThread, test_config
+def test_without_the_message_hook_a_tls_1_2_client_certificate_request_is_not_recognised(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where Python's ssl has no ``_msg_callback`` (it is a debugging hook), cproxy falls
+    back to what it can know from the exception alone: a 502, and no splice."""
+    from cproxy.origin import tls as origin_tls
 
-    with (
-        tls_origin(lab.origin_context()) as origin,
-        ProxyThread(test_config(ConnectPorts=str(origin.port))) as parent,
-        running(lab.proxy(origin.port, ParentProxy=f"127.0.0.1:{parent.port}")) as proxy,
-    ):
-        parent.call(lambda: setattr(parent.runtime.pool, "resolve", localhost_resolver))
-        origin_trust = ssl.create_default_context(cafile=str(lab.origin_ca_pem))
-        with tunnel(proxy, "a.test", origin.port, origin_trust) as tls:
-            assert "cproxy" not in issuer(tls)
-            assert get(tls, "/", f"a.test:{origin.port}")[0] == 200
+    monkeypatch.setattr(origin_tls, "_MSG_CALLBACK", False)
+    origin = tls12_client_cert_origin(lab)
+    with contextlib.closing(origin), running(lab.proxy(origin.port)) as proxy:
+        with tunnel(proxy, "a.test", origin.port, lab.client_context()) as tls:
+            status, _, body = get(tls, "/", f"a.test:{origin.port}")
+        assert status == 502 and b"client certificate" not in body
         stats = proxy.call(lambda: proxy.runtime.stats()["interception"])
-        assert stats["splices"]["parent"] == 1 and stats["handshakes"] == 0
+        assert stats["splices"].get("client-cert", 0) == 0
 
 
 class WebSocketOrigin:

@@ -865,7 +865,11 @@ _DECLARED: tuple[Directive, ...] = (
         (e.g. proxy1.corp.example:3128 proxy2.corp.example:3128).
 
         Requests go to the first parent that is up: plain HTTP in absolute form over the
-        connection pool, HTTPS as a CONNECT through the parent. A parent that cannot be
+        connection pool, HTTPS as a CONNECT through the parent. A client's CONNECT is
+        passed on; an https:// request cproxy fetches itself (an intercepted one, or a
+        client's https:// URL) goes over a TLS connection cproxy makes to the origin
+        through a CONNECT to the parent, verified as a direct one (ServerSSLCAFile) and
+        pooled per parent and origin, never to the parent in cleartext. A parent that cannot be
         reached is marked down for ParentRetry and the next one is used; when all are
         down, requests get 502 rather than going direct (networks that require a parent
         forbid that). NoProxy lists what goes direct. The status page shows each parent's

@@ -7,7 +7,11 @@ the host goes direct (no parents configured, or NoProxy covers it); `NoParentAva
 when every parent is down. `mark_down` / `mark_up` record what a connection attempt
 found. Plain requests go to the parent in absolute form over the origin pool (the pool
 key is the parent's address, so one pooled socket carries requests for many origins);
-CONNECT is sent on to the parent. Credentials for a parent come from
+CONNECT is sent on to the parent. ``https://`` requests (intercepted ones, and a client's
+absolute-form ones) are never sent to a parent in cleartext: the pool opens a TLS
+connection to the origin *through* the parent (`tunnel_through`, then the handshake
+inside; `cproxy.origin.tls.ParentHop`), verified as a direct one, and keeps it for that
+origin. Credentials for a parent come from
 ParentProxyCredentials, a file of ``host:port user:password`` lines, and are sent as the
 parent's own Proxy-Authorization: a client's credentials are never passed on.
 """
@@ -35,6 +39,7 @@ from cproxy.errors import (
 )
 
 from .connection import OriginKey, format_host_port, origin_key
+from .tls import ParentHop
 
 log = logging.getLogger("cproxy")
 
@@ -54,6 +59,13 @@ class ParentRefusedTunnel(OriginError):
     """The parent answered a CONNECT with something other than 2xx."""
 
     status = 502
+
+
+class ParentTunnelTimeout(OriginError):
+    """A parent did not answer a CONNECT in time, or the TLS handshake with the origin
+    through its tunnel did not finish: the parent is up (it took the connection)."""
+
+    status = 504
 
 
 class ParentCredentialsError(CproxyError):
@@ -79,6 +91,11 @@ class Parent:
     @property
     def address(self) -> str:
         return format_host_port(self.host, self.port)
+
+    @property
+    def hop(self) -> ParentHop:
+        """The parent as the pool's TLS connections through it know it (with its login)."""
+        return ParentHop(self.host, self.port, self.authorization)
 
 
 def read_credentials(path: str) -> dict[tuple[str, int], str]:
@@ -153,6 +170,13 @@ class ParentSet:
             "parent proxy %s marked down for %g s: %s", parent.address, self._retry_s, reason
         )
 
+    def failover(self, parent: Parent, host: str, exc: BaseException) -> Parent | None:
+        """``parent`` could not be reached (``exc``, one of CONNECT_FAILURES): mark it down
+        and give the next parent for ``host``; None when NoProxy now sends it direct (the
+        caller re-raises ``exc``). Raises NoParentAvailable when none is left."""
+        self.mark_down(parent, str(exc))
+        return self.pick(host)
+
     def mark_up(self, parent: Parent) -> None:
         """``parent`` answered."""
         parent.requests += 1
@@ -200,10 +224,11 @@ MAX_CONNECT_RESPONSE_BYTES = 16 * 1024
 _STATUS_LINE = re.compile(rb"HTTP/1\.[01] (\d{3})[^\r\n]*\r\n")
 
 
-def tunnel_through(sock: gsocket.socket, parent: Parent, target: str, timeout_s: float) -> bytes:
+def tunnel_through(sock: gsocket.socket, parent: ParentHop, target: str, timeout_s: float) -> bytes:
     """Ask ``parent`` (connected on ``sock``) for a tunnel to ``target``; returns the bytes
     that came after its response head (the start of the tunnelled stream). Raises
-    ParentRefusedTunnel for a non-2xx answer, OriginError for a broken one."""
+    ParentRefusedTunnel for a non-2xx answer, ParentTunnelTimeout when no whole answer
+    came within ``timeout_s``, OriginError for a broken one."""
     sock.settimeout(timeout_s)
     try:
         sock.sendall(connect_request(target, parent.authorization))
@@ -215,6 +240,11 @@ def tunnel_through(sock: gsocket.socket, parent: Parent, target: str, timeout_s:
             data += chunk
             if len(data) > MAX_CONNECT_RESPONSE_BYTES:
                 raise OriginError(f"parent proxy {parent.address}: CONNECT answer too long")
+    except TimeoutError as exc:
+        raise ParentTunnelTimeout(
+            f"parent proxy {parent.address} did not answer CONNECT {target} "
+            f"within {round(timeout_s, 1):g} s"
+        ) from exc
     except OSError as exc:
         raise OriginError(f"parent proxy {parent.address} failed during CONNECT: {exc}") from exc
     finally:

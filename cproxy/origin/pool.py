@@ -58,6 +58,7 @@ import gevent.socket as gsocket
 
 from cproxy.errors import (
     NotCheckedOut,
+    OriginConnectTimeout,
     OriginError,
     OriginProtocolError,
     PoolClosed,
@@ -70,6 +71,7 @@ from cproxy.origin.connection import (
     OriginKey,
     Resolver,
     default_resolve,
+    format_host_port,
     format_origin,
     open_socket,
     origin_key,
@@ -77,9 +79,11 @@ from cproxy.origin.connection import (
 from cproxy.origin.deadaddrs import DeadAddresses
 from cproxy.origin.eyeballs import ATTEMPT_DELAY_S
 from cproxy.origin.h2stream import H2Stream
+from cproxy.origin.parents import ParentTunnelTimeout, tunnel_through
 from cproxy.origin.telemetry import PoolEvents, WaitHistogram
 from cproxy.origin.tls import (
     DEFAULT_TLS,
+    ParentHop,
     TLSSettings,
     negotiated_protocol,
     start_tls,
@@ -424,6 +428,7 @@ class OriginPool:
         verify: bool = True,
         abandon_on_eof: gsocket.socket | None = None,
         admit: AddressCheck | None = None,
+        via: ParentHop | None = None,
     ) -> OriginConnection | H2Stream:
         """Return a connection to ``key``: the most recently released usable idle one, or new.
 
@@ -439,10 +444,13 @@ class OriginPool:
         when the wait runs out, and the ``OriginError`` subclasses of ``connect`` for a new
         one. ``admit`` checks each resolved address of a new connection (see
         ``open_socket``); an idle socket handed out is the caller's to check.
+
+        ``via``: an https origin reached through that parent proxy (a CONNECT, then TLS
+        inside the tunnel; pooled apart from direct connections, see `_connect`).
         """
         if self._closed:
             raise PoolClosed("the origin connection pool is closed")
-        origin = self._origin_for(origin_key(*key))
+        origin = self._origin_for(origin_key(*key), via)
         if origin.h2_capable and origin.protocol != "http/1.1":
             got = self._acquire_h2(origin, abandon_on_eof, admit)
             if got is not None:
@@ -461,6 +469,7 @@ class OriginPool:
         abandon_on_eof: gsocket.socket | None = None,
         admit: AddressCheck | None = None,
         avoid: object = None,
+        via: ParentHop | None = None,
     ) -> OriginConnection | H2Stream:
         """Open a fresh connection to ``key``, never an idle one (request bodies, retries).
 
@@ -471,11 +480,12 @@ class OriginPool:
         (``evicted``), or, when none is idle, the caller queues as in ``acquire``. Raises
         ``OriginDNSError``, ``OriginConnectError`` or ``OriginConnectTimeout`` (message
         names ``host:port`` and the cause), ``PoolQueueTimeout``, ``PoolWaitAbandoned`` or
-        ``PoolClosed``.
+        ``PoolClosed``; through a parent (``via``), those three name the parent, and what
+        happens after it took the connection raises as `_connect` says.
         """
         if self._closed:
             raise PoolClosed("the origin connection pool is closed")
-        origin = self._origin_for(origin_key(*key))
+        origin = self._origin_for(origin_key(*key), via)
         if origin.h2_capable and origin.protocol != "http/1.1":
             # A stream is never stale the way a pooled socket is (a closed connection is
             # noticed by its reader at once): a body or a retry takes one as any request.
@@ -490,6 +500,7 @@ class OriginPool:
         *,
         abandon_on_eof: gsocket.socket | None = None,
         admit: AddressCheck | None = None,
+        via: ParentHop | None = None,
     ) -> OriginConnection:
         """Open a fresh HTTP/1.1 connection to ``key`` whatever the origin speaks otherwise:
         for a request that takes the connection over (an ``Upgrade`` such as WebSocket,
@@ -501,10 +512,10 @@ class OriginPool:
             raise PoolClosed("the origin connection pool is closed")
         key = origin_key(*key)
         if key[0] == "https":
-            tls = self._tls_for(key)
+            tls = self._route_tls(key, via)
             origin = self._origin(key, replace(tls, alpn=()) if tls.alpn else tls)
         else:
-            origin = self._origin(key, None)
+            origin = self._origin_for(key, via)
             if origin.h2c:
                 raise OriginProtocolError(
                     f"{key[1]}:{key[2]} is spoken to in HTTP/2 only (ServerHTTP2Cleartext): "
@@ -716,7 +727,7 @@ class OriginPool:
                 origin.standby_retry_at, origin.standby_backoff_s = 0.0, 0.0
         self._standby_wake.set()
         for origin in list(self._origins.values()):
-            if origin.tls is not None and origin.tls != self._tls_for(origin.key):
+            if origin.tls is not None and origin.tls != self._route_tls(origin.key, origin.tls.via):
                 self._close_idle(origin, len(origin.idle))
                 for h2c in list(origin.h2):
                     h2c.shutdown()  # made under other settings: its streams finish
@@ -787,9 +798,19 @@ class OriginPool:
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _origin_for(self, key: OriginKey) -> _Origin:
-        """The entry for ``key`` under the TLS settings that apply to it now."""
-        return self._origin(key, self._tls_for(key) if key[0] == "https" else None)
+    def _origin_for(self, key: OriginKey, via: ParentHop | None = None) -> _Origin:
+        """The entry for ``key`` under the TLS settings that apply to it now (through
+        ``via``, for an https origin reached through a parent proxy)."""
+        if key[0] == "https":
+            return self._origin(key, self._route_tls(key, via))
+        if via is not None:
+            # A plain request goes to a parent in absolute form, keyed by the parent.
+            raise ValueError(f"{format_origin(key)}: only https origins are reached via a parent")
+        return self._origin(key, None)
+
+    def _route_tls(self, key: OriginKey, via: ParentHop | None) -> TLSSettings:
+        tls = self._tls_for(key)
+        return tls if via is None else replace(tls, via=via)
 
     def _origin(self, key: OriginKey, tls: TLSSettings | None) -> _Origin:
         origin = self._origins.get((key, tls))
@@ -1015,21 +1036,33 @@ class OriginPool:
         if not reserved:
             origin.pending_connects += 1
         deadline = time.monotonic() + self._connect_timeout_s
+        via = origin.tls.via if origin.tls is not None else None
         try:
-            sock = open_socket(
-                host,
-                port,
-                timeout_s=self._connect_timeout_s,
-                resolve=self._resolve,
-                admit=admit,
-                attempt_delay_s=self._attempt_delay_s,
-                dead=self._dead,
-            )
+            if via is None:
+                sock = open_socket(
+                    host,
+                    port,
+                    timeout_s=self._connect_timeout_s,
+                    resolve=self._resolve,
+                    admit=admit,
+                    attempt_delay_s=self._attempt_delay_s,
+                    dead=self._dead,
+                )
+            else:
+                sock = self._open_via(via, host, port, deadline)
             if origin.tls is not None:
                 # The handshake shares the connect budget: together they are "connecting".
-                sock = start_tls(
-                    sock, host, port, origin.tls, session=origin.tls_session, deadline=deadline
-                )
+                try:
+                    sock = start_tls(
+                        sock, host, port, origin.tls, session=origin.tls_session, deadline=deadline
+                    )
+                except OriginConnectTimeout as exc:
+                    if via is None:
+                        raise
+                    # The parent took the connection: it is up, whatever the origin did.
+                    raise ParentTunnelTimeout(
+                        f"{exc} (through parent proxy {via.address})"
+                    ) from exc
                 origin.tls_session = tls_session(sock) or origin.tls_session
             h2 = origin.h2c
             if origin.tls is not None and origin.h2_capable:
@@ -1064,6 +1097,33 @@ class OriginPool:
         self._count(origin, "created")
         self._hand_out(origin, conn)
         return conn
+
+    def _open_via(self, via: ParentHop, host: str, port: int, deadline: float) -> gsocket.socket:
+        """A plain socket to ``via`` carrying a tunnel to ``host:port`` (its CONNECT answered
+        2xx within the connect budget), ready for the TLS handshake with the origin. The
+        destination policy is the parent's to apply, as for every request sent to a parent.
+        Raises the errors of ``open_socket`` (naming the parent), `ParentRefusedTunnel`,
+        `ParentTunnelTimeout` or ``OriginError``."""
+        sock = open_socket(
+            via.host,
+            via.port,
+            timeout_s=self._connect_timeout_s,
+            resolve=self._resolve,
+            attempt_delay_s=self._attempt_delay_s,
+            dead=self._dead,
+        )
+        try:
+            target = format_host_port(host, port)
+            early = tunnel_through(sock, via, target, max(deadline - time.monotonic(), 0.001))
+            if early:
+                # A TLS server speaks second: these bytes are the parent's, not the origin's.
+                raise OriginError(
+                    f"parent proxy {via.address} sent bytes after its answer to CONNECT {target}"
+                )
+        except BaseException:
+            sock.close()
+            raise
+        return sock
 
     # -- HTTP/2 ------------------------------------------------------------------------------
 

@@ -7,6 +7,12 @@ another CA file; verification is off only for origins listed in ``ServerSSLNoVer
 (test labs), never by a global switch. SNI is sent for host names. TLS sessions are
 resumed: the pool keeps the latest session per origin and offers it on the next handshake
 (sessions belong to one SSLContext, so contexts are made once per settings).
+
+An origin that asks for a client certificate (cproxy has none to give) is told apart from
+other handshake failures (`OriginClientCertRequired`): TLS 1.3 has an alert for it, read
+from the exception's OpenSSL reason by the server side; TLS 1.2 has none (the origin
+sends the generic handshake_failure, as for no shared cipher), so the handshake's
+messages are watched for the origin's CertificateRequest (`_HandshakeWatch`, see there).
 """
 
 from __future__ import annotations
@@ -15,7 +21,8 @@ import functools
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import gevent
 import gevent.socket as gsocket
@@ -24,22 +31,50 @@ import gevent.ssl as gssl
 from cproxy.errors import OriginConnectTimeout, OriginTLSError
 
 
+class OriginClientCertRequired(OriginTLSError):
+    """The origin asked for a client certificate during the handshake (a CertificateRequest)
+    and then ended the handshake with an alert: cproxy has no certificate to give."""
+
+
+@dataclass(frozen=True)
+class ParentHop:
+    """A parent proxy (ParentProxy) that TLS connections to an origin are made through: a
+    ``CONNECT host:port`` to it, then the handshake with the origin inside its tunnel."""
+
+    host: str
+    port: int
+    # The parent's own Proxy-Authorization value (ParentProxyCredentials), or None.
+    authorization: str | None = field(default=None, repr=False)
+
+    @property
+    def address(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
 @dataclass(frozen=True)
 class TLSSettings:
-    """How a TLS connection to an origin is checked: part of the pool key, so sockets made
-    under other settings are never handed out for these."""
+    """How a TLS connection to an origin is made and checked: part of the pool key, so
+    sockets made under other settings are never handed out for these."""
 
     verify: bool = True
     ca_file: str = ""  # "" = the system store
     # The protocols offered in ALPN, preferred first: ("h2", "http/1.1") where HTTP/2 to
     # the origin is on (ServerHTTP2), () for none (the origin speaks HTTP/1.1).
     alpn: tuple[str, ...] = ()
+    # The parent proxy the connection is tunnelled through, or None (direct). Part of the
+    # key, so a tunnel through one parent is never used for a request routed to another,
+    # nor a direct socket for a request that must go through a parent; the origin's
+    # authority is the other part of the key, so a tunnel is never reused for another
+    # origin. It does not change the SSLContext (`client_context` ignores it).
+    via: ParentHop | None = None
 
     def label(self) -> str:
         """A suffix for the stats key when the settings are not the default."""
         if not self.verify:
-            return " (unverified)"
-        return f" (CA {self.ca_file})" if self.ca_file else ""
+            checked = " (unverified)"
+        else:
+            checked = f" (CA {self.ca_file})" if self.ca_file else ""
+        return checked + (f" via {self.via.address}" if self.via is not None else "")
 
 
 DEFAULT_TLS = TLSSettings()
@@ -95,6 +130,104 @@ def tls_policy(
     return tls_for
 
 
+# OpenSSL's message callback (SSL_CTX_set_msg_callback), as CPython exposes it on an
+# SSLContext since 3.8: ``_msg_callback``, a debugging hook called with every TLS message
+# (and record header) a connection of that context reads or writes. Set here through the
+# attribute of the C type under ``ssl.SSLContext`` (``_ssl._SSLContext``), which takes the
+# callable as is and passes it the wire's numbers (RFC 8446 §4 and §6), for two reasons:
+# gevent's SSLContext overrides the property with a setter that leaves ``ssl.SSLContext``
+# rebound to gevent's class for the whole process (as monkey-patching would; urllib3's
+# contexts then recurse without end: seen in this test suite), and the ``ssl`` module's
+# own wrapper turns three numbers into enums on every call (1.7 us each, most of the
+# hook's cost per handshake, bench/tls_msg_callback.py).
+_SSL_CONTEXT_TYPE: Any = getattr(getattr(ssl, "_ssl", None), "_SSLContext", None)
+_C_HOOK: Any = vars(_SSL_CONTEXT_TYPE).get("_msg_callback") if _SSL_CONTEXT_TYPE else None
+_MSG_CALLBACK = _C_HOOK is not None and hasattr(_C_HOOK, "__set__")
+_HANDSHAKE = 22
+_ALERT = 21
+_CERTIFICATE_REQUEST = 13
+# The alerts a server ends a handshake with when it wanted a certificate and got none:
+# handshake_failure (OpenSSL, HAProxy), bad_certificate (Go, Java), unsupported_certificate,
+# certificate_unknown, unknown_ca, access_denied, certificate_required (TLS 1.3's own).
+_REFUSAL_ALERTS = frozenset({40, 42, 43, 46, 48, 49, 116})
+
+
+class _HandshakeWatch:
+    """What an origin's handshake showed: whether the origin sent a CertificateRequest,
+    and the last alert it sent (None: none).
+
+    The hook is set on a context only while at least one of its handshakes is under way
+    (`_watch` / `_unwatch`: a count per context), so an established connection pays for
+    it only while another connection of its context shakes hands (a Python call per
+    record, measured in bench/tls_msg_callback.py). OpenSSL copies the hook into each
+    connection when it is made, and CPython looks up the context's callable at each call,
+    so every origin connection, made while its own handshake is counted, can be watched
+    and costs a C-level check, not a Python call, once the count is back to 0."""
+
+    __slots__ = ("alert", "certificate_request")
+
+    def __init__(self) -> None:
+        self.certificate_request = False
+        self.alert: int | None = None
+
+    @property
+    def client_cert_refused(self) -> bool:
+        """The origin asked for a certificate, then ended the handshake with an alert that
+        refuses one (a close without an alert, or another alert, is not taken for it)."""
+        return self.certificate_request and self.alert in _REFUSAL_ALERTS
+
+
+# The watches of handshakes under way, by the file descriptor of their socket (open
+# throughout; the hook is handed gevent's inner socket object, not the SSLSocket, and
+# both answer fileno()), and the handshakes under way per context (by id(): a context
+# stays alive while one of its sockets does).
+_watches: dict[int, _HandshakeWatch] = {}
+_watching: dict[int, int] = {}
+
+
+def _observe(
+    conn: object, direction: str, version: object, content_type: int, msg_type: int, data: bytes
+) -> None:
+    """The context's hook. Never raises: an exception here would surface from the
+    connection's next TLS call."""
+    if direction != "read":
+        return
+    try:
+        watch = _watches.get(conn.fileno())  # type: ignore[attr-defined]
+    except (AttributeError, OSError):
+        return
+    if watch is None:
+        return
+    if content_type == _HANDSHAKE and msg_type == _CERTIFICATE_REQUEST:
+        watch.certificate_request = True
+    elif content_type == _ALERT:
+        watch.alert = int(msg_type)
+
+
+def _watch(ctx: ssl.SSLContext) -> None:
+    """A handshake of ``ctx`` starts: the hook is on (before the connection is made)."""
+    if not _MSG_CALLBACK:
+        return
+    key = id(ctx)
+    count = _watching.get(key, 0)
+    if count == 0:
+        _C_HOOK.__set__(ctx, _observe)
+    _watching[key] = count + 1
+
+
+def _unwatch(ctx: ssl.SSLContext) -> None:
+    """A handshake of ``ctx`` ended; the last one turns the hook off."""
+    if not _MSG_CALLBACK:
+        return
+    key = id(ctx)
+    count = _watching.get(key, 0) - 1
+    if count > 0:
+        _watching[key] = count
+        return
+    _watching.pop(key, None)
+    _C_HOOK.__set__(ctx, None)
+
+
 def start_tls(
     sock: gsocket.socket,
     host: str,
@@ -109,11 +242,32 @@ def start_tls(
     Sends SNI for a host name (RFC 6066 forbids it for an address; the certificate is then
     checked against the address), offers ``session`` for resumption. On failure closes
     ``sock`` and raises ``OriginTLSError`` (the cause, e.g. the certificate did not
-    verify) or ``OriginConnectTimeout``.
+    verify; `OriginClientCertRequired` when the origin asked for a client certificate
+    and then refused the handshake) or ``OriginConnectTimeout``.
     """
     where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
-        ctx = client_context(settings)
+        # One context whatever the route (a session resumes only on its own context).
+        ctx = client_context(replace(settings, via=None) if settings.via else settings)
+    except (OSError, ValueError) as exc:
+        sock.close()
+        raise OriginTLSError(f"TLS to {where} cannot start: {exc}") from exc
+    _watch(ctx)
+    try:
+        return _handshake(ctx, sock, host, where, session, deadline)
+    finally:
+        _unwatch(ctx)
+
+
+def _handshake(
+    ctx: ssl.SSLContext,
+    sock: gsocket.socket,
+    host: str,
+    where: str,
+    session: ssl.SSLSession | None,
+    deadline: float,
+) -> ssl.SSLSocket:
+    try:
         tls = ctx.wrap_socket(
             sock,
             server_hostname=host,
@@ -123,6 +277,8 @@ def start_tls(
     except (OSError, ValueError) as exc:
         sock.close()
         raise OriginTLSError(f"TLS to {where} cannot start: {exc}") from exc
+    fd = tls.fileno()
+    watch = _watches[fd] = _HandshakeWatch()
     remaining = deadline - time.monotonic()
     timer = gevent.Timeout(max(remaining, 0.001))
     timer.start()
@@ -139,12 +295,18 @@ def start_tls(
         raise OriginTLSError(f"the certificate of {where} did not verify: {reason}") from exc
     except (ssl.SSLError, OSError) as exc:
         tls.close()
+        if watch.client_cert_refused:
+            raise OriginClientCertRequired(
+                f"{where} asked for a client certificate, which cproxy does not have "
+                f"(TLS handshake failed: {exc})"
+            ) from exc
         raise OriginTLSError(f"TLS handshake with {where} failed: {exc}") from exc
     except BaseException:
         tls.close()
         raise
     finally:
         timer.close()
+        _watches.pop(fd, None)
     return tls
 
 

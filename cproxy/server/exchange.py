@@ -51,11 +51,12 @@ from cproxy.http.heads import interim_response_head, origin_request_head, relaye
 from cproxy.http.limits import IO_CHUNK_BYTES
 from cproxy.http.message import parse_response_head, response_fields_for_client
 from cproxy.origin import OriginConnection, OriginPool, origin_key
+from cproxy.origin.connection import OriginKey
 from cproxy.origin.h2stream import H2Stream
-from cproxy.origin.parents import CONNECT_FAILURES, ParentSet, parent_request_head
+from cproxy.origin.parents import CONNECT_FAILURES, Parent, ParentSet, parent_request_head
 from cproxy.origin.retry import Retry
 from cproxy.origin.stream import BodySource, OriginStream
-from cproxy.origin.tls import tls_buffered
+from cproxy.origin.tls import ParentHop, tls_buffered
 from cproxy.server.destinations import admit_reused, admitted, policy_for
 from cproxy.server.respond import Outcome
 from cproxy.server.sink import ClientGone, ClientSink, OutputTimeout
@@ -191,14 +192,11 @@ class Exchange:
         req = self.req
         has_body = req.body != NONE
         head = origin_request_head(req, cfg.hostname)
-        # ParentProxy: the request goes to the first parent that is up, in absolute form,
-        # on a pooled socket to the parent (unless NoProxy sends it direct).
+        # ParentProxy: the request goes through the first parent that is up (unless NoProxy
+        # sends it direct); see `_route`.
         parents = requester.state.parents
         parent = parents.pick(req.host) if parents.active else None
-        key = parent.key if parent else origin_key(req.scheme, req.host, req.port)
-        sent_head = (
-            parent_request_head(head, req.method, req.url, parent.authorization) if parent else head
-        )
+        key, via, sent_head = _route(req, head, parent)
         if req.expect_continue and has_body:
             # We answer the expectation ourselves (RFC 9110 §10.1.1 lets a proxy do so)
             # and stream the body on: the origin never sees Expect.
@@ -218,10 +216,16 @@ class Exchange:
             check = admit if parent is None else None
             try:
                 if retry.fresh_socket:
-                    conn = pool.connect(key, abandon_on_eof=abandon, admit=check, avoid=refused_by)
+                    conn = pool.connect(
+                        key, abandon_on_eof=abandon, admit=check, avoid=refused_by, via=via
+                    )
                 else:
                     conn = pool.acquire(
-                        key, verify=retry.verify_pooled, abandon_on_eof=abandon, admit=check
+                        key,
+                        verify=retry.verify_pooled,
+                        abandon_on_eof=abandon,
+                        admit=check,
+                        via=via,
                     )
                     if check is not None and conn.reused:
                         admit_reused(pool, conn, check)
@@ -229,12 +233,10 @@ class Exchange:
                 if parent is None:
                     raise
                 # The parent cannot be reached: the next one (pick raises when none is up).
-                parents.mark_down(parent, str(exc))
-                parent = parents.pick(req.host)
+                parent = parents.failover(parent, req.host, exc)
                 if parent is None:  # NoProxy changed meanwhile
                     raise
-                key = parent.key
-                sent_head = parent_request_head(head, req.method, req.url, parent.authorization)
+                key, via, sent_head = _route(req, head, parent)
                 continue
             if parent is not None:
                 parents.mark_up(parent)
@@ -746,6 +748,24 @@ class _BodyFeed:
 # A request body up to this size is kept while it is sent over HTTP/2, so that it can be
 # sent again when the origin did not process it; a larger one is not retried (502).
 REPLAY_LIMIT_BYTES = 1 << 20
+
+
+def _route(
+    req: Request, head: bytes, parent: Parent | None
+) -> tuple[OriginKey, ParentHop | None, bytes]:
+    """Where ``req`` goes: (the pool key, the parent its TLS connection is made through,
+    the head to send). Direct without a parent. Through one, a plain ``http://`` request
+    goes to the parent in absolute form on a pooled socket to the parent (whose key is
+    the parent's address); an ``https://`` one (intercepted, or a client's absolute-form
+    target) goes on a pooled TLS connection to the origin made through the parent
+    (CONNECT, then TLS inside, verified as a direct one): never to the parent in
+    cleartext, so what was encrypted from the client stays encrypted to the origin, and
+    every cached ``https://`` response came over a connection cproxy verified itself."""
+    if parent is None:
+        return origin_key(req.scheme, req.host, req.port), None, head
+    if req.scheme == "https":
+        return origin_key("https", req.host, req.port), parent.hop, head
+    return parent.key, None, parent_request_head(head, req.method, req.url, parent.authorization)
 
 
 def _socket_of(conn: OriginConnection | H2Stream) -> socket.socket:

@@ -690,7 +690,6 @@ class ClientConnection:
             cfg,
             self.client_ip,
             host,
-            self.rt.parents,
             interception.pinned,
             interception.client_cert_hosts,
         )

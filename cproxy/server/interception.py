@@ -5,7 +5,9 @@ After a CONNECT passed the checks every CONNECT passes (ProxyAccess, ProxyAuth,
 ConnectPorts, not aimed at cproxy, the destination policy for an address literal) and got
 its ``200``, the connection is either *intercepted* (cproxy completes the client's TLS
 handshake with a leaf certificate of its CA for the CONNECT host and serves the requests
-inside like plain ones) or *spliced* (tunnelled untouched, as without interception). The
+inside like plain ones) or *spliced* (tunnelled untouched, as without interception). With
+a ParentProxy, the requests inside reach their origin over TLS connections made through
+the parent's tunnel (`cproxy.server.exchange`), so a parent changes nothing here. The
 decision, in this order (the first that applies):
 
 ====================  ===============================================================
@@ -14,7 +16,6 @@ splice reason         when
 client-not-listed     SSLInterceptClients is set and does not cover the client
 listed                SSLSpliceHosts covers the host
 not-listed            SSLInterceptHosts is set and does not cover the host
-parent                a ParentProxy would carry the tunnel (see docs/INTERCEPTION.md)
 client-cert           the origin asked for a client certificate before
 pinned                this client rejected our certificate for this host lately
 early-bytes           the client sent bytes before our 200 (they are already read)
@@ -49,7 +50,6 @@ from cproxy.errors import ConfigError
 from cproxy.geventshim import raw_socket, wait_readable_untimed
 from cproxy.intercept.clienthello import MAX_HELLO_BYTES, HelloPeek, Verdict, peek_client_hello
 from cproxy.intercept.pinning import PinnedSplices, classify_handshake_failure
-from cproxy.origin.parents import ParentSet
 from cproxy.server.transport import ClientTLSSocket
 
 if TYPE_CHECKING:
@@ -71,7 +71,6 @@ SPLICE_REASONS = (
     "client-not-listed",
     "listed",
     "not-listed",
-    "parent",
     "client-cert",
     "pinned",
     "early-bytes",
@@ -99,7 +98,6 @@ def scope_splice(
     cfg: Config,
     client_ip: str,
     host: str,
-    parents: ParentSet,
     pinned: PinnedSplices,
     client_cert_hosts: Any,
 ) -> str | None:
@@ -111,8 +109,6 @@ def scope_splice(
         return "listed"
     if cfg.ssl_intercept_hosts and not direct_match(cfg.ssl_intercept_hosts, host):
         return "not-listed"
-    if parents.active and not direct_match(cfg.no_proxy, host):
-        return "parent"
     if host in client_cert_hosts:
         return "client-cert"
     if pinned.is_pinned(client_ip, host):

@@ -15,6 +15,7 @@ from cproxy.errors import OriginTLSError, PoolQueueTimeout
 from cproxy.http import Request
 from cproxy.http.framing import NONE
 from cproxy.origin.connection import format_host_port
+from cproxy.origin.tls import OriginClientCertRequired
 from cproxy.server.pages import error_response
 from cproxy.server.sink import ClientGone, ClientSink
 
@@ -127,6 +128,8 @@ def upstream_tls_failure(exc: BaseException) -> str | None:
     """ "verify" when ``exc`` comes of the origin's certificate failing verification,
     "client-cert" when the origin wanted a client certificate, else None. Read from the
     ``ssl`` exception the origin error was raised from (its type and OpenSSL reason code)."""
+    if isinstance(exc, OriginClientCertRequired):
+        return "client-cert"  # TLS 1.2: seen in the handshake's messages (origin/tls.py)
     cause: BaseException | None = exc
     seen = 0
     while cause is not None and seen < 8:

@@ -60,8 +60,7 @@ def open_tunnel(
                 dead=dead,
             )
         except CONNECT_FAILURES as exc:
-            parents.mark_down(parent, str(exc))
-            next_parent = parents.pick(req.host)  # raises when none is up
+            next_parent = parents.failover(parent, req.host, exc)  # raises when none is up
             if next_parent is None:
                 raise
             parent = next_parent
@@ -69,7 +68,7 @@ def open_tunnel(
         parents.mark_up(parent)
         try:
             target = format_host_port(req.host, req.port)
-            return sock, tunnel_through(sock, parent, target, cfg.read_timeout_s)
+            return sock, tunnel_through(sock, parent.hop, target, cfg.read_timeout_s)
         except BaseException:
             sock.close()
             raise

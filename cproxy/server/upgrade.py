@@ -3,7 +3,9 @@
 A browser opens ``wss://`` over its intercepted connection with an ordinary GET carrying
 ``Upgrade: websocket`` and ``Connection: Upgrade``. The request is sent to the origin on a
 fresh verified TLS connection of the pool (never a pooled one: it will not come back),
-with the two hop-by-hop fields the upgrade needs and nothing else changed; a ``101`` is
+with the two hop-by-hop fields the upgrade needs and nothing else changed (through a
+ParentProxy, a TLS connection made through the parent's tunnel, as for every https
+request); a ``101`` is
 passed to the client and from then on both connections are one tunnel, relayed as a
 CONNECT tunnel is (`relay_tunnel`), until either side closes or neither sends anything
 for ReadTimeout. Any other answer becomes a 502: a failed upgrade is not a response the
@@ -24,7 +26,8 @@ from cproxy.http.framing import NONE
 from cproxy.http.heads import origin_request_head
 from cproxy.http.limits import IO_CHUNK_BYTES, MAX_HEAD_BYTES
 from cproxy.http.message import parse_response_head, response_fields_for_client
-from cproxy.origin import origin_key
+from cproxy.origin import OriginConnection, OriginPool, origin_key
+from cproxy.origin.parents import CONNECT_FAILURES, ParentSet
 from cproxy.server.destinations import policy_for
 from cproxy.server.respond import Outcome
 from cproxy.server.sink import ClientSink
@@ -55,13 +58,7 @@ def relay_websocket(
     OriginError / OriginProtocolError before the 101 (the caller answers 502)."""
     cfg = state.config
     pool = state.pool
-    # HTTP/1.1 whatever the origin speaks to the pool: an upgrade takes the connection
-    # over, which an HTTP/2 stream cannot be (RFC 8441's extended CONNECT aside).
-    conn = pool.connect_http1(
-        origin_key(req.scheme, req.host, req.port),
-        abandon_on_eof=client,
-        admit=policy_for(cfg).admit(client_ip),
-    )
+    conn = _connect_http1(state, req, client, client_ip)
     try:
         osock = conn.sock
         osock.settimeout(cfg.read_timeout_s)
@@ -98,3 +95,33 @@ def relay_websocket(
         outcome.sent += relay_tunnel(client, osock, cfg.read_timeout_s)
     finally:
         pool.discard(conn)
+
+
+def _connect_http1(
+    state: Any, req: Request, client: socket.socket, client_ip: str
+) -> OriginConnection:
+    """A fresh HTTP/1.1 connection to ``req``'s origin, whatever the origin speaks to the
+    pool: an upgrade takes the connection over, which an HTTP/2 stream cannot be (RFC
+    8441's extended CONNECT aside). Through the first ParentProxy that is up, as
+    `cproxy.server.exchange` routes an https request; the next one when it cannot be
+    reached."""
+    pool: OriginPool = state.pool
+    key = origin_key(req.scheme, req.host, req.port)
+    parents: ParentSet = state.parents
+    parent = parents.pick(req.host) if parents.active else None
+    while True:
+        try:
+            if parent is None:
+                return pool.connect_http1(
+                    key, abandon_on_eof=client, admit=policy_for(state.config).admit(client_ip)
+                )
+            conn = pool.connect_http1(key, abandon_on_eof=client, via=parent.hop)
+        except CONNECT_FAILURES as exc:
+            if parent is None:
+                raise
+            parent = parents.failover(parent, req.host, exc)
+            if parent is None:  # NoProxy changed meanwhile
+                raise
+            continue
+        parents.mark_up(parent)
+        return conn
