@@ -144,3 +144,25 @@ class PoolWaitAbandoned(OriginError):
     connection: the request left the queue (nobody reads the answer)."""
 
     status = 503
+
+
+# The parents' errors are here rather than in origin/parents.py: a module the compiled
+# build compiles drops the class attributes (``status``) of a subclass of a class defined
+# in Python (docs/ARCHITECTURE.md; tests/test_compiled_classes.py).
+class NoParentAvailable(OriginError):
+    """Every ParentProxy is marked down: the request is answered with 502."""
+
+    status = 502
+
+
+class ParentRefusedTunnel(OriginError):
+    """The parent answered a CONNECT with something other than 2xx."""
+
+    status = 502
+
+
+class ParentTunnelTimeout(OriginError):
+    """A parent did not answer a CONNECT in time, or the TLS handshake with the origin
+    through its tunnel did not finish: the parent is up (it took the connection)."""
+
+    status = 504

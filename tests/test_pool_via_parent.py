@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from cproxy.errors import ParentRefusedTunnel
 from cproxy.origin import OriginConnection, OriginPool
-from cproxy.origin.parents import ParentRefusedTunnel
 from cproxy.origin.tls import ParentHop, tls_policy
 from tests.support import ProxyThread, start_proxy
 from tests.test_pool_tls import exchange

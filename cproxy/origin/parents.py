@@ -32,10 +32,13 @@ from cproxy.directives import Config
 from cproxy.directives.types import direct_match
 from cproxy.errors import (
     CproxyError,
+    NoParentAvailable,
     OriginConnectError,
     OriginConnectTimeout,
     OriginDNSError,
     OriginError,
+    ParentRefusedTunnel,
+    ParentTunnelTimeout,
 )
 
 from .connection import OriginKey, format_host_port, origin_key
@@ -47,25 +50,6 @@ log = logging.getLogger("cproxy")
 # What makes a parent "down": it could not be reached at all (a parent that answers,
 # even with an error status, is up).
 CONNECT_FAILURES = (OriginDNSError, OriginConnectError, OriginConnectTimeout)
-
-
-class NoParentAvailable(OriginError):
-    """Every ParentProxy is marked down: the request is answered with 502."""
-
-    status = 502
-
-
-class ParentRefusedTunnel(OriginError):
-    """The parent answered a CONNECT with something other than 2xx."""
-
-    status = 502
-
-
-class ParentTunnelTimeout(OriginError):
-    """A parent did not answer a CONNECT in time, or the TLS handshake with the origin
-    through its tunnel did not finish: the parent is up (it took the connection)."""
-
-    status = 504
 
 
 class ParentCredentialsError(CproxyError):

@@ -61,6 +61,7 @@ from cproxy.errors import (
     OriginConnectTimeout,
     OriginError,
     OriginProtocolError,
+    ParentTunnelTimeout,
     PoolClosed,
     PoolQueueTimeout,
     PoolWaitAbandoned,
@@ -79,7 +80,7 @@ from cproxy.origin.connection import (
 from cproxy.origin.deadaddrs import DeadAddresses
 from cproxy.origin.eyeballs import ATTEMPT_DELAY_S
 from cproxy.origin.h2stream import H2Stream
-from cproxy.origin.parents import ParentTunnelTimeout, tunnel_through
+from cproxy.origin.parents import tunnel_through
 from cproxy.origin.telemetry import PoolEvents, WaitHistogram
 from cproxy.origin.tls import (
     DEFAULT_TLS,
