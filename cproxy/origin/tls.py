@@ -12,16 +12,23 @@ resumed: the pool keeps the latest session per origin and offers it on the next 
 from __future__ import annotations
 
 import functools
-import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import gevent
-import gevent.socket as gsocket
-import gevent.ssl as gssl
 
 from cproxy.errors import OriginConnectTimeout, OriginTLSError
+
+if TYPE_CHECKING:
+    import ssl
+
+    import gevent.socket as gsocket
+
+# ``ssl`` (and gevent.ssl) are imported by the functions that make or read a TLS
+# connection, not here: loading OpenSSL costs a process about 2 MiB of its memory, and a
+# proxy whose origins are all plain HTTP never needs it (issue #21, tests/test_import_weight.py).
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,10 @@ def client_context(settings: TLSSettings) -> ssl.SSLContext:
     # gevent's SSLContext, so sockets it wraps are cooperative (its create_default_context
     # would give the stdlib's). PROTOCOL_TLS_CLIENT: certificate and host name checked,
     # TLS 1.2 at least, as create_default_context sets up.
+    import ssl
+
+    import gevent.ssl as gssl
+
     ctx = gssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     if settings.ca_file:
         ctx.load_verify_locations(cafile=settings.ca_file)
@@ -111,6 +122,8 @@ def start_tls(
     ``sock`` and raises ``OriginTLSError`` (the cause, e.g. the certificate did not
     verify) or ``OriginConnectTimeout``.
     """
+    import ssl
+
     where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
         ctx = client_context(settings)
@@ -170,6 +183,8 @@ def read_idle_records(sock: ssl.SSLSocket) -> str:
     The raw socket cannot tell these apart: every one of them makes it readable, and a
     peek sees ciphertext. The socket's timeout is restored.
     """
+    import ssl  # loaded already: ``sock`` is a TLS socket
+
     try:
         timeout = sock.gettimeout()
     except OSError:
@@ -197,4 +212,8 @@ def negotiated_protocol(sock: object) -> str:
 def tls_session(sock: object) -> ssl.SSLSession | None:
     """The TLS session of ``sock`` worth offering again, or None (plain socket, none yet)."""
     session = getattr(sock, "session", None)
+    if session is None:
+        return None
+    import ssl  # loaded already: only a TLS socket has a session
+
     return session if isinstance(session, ssl.SSLSession) else None
