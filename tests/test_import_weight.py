@@ -70,8 +70,9 @@ def test_the_admin_package_still_hands_out_its_application() -> None:
 # (issue #21, peak RSS): OpenSSL, through ``ssl`` (an https origin, interception, a TLS
 # shared tier) or ``hashlib``/``hmac`` (ProxyAuth, the admin's forms, the shared tier's
 # keys), costs about 4 MiB of a process; http_sf (CacheTargetedFields), difflib (a
-# misspelt directive), tempfile (the admin's Apply) and html's entity table (cproxy
-# escapes its pages itself) are over a MiB more that a default start has no use for.
+# misspelt directive), tempfile (the admin's Apply), html's entity table (cproxy escapes
+# its pages itself), shutil (argparse's help width) and calendar with datetime (cproxy
+# counts days itself) are two MiB more that a default start has no use for.
 LAZY = (
     *HEAVY,
     "ssl",
@@ -85,6 +86,9 @@ LAZY = (
     "difflib",
     "tempfile",
     "html",
+    "shutil",
+    "calendar",
+    "datetime",
 )
 
 # The proxy started as ``python -m cproxy -c FILE`` is, with the modules it imported
