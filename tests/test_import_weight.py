@@ -71,8 +71,9 @@ def test_the_admin_package_still_hands_out_its_application() -> None:
 # shared tier) or ``hashlib``/``hmac`` (ProxyAuth, the admin's forms, the shared tier's
 # keys), costs about 4 MiB of a process; http_sf (CacheTargetedFields), difflib (a
 # misspelt directive), tempfile (the admin's Apply), html's entity table (cproxy escapes
-# its pages itself), shutil (argparse's help width) and calendar with datetime (cproxy
-# counts days itself) are two MiB more that a default start has no use for.
+# its pages itself), shutil (argparse's help width), calendar with datetime (cproxy
+# counts days itself) and decimal (sizes and times are summed in integers) are two MiB
+# more that a default start has no use for.
 LAZY = (
     *HEAVY,
     "ssl",
@@ -89,6 +90,7 @@ LAZY = (
     "shutil",
     "calendar",
     "datetime",
+    "decimal",
 )
 
 # The proxy started as ``python -m cproxy -c FILE`` is, with the modules it imported
