@@ -28,6 +28,7 @@ SCRIPTS = {
     "dns_cache.py": ("wrk", None),
     "h2_bench.py": ("wrk", "trustme"),
     "intercept_bench.py": ("openssl", "trustme"),
+    "rss_growth.py": ("wrk", None),
 }
 
 RUN = """
