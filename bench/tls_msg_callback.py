@@ -123,7 +123,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    if not origin_tls._MSG_CALLBACK:
+    if not origin_tls._hook_available():
         sys.exit("this Python's ssl has no SSLContext._msg_callback: nothing to measure")
     ca = trustme.CA()
     workdir = tempfile.TemporaryDirectory(prefix="cproxy-msgcb-")

@@ -4,6 +4,7 @@ and the HTTPS interception CA."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from cproxy import __version__, build
@@ -12,9 +13,32 @@ from cproxy.directives import defaults, load_config
 from cproxy.errors import ConfigError
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, given the terminal's width as ``shutil.get_terminal_size``
+    finds it. Left to itself it imports ``shutil`` (with zlib, bz2 and lzma: over half a
+    MiB of the proxy's memory; issue #21) as the parser is built, on every start."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, width=_terminal_columns() - 2)
+
+
+def _terminal_columns() -> int:
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns if columns > 0 else 80
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="cproxy",
+        formatter_class=_HelpFormatter,
         description="A caching forward HTTP proxy. See cproxy(8) and cproxy.conf(5).",
         epilog="Subcommands: 'cproxy passwd [-c FILE | -f PASSWDFILE] USER' manages the admin "
         "password file; 'cproxy ca init|show -d DIR' creates or shows the HTTPS interception CA.",

@@ -29,6 +29,7 @@ SCRIPTS = {
     "h2_bench.py": ("wrk", "trustme"),
     "intercept_bench.py": ("openssl", "trustme"),
     "tls_msg_callback.py": (None, "trustme"),
+    "rss_growth.py": ("wrk", None),
 }
 
 RUN = """

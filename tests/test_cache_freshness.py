@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import calendar
+import datetime as dt
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -143,6 +146,22 @@ def test_5_6_7_rfc850_two_digit_year_fifty_year_rule() -> None:
     assert parsed is not None and format_http_date(parsed).endswith("1980 08:49:37 GMT")
     parsed = parse_http_date("Sunday, 06-Nov-30 08:49:37 GMT", now=now)
     assert parsed is not None and "2030" in format_http_date(parsed)
+
+
+@given(st.datetimes(min_value=dt.datetime(1, 1, 1), max_value=dt.datetime(9999, 12, 31)))
+def test_5_6_7_dates_before_1970_and_leap_days_count_as_calendar_counts(when: dt.datetime) -> None:
+    # The parser does its own day count (issue #21: no calendar module): the same seconds
+    # as calendar.timegm for every date an IMF-fixdate can carry.
+    text = when.strftime("%a, %d %b ") + f"{when.year:04d}" + when.strftime(" %H:%M:%S GMT")
+    assert parse_http_date(text) == calendar.timegm(when.timetuple())
+
+
+def test_5_6_7_february_29_only_in_leap_years() -> None:
+    assert parse_http_date("Tue, 29 Feb 2000 00:00:00 GMT") == 951782400
+    assert parse_http_date("Thu, 29 Feb 1900 00:00:00 GMT") is None  # 1900: not a leap year
+    assert parse_http_date("Mon, 29 Feb 2100 00:00:00 GMT") is None
+    assert parse_http_date("Thu, 29 Feb 2024 12:00:00 GMT") == 1709208000
+    assert parse_http_date("Sat, 01 Jan 0000 00:00:00 GMT") is None  # no year 0
 
 
 @given(st.text(max_size=40))

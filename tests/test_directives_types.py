@@ -75,6 +75,19 @@ def test_time_rejects_finer_than_a_millisecond() -> None:
         Time().parse("0.0001 s")
 
 
+def test_time_terms_add_up_exactly() -> None:
+    # Exact sums (integers, not decimal's 28 digits): a term finer than 1 ms is refused
+    # even beside a large one, and fractions that add up to whole ms are accepted.
+    assert Time().parse("0.5 ms 0.5 ms") == 0.001
+    assert (
+        Time().parse("0.0000000000000000000000000000001 s 0.9999999999999999999999999999999 s") == 1
+    )
+    with pytest.raises(ValueError, match="1 ms resolution"):
+        Time().parse("1.5 min 0.00000000000000000000000000000000000000001 s")
+    with pytest.raises(ValueError, match="too many digits"):
+        Time().parse("1" * 5000 + " ms")
+
+
 def test_time_range_is_checked_and_described() -> None:
     t = Time(0.001, DAY)
     with pytest.raises(ValueError, match="out of range"):
@@ -134,6 +147,14 @@ def test_size_rejects_other_text(text: str) -> None:
 def test_size_bare_number_message_lists_units() -> None:
     with pytest.raises(ValueError, match="K = 1024"):
         Size().parse("64")
+
+
+def test_size_fractions_must_come_to_whole_bytes() -> None:
+    assert Size().parse("1.5 K") == 1536
+    assert Size().parse("0.25 K") == 256
+    for text in ("0.1 K", "0.5 b", "1.0000000000000000000000000000001 M"):
+        with pytest.raises(ValueError, match="whole number of bytes"):
+            Size().parse(text)
 
 
 def test_size_range() -> None:

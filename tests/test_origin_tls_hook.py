@@ -26,7 +26,7 @@ from cproxy.origin.tls import OriginClientCertRequired, TLSSettings, client_cont
 from tests.support import WAIT_S
 
 pytestmark = pytest.mark.skipif(
-    not origin_tls._MSG_CALLBACK, reason="this Python's ssl has no message hook"
+    not origin_tls._hook_available(), reason="this Python's ssl has no message hook"
 )
 
 

@@ -66,7 +66,7 @@ from cproxy.admin.forms import (
     widget_for,
 )
 from cproxy.admin.hosts import admin_host_allowed
-from cproxy.admin.paths import static_dir, templates_dir
+from cproxy.admin.paths import password_file_path, static_dir, templates_dir
 from cproxy.admin.status import (
     ConfigCollector,
     RuntimeCollector,
@@ -120,11 +120,6 @@ class RuntimeLike(Protocol):
     def stats(self) -> dict[str, Any]: ...
 
     def propagate(self) -> bool: ...
-
-
-def password_file_path(config: Any) -> Path:
-    """The admin password file: AdminPasswordFile, relative to the directive file's dir."""
-    return Path(config.resolve_path("AdminPasswordFile"))
 
 
 @dataclass

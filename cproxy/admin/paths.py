@@ -1,4 +1,4 @@
-"""Where the admin's templates and static files live.
+"""Where the admin's files live: its templates and static files, its password file.
 
 The templates, CSS and JavaScript are kept in one ``web_admin/`` directory:
 
@@ -13,9 +13,13 @@ never pick up some unrelated ``web_admin`` next to site-packages), then the chec
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Any
 
 import cproxy
+
+log = logging.getLogger("cproxy.admin")
 
 # The file whose presence proves a candidate directory really is ours.
 _MARKER = "base.html"
@@ -42,3 +46,25 @@ def templates_dir() -> Path:
 def static_dir() -> Path:
     """Return the directory of the admin's CSS and JavaScript files."""
     return templates_dir() / "static"
+
+
+def password_file_path(config: Any) -> Path:
+    """The admin password file: AdminPasswordFile, relative to the directive file's dir."""
+    return Path(config.resolve_path("AdminPasswordFile"))
+
+
+def password_file_missing(config: Any) -> bool:
+    """True, with a warning saying how to make one, when the admin password file does not
+    exist: nobody could log in, so the admin does not start. Here, not beside the
+    application, so that a proxy whose admin cannot start does not import it (Jinja2 and
+    prometheus-client, about 10 MiB of a process; issue #21)."""
+    passwords = password_file_path(config)
+    if passwords.is_file():
+        return False
+    log.warning(
+        "admin not started: no password file %s; create one with: "
+        "cproxy passwd -f %s admin (the admin starts within a second of it appearing)",
+        passwords,
+        passwords,
+    )
+    return True

@@ -14,7 +14,8 @@ import gevent
 from gevent.pool import Pool
 from gevent.pywsgi import WSGIServer
 
-from cproxy.admin.app import AdminApp, RuntimeLike, password_file_path
+from cproxy.admin.app import AdminApp, RuntimeLike
+from cproxy.admin.paths import password_file_missing
 from cproxy.admin.status import SAMPLE_INTERVAL_S
 from cproxy.origin.connection import format_host_port
 
@@ -121,14 +122,7 @@ def start_admin(
     if listener is None and config.admin_port == 0:
         log.info("admin disabled (AdminPort = 0)")
         return None
-    passwords = password_file_path(config)
-    if not passwords.is_file():
-        log.warning(
-            "admin not started: no password file %s; create one with: "
-            "cproxy passwd -f %s admin (the admin starts within a second of it appearing)",
-            passwords,
-            passwords,
-        )
+    if password_file_missing(config):
         return None
     listeners: list[Listener]
     if listener is None:

@@ -24,8 +24,6 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-import http_sf
-
 from cproxy.cache.fields import split_list, unquote
 from cproxy.memo import memoised_when_short
 
@@ -151,6 +149,11 @@ def parse_targeted_cache_control(value: str) -> CacheControl | None:
     directive is absent. The result has the shape of ``parse_cache_control``'s, so every
     freshness and storage rule reads it unchanged.
     """
+    # Imported with the first targeted field seen (CacheTargetedFields), not at start:
+    # http-sf and what it imports (typing_extensions, json, datetime) are over a MiB of a
+    # process that has no use for them otherwise (issue #21).
+    import http_sf
+
     try:
         members: Any = http_sf.parse(value.encode("latin-1"), tltype="dictionary")
     except (http_sf.StructuredFieldError, UnicodeEncodeError, ValueError):

@@ -23,11 +23,9 @@ configobj options, and why:
 
 from __future__ import annotations
 
-import difflib
 import functools
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -91,6 +89,8 @@ class Config(ConfigAttributes):
 
         def __getattr__(self, attr: str) -> Any:
             # Only called for names not found normally, i.e. not a directive's attribute.
+            import difflib  # for the mistakes only (issue #21: what a proxy imports)
+
             close = difflib.get_close_matches(attr, _ATTRS, n=1)
             hint = f"; did you mean {close[0]}?" if close else ""
             raise AttributeError(f"Config has no attribute {attr!r}{hint}")
@@ -179,6 +179,8 @@ def _parse_value(d: Directive, text: str, *, path: str | None, line: int | None)
 
 
 def _unknown(name: str, *, path: str | None, line: int | None) -> ConfigError:
+    import difflib  # for the mistakes only (issue #21: what a proxy imports)
+
     close = difflib.get_close_matches(name, list(DIRECTIVES), n=1, cutoff=0.6)
     if not close:  # case differences count as nothing: compare in lower case too
         lowered = {n.lower(): n for n in DIRECTIVES}
@@ -439,6 +441,10 @@ def encode_value(d: Directive, text: str) -> str:
 
 def _write_atomically(path: str, text: str) -> None:
     """Replace ``path`` with ``text`` so a reader sees the old file or the new, never half."""
+    # Imported by the admin's Apply alone: tempfile (with shutil, bz2, lzma and random) is
+    # half a MiB a proxy that never saves its file does not need (issue #21).
+    import tempfile
+
     directory = os.path.dirname(os.path.abspath(path))
     mode = os.stat(path).st_mode & 0o7777
     fd, tmp = tempfile.mkstemp(prefix=".cproxy-", suffix=".conf.tmp", dir=directory)

@@ -13,7 +13,6 @@ its message text, and tells a client that refused our certificate from other fai
 from __future__ import annotations
 
 import enum
-import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,6 +60,8 @@ class HandshakeFailure(enum.Enum):
 def classify_handshake_failure(exc: BaseException) -> HandshakeFailure:
     """Classify what ``SSLSocket.do_handshake`` (or ``SSLObject.do_handshake``) raised on
     the server side of a handshake with a client."""
+    import ssl  # loaded already: a handshake raised ``exc``
+
     if isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError):
         return HandshakeFailure.CLOSED
     if isinstance(exc, ssl.SSLError):

@@ -18,17 +18,23 @@ messages are watched for the origin's CertificateRequest (`_HandshakeWatch`, see
 from __future__ import annotations
 
 import functools
-import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gevent
-import gevent.socket as gsocket
-import gevent.ssl as gssl
 
 from cproxy.errors import OriginConnectTimeout, OriginTLSError
+
+if TYPE_CHECKING:
+    import ssl
+
+    import gevent.socket as gsocket
+
+# ``ssl`` (and gevent.ssl) are imported by the functions that make or read a TLS
+# connection, not here: loading OpenSSL costs a process about 2 MiB of its memory, and a
+# proxy whose origins are all plain HTTP never needs it (issue #21, tests/test_import_weight.py).
 
 
 class OriginClientCertRequired(OriginTLSError):
@@ -89,6 +95,10 @@ def client_context(settings: TLSSettings) -> ssl.SSLContext:
     # gevent's SSLContext, so sockets it wraps are cooperative (its create_default_context
     # would give the stdlib's). PROTOCOL_TLS_CLIENT: certificate and host name checked,
     # TLS 1.2 at least, as create_default_context sets up.
+    import ssl
+
+    import gevent.ssl as gssl
+
     ctx = gssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     if settings.ca_file:
         ctx.load_verify_locations(cafile=settings.ca_file)
@@ -140,9 +150,9 @@ def tls_policy(
 # contexts then recurse without end: seen in this test suite), and the ``ssl`` module's
 # own wrapper turns three numbers into enums on every call (1.7 us each, most of the
 # hook's cost per handshake, bench/tls_msg_callback.py).
-_SSL_CONTEXT_TYPE: Any = getattr(getattr(ssl, "_ssl", None), "_SSLContext", None)
-_C_HOOK: Any = vars(_SSL_CONTEXT_TYPE).get("_msg_callback") if _SSL_CONTEXT_TYPE else None
-_MSG_CALLBACK = _C_HOOK is not None and hasattr(_C_HOOK, "__set__")
+# Looked up with ``ssl`` at the first origin handshake (`_hook_available`), not at import.
+_C_HOOK: Any = None
+_MSG_CALLBACK: bool | None = None  # None: not looked up yet; False: this Python has none
 _HANDSHAKE = 22
 _ALERT = 21
 _CERTIFICATE_REQUEST = 13
@@ -204,9 +214,22 @@ def _observe(
         watch.alert = int(msg_type)
 
 
+def _hook_available() -> bool:
+    """Whether this Python's ssl has the message hook (`_C_HOOK` set when it has)."""
+    global _C_HOOK, _MSG_CALLBACK
+    if _MSG_CALLBACK is None:
+        import ssl
+
+        context_type = getattr(getattr(ssl, "_ssl", None), "_SSLContext", None)
+        hook = vars(context_type).get("_msg_callback") if context_type is not None else None
+        _C_HOOK = hook
+        _MSG_CALLBACK = hook is not None and hasattr(hook, "__set__")
+    return _MSG_CALLBACK
+
+
 def _watch(ctx: ssl.SSLContext) -> None:
     """A handshake of ``ctx`` starts: the hook is on (before the connection is made)."""
-    if not _MSG_CALLBACK:
+    if not _hook_available():
         return
     key = id(ctx)
     count = _watching.get(key, 0)
@@ -217,7 +240,7 @@ def _watch(ctx: ssl.SSLContext) -> None:
 
 def _unwatch(ctx: ssl.SSLContext) -> None:
     """A handshake of ``ctx`` ended; the last one turns the hook off."""
-    if not _MSG_CALLBACK:
+    if not _hook_available():
         return
     key = id(ctx)
     count = _watching.get(key, 0) - 1
@@ -267,6 +290,8 @@ def _handshake(
     session: ssl.SSLSession | None,
     deadline: float,
 ) -> ssl.SSLSocket:
+    import ssl  # loaded already: ``ctx`` is an SSLContext
+
     try:
         tls = ctx.wrap_socket(
             sock,
@@ -332,6 +357,8 @@ def read_idle_records(sock: ssl.SSLSocket) -> str:
     The raw socket cannot tell these apart: every one of them makes it readable, and a
     peek sees ciphertext. The socket's timeout is restored.
     """
+    import ssl  # loaded already: ``sock`` is a TLS socket
+
     try:
         timeout = sock.gettimeout()
     except OSError:
@@ -359,4 +386,8 @@ def negotiated_protocol(sock: object) -> str:
 def tls_session(sock: object) -> ssl.SSLSession | None:
     """The TLS session of ``sock`` worth offering again, or None (plain socket, none yet)."""
     session = getattr(sock, "session", None)
+    if session is None:
+        return None
+    import ssl  # loaded already: only a TLS socket has a session
+
     return session if isinstance(session, ssl.SSLSession) else None

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import logging
 import socket as stdlib_socket
-import ssl
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
@@ -50,7 +49,6 @@ from cproxy.errors import ConfigError
 from cproxy.geventshim import raw_socket, wait_readable_untimed
 from cproxy.intercept.clienthello import MAX_HELLO_BYTES, HelloPeek, Verdict, peek_client_hello
 from cproxy.intercept.pinning import PinnedSplices, classify_handshake_failure
-from cproxy.server.transport import ClientTLSSocket
 
 if TYPE_CHECKING:
     # The CA and the leaves need ``cryptography`` (several MiB of a process): imported
@@ -230,7 +228,10 @@ class Interception:
         """The client's TLS handshake with our leaf for ``host`` over ``sock``, by
         ``timeout_s``: the TLS socket. Raises `HandshakeRefused` (counted; a client that
         rejected our certificate is remembered in the pinned memory), or `NoLeaf`."""
+        import ssl
+
         from cproxy.intercept.leaves import NameRefused
+        from cproxy.server.clienttls import ClientTLSSocket
 
         assert self.leaves is not None
         try:

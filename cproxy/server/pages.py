@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-import html
-
 from cproxy.http.heads import reason
 
-__all__ = ["error_response", "reason"]
+__all__ = ["error_response", "escape", "reason"]
+
+# What ``escape(text, quote=True)`` replaces, with the same entities. The stdlib's
+# ``html`` module loads its table of 2,231 named entities (about half a MiB of a process)
+# for ``unescape``, which cproxy never calls (issue #21).
+_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;"})
+
+
+def escape(text: str) -> str:
+    """``text`` safe inside HTML content and quoted attribute values."""
+    return text.translate(_ESCAPES)
 
 
 def error_response(
@@ -23,7 +31,7 @@ def error_response(
     body = (
         '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
         f"<title>{status} {phrase}</title></head>\n<body><h1>{status} {phrase}</h1>\n"
-        f"<p>{html.escape(message)}</p>\n<hr><address>cproxy at {html.escape(hostname)}"
+        f"<p>{escape(message)}</p>\n<hr><address>cproxy at {escape(hostname)}"
         "</address></body></html>\n"
     ).encode()
     lines = [

@@ -124,6 +124,10 @@ class ProxyServer:
             except ListenError as exc:
                 log.error("admin not started: %s", exc)
                 return
+        from cproxy.admin.paths import password_file_missing
+
+        if password_file_missing(cfg):
+            return  # and the application is not imported for nothing (issue #21)
         from cproxy.admin import start_admin
 
         self.admin = start_admin(self.runtime, listener=self._admin_socks or None)

@@ -8,7 +8,7 @@ with `AccessLog.write` itself, the general path from its `Outcome`.
 from __future__ import annotations
 
 import logging
-import ssl
+import sys
 from collections.abc import Callable
 
 from cproxy.errors import OriginTLSError, PoolQueueTimeout
@@ -130,6 +130,11 @@ def upstream_tls_failure(exc: BaseException) -> str | None:
     ``ssl`` exception the origin error was raised from (its type and OpenSSL reason code)."""
     if isinstance(exc, OriginClientCertRequired):
         return "client-cert"  # TLS 1.2: seen in the handshake's messages (origin/tls.py)
+    # A process that never imported ``ssl`` (no https origin yet) has no TLS failure to
+    # read, and importing it here would cost a plain-HTTP proxy about 2 MiB (issue #21).
+    ssl = sys.modules.get("ssl")
+    if ssl is None:
+        return None
     cause: BaseException | None = exc
     seen = 0
     while cause is not None and seen < 8:
