@@ -385,6 +385,9 @@ def deployed_tree(repo_dir: Path = REPO_DIR) -> Path:
         return repo_dir
     if repo_dir in _DEPLOYED:
         return _DEPLOYED[repo_dir]
+    if not (repo_dir / "setup.py").exists():  # a checkout from before the compiled build
+        _DEPLOYED[repo_dir] = repo_dir
+        return repo_dir
     import hashlib
     import zipfile
 
