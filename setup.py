@@ -70,6 +70,7 @@ COMPILED = [
     "cproxy/server/destinations.py",
     "cproxy/server/routing.py",
     "cproxy/server/runtime.py",
+    "cproxy/server/transport.py",
 ]
 
 
