@@ -77,6 +77,15 @@ class Lab:
         return ProxyThread(test_config(**self.directives(*ports, **more)))
 
 
+def cacheable(h: object) -> None:
+    """An origin route: 1 KiB that any cache may keep for ten minutes."""
+    h.reply(  # type: ignore[attr-defined]
+        200,
+        b"x" * 1024,
+        {"Cache-Control": "max-age=600", "Content-Type": "application/octet-stream"},
+    )
+
+
 @contextlib.contextmanager
 def running(proxy: ProxyThread) -> Iterator[ProxyThread]:
     with proxy:

@@ -20,6 +20,7 @@ import pytest
 from cproxy.intercept.clienthello import Verdict, peek_client_hello
 from tests.intercepting import (
     Lab,
+    cacheable,
     connect,
     get,
     issuer,
@@ -33,14 +34,6 @@ from tests.support import WAIT_S, read_response, wait_for
 @pytest.fixture
 def lab(tmp_path: Path) -> Lab:
     return Lab(tmp_path)
-
-
-def cacheable(h: object) -> None:
-    h.reply(  # type: ignore[attr-defined]
-        200,
-        b"x" * 1024,
-        {"Cache-Control": "max-age=600", "Content-Type": "application/octet-stream"},
-    )
 
 
 def access_lines(path: Path) -> list[dict[str, object]]:

@@ -19,7 +19,16 @@ import pytest
 
 from cproxy.admin.passwd import set_password
 from tests import support
-from tests.intercepting import Lab, get, issuer, localhost_resolver, running, tls_origin, tunnel
+from tests.intercepting import (
+    Lab,
+    cacheable,
+    get,
+    issuer,
+    localhost_resolver,
+    running,
+    tls_origin,
+    tunnel,
+)
 from tests.nginxorigin import NginxOrigin
 from tests.support import WAIT_S, ProxyThread, read_response, wait_for
 from tests.tls import TestCA
@@ -28,14 +37,6 @@ from tests.tls import TestCA
 @pytest.fixture
 def lab(tmp_path: Path) -> Lab:
     return Lab(tmp_path)
-
-
-def cacheable(h: object) -> None:
-    h.reply(  # type: ignore[attr-defined]
-        200,
-        b"x" * 1024,
-        {"Cache-Control": "max-age=600", "Content-Type": "application/octet-stream"},
-    )
 
 
 @contextlib.contextmanager
