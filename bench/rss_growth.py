@@ -13,7 +13,9 @@ one request for X through the proxy (a miss the first time); any other step is a
 run of ``--seconds`` with 50 connections: ``1k``, ``16k``, ``1m`` cache hits (after
 their miss), ``browser`` the 1 KiB hit with browser headers, ``nostore`` the pooled
 1 KiB miss, and ``nostore-unique`` that miss with a distinct URL per request (the memos
-filling). compare.py gives the peak against Squid's; this says which step grew it.
+filling), ``1k-unique`` a cacheable 1 KiB miss with a distinct URL per request (the memory
+cache filling up to CacheMemory, then evicting: #21). compare.py gives the peak against
+Squid's; this says which step grew it.
 
 Needs nginx-light and wrk (Debian), like compare.py.
 """
@@ -34,6 +36,7 @@ STEPS = {
     "browser": ("/cache/1k", bl.BROWSER_HEADERS, False),
     "nostore": ("/nostore/1k", None, False),
     "nostore-unique": ("/nostore/1k", None, True),
+    "1k-unique": ("/cache/1k", None, True),
 }
 
 

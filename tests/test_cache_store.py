@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cproxy.cache import CacheSettings, CacheStore, Entry, normalise_url
+from cproxy.cache import store as store_module
 from tests.test_cache_support import T0
 
 
@@ -30,7 +31,11 @@ def test_entry_head_serialised_with_age_and_content_length() -> None:
     head = e.head_with_age(7, b"X-Extra: 1\r\n")
     assert head.startswith(b"HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\n")
     assert head.endswith(b"Content-Length: 3\r\nX-Extra: 1\r\nAge: 7\r\n\r\n")
-    assert e.size == len(e.head_prefix) + 3 + len("http://a/x")
+    # The size counts what the entry holds (#21): the serialised head, body and key bytes,
+    # plus the measured overheads of the entry's objects and of each parsed header field.
+    values = len("max-age=60") + len("Tue, 14 Nov 2023 22:13:20 GMT")
+    held = len(e.head_prefix) + 3 + len("http://a/x") + values
+    assert e.size == held + store_module.ENTRY_OVERHEAD + 2 * store_module.FIELD_OVERHEAD
 
 
 def test_lru_eviction_never_exceeds_max_bytes() -> None:

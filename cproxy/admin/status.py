@@ -336,7 +336,7 @@ class RuntimeCollector(Collector):
         if cache is not None:
             for key, help_text in (
                 ("objects", "Objects in the memory cache"),
-                ("bytes", "Bytes held by the memory cache"),
+                ("bytes", "Memory held by the memory cache's entries, as CacheMemory counts it"),
                 ("max_bytes", "Size of the memory cache (CacheMemory)"),
             ):
                 yield _gauge(f"cproxy_cache_{key}", help_text, cache.get(key, 0))

@@ -1258,8 +1258,11 @@ _DECLARED: tuple[Directive, ...] = (
         "64 M",
         CACHE_SETTINGS,
         """
-        Most bytes the memory cache holds, response heads and bodies together; the least
-        recently used entries are evicted to make room.
+        Most memory the memory cache holds; the least recently used entries are evicted to
+        make room. An entry counts the memory it really holds, not only its body: its head,
+        body and URL, its parsed header fields and the objects that keep it (about 0.9 K per
+        response and 0.1 K per header field beside their text), so a 1 K response counts
+        about 3 K, and CacheMemory bounds the memory the cache really takes.
 
         64 M is IBM's recommended minimum. With Workers above 1, each worker has a cache of
         this size. 0 stores nothing.
