@@ -316,26 +316,34 @@ def supervise(
     stopping = False
 
     def start_worker(number: int) -> None:
+        # Forked with the control signals blocked, as the first workers are: until the
+        # child's own handlers exist (serve_process unblocks them), a SIGTERM waits, rather
+        # than running the supervisor's handler that fork copied into the child (which
+        # would swallow it: a worker that never stops) or killing a half-started worker.
+        # The parent has the new pid in `workers` before a pending signal is delivered.
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, _CONTROL_SIGNALS)
         pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                gevent.reinit()
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                signal.signal(signal.SIGINT, signal.SIG_DFL)
-                signal.signal(signal.SIGHUP, signal.SIG_DFL)
-                signal.signal(signal.SIGUSR1, signal.SIG_DFL)
-                code = serve_process(
-                    config,
-                    config_path,
-                    sock,
-                    worker=number,
-                    supervisor_pid=supervisor,
-                    admin_sock=admin_sock,
-                )
-            finally:
-                os._exit(code)
-        workers[pid] = (number, time.monotonic())
+        if pid != 0:
+            workers[pid] = (number, time.monotonic())
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+            return
+        code = 1
+        try:
+            gevent.reinit()
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.signal(signal.SIGHUP, signal.SIG_DFL)
+            signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+            code = serve_process(
+                config,
+                config_path,
+                sock,
+                worker=number,
+                supervisor_pid=supervisor,
+                admin_sock=admin_sock,
+            )
+        finally:
+            os._exit(code)
 
     def forward(signum: int, _frame: object) -> None:
         nonlocal stopping
@@ -367,6 +375,8 @@ def supervise(
         log.error("worker %d (pid %d) died (status %d); restarting it", number, pid, status)
         if time.monotonic() - started < _RESPAWN_PAUSE_S:
             time.sleep(_RESPAWN_PAUSE_S)
+            if stopping:  # SIGTERM came during the pause: nobody would stop the new one
+                continue
         start_worker(number)
     log.info("stopped")
     return 0
