@@ -404,7 +404,8 @@ def deployed_tree(repo_dir: Path = REPO_DIR) -> Path:
         shutil.copytree(repo_dir, tree, ignore=skip)
         wheels = tree / "wheel"
         env = dict(os.environ, CPROXY_COMPILE="1")
-        cmd = [sys.executable, "-m", "pip", "wheel", "-q", "--no-build-isolation", "--no-deps"]
+        # Isolated, from pyproject.toml's build requirements, as the README's install.
+        cmd = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps"]
         done = subprocess.run(
             [*cmd, "-w", str(wheels), "."], cwd=tree, env=env, capture_output=True, timeout=900
         )

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 #: The private key types a CA may have: both sign with SHA-256 in ``cert.sign``.
-SigningKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+SigningKey: TypeAlias = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 KEY_NAME = "ca-key.pem"
 CERT_NAME = "ca-cert.pem"
