@@ -404,8 +404,10 @@ def deployed_tree(repo_dir: Path = REPO_DIR) -> Path:
         shutil.copytree(repo_dir, tree, ignore=skip)
         wheels = tree / "wheel"
         env = dict(os.environ, CPROXY_COMPILE="1")
-        # Isolated, from pyproject.toml's build requirements, as the README's install.
-        cmd = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps"]
+        # As the README's install builds it (scripts/test-compiled says why): the pip of a
+        # new virtual environment with nothing installed, in its isolated build.
+        subprocess.run([sys.executable, "-m", "venv", str(tree / "buildenv")], check=True)
+        cmd = [str(tree / "buildenv" / "bin" / "python"), "-m", "pip", "wheel", "-q", "--no-deps"]
         done = subprocess.run(
             [*cmd, "-w", str(wheels), "."], cwd=tree, env=env, capture_output=True, timeout=900
         )

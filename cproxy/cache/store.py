@@ -13,7 +13,6 @@ Header values are str holding the octets of the field value one character per by
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +20,7 @@ from cachetools import Cache, LRUCache
 
 from cproxy.cache.cachecontrol import CacheControl
 from cproxy.cache.dates import format_http_date, parse_http_date
+from cproxy.cache.evictinglru import EvictionCountingLRU
 from cproxy.cache.fields import HeaderPairs, get_all, get_first
 from cproxy.cache.policy import (
     CacheSettings,
@@ -434,19 +434,6 @@ def _variants_size(variants: Variants | tuple[PartialEntry]) -> int:
     return sum(entry.size for entry in variants)
 
 
-class _EvictionCountingLRU(LRUCache):  # type: ignore[type-arg]
-    """cachetools' LRUCache that reports each eviction (popitem is only called to evict)."""
-
-    def __init__(self, maxsize: int, on_evict: Callable[[Any, Any], None]) -> None:
-        super().__init__(maxsize, getsizeof=_variants_size)
-        self._on_evict = on_evict
-
-    def popitem(self) -> tuple[Any, Any]:
-        key, value = super().popitem()
-        self._on_evict(key, value)
-        return key, value
-
-
 class CacheStore:
     """URL key -> variants, sized in bytes, least recently used evicted first."""
 
@@ -459,8 +446,8 @@ class CacheStore:
         self.stores = 0
         self._lru = self._new_lru(max_bytes)
 
-    def _new_lru(self, max_bytes: int) -> _EvictionCountingLRU:
-        return _EvictionCountingLRU(max_bytes, self._count_eviction)
+    def _new_lru(self, max_bytes: int) -> EvictionCountingLRU:
+        return EvictionCountingLRU(max_bytes, _variants_size, self._count_eviction)
 
     def _count_eviction(self, _key: Any, variants: Variants) -> None:
         self.evictions += len(variants)
