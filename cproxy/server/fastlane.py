@@ -258,6 +258,40 @@ class FastLaneState(Protocol):
     def listens_on_port(self, port: int | None) -> bool: ...
 
 
+def record_lane_request(
+    state: FastLaneState,
+    plain: PlainGet,
+    client_ip: str,
+    started: float,
+    status: int,
+    sent: int,
+    origin: str,
+    cache: str,
+    user: str | None = None,
+    protocol: str = "-",
+) -> None:
+    """What the general path records of a request a lane served (the response counters
+    and the access log line), without an Outcome of the general path's to carry it.
+    ``started`` is the lane's monotonic start; the rest are the log line's fields."""
+    elapsed_s = time.monotonic() - started
+    state.responses.record(status, elapsed_s)
+    if state.access_log.enabled:
+        fields = plain.fields
+        state.access_log.write(
+            client_ip,
+            plain.request_line,
+            status,
+            sent,
+            fields.referer,
+            fields.user_agent,
+            elapsed_s,
+            origin,
+            cache,
+            user,
+            protocol,
+        )
+
+
 def serve_fresh_hit(
     state: FastLaneState, sink: ClientSink, client_ip: str, plain: PlainGet, keep: bool
 ) -> bool | None:
@@ -287,20 +321,5 @@ def serve_fresh_hit(
         sent = len(data) + len(entry.body)
         cache.fast_hits += 1
     finally:
-        # What the general path records of a hit, without an Outcome to carry it.
-        elapsed_s = time.monotonic() - started
-        state.responses.record(entry.status, elapsed_s)
-        if state.access_log.enabled:
-            fields = plain.fields
-            state.access_log.write(
-                client_ip,
-                plain.request_line,
-                entry.status,
-                sent,
-                fields.referer,
-                fields.user_agent,
-                elapsed_s,
-                "-",
-                "hit",
-            )
+        record_lane_request(state, plain, client_ip, started, entry.status, sent, "-", "hit")
     return keep

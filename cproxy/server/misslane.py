@@ -51,7 +51,7 @@ from cproxy.server.accesslog import AccessLog
 from cproxy.server.caching import Front, ProxyCache, answer_fetched, cache_front
 from cproxy.server.destinations import policy_for
 from cproxy.server.exchange import Requester
-from cproxy.server.fastlane import PlainGet
+from cproxy.server.fastlane import PlainGet, record_lane_request
 from cproxy.server.respond import Outcome, origin_failed
 from cproxy.server.responsestats import ResponseStats
 
@@ -148,20 +148,15 @@ def serve_plain_miss(
         outcome.cache += ";detail=no-store"  # as the general path logs storable's reason
         return exchange.relay(keep, extra=[extra], fields=fields.items())
     finally:
-        elapsed_s = time.monotonic() - started
-        state.responses.record(outcome.status, elapsed_s)
-        if state.access_log.enabled:
-            f = plain.fields
-            state.access_log.write(
-                client_ip,
-                plain.request_line,
-                outcome.status,
-                outcome.sent,
-                f.referer,
-                f.user_agent,
-                elapsed_s,
-                outcome.origin,
-                outcome.cache,
-                outcome.user,
-                outcome.protocol,
-            )
+        record_lane_request(
+            state,
+            plain,
+            client_ip,
+            started,
+            outcome.status,
+            outcome.sent,
+            outcome.origin,
+            outcome.cache,
+            outcome.user,
+            outcome.protocol,
+        )
