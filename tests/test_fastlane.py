@@ -14,12 +14,8 @@ gate (`caching.cache_front` is URL_ALONE), or either half of it, fails
 
 from __future__ import annotations
 
-import contextlib
 import email.utils
-import re
-import socket
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -29,7 +25,7 @@ from cproxy.directives import config_with
 from cproxy.http import Request, parse_request_head
 from cproxy.server.caching import ProxyCache
 from cproxy.server.fastlane import plain_get
-from tests.hostile import read_all
+from tests.lanediff import log_mark, log_since, send, undated
 from tests.support import FakeClock, Origin, ProxyThread, start_proxy
 
 FIXED_DATE = "Mon, 23 Nov 2026 10:00:00 GMT"
@@ -80,23 +76,6 @@ def _reset(proxy: ProxyThread, clock: FakeClock) -> None:
     proxy.call(fresh_cache)
 
 
-def _send(port: int, data: bytes) -> bytes:
-    with contextlib.closing(socket.create_connection(("127.0.0.1", port), timeout=5)) as s:
-        s.sendall(data)
-        raw, _closed = read_all(s, 5.0)
-    return raw
-
-
-# Access-log fields that vary between two runs of one request: the time, the response
-# time, and whether a pooled origin socket was new or reused ("-", none, stays "-").
-_LOG_VARIES = [
-    (re.compile(rb" \[[^]]*\] "), b" [-] "),
-    (re.compile(rb" [0-9.]+ms "), b" -ms "),
-    (re.compile(rb" origin=(?:new|reused) "), b" origin=used "),
-]
-_DATE = re.compile(rb"\r\nDate: [^\r]*")
-
-
 def _served(proxy: ProxyThread, origin: Origin, request: bytes, *, fast: bool) -> tuple:
     """What the client, the counters and the access log saw for ``request``."""
     clock = FakeClock()
@@ -104,25 +83,18 @@ def _served(proxy: ProxyThread, origin: Origin, request: bytes, *, fast: bool) -
     _reset(proxy, clock)
     canary = f"GET {origin.url('/canary')} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     warm = f"GET {origin.url('/r')} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    assert b" 200 " in _send(proxy.port, warm.encode())
-    log: Path = proxy.access_log_path  # type: ignore[attr-defined]
-    proxy.call(proxy.runtime.access_log.flush)
-    log_size = log.stat().st_size
+    assert b" 200 " in send(proxy.port, warm.encode())
+    log_size = log_mark(proxy)
     proxy.runtime.fast_lane = fast
     try:
-        raw = _send(proxy.port, request + canary.encode())
+        raw = send(proxy.port, request + canary.encode())
     finally:
         proxy.runtime.fast_lane = True
     cache = proxy.runtime.cache
-    proxy.call(proxy.runtime.access_log.flush)
-    with open(log, "rb") as f:
-        f.seek(log_size)
-        lines = f.read()
-    for pattern, replacement in _LOG_VARIES:
-        lines = pattern.sub(replacement, lines)
+    lines = log_since(proxy, log_size)
     # cproxy's own answers (errors) carry the real time in Date; stored ones FIXED_DATE.
     counters = (cache.store.hits, cache.store.misses, cache.store.stores)
-    return _DATE.sub(b"\r\nDate: -", raw), counters, lines, cache.fast_hits
+    return undated(raw), counters, lines, cache.fast_hits
 
 
 # -- generated requests ----------------------------------------------------------------
@@ -432,27 +404,20 @@ def _served_under(
     clock.now = email.utils.parsedate_to_datetime(FIXED_DATE).timestamp() + 30
     _reset(proxy, clock)
     warm = f"GET {origin.url(path)} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    assert b" 200 " in _send(proxy.port, warm.encode())
-    log: Path = proxy.access_log_path  # type: ignore[attr-defined]
-    proxy.call(rt.access_log.flush)
-    log_size = log.stat().st_size
+    assert b" 200 " in send(proxy.port, warm.encode())
+    log_size = log_mark(proxy)
     proxy.call(lambda: rt.apply(config_with(before, directives)))
     rt.fast_lane = fast
     try:
         canary = f"GET {origin.url('/canary')} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        raw = _send(proxy.port, request + canary.encode())
+        raw = send(proxy.port, request + canary.encode())
     finally:
         rt.fast_lane = True
         proxy.call(lambda: rt.apply(before))
     cache = rt.cache
-    proxy.call(rt.access_log.flush)
-    with open(log, "rb") as f:
-        f.seek(log_size)
-        lines = f.read()
-    for pattern, replacement in _LOG_VARIES:
-        lines = pattern.sub(replacement, lines)
+    lines = log_since(proxy, log_size)
     counters = (cache.store.hits, cache.store.misses, cache.store.stores)
-    return _DATE.sub(b"\r\nDate: -", raw), counters, lines, cache.fast_hits
+    return undated(raw), counters, lines, cache.fast_hits
 
 
 @pytest.mark.timeout(300)

@@ -14,13 +14,9 @@ counters and the access-log line must be the same.
 
 from __future__ import annotations
 
-import contextlib
 import email.utils
-import re
-import socket
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -28,7 +24,7 @@ from hypothesis import strategies as st
 
 from cproxy.directives import config_with
 from cproxy.server.caching import ProxyCache
-from tests.hostile import read_all
+from tests.lanediff import log_mark, log_since, send, undated
 from tests.support import FakeClock, Origin, ProxyThread, start_proxy
 from tests.test_fastlane import PLAIN_FIELDS
 
@@ -174,21 +170,6 @@ class Answers:
             h.close_connection = True
 
 
-_LOG_VARIES = [
-    (re.compile(rb" \[[^]]*\] "), b" [-] "),
-    (re.compile(rb" [0-9.]+ms "), b" -ms "),
-    (re.compile(rb" origin=(?:new|reused) "), b" origin=used "),
-]
-_DATE = re.compile(rb"\r\nDate: [^\r]*")
-
-
-def _send(port: int, data: bytes) -> bytes:
-    with contextlib.closing(socket.create_connection(("127.0.0.1", port), timeout=5)) as s:
-        s.sendall(data)
-        raw, _closed = read_all(s, 5.0)
-    return raw
-
-
 def _served(
     proxy: ProxyThread,
     origin: Origin,
@@ -211,12 +192,10 @@ def _served(
 
     proxy.call(fresh_cache)
     warm = f"GET {origin.url('/m')} HTTP/1.1\r\nHost: x\r\nX-Warm: 1\r\nConnection: close\r\n\r\n"
-    assert b" 200 " in _send(proxy.port, warm.encode())
+    assert b" 200 " in send(proxy.port, warm.encode())
     assert rt.cache is not None
     assert f"http://127.0.0.1:{origin.port}/m" in rt.cache.uncacheable
-    log: Path = proxy.access_log_path  # type: ignore[attr-defined]
-    proxy.call(rt.access_log.flush)
-    log_size = log.stat().st_size
+    log_size = log_mark(proxy)
     with origin.lock:
         seen = len(origin.requests)
     statuses = dict(rt.responses.by_status)
@@ -224,17 +203,12 @@ def _served(
     rt.miss_lane = lane
     try:
         canary = f"GET {origin.url('/canary')} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        raw = _send(proxy.port, request + canary.encode())
+        raw = send(proxy.port, request + canary.encode())
     finally:
         rt.miss_lane = True
         proxy.call(lambda: rt.apply(before))
     cache = rt.cache
-    proxy.call(rt.access_log.flush)
-    with open(log, "rb") as f:
-        f.seek(log_size)
-        lines = f.read()
-    for pattern, replacement in _LOG_VARIES:
-        lines = pattern.sub(replacement, lines)
+    lines = log_since(proxy, log_size)
     with origin.lock:
         received = origin.requests[seen:]
     counters = (
@@ -245,7 +219,7 @@ def _served(
         sorted(cache.uncacheable.keys()),
         {k: v - statuses.get(k, 0) for k, v in rt.responses.by_status.items()},
     )
-    return _DATE.sub(b"\r\nDate: -", raw), received, counters, lines
+    return undated(raw), received, counters, lines
 
 
 def _request(port: int, fields: list[str]) -> bytes:
@@ -319,7 +293,7 @@ def test_miss_lane_takes_the_plain_uncacheable_miss(proxy: ProxyThread, origin: 
         o = f"127.0.0.1:{origin.port}"
         request = f"GET http://{o}/other HTTP/1.1\r\nHost: {o}\r\n\r\n"
         canary = f"GET http://{o}/canary HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        assert _send(proxy.port, (request + canary).encode()).count(b"HTTP/1.1 200 ") == 2
+        assert send(proxy.port, (request + canary).encode()).count(b"HTTP/1.1 200 ") == 2
         assert cache.lane_misses == 1
         assert cache.stats()["lane_misses"] == 1
     finally:
